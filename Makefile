@@ -1,0 +1,36 @@
+# The README's two commands: `make demo` and `make test`. Both set up .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+PIP := $(VENV)/bin/pip
+# torch is not pinned in the package; this is the build the project is tested with.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+PYTEST_ARGS ?=
+
+.PHONY: setup setup-dev demo test lint bench images
+
+$(VENV)/.base:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(TORCH_SPEC)
+	touch $@
+
+$(VENV)/.local: $(VENV)/.base pyproject.toml setup.py
+	$(PIP) install -q -e '.[local]'
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.base pyproject.toml setup.py
+	$(PIP) install -q -e '.[dev]'
+	touch $@ $(VENV)/.local
+
+setup: $(VENV)/.local
+setup-dev: $(VENV)/.dev
+
+# The main job on the embedded default: local folder, CPU, tiny models.
+demo: $(VENV)/.local
+	$(VENV)/bin/laclip data synth
+
+test: $(VENV)/.dev
+	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+bench: $(VENV)/.dev
+	$(VENV)/bin/python -m bench

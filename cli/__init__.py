@@ -1,0 +1,1 @@
+"""The `laclip` command line (typer). Installed as `laclip_cli`; starts without torch."""

@@ -1,0 +1,170 @@
+"""What every rendered object shares: names, labels, GKE scheduling and pod security."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+from typing import Any
+
+import yaml
+
+from laclip.config import ClusterOptions, default_image
+from laclip.errors import UsageError
+
+APP = "laclip"
+RUN_LABEL = "laclip.dev/run"
+DATASET_LABEL = "laclip.dev/dataset"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+GPU_RESOURCE = "nvidia.com/gpu"
+ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
+SPOT_LABEL = "cloud.google.com/gke-spot"
+RUN_AS_USER = 1000  # the non-root user the images create
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def check_name(name: str, what: str = "name", limit: int = 63) -> str:
+    """Fail early, with the rule, on names the API server would reject (RFC 1123 label)."""
+    if len(name) > limit:
+        raise UsageError(f"{what} {name!r} is {len(name)} characters long; Kubernetes allows at most {limit}")
+    if not _DNS_LABEL.match(name):
+        raise UsageError(
+            f"{what} {name!r} is not a valid Kubernetes name: use lower-case letters, digits and '-', "
+            "starting and ending with a letter or digit (RFC 1123)"
+        )
+    return name
+
+
+def check_label_value(value: str, what: str) -> str:
+    if len(value) > 63 or not _LABEL_VALUE.match(value):
+        raise UsageError(
+            f"{what} {value!r} cannot be a Kubernetes label value: at most 63 characters of "
+            "letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
+        )
+    return value
+
+
+def new_run_id(stage: str, dataset: str, now: dt.datetime | None = None, suffix: str | None = None) -> str:
+    """A readable, unique run id such as `rewrite-cc12m-1122-0412-a3f9`."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    suffix = suffix or secrets.token_hex(2)
+    run = f"{stage}-{dataset}"[:40].rstrip("-") + f"-{now:%m%d-%H%M}-{suffix}"
+    return check_name(run, "run id")
+
+
+def labels(component: str, run: str, dataset: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": APP,
+        COMPONENT_LABEL: component,
+        "app.kubernetes.io/managed-by": APP,
+        RUN_LABEL: check_label_value(run, "run id"),
+        DATASET_LABEL: check_label_value(dataset, "dataset name"),
+    }
+
+
+def object_labels(component: str, run: str, dataset: str, cluster: ClusterOptions) -> dict[str, str]:
+    """Labels for the top-level object: the pod labels plus the Kueue queue when asked."""
+    out = labels(component, run, dataset)
+    if cluster.queue:
+        out[QUEUE_LABEL] = check_name(cluster.queue, "Kueue LocalQueue name")
+    return out
+
+
+def image_for(component: str, cluster: ClusterOptions) -> str:
+    return cluster.image or default_image(component)
+
+
+def node_scheduling(cluster: ClusterOptions) -> dict[str, Any]:
+    """nodeSelector and tolerations for GKE A100 pools (and Spot VMs when asked)."""
+    selector: dict[str, str] = {}
+    tolerations: list[dict[str, str]] = []
+    if cluster.gpus > 0:
+        selector[ACCELERATOR_LABEL] = cluster.accelerator
+        tolerations.append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
+    if cluster.spot:
+        selector[SPOT_LABEL] = "true"
+        tolerations.append({"key": SPOT_LABEL, "operator": "Equal", "value": "true", "effect": "NoSchedule"})
+    out: dict[str, Any] = {}
+    if selector:
+        out["nodeSelector"] = selector
+    if tolerations:
+        out["tolerations"] = tolerations
+    return out
+
+
+def resources(cluster: ClusterOptions) -> dict[str, Any]:
+    req: dict[str, str] = {"cpu": cluster.cpu, "memory": cluster.memory}
+    lim: dict[str, str] = {"memory": cluster.memory}
+    if cluster.gpus > 0:
+        req[GPU_RESOURCE] = str(cluster.gpus)
+        lim[GPU_RESOURCE] = str(cluster.gpus)
+    return {"requests": req, "limits": lim}
+
+
+def pod_security_context() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS_USER,
+        "runAsGroup": RUN_AS_USER,
+        "fsGroup": RUN_AS_USER,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+    }
+
+
+def scratch_volumes(cluster: ClusterOptions) -> tuple[list[dict], list[dict]]:
+    """A memory-backed /dev/shm for data-loader workers and NCCL, and a writable /tmp."""
+    volumes = [
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": cluster.shm}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    mounts = [{"name": "dshm", "mountPath": "/dev/shm"}, {"name": "tmp", "mountPath": "/tmp"}]
+    return volumes, mounts
+
+
+def apply_gke_pod_spec(spec: dict[str, Any], cluster: ClusterOptions) -> dict[str, Any]:
+    """Patch a pod spec in place for GKE: scheduling, identity, security, scratch space."""
+    spec.update(node_scheduling(cluster))
+    spec["serviceAccountName"] = check_name(cluster.service_account, "service account")
+    spec["automountServiceAccountToken"] = True  # Workload Identity exchanges this token for GCP credentials
+    spec["securityContext"] = pod_security_context()
+    if cluster.priority_class:
+        spec["priorityClassName"] = check_name(cluster.priority_class, "priority class")
+    volumes, mounts = scratch_volumes(cluster)
+    names = {v["name"] for v in spec.get("volumes", [])}
+    spec.setdefault("volumes", []).extend(v for v in volumes if v["name"] not in names)
+    for container in spec.get("containers", []):
+        have = {m["mountPath"] for m in container.get("volumeMounts", [])}
+        container.setdefault("volumeMounts", []).extend(m for m in mounts if m["mountPath"] not in have)
+        container["securityContext"] = container_security_context()
+    return spec
+
+
+def dump_yaml(objects: list[dict[str, Any]]) -> str:
+    """Objects as one multi-document YAML stream, keys in the order they were built."""
+    return yaml.safe_dump_all(objects, sort_keys=False, default_flow_style=False, width=120)
+
+
+def base_env(root: str, run: str) -> list[dict[str, str]]:
+    """Environment every laclip container gets. HOME and caches point at the writable /tmp
+    because the root filesystem is read-only; logs are JSON lines for Cloud Logging."""
+    return [
+        {"name": "LACLIP_ROOT", "value": root},
+        {"name": "LACLIP_RUN", "value": run},
+        {"name": "LACLIP_LOG_FORMAT", "value": "json"},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "XDG_CACHE_HOME", "value": "/tmp/.cache"},
+    ]

@@ -1,0 +1,1 @@
+"""Datasets: the img2dataset shard layout, the preset registry and the demo dataset."""

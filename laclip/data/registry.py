@@ -1,0 +1,103 @@
+"""Dataset presets and discovery: any `datasets/<name>/` folder with shards is a dataset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from laclip.data.shards import SHARD_RE, Shard, list_shards
+from laclip.errors import DataError, UsageError
+from laclip.storage.base import Store
+
+DATASETS_PREFIX = "datasets"
+SAMPLES_PER_SHARD = 10_000  # img2dataset's default
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    samples: int  # nominal, as published; downloads lose a few percent to dead links
+    description: str
+    kind: str = "img2dataset"  # or "clip_benchmark" for evaluation sets
+    per_shard: int = SAMPLES_PER_SHARD
+
+    @property
+    def shards(self) -> int:
+        return -(-self.samples // self.per_shard)
+
+    @property
+    def folder(self) -> str:
+        return f"{DATASETS_PREFIX}/{self.name}"
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset("cc3m", 3_300_000, "Conceptual Captions 3M (alt-text, hypernymised)"),
+        Preset("cc12m", 12_000_000, "Conceptual 12M (alt-text)"),
+        Preset("redcaps", 12_000_000, "RedCaps (Reddit image posts and titles)"),
+        Preset("laion400m", 400_000_000, "LAION-400M (CLIP-filtered Common Crawl alt-text)"),
+        Preset("demo", 4_096, "synthetic shapes made by `laclip data synth` (the embedded default)", per_shard=512),
+    )
+}
+
+NAME_RULE = "lower-case letters, digits and '-', starting with a letter, at most 40 characters"
+
+
+def check_name(name: str) -> str:
+    """Dataset names become Kubernetes label values and object names: keep them DNS-safe."""
+    import re
+
+    if not re.fullmatch(r"[a-z][a-z0-9-]{0,39}", name or "") or name.endswith("-"):
+        raise UsageError(f"invalid dataset name {name!r}: use {NAME_RULE}")
+    return name
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    folder: str
+    kind: str  # "img2dataset" or "clip_benchmark"
+    shards: int
+    preset: Preset | None
+
+
+def discover(store: Store) -> dict[str, DatasetInfo]:
+    """Every dataset folder under `datasets/`, with its shard count."""
+    counts: dict[str, dict[str, set]] = {}
+    for path in store.list(DATASETS_PREFIX + "/"):
+        parts = path.split("/")
+        if len(parts) < 3:
+            continue
+        name = parts[1]
+        entry = counts.setdefault(name, {"img2dataset": set(), "clip_benchmark": set()})
+        if len(parts) == 3 and SHARD_RE.match(parts[2]):
+            entry["img2dataset"].add(parts[2].split(".")[0])
+        elif parts[-1] == "nshards.txt":
+            entry["clip_benchmark"].add("/".join(parts[2:-1]))
+    found = {}
+    for name, entry in sorted(counts.items()):
+        kind = "img2dataset" if entry["img2dataset"] else ("clip_benchmark" if entry["clip_benchmark"] else None)
+        if kind is None:
+            continue
+        found[name] = DatasetInfo(name, f"{DATASETS_PREFIX}/{name}", kind, len(entry[kind]), PRESETS.get(name))
+    return found
+
+
+def dataset_folder(name: str) -> str:
+    return f"{DATASETS_PREFIX}/{check_name(name)}"
+
+
+def resolve_shards(store: Store, name: str) -> list[Shard]:
+    """The shards of dataset `name`, or a clear error that says what exists."""
+    check_name(name)
+    shards = list_shards(store, name, dataset_folder(name))
+    if shards:
+        return shards
+    if name in PRESETS:
+        hint = (
+            "run `laclip data synth` to build it" if name == "demo"
+            else f"download it with img2dataset (--output_format webdataset) into {store.url_of(dataset_folder(name))}/"
+        )
+        raise DataError(f"dataset {name!r} has no shards in {store.url_of(dataset_folder(name))}/: {hint}")
+    known = sorted(set(PRESETS) | set(discover(store)))
+    raise DataError(f"unknown dataset {name!r}: known datasets are {', '.join(known)}")

@@ -1,0 +1,184 @@
+"""gs://bucket/prefix as a store, through google-cloud-storage.
+
+Transient failures (429, 5xx, dropped connections) are retried with the client's own
+exponential back-off (google.cloud.storage.retry.DEFAULT_RETRY) for up to
+`retry_timeout` seconds. Create-only writes send `if_generation_match=0`, which
+also makes them safe for the client to retry. Uploads are single requests or
+resumable sessions that GCS commits whole, so a failed write never leaves a
+partial object behind.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import BinaryIO
+
+from laclip.errors import AlreadyExists, AuthError, NotFound, StorageError, StoreUnavailable, UsageError
+from laclip.storage.base import Store, join
+
+AUTH_HINT = (
+    "authenticate with `gcloud auth application-default login` on a workstation, "
+    "or run in a pod whose ServiceAccount is bound to a Google service account through "
+    "Workload Identity (see manifests/); set STORAGE_EMULATOR_HOST to use an emulator"
+)
+
+
+def _parse(url: str) -> tuple[str, str]:
+    rest = url[len("gs://"):]
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise UsageError(f"{url!r} names no bucket: use gs://BUCKET[/PREFIX]")
+    return bucket, prefix.strip("/")
+
+
+class GCSStore(Store):
+    def __init__(
+        self,
+        url: str,
+        *,
+        client=None,
+        retry_timeout: float | None = None,
+        request_timeout: float | None = None,
+    ):
+        self.url = url.rstrip("/")
+        self.bucket_name, self.prefix = _parse(self.url)
+        self.retry_timeout = float(retry_timeout or os.environ.get("LACLIP_GCS_RETRY_TIMEOUT", 120))
+        self.request_timeout = float(request_timeout or os.environ.get("LACLIP_GCS_REQUEST_TIMEOUT", 60))
+        self._client = client
+        self._bucket = None
+
+    # -- client and error mapping ------------------------------------------------
+    @property
+    def bucket(self):
+        if self._bucket is None:
+            from google.auth.exceptions import DefaultCredentialsError
+            from google.cloud import storage
+
+            if self._client is None:
+                try:
+                    self._client = storage.Client()
+                except DefaultCredentialsError:
+                    raise AuthError(f"no Google Cloud credentials found for {self.url}: {AUTH_HINT}") from None
+            self._bucket = self._client.bucket(self.bucket_name)
+        return self._bucket
+
+    @property
+    def _retry(self):
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        return DEFAULT_RETRY.with_timeout(self.retry_timeout) if hasattr(DEFAULT_RETRY, "with_timeout") \
+            else DEFAULT_RETRY.with_deadline(self.retry_timeout)
+
+    def _key(self, path: str) -> str:
+        return join(self.prefix, path)
+
+    def _translate(self, exc: Exception, path: str, op: str) -> Exception:
+        """Turn client exceptions into LaclipErrors that name the object."""
+        from google.api_core import exceptions as gexc
+        from google.auth.exceptions import DefaultCredentialsError, RefreshError, TransportError
+
+        where = self.url_of(path)
+        if isinstance(exc, gexc.PreconditionFailed):
+            return AlreadyExists(f"{where} already exists (create-only write)")
+        if isinstance(exc, gexc.NotFound):
+            if not self._bucket_exists():
+                return NotFound(f"bucket gs://{self.bucket_name} does not exist (while trying to {op} {where})")
+            return NotFound(f"{where} does not exist")
+        if isinstance(exc, (gexc.Unauthorized, gexc.Forbidden, DefaultCredentialsError, RefreshError)):
+            return AuthError(f"access to {where} refused ({type(exc).__name__}): {AUTH_HINT}")
+        if isinstance(exc, (gexc.RetryError, TransportError, ConnectionError, TimeoutError, gexc.ServerError,
+                            gexc.TooManyRequests)) or _is_network_error(exc):
+            return StoreUnavailable(
+                f"could not {op} {where}: the store did not answer after retrying for "
+                f"{self.retry_timeout:.0f}s ({_cause(exc)})"
+            )
+        return StorageError(f"could not {op} {where}: {exc}")
+
+    def _bucket_exists(self) -> bool:
+        try:
+            return self.bucket.exists(timeout=self.request_timeout)
+        except Exception:  # unreachable store: keep the original error's meaning
+            return True
+
+    def _call(self, op: str, path: str, fn):
+        try:
+            return fn()
+        except StorageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every client error becomes a readable one
+            raise self._translate(exc, path, op) from exc
+
+    # -- primitives ----------------------------------------------------------------
+    def read_bytes(self, path: str) -> bytes:
+        blob = self.bucket.blob(self._key(path))
+        return self._call("read", path, lambda: blob.download_as_bytes(retry=self._retry, timeout=self.request_timeout))
+
+    def open_read(self, path: str) -> BinaryIO:
+        blob = self.bucket.blob(self._key(path))
+        self._call("open", path, lambda: blob.reload(retry=self._retry, timeout=self.request_timeout))
+        return blob.open("rb", retry=self._retry)
+
+    def write_bytes(self, path: str, data: bytes, *, create_only: bool = False) -> None:
+        blob = self.bucket.blob(self._key(path))
+        kwargs = {"if_generation_match": 0} if create_only else {}
+        self._call("write", path, lambda: blob.upload_from_string(
+            data, retry=self._retry, timeout=self.request_timeout, **kwargs))
+
+    def upload_file(self, local: str | Path, path: str, *, create_only: bool = False) -> None:
+        if not Path(local).is_file():
+            raise NotFound(f"local file {local} does not exist")
+        blob = self.bucket.blob(self._key(path))
+        kwargs = {"if_generation_match": 0} if create_only else {}
+        self._call("upload", path, lambda: blob.upload_from_filename(
+            str(local), retry=self._retry, timeout=self.request_timeout, **kwargs))
+
+    def download_file(self, path: str, local: str | Path) -> None:
+        # Download beside the target, then rename: a broken download leaves no file.
+        local = Path(local)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        tmp = local.with_name(f".{local.name}.part")
+        blob = self.bucket.blob(self._key(path))
+        try:
+            self._call("download", path, lambda: blob.download_to_filename(
+                str(tmp), retry=self._retry, timeout=self.request_timeout))
+            os.replace(tmp, local)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def exists(self, path: str) -> bool:
+        blob = self.bucket.blob(self._key(path))
+        return self._call("check", path, lambda: blob.exists(retry=self._retry, timeout=self.request_timeout))
+
+    def list(self, prefix: str = "") -> list[str]:
+        full = self._key(prefix)
+        if prefix.endswith("/"):
+            full += "/"
+        strip = len(self.prefix) + 1 if self.prefix else 0
+
+        def run():
+            blobs = self.bucket.client.list_blobs(
+                self.bucket_name, prefix=(full or None) if not self.prefix else full,
+                retry=self._retry, timeout=self.request_timeout)
+            return sorted(b.name[strip:] for b in blobs if not b.name.endswith("/"))
+
+        return self._call("list", prefix, run)
+
+    def delete(self, path: str) -> None:
+        blob = self.bucket.blob(self._key(path))
+        self._call("delete", path, lambda: blob.delete(retry=self._retry, timeout=self.request_timeout))
+
+
+def _is_network_error(exc: BaseException) -> bool:
+    try:
+        import requests
+
+        return isinstance(exc, (requests.ConnectionError, requests.Timeout))
+    except ImportError:  # pragma: no cover - requests ships with google-cloud-storage
+        return False
+
+
+def _cause(exc: BaseException) -> str:
+    inner = getattr(exc, "cause", None) or exc.__cause__ or exc
+    text = str(inner).splitlines()[0] if str(inner) else type(inner).__name__
+    return text[:200]
