@@ -17,6 +17,7 @@ from laclip.errors import LaclipError
 from laclip_cli import data as data_cmd
 from laclip_cli import datasets as datasets_cmd
 from laclip_cli import submit as submit_cmd
+from laclip_cli import status as status_cmd
 from laclip_cli.console import err, out
 from laclip_cli.state import state
 
@@ -52,6 +53,7 @@ def version() -> None:
 app.add_typer(datasets_cmd.app, name="datasets")
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(submit_cmd.app, name="submit")
+status_cmd.register(app)
 
 
 def main() -> None:

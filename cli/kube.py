@@ -1,0 +1,151 @@
+"""The one place the CLI talks to a Kubernetes API server (the `kubernetes` client).
+
+Credentials come from the user's kubeconfig ($KUBECONFIG or ~/.kube/config, like kubectl),
+or from the pod's service account when laclip itself runs in the cluster. Objects are
+returned as plain dicts (the API's JSON) so the pure logic in laclip_jobs.status reads them.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+from laclip.errors import LaclipError, NotFound
+
+VOLCANO = ("batch.volcano.sh", "v1alpha1", "jobs")
+KUEUE_WORKLOADS = ("kueue.x-k8s.io", "v1beta1", "workloads")
+
+
+class ClusterError(LaclipError):
+    """The API server cannot be reached, or refused the request."""
+
+
+def connect(context: str | None = None):
+    """An ApiClient for the current kubeconfig context (or `context`), else in-cluster."""
+    from kubernetes import client, config
+
+    try:
+        config.load_kube_config(context=context)
+    except (config.ConfigException, FileNotFoundError, TypeError) as exc:
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            raise ClusterError(
+                f"no Kubernetes cluster configured ({exc}); point kubectl at your cluster first, e.g. "
+                "`gcloud container clusters get-credentials CLUSTER --region REGION`, or set $KUBECONFIG"
+            ) from None
+    return client.ApiClient()
+
+
+def _translate(fn: Callable) -> Callable:
+    """API and connection errors become messages that name the object and the fix."""
+
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        try:
+            return fn(self, *args, **kwargs)
+        except ApiException as exc:
+            what = f"{fn.__name__.replace('_', ' ')} {' '.join(map(str, args))}".strip()
+            if exc.status == 403:
+                raise ClusterError(
+                    f"{what}: forbidden in namespace {self.namespace!r}; apply manifests/ (Role laclip-user) "
+                    "or ask for rights to jobs, pods, pods/log and events"
+                ) from None
+            if exc.status == 404:
+                raise NotFound(f"{what}: not found in namespace {self.namespace!r}") from None
+            raise ClusterError(f"{what}: the API server answered {exc.status} {exc.reason}") from None
+        except HTTPError as exc:
+            raise ClusterError(f"cannot reach the Kubernetes API server at {self.host}: {exc}") from None
+
+    return wrapper
+
+
+class Cluster:
+    """Read, stream and delete the objects of laclip runs in one namespace."""
+
+    def __init__(self, api_client, namespace: str):
+        from kubernetes import client
+
+        self.api = api_client
+        self.namespace = namespace
+        self.host = api_client.configuration.host
+        self.core = client.CoreV1Api(api_client)
+        self.batch = client.BatchV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+
+    def _plain(self, obj: Any) -> dict:
+        return self.api.sanitize_for_serialization(obj)
+
+    def _custom_list(self, crd: tuple[str, str, str], selector: str | None) -> list[dict]:
+        """Custom objects, or [] when the CRD is not installed (Volcano and Kueue are optional)."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            found = self.custom.list_namespaced_custom_object(*crd[:2], self.namespace, crd[2],
+                                                              label_selector=selector or "")
+        except ApiException as exc:
+            if exc.status == 404:
+                return []
+            raise
+        return found.get("items", [])
+
+    @_translate
+    def jobs(self, selector: str) -> list[dict]:
+        return [self._plain(j) for j in self.batch.list_namespaced_job(self.namespace, label_selector=selector).items]
+
+    @_translate
+    def volcano_jobs(self, selector: str) -> list[dict]:
+        return self._custom_list(VOLCANO, selector)
+
+    @_translate
+    def workloads(self) -> list[dict]:
+        return self._custom_list(KUEUE_WORKLOADS, None)
+
+    @_translate
+    def pods(self, selector: str) -> list[dict]:
+        return [self._plain(p) for p in self.core.list_namespaced_pod(self.namespace, label_selector=selector).items]
+
+    @_translate
+    def events(self) -> list[dict]:
+        return [self._plain(e) for e in self.core.list_namespaced_event(self.namespace).items]
+
+    @_translate
+    def read_log(self, pod: str, container: str | None = None, tail: int | None = None) -> str:
+        resp = self.core.read_namespaced_pod_log(pod, self.namespace, container=container, tail_lines=tail,
+                                                 _preload_content=False)
+        return resp.data.decode("utf-8", errors="replace")
+
+    @_translate
+    def stream_log(self, pod: str, container: str | None = None, write: Callable[[str], None] = print) -> None:
+        """Follow a pod's log until the container ends (or Ctrl-C)."""
+        resp = self.core.read_namespaced_pod_log(pod, self.namespace, container=container, follow=True,
+                                                 _preload_content=False)
+        try:
+            for chunk in resp.stream(decode_content=True):
+                write(chunk.decode("utf-8", errors="replace"))
+        finally:
+            resp.release_conn()
+
+    @_translate
+    def delete_job(self, name: str, policy: str = "Foreground") -> None:
+        """Delete a Job; the propagation policy makes the garbage collector remove its pods too."""
+        self.batch.delete_namespaced_job(name, self.namespace, propagation_policy=policy)
+
+    @_translate
+    def delete_volcano_job(self, name: str, policy: str = "Foreground") -> None:
+        from kubernetes import client
+
+        self.custom.delete_namespaced_custom_object(*VOLCANO[:2], self.namespace, VOLCANO[2], name,
+                                                    body=client.V1DeleteOptions(propagation_policy=policy))
+
+    @_translate
+    def configmaps(self, selector: str) -> list[dict]:
+        return [self._plain(c) for c in
+                self.core.list_namespaced_config_map(self.namespace, label_selector=selector).items]
+
+    @_translate
+    def delete_configmap(self, name: str) -> None:
+        self.core.delete_namespaced_config_map(name, self.namespace)

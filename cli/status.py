@@ -1,0 +1,238 @@
+"""`laclip status [RUN]`, `laclip logs RUN --stage S`, `laclip cancel RUN`.
+
+Each command prints its plain-kubectl twin first: everything laclip shows, kubectl shows
+too, because every object carries the `laclip.dev/run` label.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from laclip.config import DEFAULT_NAMESPACE
+from laclip.errors import LaclipError, UsageError
+from laclip_cli.console import err, out
+from laclip_cli.state import state
+
+NamespaceOpt = typer.Option(DEFAULT_NAMESPACE, "--namespace", "-n", envvar="LACLIP_NAMESPACE",
+                            help="Namespace the runs live in.")
+ContextOpt = typer.Option(None, "--context", help="kubeconfig context [default: the current one].")
+
+
+def _cluster(namespace: str, context: str | None):
+    from laclip_cli.kube import Cluster, connect
+
+    return Cluster(connect(context), namespace)
+
+
+def _twin(command: str) -> None:
+    out.print(f"[dim]kubectl: {escape(command)}[/]", soft_wrap=True)
+
+
+def _selector(run: str) -> str:
+    from laclip_jobs.common import RUN_LABEL, check_label_value
+
+    return f"{RUN_LABEL}={check_label_value(run, 'run id')}"
+
+
+def _age(when: dt.datetime | None, now: dt.datetime) -> str:
+    if when is None:
+        return "-"
+    return _duration((now - when).total_seconds())
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    d, rem = divmod(seconds, 86400)
+    h, rem = divmod(rem, 3600)
+    m, s = divmod(rem, 60)
+    return f"{d}d{h}h" if d else f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def status(
+    run: Optional[str] = typer.Argument(None, help="Run id; without it, list the runs in the namespace."),
+    namespace: str = NamespaceOpt,
+    context: Optional[str] = ContextOpt,
+    store_progress: bool = typer.Option(True, "--store/--no-store", help="Also read progress from the store."),
+) -> None:
+    """Per stage: objects, pods by phase, indexes done and failed, store progress, ETA, and why anything waits."""
+    if run is None:
+        return _list_runs(namespace, context)
+    from laclip_jobs.status import summarise
+
+    selector = _selector(run)
+    _twin(f"kubectl get jobs,pods -n {namespace} -l {selector}")
+    cluster = _cluster(namespace, context)
+    jobs, vjobs, pods = cluster.jobs(selector), cluster.volcano_jobs(selector), cluster.pods(selector)
+    if not (jobs or vjobs or pods):
+        raise LaclipError(f"run {run!r} has no jobs or pods in namespace {namespace!r} "
+                          f"(finished jobs are removed after their TTL); `laclip status` lists the runs there")
+    summary = summarise(run, jobs, vjobs, pods, cluster.events(), cluster.workloads() if jobs else [])
+    datasets = {((o.get("metadata") or {}).get("labels") or {}).get("laclip.dev/dataset") for o in jobs + vjobs}
+    dataset = next((d for d in datasets if d), None)
+    store = _open_store() if store_progress else None
+    now = dt.datetime.now(dt.timezone.utc)
+    for st in summary.stages.values():
+        _print_stage(run, st, dataset, store, now)
+    if vjobs:
+        _twin(f"kubectl get jobs.batch.volcano.sh,podgroups -n {namespace} -l {selector}")
+    _twin(f"kubectl get events -n {namespace} --field-selector type=Warning --sort-by=.lastTimestamp")
+
+
+def _open_store():
+    try:
+        return state.store()
+    except LaclipError as exc:
+        err.print(f"[yellow]store progress unavailable:[/] {escape(str(exc))}")
+        return None
+
+
+def _print_stage(run: str, st, dataset: str | None, store, now: dt.datetime) -> None:
+    from laclip_jobs.progress import store_progress
+    from laclip_jobs.status import format_indexes, rate_and_eta
+
+    table = Table(title=f"{st.stage}: {st.state}", show_header=False, title_justify="left")
+    for obj in st.objects:
+        table.add_row(obj.kind, f"{obj.name}  [bold]{obj.state}[/]  {escape(obj.detail)}")
+    table.add_row("pods", ", ".join(f"{n} {phase}" for phase, n in sorted(st.pods.items())) or "none")
+    if st.completions:
+        table.add_row("indexes", f"{len(st.completed)} of {st.completions} completed"
+                      + (f"; failed: {format_indexes(st.failed)}" if st.failed else ""))
+    done, total, unit = len(st.completed), st.completions, "indexes"
+    if store is not None:
+        try:
+            prog = store_progress(store, st.stage, run, dataset)
+        except LaclipError as exc:
+            prog = None
+            table.add_row("store", f"[yellow]{escape(str(exc))}[/]")
+        if prog and prog.shards_done is not None:
+            table.add_row("store", f"{prog.shards_done} of {prog.shards_total or '?'} shards rewritten "
+                          f"({store.url_of(f'rewrites/{dataset}/{run}')}/)")
+            done, total, unit = prog.shards_done, prog.shards_total or total, "shards"
+        if prog and st.stage == "train":
+            table.add_row("checkpoint", f"step {prog.last_step} ({prog.checkpoints} saved)"
+                          if prog.last_step is not None else "none yet")
+            done, total, unit = prog.last_step or 0, None, "steps"
+        if prog and prog.eval_results:
+            table.add_row("eval results", f"{len(prog.eval_results)}: " + ", ".join(prog.eval_results[:4])
+                          + (" ..." if len(prog.eval_results) > 4 else ""))
+    end = st.finished if st.state in ("Succeeded", "Failed") and st.finished else now
+    table.add_row("elapsed", _age(st.started, end))
+    rate, eta = rate_and_eta(done, total, st.started, end)
+    if rate is not None:
+        table.add_row("throughput", f"{rate:,.1f} {unit}/hour"
+                      + (f", ETA {_duration(eta.total_seconds())}" if eta is not None and st.state != "Succeeded" else ""))
+    for reason in st.reasons[-8:]:
+        table.add_row("[yellow]why[/]", escape(reason))
+    out.print(table)
+
+
+def _list_runs(namespace: str, context: str | None) -> None:
+    from laclip_jobs.common import COMPONENT_LABEL, RUN_LABEL
+    from laclip_jobs.status import job_state, parse_time, volcano_state
+
+    selector = "app.kubernetes.io/managed-by=laclip"
+    _twin(f"kubectl get jobs,jobs.batch.volcano.sh -n {namespace} -l {selector} -L {RUN_LABEL}")
+    cluster = _cluster(namespace, context)
+    rows = []
+    for obj, fn in [(j, job_state) for j in cluster.jobs(selector)] + \
+                   [(v, volcano_state) for v in cluster.volcano_jobs(selector)]:
+        meta = obj.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        if RUN_LABEL in labels:
+            rows.append((parse_time(meta.get("creationTimestamp")), labels[RUN_LABEL],
+                         labels.get(COMPONENT_LABEL, "?"), fn(obj)))
+    if not rows:
+        out.print(f"no laclip runs in namespace {namespace}")
+        return
+    now = dt.datetime.now(dt.timezone.utc)
+    table = Table("run", "stage", "object", "state", "age", title=f"laclip runs in {namespace}")
+    for created, run, stage, obj in sorted(rows, key=lambda r: r[0] or now, reverse=True):
+        table.add_row(run, stage, f"{obj.kind}/{obj.name}", obj.state, _age(created, now))
+    out.print(table)
+
+
+def logs(
+    run: str = typer.Argument(..., help="Run id."),
+    stage: str = typer.Option(..., "--stage", "-s", help="rewrite, train or eval."),
+    index: Optional[int] = typer.Option(None, "--index", "-i", help="Completion index (rewrite shard, train node)."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Stream until the container ends."),
+    tail: Optional[int] = typer.Option(None, "--tail", help="Only the last N lines."),
+    namespace: str = NamespaceOpt,
+    context: Optional[str] = ContextOpt,
+) -> None:
+    """Print (or follow) the log of one pod of a run's stage."""
+    from laclip_jobs.status import STAGES, of_run, pod_index
+
+    if stage not in STAGES:
+        raise UsageError(f"unknown stage {stage!r}: use one of {', '.join(STAGES)}")
+    selector = f"{_selector(run)},app.kubernetes.io/component={stage}"
+    cluster = _cluster(namespace, context)
+    pods = [p for p in of_run(cluster.pods(selector), run)
+            if ((p.get("metadata") or {}).get("labels") or {}).get("app.kubernetes.io/component") == stage]
+    if not pods:
+        raise LaclipError(f"run {run!r} has no {stage} pods in namespace {namespace!r}")
+    indexes = sorted({i for p in pods if (i := pod_index(p)) is not None})
+    if index is not None:
+        pods = [p for p in pods if pod_index(p) == index]
+        if not pods:
+            raise UsageError(f"no {stage} pod of run {run!r} has index {index}; "
+                             f"indexes with pods: {', '.join(map(str, indexes)) or 'none'}")
+    # The newest pod of the lowest index: a retried index shows its latest attempt.
+    pods.sort(key=lambda p: (pod_index(p) or 0, -_created(p)))
+    pod = pods[0]["metadata"]["name"]
+    if index is None and len(indexes) > 1:
+        err.print(f"[dim]{len(indexes)} indexes have pods; showing {pod} (choose with --index)[/]")
+    _twin(f"kubectl logs -n {namespace} {pod}" + (" -f" if follow else "") + (f" --tail {tail}" if tail else ""))
+    if follow:
+        cluster.stream_log(pod, write=lambda text: out.out(text, end="", highlight=False))
+    else:
+        out.out(cluster.read_log(pod, tail=tail), end="", highlight=False)
+
+
+def _created(pod: dict) -> float:
+    from laclip_jobs.status import parse_time
+
+    when = parse_time((pod.get("metadata") or {}).get("creationTimestamp"))
+    return when.timestamp() if when else 0.0
+
+
+def cancel(
+    run: str = typer.Argument(..., help="Run id."),
+    namespace: str = NamespaceOpt,
+    context: Optional[str] = ContextOpt,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Delete a run's Jobs (and Volcano Jobs, ConfigMaps); their pods go with them. Store outputs stay."""
+    from laclip_jobs.status import of_run
+
+    selector = _selector(run)
+    _twin(f"kubectl delete jobs,jobs.batch.volcano.sh,configmaps -n {namespace} -l {selector} --cascade=foreground")
+    cluster = _cluster(namespace, context)
+    jobs = of_run(cluster.jobs(selector), run)
+    vjobs = of_run(cluster.volcano_jobs(selector), run)
+    cms = of_run(cluster.configmaps(selector), run)
+    if not (jobs or vjobs):
+        raise LaclipError(f"run {run!r} has no jobs in namespace {namespace!r}: nothing to cancel")
+    names = [f"Job/{j['metadata']['name']}" for j in jobs] + [f"VolcanoJob/{v['metadata']['name']}" for v in vjobs]
+    if not yes and not typer.confirm(f"delete {', '.join(names)} and their pods?"):
+        raise typer.Exit(1)
+    for j in jobs:
+        cluster.delete_job(j["metadata"]["name"])
+    for v in vjobs:
+        cluster.delete_volcano_job(v["metadata"]["name"])
+    for c in cms:
+        cluster.delete_configmap(c["metadata"]["name"])
+    out.print(f"cancelled run {run}: deleted {', '.join(names)}"
+              + (f" and {len(cms)} ConfigMap(s)" if cms else "")
+              + "; pods are removed by the garbage collector. Outputs in the store are kept.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("status")(status)
+    app.command("logs")(logs)
+    app.command("cancel")(cancel)

@@ -1,0 +1,74 @@
+"""Progress of a run read from the object store: the outputs are the truth.
+
+A shard is rewritten when `rewrites/<dataset>/<run>/NNNNN.parquet` exists, training has
+reached step N when `checkpoints/<run>/step_N.pt` exists, and evaluation results are the
+JSON files under `evals/<run>/`. Listing is cheap (one prefix per stage), so `laclip status`
+reads these every time.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from laclip.storage.base import Store
+
+SHARD_OUTPUT = re.compile(r"^\d{5,}\.parquet$")
+CHECKPOINT = re.compile(r"^step_(\d+)\.pt$")
+
+
+@dataclass
+class StoreProgress:
+    shards_done: int | None = None  # rewrite outputs present
+    shards_total: int | None = None  # shards of the input dataset
+    last_step: int | None = None  # newest checkpoint
+    checkpoints: int = 0
+    eval_results: list[str] = field(default_factory=list)  # paths relative to evals/<run>/
+
+
+def _children(store: Store, folder: str) -> list[str]:
+    prefix = folder.rstrip("/") + "/"
+    return [p[len(prefix):] for p in store.list(prefix) if "/" not in p[len(prefix):]]
+
+
+def rewritten_shards(store: Store, dataset: str, run: str) -> int:
+    return sum(1 for name in _children(store, f"rewrites/{dataset}/{run}") if SHARD_OUTPUT.match(name))
+
+
+def dataset_shards(store: Store, dataset: str) -> int | None:
+    """Shards in the store, else the preset's nominal count, else unknown."""
+    from laclip.data.registry import PRESETS, dataset_folder
+    from laclip.data.shards import list_shards
+
+    try:
+        found = len(list_shards(store, dataset, dataset_folder(dataset)))
+    except Exception:  # a half-synced dataset still deserves a status line
+        found = 0
+    if found:
+        return found
+    return PRESETS[dataset].shards if dataset in PRESETS else None
+
+
+def checkpoint_steps(store: Store, run: str) -> list[int]:
+    steps = [int(m.group(1)) for name in _children(store, f"checkpoints/{run}") if (m := CHECKPOINT.match(name))]
+    return sorted(steps)
+
+
+def eval_results(store: Store, run: str) -> list[str]:
+    prefix = f"evals/{run}/"
+    return sorted(p[len(prefix):] for p in store.list(prefix) if p.endswith(".json"))
+
+
+def store_progress(store: Store, stage: str, run: str, dataset: str | None) -> StoreProgress:
+    """What the store says about one stage of `run`."""
+    out = StoreProgress()
+    if stage == "rewrite" and dataset:
+        out.shards_done = rewritten_shards(store, dataset, run)
+        out.shards_total = dataset_shards(store, dataset)
+    elif stage == "train":
+        steps = checkpoint_steps(store, run)
+        out.checkpoints = len(steps)
+        out.last_step = steps[-1] if steps else None
+    if stage in ("train", "eval"):
+        out.eval_results = eval_results(store, run)
+    return out

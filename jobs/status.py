@@ -1,0 +1,300 @@
+"""Turn the Kubernetes objects of one run into a per-stage status a person can act on.
+
+Pure functions over plain dicts (the JSON the API server returns), so they are tested
+without a cluster and shared by `laclip status` and anything else that watches a run.
+No kubernetes-client or torch imports here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from laclip_jobs.common import COMPONENT_LABEL, QUEUE_LABEL, RUN_LABEL
+
+STAGES = ("rewrite", "train", "eval")
+INDEX_LABEL = "batch.kubernetes.io/job-completion-index"  # label (1.28+) and annotation on Indexed Job pods
+VOLCANO_INDEX = "volcano.sh/task-index"
+# Container waiting reasons that mean "this will not start by itself".
+STUCK_REASONS = {
+    "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashLoopBackOff",
+    "CreateContainerConfigError", "CreateContainerError", "RunContainerError",
+}
+# Event reasons worth showing next to a pending or failing pod or job.
+EVENT_REASONS = {
+    "FailedScheduling", "Failed", "BackOff", "ErrImagePull", "ImagePullBackOff", "FailedCreate",
+    "FailedMount", "FailedAttachVolume", "Evicted", "Preempted", "NotTriggerScaleUp", "BackoffLimitExceeded",
+    "DeadlineExceeded", "FailedIndexes", "Pending", "QuotaReserved", "Admitted", "PodGroupPending", "Unschedulable",
+}
+
+
+def parse_indexes(text: str | None) -> list[int]:
+    """`completedIndexes` / `failedIndexes` ("0-2,5") as a sorted list of ints."""
+    found: set[int] = set()
+    for part in (text or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo, _, hi = part.partition("-")
+        found.update(range(int(lo), int(hi or lo) + 1))
+    return sorted(found)
+
+
+def format_indexes(indexes: Iterable[int]) -> str:
+    """The inverse of parse_indexes: [0, 1, 2, 5] -> "0-2,5"."""
+    out: list[str] = []
+    run: list[int] = []
+    for i in sorted(set(indexes)):
+        if run and i == run[-1] + 1:
+            run.append(i)
+            continue
+        if run:
+            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+        run = [i]
+    if run:
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ",".join(out)
+
+
+def parse_time(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _meta(obj: dict) -> dict:
+    return obj.get("metadata") or {}
+
+
+def _labels(obj: dict) -> dict:
+    return _meta(obj).get("labels") or {}
+
+
+def of_run(objs: Iterable[dict], run: str) -> list[dict]:
+    """Keep the objects labelled with this run (the server filters too; this is the guarantee)."""
+    return [o for o in objs if _labels(o).get(RUN_LABEL) == run]
+
+
+def pod_index(pod: dict) -> int | None:
+    meta = _meta(pod)
+    for source in (meta.get("labels") or {}, meta.get("annotations") or {}):
+        for key in (INDEX_LABEL, VOLCANO_INDEX):
+            if str(source.get(key, "")).isdigit():
+                return int(source[key])
+    return None
+
+
+@dataclass
+class ObjectState:
+    kind: str  # Job, VolcanoJob, Workload
+    name: str
+    state: str  # Running, Pending, Suspended, Succeeded, Failed, ...
+    detail: str = ""
+
+
+@dataclass
+class StageStatus:
+    stage: str
+    objects: list[ObjectState] = field(default_factory=list)
+    pods: Counter = field(default_factory=Counter)  # phase -> count
+    completions: int | None = None
+    completed: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)  # why something is pending or failing
+    started: dt.datetime | None = None
+    finished: dt.datetime | None = None
+
+    @property
+    def state(self) -> str:
+        states = {o.state for o in self.objects if o.kind != "Workload"}
+        for s in ("Failed", "Running", "Pending", "Suspended", "Succeeded"):
+            if s in states:
+                return s
+        return next(iter(states), "Unknown")
+
+    def add_reason(self, text: str) -> None:
+        if text and text not in self.reasons:
+            self.reasons.append(text)
+
+
+@dataclass
+class RunStatus:
+    run: str
+    stages: dict[str, StageStatus]
+
+
+def _condition(obj: dict, kind: str) -> dict | None:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind and cond.get("status") == "True":
+            return cond
+    return None
+
+
+def job_state(job: dict) -> ObjectState:
+    """A batch/v1 Job: suspended (Kueue), running, or finished from its conditions."""
+    spec, status = job.get("spec") or {}, job.get("status") or {}
+    name = _meta(job).get("name", "?")
+    for kind in ("Failed", "Complete"):
+        cond = _condition(job, kind)
+        if cond:
+            state = "Succeeded" if kind == "Complete" else "Failed"
+            return ObjectState("Job", name, state, cond.get("message") or cond.get("reason") or "")
+    if _meta(job).get("deletionTimestamp"):
+        return ObjectState("Job", name, "Terminating", "deletion in progress")
+    if spec.get("suspend"):
+        queue = _labels(job).get(QUEUE_LABEL)
+        why = f"waiting for Kueue admission in LocalQueue {queue}" if queue else "suspended (spec.suspend=true)"
+        return ObjectState("Job", name, "Suspended", why)
+    active, ready = status.get("active", 0), status.get("ready", 0)
+    if active and ready:
+        return ObjectState("Job", name, "Running", f"{ready} of {active} pods ready")
+    return ObjectState("Job", name, "Pending" if active or not status.get("startTime") else "Running",
+                       f"{active} pods active" if active else "no pod running yet")
+
+
+def volcano_state(vjob: dict) -> ObjectState:
+    """A batch.volcano.sh Job (what TorchX renders for train): phase from status.state."""
+    state = ((vjob.get("status") or {}).get("state") or {})
+    phase = state.get("phase") or "Pending"
+    mapped = {"Completed": "Succeeded", "Failed": "Failed", "Aborted": "Failed", "Terminated": "Failed",
+              "Running": "Running", "Restarting": "Running", "Completing": "Running",
+              "Aborting": "Terminating", "Terminating": "Terminating"}.get(phase, "Pending")
+    detail = state.get("message") or state.get("reason") or f"Volcano phase {phase}"
+    return ObjectState("VolcanoJob", _meta(vjob).get("name", "?"), mapped, detail)
+
+
+def workload_reason(workload: dict) -> str | None:
+    """Why Kueue has not admitted a Workload yet (QuotaReserved False carries the message)."""
+    if _condition(workload, "Admitted"):
+        return None
+    for cond in (workload.get("status") or {}).get("conditions") or []:
+        if cond.get("type") in ("QuotaReserved", "Admitted", "Evicted") and cond.get("message"):
+            return f"Kueue: {cond['message']}"
+    queue = (workload.get("spec") or {}).get("queueName")
+    return f"Kueue: waiting for admission in LocalQueue {queue}" if queue else "Kueue: not admitted yet"
+
+
+def pod_reasons(pod: dict) -> list[str]:
+    """Why a pod is not running: unschedulable condition, stuck containers, termination."""
+    status = pod.get("status") or {}
+    name = _meta(pod).get("name", "?")
+    out = []
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+            out.append(f"pod {name} unschedulable: {cond.get('message') or cond.get('reason', '')}".rstrip(": "))
+    for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in STUCK_REASONS:
+            msg = waiting.get("message") or ""
+            out.append(f"pod {name} container {cs.get('name')}: {waiting['reason']}" + (f": {msg}" if msg else ""))
+        term = (cs.get("state") or {}).get("terminated") or {}
+        if term and term.get("exitCode"):
+            out.append(f"pod {name} container {cs.get('name')} exited {term['exitCode']} ({term.get('reason', '')})")
+    if status.get("phase") == "Failed" and status.get("reason"):
+        out.append(f"pod {name} failed: {status['reason']} {status.get('message', '')}".rstrip())
+    return out
+
+
+def event_reasons(events: Iterable[dict], names: set[str]) -> list[str]:
+    """Warning events about our pods and jobs, newest last, repeated ones shown once."""
+    picked = []
+    for ev in events:
+        involved = ev.get("involvedObject") or ev.get("regarding") or {}
+        if involved.get("name") not in names:
+            continue
+        if ev.get("type") != "Warning" and ev.get("reason") not in EVENT_REASONS:
+            continue
+        when = ev.get("lastTimestamp") or ev.get("eventTime") or ev.get("firstTimestamp") or ""
+        picked.append((str(when), f"{involved.get('kind', '')} {involved.get('name')}: {ev.get('reason')}: "
+                                  f"{(ev.get('message') or ev.get('note') or '').strip()}"))
+    return [text for _, text in sorted(picked)]
+
+
+def summarise(run: str, jobs: list[dict], vjobs: list[dict], pods: list[dict],
+              events: list[dict], workloads: list[dict] | None = None) -> RunStatus:
+    """One StageStatus per stage that has objects, from whatever the cluster returned."""
+    jobs, vjobs, pods = of_run(jobs, run), of_run(vjobs, run), of_run(pods, run)
+    stages: dict[str, StageStatus] = {}
+
+    def stage_of(obj: dict) -> StageStatus:
+        name = _labels(obj).get(COMPONENT_LABEL, "unknown")
+        return stages.setdefault(name, StageStatus(name))
+
+    owners: dict[str, StageStatus] = {}  # object name -> stage, for events and workloads
+    for job in jobs:
+        st = stage_of(job)
+        st.objects.append(job_state(job))
+        owners[_meta(job).get("name")] = st
+        spec, status = job.get("spec") or {}, job.get("status") or {}
+        st.completions = (st.completions or 0) + int(spec.get("completions") or spec.get("parallelism") or 1)
+        if spec.get("completionMode") == "Indexed":
+            st.completed += parse_indexes(status.get("completedIndexes"))
+            st.failed += parse_indexes(status.get("failedIndexes"))
+        else:
+            st.completed += list(range(int(status.get("succeeded") or 0)))
+        _times(st, status.get("startTime"), status.get("completionTime"))
+        if st.objects[-1].state in ("Suspended", "Failed"):
+            st.add_reason(f"Job {st.objects[-1].name}: {st.objects[-1].detail}")
+    for vjob in vjobs:
+        st = stage_of(vjob)
+        st.objects.append(volcano_state(vjob))
+        owners[_meta(vjob).get("name")] = st
+        state = (vjob.get("status") or {}).get("state") or {}
+        _times(st, _meta(vjob).get("creationTimestamp"), None)
+        if st.objects[-1].state == "Succeeded":
+            _times(st, None, state.get("lastTransitionTime"))
+        if st.objects[-1].state in ("Pending", "Failed"):
+            st.add_reason(f"Volcano Job {st.objects[-1].name}: {st.objects[-1].detail}")
+    for wl in workloads or []:
+        owner = next((r.get("name") for r in _meta(wl).get("ownerReferences") or [] if r.get("name") in owners), None)
+        if owner:
+            why = workload_reason(wl)
+            owners[owner].objects.append(ObjectState("Workload", _meta(wl).get("name", "?"),
+                                                     "Pending" if why else "Admitted", why or ""))
+            if why:
+                owners[owner].add_reason(why)
+    pod_stage: dict[str, StageStatus] = {}
+    for pod in pods:
+        st = stage_of(pod)
+        pod_stage[_meta(pod).get("name")] = st
+        phase = "Terminating" if _meta(pod).get("deletionTimestamp") else (pod.get("status") or {}).get("phase", "Unknown")
+        st.pods[phase] += 1
+        if phase in ("Pending", "Failed"):
+            for text in pod_reasons(pod):
+                st.add_reason(text)
+    by_name = {**owners, **pod_stage}
+    for ev in events:
+        involved = ev.get("involvedObject") or ev.get("regarding") or {}
+        st = by_name.get(involved.get("name"))
+        if st is None or st.state == "Succeeded":
+            continue
+        for text in event_reasons([ev], set(by_name)):
+            st.add_reason(text)
+    for st in stages.values():
+        st.completed, st.failed = sorted(set(st.completed)), sorted(set(st.failed))
+    ordered = {s: stages.pop(s) for s in STAGES if s in stages}
+    ordered.update(stages)
+    return RunStatus(run, ordered)
+
+
+def _times(st: StageStatus, start: str | None, end: str | None) -> None:
+    t0, t1 = parse_time(start), parse_time(end)
+    if t0 and (st.started is None or t0 < st.started):
+        st.started = t0
+    if t1 and (st.finished is None or t1 > st.finished):
+        st.finished = t1
+
+
+def rate_and_eta(done: int, total: int | None, started: dt.datetime | None,
+                 now: dt.datetime | None = None) -> tuple[float | None, dt.timedelta | None]:
+    """Items per hour since the start, and the time left at that rate (None when unknown)."""
+    if not started or done <= 0:
+        return None, None
+    now = now or dt.datetime.now(dt.timezone.utc)
+    hours = max((now - started).total_seconds(), 1.0) / 3600
+    rate = done / hours
+    if total is None or total <= done:
+        return rate, None if total is None else dt.timedelta(0)
+    return rate, dt.timedelta(hours=(total - done) / rate)
