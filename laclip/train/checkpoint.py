@@ -1,0 +1,130 @@
+"""Step checkpoints under `checkpoints/<run>/`: atomic, last K kept, newest complete one resumed.
+
+A checkpoint is a torch file holding `state_dict` (what open_clip loads), `optimizer`,
+`scaler`, `step`, `total_steps`, `data` (loader position) and `config` (TrainConfig as a dict,
+whose `model` names the open_clip model). Writes go to a local temp file first, then a rename
+(local store) or a create-only upload (gs://), so a reader never sees half a file. A file
+cut short anyway (a disk filling up, a copy interrupted) fails to load and is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import torch
+
+from laclip.errors import AlreadyExists, NotFound, UsageError
+from laclip.storage.base import Store, join
+
+log = logging.getLogger("laclip.train")
+STEP_RE = re.compile(r"^step_(\d+)\.pt$")
+
+
+def run_folder(run: str) -> str:
+    return join("checkpoints", run)
+
+
+def step_path(run: str, step: int) -> str:
+    return join(run_folder(run), f"step_{step}.pt")
+
+
+def list_steps(store: Store, run: str) -> list[tuple[int, str]]:
+    """(step, path) of every checkpoint of the run, oldest first."""
+    out = []
+    for path in store.list(run_folder(run) + "/"):
+        m = STEP_RE.match(path.rsplit("/", 1)[-1])
+        if m and path.count("/") == 2:
+            out.append((int(m.group(1)), path))
+    return sorted(out)
+
+
+def save(store: Store, run: str, step: int, payload: dict, keep_last: int) -> str:
+    """Write step_<step>.pt atomically, then delete all but the newest `keep_last`."""
+    path = step_path(run, step)
+    local = store.local_path(path)
+    folder = local.parent if local is not None else Path(tempfile.gettempdir())
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".step_{step}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        if local is not None:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, local)  # same step twice (a restart re-reaching it) overwrites identical state
+        else:
+            try:
+                store.upload_file(tmp, path, create_only=True)
+            except AlreadyExists:
+                log.info("checkpoint %s already written by an earlier attempt", store.url_of(path))
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    for _, old in list_steps(store, run)[:-keep_last]:
+        store.delete(old)
+    return path
+
+
+def load(store: Store, path: str) -> dict:
+    """Load one checkpoint (raises on a truncated or corrupt file)."""
+    local = store.local_path(path)
+    if local is not None:
+        if not local.exists():
+            raise NotFound(f"checkpoint {store.url_of(path)} does not exist")
+        return torch.load(local, map_location="cpu", weights_only=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        dest = Path(tmp) / "ckpt.pt"
+        store.download_file(path, dest)
+        return torch.load(dest, map_location="cpu", weights_only=True)
+
+
+def load_latest(store: Store, run: str) -> tuple[str, dict] | None:
+    """The newest checkpoint that loads whole; broken ones are logged and skipped."""
+    for step, path in reversed(list_steps(store, run)):
+        try:
+            return path, load(store, path)
+        except Exception as exc:  # torch raises RuntimeError/EOFError/pickle errors for cut files
+            log.warning("skipping unreadable checkpoint %s (%s: %s)", store.url_of(path), type(exc).__name__, exc)
+    return None
+
+
+def check_compatible(ckpt_config: dict, config: dict, keys, where: str) -> None:
+    diffs = [f"{k}: checkpoint has {ckpt_config.get(k)!r}, this run asks for {config.get(k)!r}"
+             for k in keys if ckpt_config.get(k) != config.get(k)]
+    if diffs:
+        raise UsageError(f"cannot resume from {where}: incompatible config ({'; '.join(diffs)}); "
+                         "start a new run id or use --resume none")
+
+
+def write_run_config(store: Store, run: str, config: dict, keys) -> None:
+    """checkpoints/<run>/config.json, written once; a later start must agree with it."""
+    path = join(run_folder(run), "config.json")
+    data = json.dumps(config, indent=2, sort_keys=True)
+    try:
+        store.write_text(path, data + "\n", create_only=True)
+    except AlreadyExists:
+        check_compatible(json.loads(store.read_text(path)), config, keys, store.url_of(path))
+
+
+def export_local_dir(store: Store, path: str, dest: str | Path) -> Path:
+    """Write an open_clip `local-dir:` folder: open_clip_config.json + open_clip_pytorch_model.bin."""
+    import open_clip
+
+    import laclip.train.model  # noqa: F401  (custom configs)
+
+    ckpt = load(store, path)
+    name = ckpt["config"]["model"]
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    size = open_clip.get_model_config(name)["vision_cfg"].get("image_size", 224)
+    meta = {"model_cfg": open_clip.get_model_config(name),
+            "preprocess_cfg": {"size": size, "mean": list(open_clip.OPENAI_DATASET_MEAN),
+                               "std": list(open_clip.OPENAI_DATASET_STD)},
+            "laclip": {"source": store.url_of(path), "step": ckpt["step"]}}
+    (dest / "open_clip_config.json").write_text(json.dumps(meta, indent=2))
+    torch.save(ckpt["state_dict"], dest / "open_clip_pytorch_model.bin")
+    return dest

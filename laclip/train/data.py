@@ -1,0 +1,231 @@
+"""Streaming training data: webdataset shards (local or gs://) joined with their rewrites by key.
+
+Every process reads a disjoint set of shard *slices*; a slice is a shard, or 1/n of one when
+there are fewer shards than loader workers in the whole job. Each loader worker yields whole
+batches and an infinite stream (epoch after epoch, each with its own shard order), so every
+rank can always take the same number of steps. Images are decoded after the shuffle buffer,
+so resuming skips already-trained samples by reading their bytes without decoding them.
+
+Bad input is counted, never fatal and never silent: broken images, unreadable shards, data
+shards without a rewrite parquet and keys without a rewrite row (both trained on originals).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import random
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from PIL import Image
+from torch.utils.data import IterableDataset, get_worker_info
+
+from laclip.data.shards import Shard, iter_tar, read_table
+from laclip.errors import DataError, NotFound
+from laclip.storage.base import Store, join
+
+log = logging.getLogger("laclip.train")
+
+IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
+NOT_REWRITES = {"key", "caption", "status", "error_message", "url"}
+
+
+def rewrite_path(dataset: str, rewrite_id: str, shard: Shard) -> str:
+    return join("rewrites", dataset, rewrite_id, f"{shard.id}.parquet")
+
+
+def load_rewrites(store: Store, dataset: str, rewrite_id: str, shard: Shard) -> dict[str, list[str]] | None:
+    """key -> rewrites of the shard (every string column but key/caption); None if no parquet."""
+    import pyarrow as pa
+
+    path = rewrite_path(dataset, rewrite_id, shard)
+    try:
+        table = read_table(store, path)
+    except NotFound:
+        return None
+    if "key" not in table.column_names:
+        raise DataError(f"{store.url_of(path)} has no 'key' column (columns: {', '.join(table.column_names)})")
+    sources = [f.name for f in table.schema if f.name not in NOT_REWRITES
+               and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))]
+    keys = table.column("key").to_pylist()
+    columns = [table.column(s).to_pylist() for s in sources]
+    return {str(k): [c[i] for c in columns if c[i]] for i, k in enumerate(keys)}
+
+
+def choose_texts(original: str, rewrites: list[str], rng: random.Random, n: int, min_words: int) -> tuple[list[str], int]:
+    """n texts drawn uniformly from {original, rewrite_1..K}; a draw with fewer than
+    `min_words` words falls back to the original (the reference code's rule). Returns the
+    texts and how many draws fell back. With n > 1 (multi-text) draws are distinct while
+    there are enough candidates."""
+    pool = [original, *rewrites]
+    picks = rng.sample(pool, n) if 1 < n <= len(pool) else [rng.choice(pool) for _ in range(n)]
+    out, fell_back = [], 0
+    for text in picks:
+        if text is not original and len(text.split()) < min_words:
+            text, fell_back = original, fell_back + 1
+        out.append(text)
+    return out, fell_back
+
+
+@dataclass(frozen=True)
+class Slice:
+    shard: Shard
+    part: int  # keep samples whose index in the shard % parts == part
+    parts: int
+
+
+def plan_slices(shards: list[Shard], total_workers: int) -> list[Slice]:
+    parts = max(1, -(-total_workers // len(shards)))
+    return [Slice(s, p, parts) for s in shards for p in range(parts)]
+
+
+def epoch_slices(slices: list[Slice], seed: int, epoch: int, worker: int, total_workers: int) -> list[Slice]:
+    order = list(slices)
+    random.Random(f"slices-{seed}-{epoch}").shuffle(order)
+    return order[worker::total_workers]
+
+
+class TrainStream(IterableDataset):
+    """Yields (images [B,3,H,W], texts [B*M, ctx], info) batches forever.
+
+    info = {"worker": global worker id, "epoch": e, "consumed": raw samples consumed in epoch e
+    by that worker up to and including this batch, "stats": Counter of new events}.
+    `start` maps global worker id -> (epoch, consumed) to resume from.
+    """
+
+    def __init__(self, store: Store, shards: list[Shard], *, dataset: str, rewrites: str | None,
+                 augment: str, texts_per_image: int, min_words: int, batch_size: int, model: str,
+                 image_size: int, mean, std, crop_scale, shuffle_buffer: int, seed: int,
+                 rank: int, world_size: int, workers: int, start: dict[int, tuple[int, int]] | None = None):
+        if not shards:
+            raise DataError(f"dataset {dataset!r} has no shards to train on")
+        self.store, self.shards, self.dataset, self.rewrites = store, shards, dataset, rewrites
+        self.augment, self.m, self.min_words = augment, texts_per_image, min_words
+        self.batch_size, self.model, self.shuffle_buffer, self.seed = batch_size, model, shuffle_buffer, seed
+        self.image_size, self.mean, self.std, self.crop_scale = image_size, mean, std, crop_scale
+        self.rank, self.world_size, self.workers = rank, world_size, max(1, workers)
+        self.total_workers = world_size * self.workers
+        self.slices = plan_slices(shards, self.total_workers)
+        self.start = start or {}
+
+    # -- raw samples --------------------------------------------------------------------------
+    def _raw(self, epoch: int, gw: int, stats: Counter) -> Iterator[tuple[dict, dict[str, list[str]] | None]]:
+        for sl in epoch_slices(self.slices, self.seed, epoch, gw, self.total_workers):
+            table = None
+            if self.rewrites and self.augment == "laclip":
+                table = load_rewrites(self.store, self.dataset, self.rewrites, sl.shard)
+                if table is None:
+                    stats["shards_without_rewrites"] += 1
+                    log.warning("no rewrites for shard %s: training on its original captions",
+                                self.store.url_of(sl.shard.tar))
+            try:
+                for i, sample in enumerate(iter_tar(self.store, sl.shard.tar)):
+                    if i % sl.parts == sl.part:
+                        yield sample, table
+            except (NotFound, DataError) as exc:
+                stats["unreadable_shards"] += 1
+                log.warning("skipping the rest of shard: %s", exc)
+
+    def _shuffled(self, epoch: int, gw: int, stats: Counter):
+        rng = random.Random(f"buffer-{self.seed}-{epoch}-{gw}")
+        buf = []
+        for item in self._raw(epoch, gw, stats):
+            if len(buf) < self.shuffle_buffer:
+                buf.append(item)
+                continue
+            j = rng.randrange(len(buf))
+            buf[j], item = item, buf[j]
+            yield item
+        rng.shuffle(buf)
+        yield from buf
+
+    # -- decoding -----------------------------------------------------------------------------
+    def _setup(self):
+        import open_clip
+
+        import laclip.train.model  # noqa: F401  (registers laclip-tiny in this worker)
+
+        self.transform = open_clip.image_transform(self.image_size, is_train=True, mean=self.mean, std=self.std,
+                                                   aug_cfg={"scale": tuple(self.crop_scale)})
+        self.tokenizer = open_clip.get_tokenizer(self.model)
+
+    def _decode(self, sample: dict, table, rng: random.Random, stats: Counter):
+        key = sample["__key__"]
+        ext = next((e for e in IMAGE_EXTS if e in sample), None)
+        try:
+            if ext is None:
+                raise ValueError("no image")
+            with Image.open(io.BytesIO(sample[ext])) as im:
+                image = self.transform(im.convert("RGB"))
+        except Exception:  # PIL raises many types for broken files
+            stats["broken_images"] += 1
+            return None
+        try:
+            original = sample["txt"].decode("utf-8").strip() if "txt" in sample else ""
+        except UnicodeDecodeError:
+            original = ""
+        if not original:
+            stats["missing_captions"] += 1
+            return None
+        rewrites: list[str] = []
+        if table is not None:
+            row = table.get(key)
+            if row is None:
+                stats["keys_without_rewrites"] += 1
+            else:
+                rewrites = row
+        elif self.rewrites and self.augment == "laclip":
+            stats["samples_without_rewrites"] += 1
+        if self.augment == "none":
+            texts, fell = [original] * self.m, 0
+        else:
+            texts, fell = choose_texts(original, rewrites, rng, self.m, self.min_words)
+            stats["picked_rewrite"] += sum(t is not original for t in texts)
+        stats["short_rewrite_fallbacks"] += fell
+        return image, texts
+
+    def __iter__(self):
+        info = get_worker_info()
+        wid = info.id if info else 0
+        gw = self.rank * self.workers + wid
+        torch.set_num_threads(1) if info else None
+        self._setup()
+        epoch, skip = self.start.get(gw, (0, 0))
+        stats: Counter = Counter()
+        images, texts = [], []  # a partial batch carries over into the next epoch
+        while True:
+            rng = random.Random(f"text-{self.seed}-{epoch}-{gw}-{skip}")
+            consumed = usable = 0
+            for sample, table in self._shuffled(epoch, gw, stats):
+                consumed += 1
+                if consumed <= skip:
+                    continue
+                out = self._decode(sample, table, rng, stats)
+                if out is None:
+                    continue
+                usable += 1
+                images.append(out[0])
+                texts.extend(out[1])
+                if len(images) == self.batch_size:
+                    stats["samples"] += len(images)
+                    yield (torch.stack(images), self.tokenizer(texts),
+                           {"worker": gw, "epoch": epoch, "consumed": consumed, "stats": dict(stats)})
+                    stats, images, texts = Counter(), [], []
+            if usable == 0 and skip == 0:  # else this worker would spin forever
+                raise DataError(f"loader worker {gw} found no usable sample in epoch {epoch} of dataset "
+                                f"{self.dataset!r} ({dict(stats) or 'its shards are empty'})")
+            epoch, skip = epoch + 1, 0
+
+
+def count_samples(store: Store, shards: list[Shard], probe: int = 16) -> int:
+    """Samples in the dataset from the parquets: all of them for small datasets, else an
+    even sample of `probe` shards scaled up (reading 40k parquets at start-up is too slow)."""
+    from laclip.data.shards import read_captions
+
+    if len(shards) <= probe:
+        return sum(len(read_captions(store, s)) for s in shards)
+    picks = shards[:: max(1, len(shards) // probe)][:probe]
+    return round(sum(len(read_captions(store, s)) for s in picks) * len(shards) / len(picks))

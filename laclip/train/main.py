@@ -1,0 +1,238 @@
+"""The training entrypoint, run by torchrun on every process:
+
+    torchrun --nproc_per_node N -m laclip.train.main --config '<TrainConfig JSON>'
+
+env:// rendezvous (torchrun sets RANK/WORLD_SIZE/...), nccl on GPU and gloo on CPU. Resumes
+from the newest complete checkpoint of the run, so an elastic restart continues where the
+last checkpoint left off, with the same loader position when the number of workers is unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import sys
+import time
+from collections import Counter
+
+import torch
+import torch.distributed as dist
+
+from laclip.errors import DataError, LaclipError, UsageError
+from laclip.train import checkpoint as ckpt
+from laclip.train.config import RESUME_KEYS, TrainConfig, parse_config
+from laclip.train.logs import setup_logging
+
+log = None
+
+
+def lr_at(step: int, base: float, warmup: int, total: int) -> float:
+    """Linear warm-up, then cosine decay to zero."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * base * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def init_distributed() -> tuple[int, int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    if world > 1:
+        dist.init_process_group("nccl" if cuda else "gloo", init_method="env://")
+    return rank, world, local_rank, device
+
+
+def gather(obj, world: int) -> list:
+    if world == 1:
+        return [obj]
+    out = [None] * world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def check_rewrites(store, cfg: TrainConfig) -> None:
+    """A rewrite id with no parquet at all is a typo, not 'missing for some shards'."""
+    if not cfg.rewrites or cfg.augment == "none":
+        return
+    prefix = f"rewrites/{cfg.dataset}/"
+    if not any(p.endswith(".parquet") for p in store.list(f"{prefix}{cfg.rewrites}/")):
+        found = sorted({p[len(prefix):].split("/")[0] for p in store.list(prefix)})
+        raise DataError(f"no rewrites {cfg.rewrites!r} for dataset {cfg.dataset!r} in "
+                        f"{store.url_of(prefix + cfg.rewrites)}/ (found: {', '.join(found) or 'none'})")
+
+
+def train(cfg: TrainConfig) -> int:
+    """Run (or continue) the training run; returns the final step."""
+    global log
+    from torch.utils.data import DataLoader
+
+    from laclip.data.registry import resolve_shards
+    from laclip.storage import open_store
+    from laclip.train import model as models
+    from laclip.train.data import TrainStream, count_samples
+    from laclip.train.logs import MetricsLog
+    from laclip.train.loss import build_loss
+
+    rank, world, _, device = init_distributed()
+    log = setup_logging(rank)
+    models.check_model(cfg.model)
+    store = open_store(cfg.root)
+    shards = resolve_shards(store, cfg.dataset)
+    check_rewrites(store, cfg)
+    config = cfg.model_dump(mode="json")
+
+    state, where = None, None
+    if cfg.resume == "latest":
+        found = ckpt.load_latest(store, cfg.run)
+        if found:
+            where, state = found
+    elif cfg.resume != "none":
+        where, state = cfg.resume, ckpt.load(store, cfg.resume)
+    if state is not None:
+        ckpt.check_compatible(state["config"], config, RESUME_KEYS, store.url_of(where))
+    if rank == 0:
+        ckpt.write_run_config(store, cfg.run, config, RESUME_KEYS)
+
+    samples = count_samples(store, shards)
+    total = state["total_steps"] if state else cfg.total_steps(samples, world)
+    warmup = cfg.warmup(samples, world)
+    torch.manual_seed(cfg.seed)
+    model, _ = models.create(cfg.model, device, cfg.grad_checkpointing)
+    optimizer = torch.optim.AdamW(models.weight_decay_groups(model, cfg.wd), lr=cfg.lr,
+                                  betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+    precision = cfg.precision if cfg.precision != "auto" else ("amp_bf16" if device.type == "cuda" else "fp32")
+    scaler = torch.amp.GradScaler("cuda") if precision == "amp" and device.type == "cuda" else None
+    step, start = 0, None
+    if state is not None:
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        step = state["step"]
+        data = state.get("data") or {}
+        if data.get("workers_total") == world * max(1, cfg.workers):
+            start = {int(k): tuple(v) for k, v in data["positions"].items()}
+        else:  # elastic resize: the shard split changed, start the next epoch afresh
+            epoch = 1 + max((v[0] for v in data.get("positions", {}).values()), default=-1)
+            start = {w: (epoch, 0) for w in range(world * max(1, cfg.workers))}
+        log.info("resumed from %s at step %d of %d", store.url_of(where), step, total)
+    del state
+
+    size, mean, std = models.image_geometry(cfg.model)
+    stream = TrainStream(store, shards, dataset=cfg.dataset, rewrites=cfg.rewrites, augment=cfg.augment,
+                         texts_per_image=cfg.texts_per_image, min_words=cfg.min_words, batch_size=cfg.batch_size,
+                         model=cfg.model, image_size=size, mean=mean, std=std, crop_scale=cfg.crop_scale,
+                         shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed, rank=rank, world_size=world,
+                         workers=cfg.workers, start=start)
+    loader = DataLoader(stream, batch_size=None, num_workers=cfg.workers, pin_memory=device.type == "cuda",
+                        prefetch_factor=4 if cfg.workers else None)
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    loss_fn = build_loss(cfg, rank, world)
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "amp_bf16"
+                else torch.autocast(device.type, dtype=torch.float16) if precision == "amp" and device.type == "cuda"
+                else contextlib.nullcontext())
+    metrics = MetricsLog(store, cfg.run, total, cfg.tensorboard) if rank == 0 else None
+    positions = dict(start or {})
+    counts: Counter = Counter()
+    window = Counter()
+    batches = iter(loader)
+    t_window = time.perf_counter()
+    if metrics and step == 0:
+        metrics.event("start", dataset=cfg.dataset, shards=len(shards), samples=samples, model=cfg.model,
+                      world_size=world, total_steps=total, augment=cfg.augment, loss=cfg.loss)
+    while step < total:
+        t0 = time.perf_counter()
+        images, texts, info = next(batches)
+        t1 = time.perf_counter()
+        positions[info["worker"]] = (info["epoch"], info["consumed"])
+        counts.update(info["stats"])
+        lr = lr_at(step, cfg.lr, warmup, total)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        images, texts = images.to(device, non_blocking=True), texts.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        with autocast:
+            img_f, txt_f, scale = net(images, texts)
+            loss = loss_fn(img_f, txt_f, scale)
+        if not torch.isfinite(loss):
+            raise LaclipError(f"loss is {loss.item()} at step {step}: lower --lr or check the data")
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        scaler.step(optimizer) if scaler is not None else optimizer.step()
+        if scaler is not None:
+            scaler.update()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        step += 1
+        window.update(loss=loss.item(), steps=1, wait=t1 - t0, busy=time.perf_counter() - t0)
+        if step % cfg.log_every == 0 or step == total:
+            mean_loss = torch.tensor([window["loss"] / window["steps"]])
+            if world > 1:
+                dist.all_reduce(mean_loss)
+                mean_loss /= world
+            elapsed = time.perf_counter() - t_window
+            if metrics:
+                metrics.write(step, {"loss": mean_loss.item(), "lr": lr, "logit_scale": model.logit_scale.exp().item(),
+                                     "samples_per_s": window["steps"] * cfg.batch_size * world / elapsed,
+                                     "data_wait": window["wait"] / max(elapsed, 1e-9)})
+            window, t_window = Counter(), time.perf_counter()
+        if step % cfg.checkpoint_every == 0 or step == total:
+            all_positions = {}
+            for part in gather(positions, world):
+                all_positions.update(part)
+            if rank == 0:
+                payload = {"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+                           "scaler": scaler.state_dict() if scaler is not None else {}, "step": step,
+                           "total_steps": total, "config": config,
+                           "data": {"workers_total": world * max(1, cfg.workers),
+                                    "positions": {str(k): list(v) for k, v in all_positions.items()}}}
+                path = ckpt.save(store, cfg.run, step, payload, cfg.keep_last)
+                metrics.flush()
+                metrics.event("checkpoint", step=step, path=store.url_of(path))
+            if world > 1:
+                dist.barrier()
+    summary = Counter()
+    for part in gather(dict(counts), world):
+        summary.update(part)
+    if metrics:
+        metrics.event("done", step=step, **{k: summary[k] for k in sorted(summary)})
+        metrics.close()
+        bad = {k: summary[k] for k in ("broken_images", "unreadable_shards", "missing_captions",
+                                       "shards_without_rewrites", "keys_without_rewrites") if summary[k]}
+        if bad:
+            log.warning("bad input seen and skipped or trained on originals: %s", bad)
+    if world > 1:
+        dist.destroy_process_group()
+    return step
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m laclip.train.main", description=__doc__.split("\n\n")[0])
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--config", help="TrainConfig as JSON")
+    src.add_argument("--config-file", help="a file holding the TrainConfig JSON")
+    args = parser.parse_args(argv)
+    try:
+        text = args.config if args.config is not None else open(args.config_file).read()
+        train(parse_config(text))
+    except (LaclipError, UsageError) as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""open_clip models by name, including the `laclip-tiny` config shipped with this package.
+
+Importing this module registers every JSON in model_configs/ with open_clip, so eval code
+that imports it can load demo checkpoints with open_clip.create_model_and_transforms.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import open_clip
+import torch
+
+from laclip.errors import UsageError
+
+CONFIG_DIR = Path(__file__).parent / "model_configs"
+open_clip.add_model_config(CONFIG_DIR)
+
+
+def check_model(name: str) -> str:
+    if open_clip.get_model_config(name) is None:
+        near = [m for m in open_clip.list_models() if name.lower().split("-")[0] in m.lower()][:8]
+        hint = f" (similar: {', '.join(near)})" if near else ""
+        raise UsageError(f"unknown model {name!r}: not an open_clip model config{hint}; "
+                         "see open_clip.list_models()")
+    return name
+
+
+def create(name: str, device: torch.device, grad_checkpointing: bool = False):
+    """A freshly initialised model (fp32 weights; autocast handles bf16) and its tokenizer."""
+    check_model(name)
+    model = open_clip.create_model(name, device=device)
+    if grad_checkpointing:
+        model.set_grad_checkpointing(True)
+    return model, open_clip.get_tokenizer(name)
+
+
+def image_geometry(name: str) -> tuple[int, tuple, tuple]:
+    """(image size, mean, std) the model expects."""
+    cfg = open_clip.get_model_config(check_model(name))
+    size = cfg["vision_cfg"].get("image_size", 224)
+    size = size[0] if isinstance(size, (list, tuple)) else size
+    pp = cfg.get("preprocess_cfg", {})
+    return int(size), tuple(pp.get("mean", open_clip.OPENAI_DATASET_MEAN)), tuple(pp.get("std", open_clip.OPENAI_DATASET_STD))
+
+
+def weight_decay_groups(model: torch.nn.Module, wd: float) -> list[dict]:
+    """AdamW groups as in the paper: no weight decay on biases, norms, scalars and embeddings' gains."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        exclude = p.ndim < 2 or "bn" in name or "ln" in name or "norm" in name or "bias" in name or "logit_scale" in name
+        (no_decay if exclude else decay).append(p)
+    return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": wd}]
