@@ -22,10 +22,13 @@ class ClusterError(LaclipError):
 
 def connect(context: str | None = None):
     """An ApiClient for the current kubeconfig context (or `context`), else in-cluster."""
+    import os
+
     from kubernetes import client, config
 
     try:
-        config.load_kube_config(context=context)
+        # The client reads $KUBECONFIG once at import; read it now so the current value counts.
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), context=context)
     except (config.ConfigException, FileNotFoundError, TypeError) as exc:
         try:
             config.load_incluster_config()

@@ -62,12 +62,12 @@ def status(
     """Per stage: objects, pods by phase, indexes done and failed, store progress, ETA, and why anything waits."""
     if run is None:
         return _list_runs(namespace, context)
-    from laclip_jobs.status import summarise
+    from laclip_jobs.status import of_run, summarise
 
     selector = _selector(run)
     _twin(f"kubectl get jobs,pods -n {namespace} -l {selector}")
     cluster = _cluster(namespace, context)
-    jobs, vjobs, pods = cluster.jobs(selector), cluster.volcano_jobs(selector), cluster.pods(selector)
+    jobs, vjobs, pods = (of_run(fetch(selector), run) for fetch in (cluster.jobs, cluster.volcano_jobs, cluster.pods))
     if not (jobs or vjobs or pods):
         raise LaclipError(f"run {run!r} has no jobs or pods in namespace {namespace!r} "
                           f"(finished jobs are removed after their TTL); `laclip status` lists the runs there")
@@ -95,7 +95,7 @@ def _print_stage(run: str, st, dataset: str | None, store, now: dt.datetime) -> 
     from laclip_jobs.progress import store_progress
     from laclip_jobs.status import format_indexes, rate_and_eta
 
-    table = Table(title=f"{st.stage}: {st.state}", show_header=False, title_justify="left")
+    table = Table(title=f"{st.stage}: {st.state}", show_header=False, title_justify="left", box=None)
     for obj in st.objects:
         table.add_row(obj.kind, f"{obj.name}  [bold]{obj.state}[/]  {escape(obj.detail)}")
     table.add_row("pods", ", ".join(f"{n} {phase}" for phase, n in sorted(st.pods.items())) or "none")
@@ -126,9 +126,9 @@ def _print_stage(run: str, st, dataset: str | None, store, now: dt.datetime) -> 
     if rate is not None:
         table.add_row("throughput", f"{rate:,.1f} {unit}/hour"
                       + (f", ETA {_duration(eta.total_seconds())}" if eta is not None and st.state != "Succeeded" else ""))
-    for reason in st.reasons[-8:]:
-        table.add_row("[yellow]why[/]", escape(reason))
     out.print(table)
+    for reason in st.reasons[-8:]:  # full lines, not table cells: messages are long and get copied
+        out.print(f"  [yellow]why:[/] {escape(reason)}", soft_wrap=True)
 
 
 def _list_runs(namespace: str, context: str | None) -> None:
@@ -150,9 +150,10 @@ def _list_runs(namespace: str, context: str | None) -> None:
         out.print(f"no laclip runs in namespace {namespace}")
         return
     now = dt.datetime.now(dt.timezone.utc)
-    table = Table("run", "stage", "object", "state", "age", title=f"laclip runs in {namespace}")
+    table = Table("stage", "kind", "state", "age", title=f"laclip runs in {namespace}", box=None)
+    table.add_column("run", no_wrap=True)  # last, so a narrow terminal never cuts the id
     for created, run, stage, obj in sorted(rows, key=lambda r: r[0] or now, reverse=True):
-        table.add_row(run, stage, f"{obj.kind}/{obj.name}", obj.state, _age(created, now))
+        table.add_row(stage, obj.kind, obj.state, _age(created, now), run)
     out.print(table)
 
 

@@ -1,0 +1,251 @@
+"""`laclip status / logs / cancel` through the real kubernetes client against kmock's emulator,
+which holds a run in the states a real cluster shows: running, pending unschedulable,
+image pull failure, a failed index, succeeded, and a Job waiting for Kueue admission."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from laclip_cli.main import app
+from laclip_jobs.status import format_indexes, parse_indexes, rate_and_eta, summarise
+
+from .conftest import CONFIGMAPS, EVENTS, JOBS, PODS, VOLCANO, WORKLOADS
+
+NS = "laclip"
+REWRITE = "rewrite-demo-1122-0412-a3f9"
+TRAIN = "train-demo-1122-0500-bb01"
+EVAL = "eval-demo-1122-0600-cc02"
+QUEUED = "rewrite-demo-1122-0700-dd03"
+NOW = dt.datetime.now(dt.timezone.utc)
+
+
+def ts(minutes_ago: float) -> str:
+    return (NOW - dt.timedelta(minutes=minutes_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def labels(run, stage, dataset="demo", **extra):
+    return {"app.kubernetes.io/name": "laclip", "app.kubernetes.io/component": stage,
+            "app.kubernetes.io/managed-by": "laclip", "laclip.dev/run": run, "laclip.dev/dataset": dataset, **extra}
+
+
+def job(run, stage, name, spec=None, status=None, extra_labels=None):
+    return {"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": name, "namespace": NS, "labels": labels(run, stage, **(extra_labels or {})),
+                         "creationTimestamp": ts(60), "uid": f"uid-{name}"},
+            "spec": {"template": {"spec": {"containers": [{"name": stage, "image": "img"}],
+                                           "restartPolicy": "Never"}}, **(spec or {})},
+            "status": status or {}}
+
+
+def pod(run, stage, name, phase, index=None, status=None, minutes_ago=30):
+    lab = labels(run, stage)
+    if index is not None:
+        lab["batch.kubernetes.io/job-completion-index"] = str(index)
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": NS, "labels": lab, "creationTimestamp": ts(minutes_ago)},
+            "spec": {"containers": [{"name": stage, "image": "img"}]},
+            "status": {"phase": phase, **(status or {})}}
+
+
+def cstatus(state, name="rewrite"):
+    return {"name": name, "state": state, "image": "bad/rewrite:0.1.0", "imageID": "", "ready": False,
+            "restartCount": 0}
+
+
+def event(name, kind, reason, message, type_="Warning"):
+    return {"apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": f"{name}.{reason.lower()}", "namespace": NS},
+            "involvedObject": {"kind": kind, "name": name, "namespace": NS},
+            "reason": reason, "message": message, "type": type_, "lastTimestamp": ts(1)}
+
+
+UNSCHEDULABLE = "0/4 nodes are available: 4 Insufficient nvidia.com/gpu. preemption: 0/4 nodes are available"
+
+
+@pytest.fixture
+def populated(cluster):
+    """One rewrite run mid-flight, a running train run, a finished eval, a queued rewrite, and noise."""
+    c = cluster
+    c.add(JOBS, job(REWRITE, "rewrite", REWRITE, {"completions": 8, "parallelism": 4, "completionMode": "Indexed",
+                                                  "backoffLimitPerIndex": 1},
+                    {"startTime": ts(60), "active": 3, "ready": 1, "completedIndexes": "0-2,5", "failedIndexes": "3"}))
+    c.add(PODS, pod(REWRITE, "rewrite", f"{REWRITE}-4-abcde", "Running", 4))
+    c.add(PODS, pod(REWRITE, "rewrite", f"{REWRITE}-3-old00", "Failed", 3,
+                    {"containerStatuses": [cstatus({"terminated": {"exitCode": 137, "reason": "OOMKilled"}})]},
+                    minutes_ago=50))
+    c.add(PODS, pod(REWRITE, "rewrite", f"{REWRITE}-6-fghij", "Pending", 6,
+                    {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                     "message": UNSCHEDULABLE}]}))
+    c.add(PODS, pod(REWRITE, "rewrite", f"{REWRITE}-7-klmno", "Pending", 7,
+                    {"conditions": [{"type": "PodScheduled", "status": "True"}],
+                     "containerStatuses": [cstatus({"waiting": {
+                         "reason": "ImagePullBackOff", "message": "Back-off pulling image \"bad/rewrite:0.1.0\""}})]}))
+    c.add(EVENTS, event(f"{REWRITE}-6-fghij", "Pod", "FailedScheduling", UNSCHEDULABLE))
+    c.add(EVENTS, event(f"{REWRITE}-7-klmno", "Pod", "Failed", "Failed to pull image \"bad/rewrite:0.1.0\": not found"))
+    c.add(EVENTS, event(f"{REWRITE}-4-abcde", "Pod", "Started", "Started container rewrite", "Normal"))
+    c.add(VOLCANO, {"apiVersion": "batch.volcano.sh/v1alpha1", "kind": "Job",
+                    "metadata": {"name": TRAIN, "namespace": NS, "labels": labels(TRAIN, "train"),
+                                 "creationTimestamp": ts(120)},
+                    "spec": {"tasks": [{"name": "trainer", "replicas": 2}]},
+                    "status": {"state": {"phase": "Running"}, "running": 2}})
+    for i in range(2):
+        c.add(PODS, pod(TRAIN, "train", f"{TRAIN}-trainer-{i}", "Running", None))
+    c.add(JOBS, job(EVAL, "eval", EVAL, {"completions": 1},
+                    {"startTime": ts(30), "completionTime": ts(20), "succeeded": 1,
+                     "conditions": [{"type": "Complete", "status": "True"}]}))
+    c.add(PODS, pod(EVAL, "eval", f"{EVAL}-xyz12", "Succeeded"))
+    c.add(JOBS, job(QUEUED, "rewrite", QUEUED, {"completions": 4, "completionMode": "Indexed", "suspend": True},
+                    {}, {"kueue.x-k8s.io/queue-name": "laclip-a100"}))
+    c.add(WORKLOADS, {"apiVersion": "kueue.x-k8s.io/v1beta1", "kind": "Workload",
+                      "metadata": {"name": f"job-{QUEUED}-1a2b3", "namespace": NS,
+                                   "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": QUEUED,
+                                                        "uid": f"uid-{QUEUED}"}]},
+                      "spec": {"queueName": "laclip-a100"},
+                      "status": {"conditions": [{"type": "QuotaReserved", "status": "False", "reason": "Pending",
+                                                 "message": "couldn't assign flavors to pod set main: insufficient "
+                                                            "quota for nvidia.com/gpu in flavor a100"}]}})
+    c.add(CONFIGMAPS, {"apiVersion": "v1", "kind": "ConfigMap",
+                       "metadata": {"name": f"{REWRITE}-config", "namespace": NS, "labels": labels(REWRITE, "rewrite")},
+                       "data": {"config.json": "{}"}})
+    # Another team's pod in the same namespace must never show up in our run.
+    c.add(PODS, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "someone-else", "namespace": NS,
+                                                                   "labels": {"app": "other"}},
+                 "spec": {"containers": [{"name": "x", "image": "x"}]}, "status": {"phase": "Pending"}})
+    return c
+
+
+@pytest.fixture
+def store(demo_copy):
+    for shard in ("00000", "00001"):
+        demo_copy.write_bytes(f"rewrites/demo/{REWRITE}/{shard}.parquet", b"x")
+    demo_copy.write_bytes(f"rewrites/demo/{REWRITE}/config.json", b"{}")  # not a shard
+    for step in (500, 1000):
+        demo_copy.write_bytes(f"checkpoints/{TRAIN}/step_{step}.pt", b"x")
+    demo_copy.write_bytes(f"evals/{EVAL}/step_1000/zeroshot-demo.json", b"{}")
+    return demo_copy
+
+
+def run_cli(store, *args, input=None):
+    return CliRunner().invoke(app, ["--root", store.url, *args], input=input, catch_exceptions=True)
+
+
+def test_status_of_a_rewrite_mid_flight(populated, store):
+    result = run_cli(store, "status", REWRITE)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    text = " ".join(result.output.split())
+    assert f"kubectl get jobs,pods -n laclip -l laclip.dev/run={REWRITE}" in text
+    assert "rewrite: Running" in text
+    assert "4 of 8 completed; failed: 3" in text
+    assert "1 Failed, 2 Pending, 1 Running" in text
+    assert "unschedulable: 0/4 nodes are available: 4 Insufficient nvidia.com/gpu" in text
+    assert "ImagePullBackOff" in text and "FailedScheduling" in text
+    assert "exited 137 (OOMKilled)" in text
+    assert "2 of 4 shards rewritten" in text  # from the store, not from the Job
+    assert "shards/hour" in text and "ETA" in text
+    assert "someone-else" not in text and "Started container" not in text
+
+
+def test_status_of_train_eval_and_queued_runs(populated, store):
+    text = " ".join(run_cli(store, "status", TRAIN).output.split())
+    assert "train: Running" in text and "VolcanoJob" in text and "2 Running" in text
+    assert "step 1000 (2 saved)" in text and "jobs.batch.volcano.sh" in text
+    text = " ".join(run_cli(store, "status", EVAL).output.split())
+    assert "eval: Succeeded" in text and "1 Succeeded" in text and "1 of 1 completed" in text
+    assert "eval results 1: step_1000/zeroshot-demo.json" in text and "ETA" not in text
+    text = " ".join(run_cli(store, "status", QUEUED).output.split())
+    assert "rewrite: Suspended" in text
+    assert "waiting for Kueue admission in LocalQueue laclip-a100" in text
+    assert "insufficient quota for nvidia.com/gpu in flavor a100" in text
+
+
+def test_status_lists_runs_and_rejects_unknown(populated, store):
+    text = run_cli(store, "status").output
+    for run in (REWRITE, TRAIN, EVAL, QUEUED):
+        assert run in text
+    result = run_cli(store, "status", "no-such-run")
+    assert "has no jobs or pods" in str(result.exception)
+    result = run_cli(store, "status", "Bad Run!")
+    assert "cannot be a Kubernetes label value" in str(result.exception)
+
+
+def test_logs_pick_the_index_and_follow(populated, store):
+    result = run_cli(store, "logs", REWRITE, "--stage", "rewrite", "--index", "6")
+    assert result.exit_code == 0, repr(result.exception)
+    assert f"kubectl logs -n laclip {REWRITE}-6-fghij" in result.output
+    assert f"step 2 of pod {REWRITE}-6-fghij" in result.output
+    result = run_cli(store, "logs", REWRITE, "--stage", "rewrite", "--index", "4", "--follow")
+    assert f"step 1 of pod {REWRITE}-4-abcde" in result.output and " -f" in result.output
+    follow = [r for r in populated.requests() if str(r.params.get("follow")).lower() == "true"]
+    assert follow and follow[-1].name == f"{REWRITE}-4-abcde"
+    result = run_cli(store, "logs", REWRITE, "--stage", "rewrite", "--index", "9")
+    assert "indexes with pods: 3, 4, 6, 7" in str(result.exception)
+    result = run_cli(store, "logs", REWRITE, "--stage", "deploy")
+    assert "unknown stage" in str(result.exception)
+
+
+def test_cancel_deletes_jobs_with_propagation(populated, store):
+    result = run_cli(store, "cancel", REWRITE, "--yes")
+    assert result.exit_code == 0, repr(result.exception)
+    assert "--cascade=foreground" in result.output
+    assert REWRITE not in populated.names(JOBS) and QUEUED in populated.names(JOBS)
+    assert f"{REWRITE}-config" not in populated.names(CONFIGMAPS)
+    deletes = [r for r in populated.requests() if r.method == "DELETE" and r.resource == JOBS]
+    assert [r.name for r in deletes] == [REWRITE]
+    policy = deletes[0].params.get("propagationPolicy") or (deletes[0].data or {}).get("propagationPolicy")
+    assert policy == "Foreground"  # without it, deleting a Job through the API orphans its pods
+    run_cli(store, "cancel", TRAIN, "--yes")
+    assert TRAIN not in populated.names(VOLCANO)
+    assert "nothing to cancel" in str(run_cli(store, "cancel", REWRITE, "--yes").exception)
+    assert run_cli(store, "cancel", EVAL, input="n\n").exit_code == 1  # declined: nothing deleted
+    assert EVAL in populated.names(JOBS)
+
+
+def test_cluster_without_volcano_or_kueue(tmp_path, monkeypatch, store):
+    """CRDs that are not installed answer 404: status still works from batch Jobs."""
+    from .conftest import Emulator
+
+    emu = Emulator(volcano=False, kueue=False)
+    try:
+        kube = tmp_path / "kc"
+        kube.write_text(f"apiVersion: v1\nkind: Config\ncurrent-context: e\nclusters: [{{name: e, cluster: "
+                        f"{{server: '{emu.url}'}}}}]\ncontexts: [{{name: e, context: {{cluster: e, user: u}}}}]\n"
+                        "users: [{name: u, user: {}}]\n")
+        monkeypatch.setenv("KUBECONFIG", str(kube))
+        emu.add(JOBS, job(EVAL, "eval", EVAL, {"completions": 1}, {"startTime": ts(5), "active": 1}))
+        text = " ".join(run_cli(store, "status", EVAL).output.split())
+        assert "eval: Pending" in text or "eval: Running" in text
+    finally:
+        emu.close()
+
+
+def test_no_cluster_configured_is_a_clear_error(tmp_path):
+    env = {"KUBECONFIG": str(tmp_path / "missing"), "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([sys.executable, "-m", "laclip_cli.main", "status", "some-run"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "no Kubernetes cluster configured" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_index_sets_and_eta():
+    assert parse_indexes("0-2,5,7-8") == [0, 1, 2, 5, 7, 8]
+    assert format_indexes([8, 7, 5, 2, 1, 0]) == "0-2,5,7-8"
+    assert parse_indexes("") == [] and format_indexes([]) == ""
+    rate, eta = rate_and_eta(10, 40, NOW - dt.timedelta(hours=2), NOW)
+    assert rate == pytest.approx(5.0) and eta == dt.timedelta(hours=6)
+    assert rate_and_eta(0, 40, NOW, NOW) == (None, None)
+
+
+def test_summarise_ignores_other_runs_and_succeeded_noise():
+    other = job("other-run", "rewrite", "other", {"completions": 2, "completionMode": "Indexed"},
+                {"completedIndexes": "0-1"})
+    done = job(EVAL, "eval", EVAL, {"completions": 1}, {"succeeded": 1, "startTime": ts(9), "completionTime": ts(1),
+                                                       "conditions": [{"type": "Complete", "status": "True"}]})
+    old = event(EVAL, "Job", "BackoffLimitExceeded", "old warning")
+    st = summarise(EVAL, [other, done], [], [], [old]).stages
+    assert list(st) == ["eval"] and st["eval"].state == "Succeeded" and st["eval"].reasons == []
+
