@@ -1,0 +1,141 @@
+"""The eval stage as a Kubernetes Job: one pod per dataset (Indexed when there are several).
+
+`render_eval_job(cfg)` is pure (config in, objects out). `submit_eval_for_checkpoint(...)` is
+what a training run calls after writing a checkpoint to queue its evaluation:
+
+    from laclip_jobs.eval import submit_eval_for_checkpoint
+    submit_eval_for_checkpoint("gs://bucket/checkpoints/RUN/step_1000.pt", datasets=["imagenet1k"])
+
+It creates the Job through the kubernetes client (in-cluster credentials inside a pod, the
+kubeconfig elsewhere) and returns the Job's name; creating it twice is harmless (409 -> same name).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from laclip.eval.config import EvalConfig
+from laclip_jobs.common import (
+    apply_gke_pod_spec,
+    base_env,
+    check_label_value,
+    check_name,
+    image_for,
+    labels,
+    object_labels,
+    resources,
+)
+
+COMPONENT = "eval"
+CONTAINER = "eval"
+CHECKPOINT_LABEL = "laclip.dev/checkpoint"
+# The worker exits with this code for bad input (unknown dataset, wrong checkpoint...):
+# retrying cannot help, so the pod failure policy fails the index at once.
+EXIT_BAD_INPUT = 3
+RETRIES_PER_DATASET = 2
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
+
+
+def job_name(cfg: EvalConfig) -> str:
+    """`eval-<run>-<checkpoint>`, shortened with a hash when over 63 characters."""
+    name = f"eval-{_slug(cfg.run)}-{_slug(cfg.checkpoint_name)}".strip("-")
+    if len(name) > 63:
+        digest = hashlib.sha256(f"{cfg.run}/{cfg.checkpoint_name}".encode()).hexdigest()[:6]
+        name = name[:56].rstrip("-") + "-" + digest
+    return check_name(name, "eval job name")
+
+
+def dataset_label(cfg: EvalConfig) -> str:
+    names = [d.rstrip("/").rsplit("/", 1)[-1] for d in cfg.datasets]
+    joined = _slug("-".join(names))
+    return joined if len(names) == 1 or len(joined) <= 63 else f"{len(names)}-datasets"
+
+
+def render_eval_job(cfg: EvalConfig) -> list[dict[str, Any]]:
+    """The batch/v1 Job that evaluates cfg's checkpoint; a pure function of the config."""
+    cluster = cfg.cluster
+    n = len(cfg.datasets)
+    name = job_name(cfg)
+    dataset = check_label_value(dataset_label(cfg), "dataset label")
+    ckpt_label = {CHECKPOINT_LABEL: check_label_value(_slug(cfg.checkpoint_name), "checkpoint name")}
+    container = {
+        "name": CONTAINER,
+        "image": image_for(COMPONENT, cluster),
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["python", "-m", "laclip.eval.worker"],
+        "args": ["--config", cfg.model_dump_json(exclude={"cluster"})],  # pods need no cluster options
+        "env": base_env(cfg.root, cfg.run),
+        "resources": resources(cluster),
+    }
+    pod_spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
+    apply_gke_pod_spec(pod_spec, cluster)
+    failure_rules = [
+        # Preemption (Spot reclaim, node drain) is not the pod's fault: retry without counting it.
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+        {"action": "FailIndex" if n > 1 else "FailJob",
+         "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": [EXIT_BAD_INPUT]}},
+    ]
+    spec: dict[str, Any] = {
+        "completions": n,
+        "parallelism": n,
+        "ttlSecondsAfterFinished": cluster.ttl_seconds_after_finished,
+        "podFailurePolicy": {"rules": failure_rules},
+    }
+    if n > 1:
+        spec["completionMode"] = "Indexed"  # pod i evaluates datasets[i] (JOB_COMPLETION_INDEX)
+        spec["backoffLimitPerIndex"] = RETRIES_PER_DATASET
+        spec["backoffLimit"] = RETRIES_PER_DATASET * n
+    else:
+        spec["backoffLimit"] = RETRIES_PER_DATASET
+    if cluster.queue:
+        spec["suspend"] = True  # Kueue admits (unsuspends) it when the queue has quota
+    spec["template"] = {
+        "metadata": {"labels": {**labels(COMPONENT, cfg.run, dataset), **ckpt_label}},
+        "spec": pod_spec,
+    }
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": check_name(cluster.namespace, "namespace"),
+            "labels": {**object_labels(COMPONENT, cfg.run, dataset, cluster), **ckpt_label},
+            "annotations": {"laclip.dev/checkpoint-url": cfg.checkpoint_url,
+                            "laclip.dev/datasets": ",".join(cfg.datasets)},
+        },
+        "spec": spec,
+    }
+    return [job]
+
+
+def create_job(job: dict[str, Any], api_client=None) -> str:
+    """Create the Job; an existing Job of the same name (a repeated request) is left as it is."""
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+
+    if api_client is None:
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+        api_client = client.ApiClient()
+    api = client.BatchV1Api(api_client)
+    meta = job["metadata"]
+    try:
+        api.create_namespaced_job(meta["namespace"], job)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    return meta["name"]
+
+
+def submit_eval_for_checkpoint(checkpoint: str, root: str | None = None, *, api_client=None,
+                               **options) -> str:
+    """Queue an eval Job for one checkpoint (the hook for the training stage); the Job name."""
+    cfg = EvalConfig.for_checkpoint(checkpoint, root=root, **options)
+    return create_job(render_eval_job(cfg)[0], api_client)

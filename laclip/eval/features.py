@@ -1,0 +1,200 @@
+"""Load a checkpoint as an open_clip model and compute frozen features, cached in the store.
+
+Image features are computed once per (checkpoint, dataset, split) and written create-only to
+`evals/<run>/<checkpoint>/features/<dataset>/<split>.npz`; every task reads them from there.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import tempfile
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from laclip.errors import AlreadyExists, DataError, NotFound, UsageError
+from laclip.eval.config import EvalConfig
+from laclip.eval.datasets import EvalDataset
+from laclip.storage import open_store
+from laclip.storage.base import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    preprocess: object
+    tokenizer: object
+    name: str
+    device: torch.device
+    amp: bool
+
+    def autocast(self):
+        if not self.amp:
+            return nullcontext()
+        dtype = torch.bfloat16 if self.device.type == "cpu" or torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _register_project_models() -> None:
+    """The training stage registers its custom configs (laclip-tiny) on import; optional."""
+    try:
+        import laclip.train.model  # noqa: F401
+    except ImportError:
+        pass
+
+
+def fetch_checkpoint(cfg: EvalConfig, workdir: str) -> str:
+    """A local file for the checkpoint (`.pt` may be left off), downloading it when remote."""
+    store = open_store(cfg.checkpoint_root)
+    candidates = [cfg.checkpoint_path] if cfg.checkpoint_path.endswith(".pt") else \
+        [cfg.checkpoint_path + ".pt", cfg.checkpoint_path]
+    for path in candidates:
+        if store.exists(path):
+            local = store.local_path(path)
+            if local is not None:
+                return str(local)
+            dest = os.path.join(workdir, os.path.basename(path))
+            store.download_file(path, dest)
+            return dest
+    raise NotFound(f"checkpoint {store.url_of(candidates[0])} does not exist")
+
+
+def load_model(cfg: EvalConfig, workdir: str | None = None) -> LoadedModel:
+    import open_clip
+
+    _register_project_models()
+    workdir = workdir or tempfile.mkdtemp(prefix="laclip-eval-")
+    path = fetch_checkpoint(cfg, workdir)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a file that is not a checkpoint
+        raise DataError(f"checkpoint {cfg.checkpoint_url} cannot be read by torch.load: {exc}") from None
+    saved = ckpt.get("config", {}).get("model") if isinstance(ckpt, dict) and isinstance(ckpt.get("config"), dict) \
+        else None
+    name = cfg.model or saved
+    if not name:
+        raise UsageError(f"checkpoint {cfg.checkpoint_url} does not name its model (no config.model): pass --model")
+    if name not in open_clip.list_models():
+        raise UsageError(f"unknown open_clip model {name!r} for checkpoint {cfg.checkpoint_url}")
+    device = pick_device(cfg.device)
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=path, device=device)
+    except RuntimeError as exc:
+        if "size mismatch" in str(exc) or "Missing key" in str(exc) or "Unexpected key" in str(exc):
+            what = f"saved as {saved!r}" if saved and saved != name else "of another architecture"
+            raise DataError(
+                f"checkpoint {cfg.checkpoint_url} does not fit model {name!r}: its weights are {what} "
+                f"({str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else exc})"
+            ) from None
+        raise
+    model.eval()
+    return LoadedModel(model, preprocess, open_clip.get_tokenizer(name), name, device, cfg.precision == "amp")
+
+
+class _SplitImages(torch.utils.data.IterableDataset):
+    """Decoded, preprocessed images of one split; DataLoader workers share samples round-robin."""
+
+    def __init__(self, ds: EvalDataset, split: str, preprocess):
+        self.ds, self.split, self.preprocess = ds, split, preprocess
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        for s in self.ds.iter_samples(self.split, worker, workers):
+            try:
+                image = Image.open(io.BytesIO(s.image)).convert("RGB")
+            except Exception as exc:
+                raise DataError(f"image {s.key!r} in {self.ds.url(self.split)} cannot be decoded: {exc}") from None
+            label = -1 if s.label is None else s.label
+            yield s.index, self.preprocess(image), label, s.key, s.captions
+
+
+def _collate(batch):
+    idx, images, labels, keys, captions = zip(*batch)
+    return torch.tensor(idx), torch.stack(images), torch.tensor(labels), list(keys), list(captions)
+
+
+@dataclass
+class Features:
+    features: np.ndarray  # (n, d) float32, L2-normalised
+    labels: np.ndarray  # (n,) int64, -1 where the sample has no .cls
+    keys: list[str]
+    captions: list[list[str]]
+
+
+def compute_image_features(lm: LoadedModel, ds: EvalDataset, split: str, batch_size: int = 256,
+                           workers: int = 0) -> Features:
+    loader = torch.utils.data.DataLoader(
+        _SplitImages(ds, split, lm.preprocess), batch_size=batch_size, num_workers=workers, collate_fn=_collate,
+        pin_memory=lm.device.type == "cuda", persistent_workers=False,
+    )
+    chunks, indices, labels, keys, captions = [], [], [], [], []
+    with torch.inference_mode(), lm.autocast():
+        for idx, images, lab, k, caps in loader:
+            feats = lm.model.encode_image(images.to(lm.device, non_blocking=True))
+            chunks.append(F.normalize(feats.float(), dim=-1).cpu())
+            indices.append(idx)
+            labels.append(lab)
+            keys.extend(k)
+            captions.extend(caps)
+    if not chunks:
+        raise DataError(f"split {ds.url(split)} holds no samples")
+    order = torch.cat(indices).argsort()  # workers interleave; restore the split's order
+    return Features(
+        torch.cat(chunks)[order].numpy().astype(np.float32),
+        torch.cat(labels)[order].numpy().astype(np.int64),
+        [keys[i] for i in order.tolist()],
+        [captions[i] for i in order.tolist()],
+    )
+
+
+def encode_texts(lm: LoadedModel, texts: list[str], batch_size: int = 256) -> torch.Tensor:
+    out = []
+    with torch.inference_mode(), lm.autocast():
+        for start in range(0, len(texts), batch_size):
+            tokens = lm.tokenizer(texts[start:start + batch_size]).to(lm.device)
+            out.append(F.normalize(lm.model.encode_text(tokens).float(), dim=-1))
+    return torch.cat(out)
+
+
+def cache_path(cfg: EvalConfig, dataset: str, split: str) -> str:
+    return f"{cfg.out_dir}/features/{dataset}/{split}.npz"
+
+
+def split_features(cfg: EvalConfig, lm: LoadedModel, ds: EvalDataset, split: str, store: Store) -> Features:
+    """Image features of a split: from the cache when there, else computed and cached (create-only)."""
+    path = cache_path(cfg, ds.name, split)
+    if cfg.cache_features:
+        try:
+            with np.load(io.BytesIO(store.read_bytes(path)), allow_pickle=False) as z:
+                log.info("features from cache %s", store.url_of(path))
+                meta = json.loads(str(z["meta"]))
+                return Features(z["features"], z["labels"], meta["keys"], meta["captions"])
+        except (NotFound, FileNotFoundError):
+            pass
+    feats = compute_image_features(lm, ds, split, cfg.batch_size, cfg.workers)
+    if cfg.cache_features:
+        buf = io.BytesIO()
+        meta = json.dumps({"keys": feats.keys, "captions": feats.captions, "model": lm.name,
+                           "checkpoint": cfg.checkpoint_url, "dataset": ds.url(), "split": split})
+        np.savez(buf, features=feats.features, labels=feats.labels, meta=np.array(meta))
+        try:
+            store.write_bytes(path, buf.getvalue(), create_only=True)
+        except AlreadyExists:  # another pod finished the same split first: same features
+            pass
+    return feats
