@@ -16,8 +16,10 @@ from laclip import __version__
 from laclip.errors import LaclipError
 from laclip_cli import data as data_cmd
 from laclip_cli import datasets as datasets_cmd
+from laclip_cli import eval_cmd
 from laclip_cli import submit as submit_cmd
 from laclip_cli import status as status_cmd
+from laclip_cli import plan as plan_cmd
 from laclip_cli.console import err, out
 from laclip_cli.state import state
 
@@ -53,7 +55,9 @@ def version() -> None:
 app.add_typer(datasets_cmd.app, name="datasets")
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(submit_cmd.app, name="submit")
+app.add_typer(eval_cmd.app, name="eval")
 status_cmd.register(app)
+app.command("plan")(plan_cmd.plan)
 
 
 def main() -> None:
