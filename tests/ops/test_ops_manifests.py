@@ -1,0 +1,178 @@
+"""manifests/: `kubectl kustomize` renders; built-in objects pass the strict Kubernetes 1.33
+schema; the Kueue and Volcano objects have the shape their CRDs require; and the Role grants
+every request the CLI makes."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from laclip.config import DEFAULT_NAMESPACE, DEFAULT_SERVICE_ACCOUNT, ClusterOptions
+
+REPO = Path(__file__).resolve().parents[2]
+MANIFESTS = REPO / "manifests"
+CUSTOM = {("kueue.x-k8s.io/v1beta1", k) for k in ("ResourceFlavor", "ClusterQueue", "LocalQueue")} | {
+    ("scheduling.volcano.sh/v1beta1", "Queue")}
+CLUSTER_SCOPED = {"Namespace", "PriorityClass", "ResourceFlavor", "ClusterQueue", "Queue"}
+DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def kustomize(folder: Path) -> list[dict]:
+    if not shutil.which("kubectl"):
+        pytest.skip("kubectl is not installed")
+    proc = subprocess.run(["kubectl", "kustomize", str(folder)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
+@pytest.fixture(scope="module")
+def example():
+    return kustomize(MANIFESTS / "overlays" / "example")
+
+
+@pytest.fixture(scope="module")
+def base():
+    return kustomize(MANIFESTS / "base")
+
+
+def by_kind(objs, kind):
+    return [o for o in objs if o["kind"] == kind]
+
+
+def test_base_renders_the_cluster_side(base):
+    kinds = sorted(o["kind"] for o in base)
+    assert kinds == ["Namespace", "PriorityClass", "PriorityClass", "PriorityClass", "Role", "RoleBinding",
+                     "ServiceAccount"]
+    (ns,) = by_kind(base, "Namespace")
+    (sa,) = by_kind(base, "ServiceAccount")
+    assert ns["metadata"]["name"] == DEFAULT_NAMESPACE  # what the CLI submits to by default
+    assert sa["metadata"]["name"] == DEFAULT_SERVICE_ACCOUNT and sa["metadata"]["namespace"] == DEFAULT_NAMESPACE
+    assert sa["metadata"]["annotations"]["iam.gke.io/gcp-service-account"].endswith(".iam.gserviceaccount.com")
+    assert not sa.get("secrets") and not by_kind(base, "Secret")  # Workload Identity: no keys
+
+
+@pytest.mark.parametrize("which", ["base", "example"])
+def test_builtin_objects_pass_the_strict_133_schema(which, request):
+    import kubernetes_validate
+
+    objs = request.getfixturevalue(which)
+    checked = 0
+    for obj in objs:
+        if (obj["apiVersion"], obj["kind"]) in CUSTOM:
+            continue
+        kubernetes_validate.validate(obj, "1.33", strict=True)
+        checked += 1
+    assert checked >= 7
+
+
+def test_strict_schema_rejects_a_typo():
+    """The validation can fail: an unknown field in a Role is refused."""
+    import kubernetes_validate
+
+    bad = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "x"},
+           "rules": [{"apiGroups": [""], "resource": ["pods"], "verbs": ["get"]}]}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, "1.33", strict=True)
+
+
+def test_scope_and_names(example):
+    for obj in example:
+        meta = obj["metadata"]
+        assert DNS1123.match(meta["name"]) and len(meta["name"]) <= 63
+        if obj["kind"] in CLUSTER_SCOPED:
+            assert "namespace" not in meta, f"{obj['kind']} {meta['name']} is cluster-scoped"
+        else:
+            assert meta["namespace"] == DEFAULT_NAMESPACE, obj["kind"]
+
+
+def test_kueue_objects_have_the_crd_shape(example):
+    """Checked by hand: kubernetes-validate has no schema for CRDs."""
+    (flavor,) = by_kind(example, "ResourceFlavor")
+    (cq,) = by_kind(example, "ClusterQueue")
+    (lq,) = by_kind(example, "LocalQueue")
+    accel = flavor["spec"]["nodeLabels"]["cloud.google.com/gke-accelerator"]
+    ClusterOptions(accelerator=accel)  # the flavor selects the nodes laclip pods ask for
+    assert set(cq["spec"]) <= {"namespaceSelector", "queueingStrategy", "preemption", "resourceGroups", "cohort",
+                                "flavorFungibility", "stopPolicy", "fairSharing", "admissionChecks"}
+    assert cq["spec"]["queueingStrategy"] in ("StrictFIFO", "BestEffortFIFO")
+    assert cq["spec"]["preemption"]["withinClusterQueue"] in ("Never", "LowerPriority", "LowerOrNewerEqualPriority")
+    for group in cq["spec"]["resourceGroups"]:
+        covered = group["coveredResources"]
+        assert "nvidia.com/gpu" in covered
+        for fl in group["flavors"]:
+            assert fl["name"] == flavor["metadata"]["name"]
+            assert [r["name"] for r in fl["resources"]] == covered  # Kueue requires the same order
+            for r in fl["resources"]:
+                assert re.fullmatch(r"\d+(\.\d+)?(Ki|Mi|Gi|Ti|m)?", str(r["nominalQuota"]))
+    assert lq["spec"] == {"clusterQueue": cq["metadata"]["name"]}
+    ClusterOptions(queue=lq["metadata"]["name"])  # usable as `--queue`
+
+
+def test_volcano_queue_shape(example):
+    (queue,) = by_kind(example, "Queue")
+    assert set(queue["spec"]) <= {"weight", "reclaimable", "capability", "guarantee", "deserved", "parent"}
+    assert isinstance(queue["spec"]["weight"], int) and queue["spec"]["weight"] >= 1
+    assert int(queue["spec"]["capability"]["nvidia.com/gpu"]) > 0
+
+
+def test_priority_classes_are_usable(example):
+    classes = by_kind(example, "PriorityClass")
+    assert not any(pc.get("globalDefault") for pc in classes)  # never change other teams' pods
+    names = {pc["metadata"]["name"]: pc for pc in classes}
+    assert names["laclip-rewrite"]["preemptionPolicy"] == "Never"
+    assert names["laclip-eval"]["value"] > names["laclip-train"]["value"] > names["laclip-rewrite"]["value"]
+
+
+def test_overlay_replaces_the_placeholders(base, example):
+    (sa,) = by_kind(example, "ServiceAccount")
+    assert "PROJECT_ID" not in yaml.safe_dump(example)
+    assert "PROJECT_ID" in by_kind(base, "ServiceAccount")[0]["metadata"]["annotations"]["iam.gke.io/gcp-service-account"]
+    assert by_kind(example, "RoleBinding")[0]["subjects"][0]["name"] == "ml-team@example.com"
+
+
+def granted(role: dict, group: str, resource: str, verb: str) -> bool:
+    return any(group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"] for r in role["rules"])
+
+
+def test_role_is_least_privilege(base):
+    (role,) = by_kind(base, "Role")
+    text = yaml.safe_dump(role)
+    assert "*" not in text  # no wildcards
+    for res in ("secrets", "pods/exec", "roles", "rolebindings", "serviceaccounts", "nodes"):
+        assert res not in text
+    for rule in role["rules"]:
+        assert not {"update", "patch", "escalate", "bind", "impersonate"} & set(rule["verbs"])
+
+
+def test_role_grants_every_request_the_cli_makes(base, cluster, tmp_path):
+    """Drive status, logs and cancel against the emulator, then check each request against the Role."""
+    from typer.testing import CliRunner
+
+    from laclip_cli.main import app
+
+    from .conftest import JOBS, PODS
+    from .test_ops_status import job, pod
+
+    run = "rewrite-demo-1122-0412-a3f9"
+    cluster.add(JOBS, job(run, "rewrite", run, {"completions": 2, "completionMode": "Indexed"}, {"active": 1}))
+    cluster.add(PODS, pod(run, "rewrite", f"{run}-0-aaaaa", "Running", 0))
+    runner = CliRunner()
+    for args in (["status"], ["status", run], ["logs", run, "--stage", "rewrite"], ["cancel", run, "--yes"]):
+        result = runner.invoke(app, ["--root", str(tmp_path), *args])
+        assert result.exit_code == 0, (args, repr(result.exception))
+    (role,) = by_kind(base, "Role")
+    verbs = {"GET": "get", "DELETE": "delete", "POST": "create"}
+    seen = set()
+    for req in cluster.requests():
+        if req.resource is None:
+            continue
+        plural = req.resource.plural + (f"/{req.subresource}" if req.subresource else "")
+        verb = verbs[str(req.method.value).upper()] if req.name or req.method.value.upper() != "GET" else "list"
+        seen.add((req.resource.group, plural, verb))
+        assert granted(role, req.resource.group, plural, verb), f"the Role lacks {verb} {req.resource.group}/{plural}"
+    assert {("batch", "jobs", "list"), ("", "pods/log", "get"), ("batch", "jobs", "delete")} <= seen
