@@ -48,7 +48,7 @@ class LinearProbeOptions(BaseModel):
     reg_max: float = 1e2
     grid: int = Field(9, ge=2)
     refine_steps: int = Field(4, ge=0)
-    max_iter: int = Field(300, ge=10)
+    max_iter: int = Field(100, ge=10)
 
 
 class EvalConfig(BaseModel):

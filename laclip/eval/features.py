@@ -50,12 +50,19 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+MODEL_CONFIGS_ENV = "LACLIP_MODEL_CONFIGS"  # extra open_clip config folders/files, os.pathsep-separated
+
+
 def _register_project_models() -> None:
-    """The training stage registers its custom configs (laclip-tiny) on import; optional."""
+    """Custom architectures: the training stage's (laclip-tiny, on import) and $LACLIP_MODEL_CONFIGS."""
+    import open_clip
+
     try:
         import laclip.train.model  # noqa: F401
     except ImportError:
         pass
+    for path in filter(None, os.environ.get(MODEL_CONFIGS_ENV, "").split(os.pathsep)):
+        open_clip.add_model_config(path)
 
 
 def fetch_checkpoint(cfg: EvalConfig, workdir: str) -> str:
@@ -140,7 +147,7 @@ class Features:
 def compute_image_features(lm: LoadedModel, ds: EvalDataset, split: str, batch_size: int = 256,
                            workers: int = 0) -> Features:
     loader = torch.utils.data.DataLoader(
-        _SplitImages(ds, split, lm.preprocess), batch_size=batch_size, num_workers=workers, collate_fn=_collate,
+        _SplitImages(ds, split, lm.preprocess), batch_size=batch_size, num_workers=min(workers, os.cpu_count() or 1), collate_fn=_collate,
         pin_memory=lm.device.type == "cuda", persistent_workers=False,
     )
     chunks, indices, labels, keys, captions = [], [], [], [], []

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from laclip.eval.zeroshot import classification_metrics
 
 
-def fit(x: torch.Tensor, y: torch.Tensor, classes: int, reg: float, max_iter=300,
+def fit(x: torch.Tensor, y: torch.Tensor, classes: int, reg: float, max_iter=100,
         init: torch.Tensor | None = None) -> torch.Tensor:
     """Weights (d+1, C) minimising mean cross-entropy + reg/2 * |W|^2 (bias not penalised)."""
     xb = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype, device=x.device)], dim=1)
@@ -52,7 +52,7 @@ def holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray,
 
 def evaluate(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
              val_x: np.ndarray | None = None, val_y: np.ndarray | None = None, *, reg_min=1e-6, reg_max=1e2,
-             grid=9, refine_steps=4, max_iter=300, val_fraction=0.2, seed=0, device="cpu") -> dict:
+             grid=9, refine_steps=4, max_iter=100, val_fraction=0.2, seed=0, device="cpu") -> dict:
     classes = int(max(train_y.max(), test_y.max()) + 1)
     if val_x is None:
         tr, va = holdout(train_y, val_fraction, seed)

@@ -115,7 +115,8 @@ def _setup_logging() -> None:
         fmt = '{"severity": "%(levelname)s", "logger": "%(name)s", "message": %(message)r}'
     else:
         fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    logging.basicConfig(level=logging.INFO, format=fmt, stream=sys.stderr)
+    logging.basicConfig(level=logging.WARNING, format=fmt, stream=sys.stderr)
+    logging.getLogger("laclip").setLevel(logging.INFO)  # open_clip logs its set-up chatter on the root logger
 
 
 def main(argv: list[str] | None = None) -> int:

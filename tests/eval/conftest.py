@@ -20,13 +20,14 @@ def _config(width: int, embed: int) -> dict:
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
+    """Registers the tiny configs here; returns their folder (for LACLIP_MODEL_CONFIGS in subprocesses)."""
     import open_clip
 
     folder = tmp_path_factory.mktemp("openclip-configs")
     for name, cfg in ((TINY, _config(64, 32)), (TINY_WIDE, _config(96, 48))):
         (folder / f"{name}.json").write_text(json.dumps(cfg))
     open_clip.add_model_config(folder)
-    return TINY, TINY_WIDE
+    return folder
 
 
 def save_checkpoint(store, run: str, step: int, model_name: str, seed: int = 0) -> str:
