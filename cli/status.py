@@ -72,15 +72,21 @@ def status(
         raise LaclipError(f"run {run!r} has no jobs or pods in namespace {namespace!r} "
                           f"(finished jobs are removed after their TTL); `laclip status` lists the runs there")
     summary = summarise(run, jobs, vjobs, pods, cluster.events(), cluster.workloads() if jobs else [])
-    datasets = {((o.get("metadata") or {}).get("labels") or {}).get("laclip.dev/dataset") for o in jobs + vjobs}
-    dataset = next((d for d in datasets if d), None)
     store = _open_store() if store_progress else None
     now = dt.datetime.now(dt.timezone.utc)
     for st in summary.stages.values():
-        _print_stage(run, st, dataset, store, now)
+        owners = [o for o in jobs + vjobs if _label(o, "app.kubernetes.io/component") == st.stage]
+        dataset = next((d for o in owners if (d := _label(o, "laclip.dev/dataset"))), None)
+        rewrite_id = next((r for o in owners if (r := ((o.get("metadata") or {}).get("annotations") or {})
+                                                 .get("laclip.dev/rewrite-id"))), None)
+        _print_stage(run, st, dataset, store, now, rewrite_id)
     if vjobs:
         _twin(f"kubectl get jobs.batch.volcano.sh,podgroups -n {namespace} -l {selector}")
     _twin(f"kubectl get events -n {namespace} --field-selector type=Warning --sort-by=.lastTimestamp")
+
+
+def _label(obj: dict, key: str) -> str | None:
+    return ((obj.get("metadata") or {}).get("labels") or {}).get(key)
 
 
 def _open_store():
@@ -91,11 +97,13 @@ def _open_store():
         return None
 
 
-def _print_stage(run: str, st, dataset: str | None, store, now: dt.datetime) -> None:
+def _print_stage(run: str, st, dataset: str | None, store, now: dt.datetime, rewrite_id: str | None) -> None:
     from laclip_jobs.progress import store_progress
     from laclip_jobs.status import format_indexes, rate_and_eta
 
     table = Table(title=f"{st.stage}: {st.state}", show_header=False, title_justify="left", box=None)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")  # long paths and messages wrap whole, never cut with "..."
     for obj in st.objects:
         table.add_row(obj.kind, f"{obj.name}  [bold]{obj.state}[/]  {escape(obj.detail)}")
     table.add_row("pods", ", ".join(f"{n} {phase}" for phase, n in sorted(st.pods.items())) or "none")
@@ -105,16 +113,16 @@ def _print_stage(run: str, st, dataset: str | None, store, now: dt.datetime) -> 
     done, total, unit = len(st.completed), st.completions, "indexes"
     if store is not None:
         try:
-            prog = store_progress(store, st.stage, run, dataset)
+            prog = store_progress(store, st.stage, run, dataset, rewrite_id)
         except LaclipError as exc:
             prog = None
             table.add_row("store", f"[yellow]{escape(str(exc))}[/]")
         if prog and prog.shards_done is not None:
             table.add_row("store", f"{prog.shards_done} of {prog.shards_total or '?'} shards rewritten "
-                          f"({store.url_of(f'rewrites/{dataset}/{run}')}/)")
+                          f"({store.url_of(f'rewrites/{dataset}/{rewrite_id or run}')}/)")
             done, total, unit = prog.shards_done, prog.shards_total or total, "shards"
         if prog and st.stage == "train":
-            table.add_row("checkpoint", f"step {prog.last_step} ({prog.checkpoints} saved)"
+            table.add_row("checkpoint", f"step {prog.last_step} ({prog.checkpoints} kept)"
                           if prog.last_step is not None else "none yet")
             done, total, unit = prog.last_step or 0, None, "steps"
         if prog and prog.eval_results:

@@ -1,6 +1,6 @@
 """Progress of a run read from the object store: the outputs are the truth.
 
-A shard is rewritten when `rewrites/<dataset>/<run>/NNNNN.parquet` exists, training has
+A shard is rewritten when `rewrites/<dataset>/<rewrite-id>/NNNNN.parquet` exists, training has
 reached step N when `checkpoints/<run>/step_N.pt` exists, and evaluation results are the
 JSON files under `evals/<run>/`. Listing is cheap (one prefix per stage), so `laclip status`
 reads these every time.
@@ -22,7 +22,7 @@ class StoreProgress:
     shards_done: int | None = None  # rewrite outputs present
     shards_total: int | None = None  # shards of the input dataset
     last_step: int | None = None  # newest checkpoint
-    checkpoints: int = 0
+    checkpoints: int = 0  # kept in the store (training deletes all but the last few)
     eval_results: list[str] = field(default_factory=list)  # paths relative to evals/<run>/
 
 
@@ -59,11 +59,13 @@ def eval_results(store: Store, run: str) -> list[str]:
     return sorted(p[len(prefix):] for p in store.list(prefix) if p.endswith(".json"))
 
 
-def store_progress(store: Store, stage: str, run: str, dataset: str | None) -> StoreProgress:
-    """What the store says about one stage of `run`."""
+def store_progress(store: Store, stage: str, run: str, dataset: str | None,
+                   rewrite_id: str | None = None) -> StoreProgress:
+    """What the store says about one stage of `run`. A rewrite writes under its rewrite id
+    (the Job's `laclip.dev/rewrite-id` annotation), which defaults to the run id."""
     out = StoreProgress()
     if stage == "rewrite" and dataset:
-        out.shards_done = rewritten_shards(store, dataset, run)
+        out.shards_done = rewritten_shards(store, dataset, rewrite_id or run)
         out.shards_total = dataset_shards(store, dataset)
     elif stage == "train":
         steps = checkpoint_steps(store, run)

@@ -17,6 +17,7 @@ from laclip_jobs.common import COMPONENT_LABEL, QUEUE_LABEL, RUN_LABEL
 STAGES = ("rewrite", "train", "eval")
 INDEX_LABEL = "batch.kubernetes.io/job-completion-index"  # label (1.28+) and annotation on Indexed Job pods
 VOLCANO_INDEX = "volcano.sh/task-index"
+TORCHX_REPLICA = "torchx.pytorch.org/replica-id"  # train pods rendered by TorchX: the node index
 # Container waiting reasons that mean "this will not start by itself".
 STUCK_REASONS = {
     "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashLoopBackOff",
@@ -80,7 +81,7 @@ def of_run(objs: Iterable[dict], run: str) -> list[dict]:
 def pod_index(pod: dict) -> int | None:
     meta = _meta(pod)
     for source in (meta.get("labels") or {}, meta.get("annotations") or {}):
-        for key in (INDEX_LABEL, VOLCANO_INDEX):
+        for key in (INDEX_LABEL, TORCHX_REPLICA, VOLCANO_INDEX):
             if str(source.get(key, "")).isdigit():
                 return int(source[key])
     return None

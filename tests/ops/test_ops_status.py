@@ -21,6 +21,7 @@ REWRITE = "rewrite-demo-1122-0412-a3f9"
 TRAIN = "train-demo-1122-0500-bb01"
 EVAL = "eval-demo-1122-0600-cc02"
 QUEUED = "rewrite-demo-1122-0700-dd03"
+REWRITE_ID = "vllm-llama-7b-31f31af8d1"  # where the rewrite writes: rewrites/<dataset>/<rewrite-id>/
 NOW = dt.datetime.now(dt.timezone.utc)
 
 
@@ -33,10 +34,10 @@ def labels(run, stage, dataset="demo", **extra):
             "app.kubernetes.io/managed-by": "laclip", "laclip.dev/run": run, "laclip.dev/dataset": dataset, **extra}
 
 
-def job(run, stage, name, spec=None, status=None, extra_labels=None):
+def job(run, stage, name, spec=None, status=None, extra_labels=None, annotations=None):
     return {"apiVersion": "batch/v1", "kind": "Job",
             "metadata": {"name": name, "namespace": NS, "labels": labels(run, stage, **(extra_labels or {})),
-                         "creationTimestamp": ts(60), "uid": f"uid-{name}"},
+                         "annotations": annotations or {}, "creationTimestamp": ts(60), "uid": f"uid-{name}"},
             "spec": {"template": {"spec": {"containers": [{"name": stage, "image": "img"}],
                                            "restartPolicy": "Never"}}, **(spec or {})},
             "status": status or {}}
@@ -73,7 +74,8 @@ def populated(cluster):
     c = cluster
     c.add(JOBS, job(REWRITE, "rewrite", REWRITE, {"completions": 8, "parallelism": 4, "completionMode": "Indexed",
                                                   "backoffLimitPerIndex": 1},
-                    {"startTime": ts(60), "active": 3, "ready": 1, "completedIndexes": "0-2,5", "failedIndexes": "3"}))
+                    {"startTime": ts(60), "active": 3, "ready": 1, "completedIndexes": "0-2,5", "failedIndexes": "3"},
+                    annotations={"laclip.dev/rewrite-id": REWRITE_ID}))
     c.add(PODS, pod(REWRITE, "rewrite", f"{REWRITE}-4-abcde", "Running", 4))
     c.add(PODS, pod(REWRITE, "rewrite", f"{REWRITE}-3-old00", "Failed", 3,
                     {"containerStatuses": [cstatus({"terminated": {"exitCode": 137, "reason": "OOMKilled"}})]},
@@ -94,7 +96,9 @@ def populated(cluster):
                     "spec": {"tasks": [{"name": "trainer", "replicas": 2}]},
                     "status": {"state": {"phase": "Running"}, "running": 2}})
     for i in range(2):
-        c.add(PODS, pod(TRAIN, "train", f"{TRAIN}-trainer-{i}", "Running", None))
+        p = pod(TRAIN, "train", f"{TRAIN}-main-{i}", "Running", None)
+        p["metadata"]["labels"]["torchx.pytorch.org/replica-id"] = str(i)  # as TorchX labels its pods
+        c.add(PODS, p)
     c.add(JOBS, job(EVAL, "eval", EVAL, {"completions": 1},
                     {"startTime": ts(30), "completionTime": ts(20), "succeeded": 1,
                      "conditions": [{"type": "Complete", "status": "True"}]}))
@@ -122,8 +126,9 @@ def populated(cluster):
 @pytest.fixture
 def store(demo_copy):
     for shard in ("00000", "00001"):
-        demo_copy.write_bytes(f"rewrites/demo/{REWRITE}/{shard}.parquet", b"x")
-    demo_copy.write_bytes(f"rewrites/demo/{REWRITE}/config.json", b"{}")  # not a shard
+        demo_copy.write_bytes(f"rewrites/demo/{REWRITE_ID}/{shard}.parquet", b"x")
+    demo_copy.write_bytes(f"rewrites/demo/{REWRITE_ID}/config.json", b"{}")  # not a shard
+    demo_copy.write_bytes(f"rewrites/demo/{REWRITE}/00002.parquet", b"x")  # another rewrite id: not ours
     for step in (500, 1000):
         demo_copy.write_bytes(f"checkpoints/{TRAIN}/step_{step}.pt", b"x")
     demo_copy.write_bytes(f"evals/{EVAL}/step_1000/zeroshot-demo.json", b"{}")
@@ -145,7 +150,7 @@ def test_status_of_a_rewrite_mid_flight(populated, store):
     assert "unschedulable: 0/4 nodes are available: 4 Insufficient nvidia.com/gpu" in text
     assert "ImagePullBackOff" in text and "FailedScheduling" in text
     assert "exited 137 (OOMKilled)" in text
-    assert "2 of 4 shards rewritten" in text  # from the store, not from the Job
+    assert "2 of 4 shards rewritten" in text and REWRITE_ID in text  # from the store, not from the Job
     assert "shards/hour" in text and "ETA" in text
     assert "someone-else" not in text and "Started container" not in text
 
@@ -153,7 +158,7 @@ def test_status_of_a_rewrite_mid_flight(populated, store):
 def test_status_of_train_eval_and_queued_runs(populated, store):
     text = " ".join(run_cli(store, "status", TRAIN).output.split())
     assert "train: Running" in text and "VolcanoJob" in text and "2 Running" in text
-    assert "step 1000 (2 saved)" in text and "jobs.batch.volcano.sh" in text
+    assert "step 1000 (2 kept)" in text and "jobs.batch.volcano.sh" in text
     text = " ".join(run_cli(store, "status", EVAL).output.split())
     assert "eval: Succeeded" in text and "1 Succeeded" in text and "1 of 1 completed" in text
     assert "eval results 1: step_1000/zeroshot-demo.json" in text and "ETA" not in text
@@ -182,6 +187,8 @@ def test_logs_pick_the_index_and_follow(populated, store):
     assert f"step 1 of pod {REWRITE}-4-abcde" in result.output and " -f" in result.output
     follow = [r for r in populated.requests() if str(r.params.get("follow")).lower() == "true"]
     assert follow and follow[-1].name == f"{REWRITE}-4-abcde"
+    result = run_cli(store, "logs", TRAIN, "--stage", "train", "--index", "1")
+    assert f"step 1 of pod {TRAIN}-main-1" in result.output
     result = run_cli(store, "logs", REWRITE, "--stage", "rewrite", "--index", "9")
     assert "indexes with pods: 3, 4, 6, 7" in str(result.exception)
     result = run_cli(store, "logs", REWRITE, "--stage", "deploy")
