@@ -48,7 +48,8 @@ def load_rewrites(store: Store, dataset: str, rewrite_id: str, shard: Shard) -> 
         return None
     if "key" not in table.column_names:
         raise DataError(f"{store.url_of(path)} has no 'key' column (columns: {', '.join(table.column_names)})")
-    sources = [f.name for f in table.schema if f.name not in NOT_REWRITES
+    # `<source>_rejected` columns (the rewrite stage's fallback reasons) are bookkeeping, not text.
+    sources = [f.name for f in table.schema if f.name not in NOT_REWRITES and not f.name.endswith("_rejected")
                and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))]
     keys = table.column("key").to_pylist()
     columns = [table.column(s).to_pylist() for s in sources]
@@ -213,7 +214,8 @@ class TrainStream(IterableDataset):
                     stats["samples"] += len(images)
                     yield (torch.stack(images), self.tokenizer(texts),
                            {"worker": gw, "epoch": epoch, "consumed": consumed, "stats": dict(stats)})
-                    stats, images, texts = Counter(), [], []
+                    stats.clear()  # the same Counter: _raw holds a reference to it
+                    images, texts = [], []
             if usable == 0 and skip == 0:  # else this worker would spin forever
                 raise DataError(f"loader worker {gw} found no usable sample in epoch {epoch} of dataset "
                                 f"{self.dataset!r} ({dict(stats) or 'its shards are empty'})")

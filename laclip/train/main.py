@@ -147,7 +147,8 @@ def train(cfg: TrainConfig) -> int:
     t_window = time.perf_counter()
     if metrics and step == 0:
         metrics.event("start", dataset=cfg.dataset, shards=len(shards), samples=samples, model=cfg.model,
-                      world_size=world, total_steps=total, augment=cfg.augment, loss=cfg.loss)
+                      world_size=world, total_steps=total, augment=cfg.augment, loss=cfg.loss,
+                      threads=torch.get_num_threads())
     while step < total:
         t0 = time.perf_counter()
         images, texts, info = next(batches)

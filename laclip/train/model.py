@@ -12,6 +12,7 @@ import open_clip
 import torch
 
 from laclip.errors import UsageError
+from laclip.train.model_names import check_model_name
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"
 open_clip.add_model_config(CONFIG_DIR)
@@ -19,10 +20,8 @@ open_clip.add_model_config(CONFIG_DIR)
 
 def check_model(name: str) -> str:
     if open_clip.get_model_config(name) is None:
-        near = [m for m in open_clip.list_models() if name.lower().split("-")[0] in m.lower()][:8]
-        hint = f" (similar: {', '.join(near)})" if near else ""
-        raise UsageError(f"unknown model {name!r}: not an open_clip model config{hint}; "
-                         "see open_clip.list_models()")
+        check_model_name(name)  # raises with suggestions
+        raise UsageError(f"unknown model {name!r}: not an open_clip model config")
     return name
 
 

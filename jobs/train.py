@@ -1,0 +1,118 @@
+"""Render a training run: TorchX dist.ddp AppDef -> TorchX kubernetes scheduler (Volcano Job)
+-> GKE patches. Pure functions of TrainConfig; no torch, nothing contacted.
+
+TorchX owns the torchrun command line (elastic `--nnodes MIN:MAX`, c10d rendezvous on the
+first task's Volcano host) and the Volcano task layout; we add what TorchX cannot express:
+torchrun `--max-restarts`, A100 nodeSelector and tolerations, Workload Identity, non-root
+security contexts, /dev/shm and /tmp, the laclip labels, and the run id as the object name.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+from laclip.train.config import TrainConfig
+from laclip_jobs.common import (apply_gke_pod_spec, base_env, check_name, image_for, labels, resources)
+
+COMPONENT = "train"
+VOLCANO_API = "batch.volcano.sh/v1alpha1"
+ENTRY_MODULE = "laclip.train.main"
+DEFAULT_VOLCANO_QUEUE = "default"
+
+
+def _mem_mb(quantity: str) -> int:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([KMGT]i?)?", quantity)
+    if not m:
+        raise ValueError(f"memory {quantity!r} is not a Kubernetes quantity such as 64Gi")
+    return int(float(m.group(1)) * units.get(m.group(2) or "", 1) // 2**20)
+
+
+def _cpu(quantity: str) -> int:
+    return max(1, int(float(quantity[:-1]) / 1000) if quantity.endswith("m") else int(float(quantity)))
+
+
+def env_for(cfg: TrainConfig, root: str) -> dict[str, str]:
+    env = {e["name"]: e["value"] for e in base_env(root, cfg.run)}
+    env["OMP_NUM_THREADS"] = env.get("OMP_NUM_THREADS", "4")
+    return env
+
+
+def app_def(cfg: TrainConfig, root: str, *, local: bool = False, image: str | None = None):
+    """The TorchX AppDef. `local`: one node on this machine (TorchX local_cwd), plain logs."""
+    from torchx.components.dist import ddp
+
+    check_name(cfg.run, "run id")
+    lo, hi = cfg.nnodes()
+    nproc = cfg.nproc()
+    if local:
+        j, gpus, env = f"1x{nproc}", 0, {"LACLIP_ROOT": root, "LACLIP_RUN": cfg.run, "PYTHONUNBUFFERED": "1"}
+    else:
+        j, gpus, env = (f"{lo}:{hi}x{nproc}" if lo != hi else f"{hi}x{nproc}"), cfg.cluster.gpus, env_for(cfg, root)
+    run_cfg = cfg.model_copy(update={"root": root})
+    app = ddp("--config", run_cfg.to_arg(), m=ENTRY_MODULE, image=image or image_for(COMPONENT, cfg.cluster),
+              name=cfg.run, cpu=_cpu(cfg.cluster.cpu), gpu=gpus, memMB=_mem_mb(cfg.cluster.memory), j=j,
+              env=env, max_retries=0 if local else cfg.max_restarts)
+    # torchrun restarts the worker group in place (elastic); TorchX's ddp has no flag for it.
+    role = app.roles[0]
+    shell = role.args[-1]
+    assert shell.startswith("torchrun "), shell
+    role.args[-1] = shell.replace("torchrun ", f"torchrun --max-restarts {cfg.max_restarts} ", 1)
+    return app
+
+
+def _replace(obj: Any, old: str, new: str) -> Any:
+    if isinstance(obj, str):
+        return obj.replace(old, new)
+    if isinstance(obj, list):
+        return [_replace(v, old, new) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _replace(v, old, new) for k, v in obj.items()}
+    return obj
+
+
+def render(cfg: TrainConfig, root: str) -> list[dict[str, Any]]:
+    """The Volcano Job, as TorchX renders it, patched for GKE."""
+    from torchx.schedulers.kubernetes_scheduler import create_scheduler
+
+    cluster = cfg.cluster
+    app = app_def(cfg, root)
+    opts = {"namespace": check_name(cluster.namespace, "namespace"), "queue": cluster.queue or DEFAULT_VOLCANO_QUEUE,
+            "service_account": cluster.service_account}
+    if cluster.priority_class:
+        opts["priority_class"] = cluster.priority_class
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TorchX warns that Volcano retries are imperfect; we restart in torchrun
+        info = create_scheduler("laclip").submit_dryrun(app, opts)
+    from kubernetes.client import ApiClient
+
+    job = ApiClient().sanitize_for_serialization(copy.deepcopy(info.request.resource))  # V1Pod models -> dicts
+    # TorchX names the job <app>-<random>; use the run id so kubectl and laclip agree
+    job = _replace(job, job["metadata"]["name"], cfg.run)
+    own = labels(COMPONENT, cfg.run, cfg.dataset)
+    job = {"apiVersion": job["apiVersion"], "kind": job["kind"],
+           "metadata": {"name": cfg.run, "namespace": cluster.namespace, "labels": dict(own)},
+           "spec": job["spec"]}
+    job["spec"]["ttlSecondsAfterFinished"] = cluster.ttl_seconds_after_finished
+    for task in job["spec"]["tasks"]:
+        template = task["template"]
+        template["metadata"].setdefault("labels", {}).update(own)
+        spec = template["spec"]
+        if not spec.get("nodeSelector"):
+            spec.pop("nodeSelector", None)
+        # TorchX mounts an unbounded memory /dev/shm; ours has the size limit of ClusterOptions.shm
+        spec["volumes"] = [v for v in spec.get("volumes", []) if v.get("name") != "dshm"]
+        for container in spec["containers"]:
+            container["resources"] = resources(cluster)
+        apply_gke_pod_spec(spec, cluster)
+    return [job]
+
+
+def pod_templates(job: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each task's pod template as a standalone Pod (what tests validate against the k8s schema)."""
+    return [{"apiVersion": "v1", "kind": "Pod", "metadata": t["template"]["metadata"], "spec": t["template"]["spec"]}
+            for t in job["spec"]["tasks"]]
