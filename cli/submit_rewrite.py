@@ -1,0 +1,204 @@
+"""`laclip submit rewrite`: rewrite a dataset's captions as an Indexed Job, print it, or run it here."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable, List, Optional
+
+import typer
+
+from laclip.errors import LaclipError, UsageError
+from laclip_cli.console import err, out
+from laclip_cli.state import state
+from laclip_cli.submit import app
+
+DEFAULT_SOURCES = "chatgpt,bard,coco,human"
+DEFAULT_MODEL_DIR = "models/llama-7b"  # under a gs:// root; upload the weights there once
+
+
+def run_local(cfg, store, progress: Callable[[int, int], None] | None = None, workers: int | None = None) -> str:
+    """Rewrite cfg.dataset with local processes (the one-command pipeline calls this); returns the rewrite id."""
+    from laclip.rewrite.local import run_local as _run
+
+    return _run(cfg, store, workers=workers, progress=progress)
+
+
+def build_config(**kw):
+    """A checked RewriteConfig from flag values, with pydantic's complaints turned into UsageError."""
+    from pydantic import ValidationError
+
+    from laclip.config import ClusterOptions
+    from laclip.rewrite.config import RewriteConfig
+
+    cluster_keys = set(ClusterOptions.model_fields)
+    cluster = {k: v for k, v in kw.items() if k in cluster_keys and v is not None}
+    rest = {k: v for k, v in kw.items() if k not in cluster_keys and v is not None}
+    try:
+        cfg = RewriteConfig(cluster=ClusterOptions(**cluster), **rest)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        if where == "engine":
+            raise UsageError(f"unknown engine {kw.get('engine')!r}: choose vllm, hf, eda, openai or null") from None
+        raise UsageError(f"invalid --{where.replace('_', '-')}: {first['msg']}") from None
+    return cfg.check()
+
+
+def parse_meta_pairs(values: list[str]) -> dict:
+    from laclip.rewrite.prompts import read_meta_pairs_file
+
+    found = {}
+    for v in values:
+        name, eq, path = v.partition("=")
+        if not eq or not name or not path:
+            raise UsageError(f"--meta-pairs {v!r}: expected SOURCE=PATH")
+        found[name.strip()] = read_meta_pairs_file(path.strip())
+    return found
+
+
+def shard_count(store_root: str, dataset: str, given: int | None, dry_run: bool) -> int:
+    """Shards to cover: --num-shards, else the listing (a local folder, or any root when not a dry run),
+    else the preset's nominal count."""
+    from laclip.data.registry import PRESETS, check_name
+
+    check_name(dataset)
+    if given:
+        return given
+    if not dry_run or not store_root.startswith("gs://"):
+        from laclip.data.registry import resolve_shards
+
+        try:
+            return len(resolve_shards(state.store(), dataset))
+        except LaclipError:
+            if not dry_run or dataset not in PRESETS:
+                raise
+    if dataset in PRESETS:
+        return PRESETS[dataset].shards
+    raise UsageError(f"dataset {dataset!r} is not a preset: pass --num-shards N for a dry run")
+
+
+@app.command("rewrite")
+def rewrite(
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset under datasets/ (cc12m, laion400m, demo...)."),
+    sources: str = typer.Option(DEFAULT_SOURCES, help="Meta-pair sources, comma-separated: one rewrite column each."),
+    engine: Optional[str] = typer.Option(None, help="vllm | hf | eda | openai | null  [default: vllm; eda with --local]"),
+    model: Optional[str] = typer.Option(None, help="Checkpoint: gs://BUCKET/PATH (mounted with gcsfuse), a folder, "
+                                                    "or a model id  [default for vllm: ROOT/models/llama-7b]"),
+    meta_pairs: List[str] = typer.Option([], "--meta-pairs", help="SOURCE=PATH: your own pairs file (repeatable)."),
+    rewrite_id: Optional[str] = typer.Option(None, help="Output folder name [default: derived from the settings, "
+                                                         "so the same run resumes]."),
+    shards_per_pod: int = typer.Option(1, min=1, help="Shards each index (pod) rewrites."),
+    gpus_per_pod: int = typer.Option(1, min=0, max=16, help="GPUs per pod (vLLM tensor parallel size)."),
+    accelerator: str = typer.Option("nvidia-tesla-a100", help="nvidia-tesla-a100 | nvidia-a100-80gb"),
+    spot: bool = typer.Option(False, "--spot", help="Run on Spot VMs (preemptions are not counted as failures)."),
+    queue: Optional[str] = typer.Option(None, help="Kueue LocalQueue: the Job waits there for quota."),
+    parallelism: Optional[int] = typer.Option(None, min=1, help="Pods at once [default: min(64, indexes)]."),
+    namespace: Optional[str] = typer.Option(None, help="Kubernetes namespace [default: laclip]."),
+    service_account: Optional[str] = typer.Option(None, help="Workload Identity KSA [default: laclip-runner]."),
+    image: Optional[str] = typer.Option(None, help="Container image [default: the rewrite image]."),
+    priority_class: Optional[str] = typer.Option(None, help="PriorityClass of the pods."),
+    cpu: Optional[str] = typer.Option(None, help="CPU request per pod [default: 8]."),
+    memory: Optional[str] = typer.Option(None, help="Memory per pod [default: 64Gi]."),
+    endpoint: Optional[str] = typer.Option(None, help="openai engine: base URL, e.g. http://vllm:8000/v1"),
+    batch_size: Optional[int] = typer.Option(None, min=1, help="Prompts per engine call [default: per engine]."),
+    seed: int = typer.Option(0, help="Seeds the example draw and the sampling."),
+    temperature: float = typer.Option(0.9, min=0.0), top_p: float = typer.Option(0.95, min=0.0, max=1.0),
+    max_new_tokens: int = typer.Option(77, min=1),
+    num_shards: Optional[int] = typer.Option(None, min=1, help="Shards to cover (dry runs of unlisted datasets)."),
+    max_failed_indexes: Optional[int] = typer.Option(None, min=0, help="[default: 1% of indexes, at least 1]"),
+    backoff_limit_per_index: int = typer.Option(3, min=0, help="Retries of one index before it counts as failed."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the Job as YAML; contact nothing."),
+    local: bool = typer.Option(False, "--local", help="Run every index here as a local process."),
+    workers: Optional[int] = typer.Option(None, min=1, help="--local: processes at once [default: cores]."),
+) -> None:
+    """Rewrite every caption of a dataset with an LLM (one column per meta-pair source)."""
+    from laclip.storage import resolve_root
+
+    if dry_run and local:
+        raise UsageError("--dry-run and --local exclude each other")
+    root = resolve_root(state.root)
+    engine = engine or ("eda" if local else "vllm")
+    if engine == "vllm" and not model and not local:
+        model = f"{root.rstrip('/')}/{DEFAULT_MODEL_DIR}" if root.startswith("gs://") else f"gs://YOUR_BUCKET/{DEFAULT_MODEL_DIR}"
+    source_list = [s.strip() for s in sources.split(",") if s.strip()]
+    cfg = build_config(
+        dataset=dataset, sources=source_list, engine=engine, model=model, meta_pairs=parse_meta_pairs(meta_pairs),
+        rewrite_id=rewrite_id, shards_per_pod=shards_per_pod, tensor_parallel=max(1, gpus_per_pod),
+        batch_size=batch_size, seed=seed, endpoint=endpoint, parallelism=parallelism,
+        sampling={"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens},
+        max_failed_indexes=max_failed_indexes, backoff_limit_per_index=backoff_limit_per_index,
+        namespace=namespace, service_account=service_account, image=image, accelerator=accelerator,
+        gpus=gpus_per_pod, spot=spot, queue=queue, priority_class=priority_class, cpu=cpu, memory=memory,
+    )
+    if local:
+        return _local(cfg, workers)
+
+    from laclip_jobs.common import new_run_id, dump_yaml
+    from laclip_jobs.rewrite import render_rewrite_job
+
+    if not root.startswith("gs://"):
+        if not dry_run:
+            raise UsageError(f"pods cannot read the local folder {root}: pass --root gs://BUCKET/PREFIX "
+                             "(or use --local to run here, --dry-run to print)")
+        err.print(f"note: root {root} is a local folder; pods need --root gs://BUCKET/PREFIX")
+    n = shard_count(root, dataset, num_shards, dry_run)
+    run = new_run_id("rewrite", dataset)
+    objects = render_rewrite_job(cfg, run=run, root=root, num_shards=n)
+    if dry_run:
+        sys.stdout.write(dump_yaml(objects))
+        return
+    _create(objects[0])
+    ns = objects[0]["metadata"]["namespace"]
+    out.print(f"created Job {run} in namespace {ns}: {objects[0]['spec']['completions']} indexes, "
+              f"rewrite id {cfg.resolved_rewrite_id()}")
+    out.print(f"watch: kubectl get jobs,pods -n {ns} -l laclip.dev/run={run}")
+    out.print(f"output: {objects[0]['metadata']['annotations']['laclip.dev/output']}")
+
+
+def _create(job: dict) -> None:
+    from kubernetes import client, config
+
+    try:
+        config.load_kube_config()
+    except (config.ConfigException, FileNotFoundError, TypeError) as exc:
+        raise UsageError(f"no usable kubeconfig ({exc}); run `gcloud container clusters get-credentials ...`, "
+                         "or use --dry-run to print the Job") from None
+    try:
+        client.BatchV1Api().create_namespaced_job(job["metadata"]["namespace"], job)
+    except client.ApiException as exc:
+        raise LaclipError(f"the API server refused Job {job['metadata']['name']}: {exc.status} {exc.reason}: "
+                          f"{(exc.body or '')[:300]}") from None
+    except Exception as exc:  # urllib3 connection errors and the like
+        raise LaclipError(f"cannot reach the Kubernetes API server: {exc}") from None
+
+
+def _local(cfg, workers: int | None) -> None:
+    import json
+    import time
+
+    from rich.progress import Progress
+
+    from laclip.rewrite import output as rout
+    from laclip.rewrite.local import prepare
+
+    store = state.store()
+    _, n = prepare(cfg, store)
+    start = time.perf_counter()
+    with Progress(transient=True, console=err) as progress:
+        task = progress.add_task(f"rewriting {cfg.dataset} with {cfg.engine}", total=n)
+        rid = run_local(cfg, store, workers=workers, progress=lambda i, rc: progress.advance(task))
+    folder = rout.rewrite_folder(cfg.dataset, rid)
+    done = rout.list_done(store, cfg.dataset, rid)
+    captions = fallbacks = 0
+    for sid in done:
+        try:
+            stats = json.loads(store.read_text(rout.shard_stats(cfg.dataset, rid, sid)))
+        except LaclipError:
+            continue
+        captions += stats.get("captions", 0)
+        fallbacks += stats.get("fallbacks_total", 0)
+    prompts = captions * len(cfg.sources)
+    out.print(f"rewrite {rid}: {len(done)} shards, {captions:,} captions x {len(cfg.sources)} sources, "
+              f"{fallbacks:,} of {prompts:,} kept the original ({100 * fallbacks / max(1, prompts):.1f}%), "
+              f"{time.perf_counter() - start:.1f}s")
+    out.print(f"output: {store.url_of(folder)}/")

@@ -1,0 +1,157 @@
+"""RewriteConfig: the one typed config of the rewrite stage.
+
+The CLI fills it from flags, jobs/rewrite.py renders it into an Indexed Job (the config
+travels to the pod as JSON in the container args), and the worker reads it back.
+Importable without torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from laclip.config import ClusterOptions
+from laclip.errors import UsageError
+
+ENGINES = ("vllm", "hf", "eda", "openai", "null")
+BUILTIN_SOURCES = ("chatgpt", "bard", "coco", "human")
+SOURCE_RE = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
+RESERVED_COLUMNS = {"key", "caption"}
+REJECT_SUFFIX = "_rejected"  # per-source column naming why a rewrite fell back to the caption
+
+
+class Sampling(BaseModel):
+    """Generation settings; defaults are the paper's (LLaMA-7B, T=0.9, top-p 0.95, 77 tokens)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float = Field(0.9, ge=0.0, le=5.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(77, ge=1, le=1024)
+    stop: str = "\n"
+
+
+class RewriteConfig(BaseModel):
+    """Everything that decides what a rewrite run produces, plus where it runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str
+    sources: list[str] = Field(default_factory=lambda: list(BUILTIN_SOURCES))
+    engine: Literal["vllm", "hf", "eda", "openai", "null"] = "vllm"
+    model: str | None = None  # checkpoint dir / hub id (vllm, hf), model name (openai)
+    # Custom meta pairs by source, content not paths: the pod cannot read the user's laptop.
+    meta_pairs: dict[str, list[tuple[str, str]]] = Field(default_factory=dict)
+    sampling: Sampling = Field(default_factory=Sampling)
+    seed: int = 0
+    max_caption_words: int = Field(64, ge=4, le=1024)  # captions are cut cleanly to this budget
+    max_caption_chars: int = Field(400, ge=16, le=20_000)
+    # Execution knobs: they do not change the outputs, so they are not part of the rewrite id.
+    rewrite_id: str | None = None
+    shards_per_pod: int = Field(1, ge=1, le=10_000)
+    batch_size: int | None = Field(None, ge=1)  # None: the engine's own default
+    tensor_parallel: int = Field(1, ge=1, le=16)
+    endpoint: str | None = None  # openai engine: base URL of an OpenAI-compatible server
+    engine_options: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    num_shards: int | None = None  # set at submit time; the worker warns if the listing disagrees
+    cluster: ClusterOptions = Field(default_factory=ClusterOptions)
+    parallelism: int | None = Field(None, ge=1)
+    backoff_limit_per_index: int = Field(3, ge=0, le=100)
+    max_failed_indexes: int | None = Field(None, ge=0)
+
+    @field_validator("sources")
+    @classmethod
+    def _check_sources(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one meta-pair source is needed")
+        if len(set(value)) != len(value):
+            raise ValueError(f"sources repeat a name: {value}")
+        for s in value:
+            if not SOURCE_RE.match(s) or s in RESERVED_COLUMNS or s.endswith(REJECT_SUFFIX):
+                raise ValueError(
+                    f"source name {s!r} must be lower-case letters, digits and '_' (it becomes a parquet column), "
+                    f"not 'key' or 'caption' and not ending in {REJECT_SUFFIX!r}"
+                )
+        return value
+
+    def check(self) -> "RewriteConfig":
+        """Cross-field checks that need a readable message naming what is wrong."""
+        from laclip.data.registry import check_name
+
+        check_name(self.dataset)
+        unknown = [s for s in self.sources if s not in BUILTIN_SOURCES and s not in self.meta_pairs]
+        if unknown:
+            raise UsageError(
+                f"unknown meta-pair source {', '.join(map(repr, unknown))}: built-in sources are "
+                f"{', '.join(BUILTIN_SOURCES)}; add your own with --meta-pairs NAME=PATH"
+            )
+        from laclip.rewrite.prompts import parse_meta_pairs
+
+        for name, pairs in self.meta_pairs.items():  # the same rules as a pairs file
+            parse_meta_pairs("\n".join(f"{a} => {b}" for a, b in pairs), f"meta pairs of source {name!r}")
+        if self.engine in ("vllm", "hf") and not self.model:
+            raise UsageError(f"the {self.engine} engine needs --model (a checkpoint folder or model id)")
+        if self.engine == "openai" and not (self.endpoint and self.model):
+            raise UsageError("the openai engine needs --endpoint URL and --model NAME")
+        if self.rewrite_id is not None:
+            check_rewrite_id(self.rewrite_id)
+        return self
+
+    # -- identity ----------------------------------------------------------------------
+    def output_fingerprint(self) -> dict:
+        """What decides the outputs (not where or how fast they are made)."""
+        from laclip.rewrite.prompts import INSTRUCTION, PROMPT_FORMAT_VERSION, load_meta_pairs
+
+        pairs = load_meta_pairs(self.sources, self.meta_pairs)
+        return {
+            "engine": self.engine,
+            "model": self.model if self.engine not in ("eda", "null") else None,
+            "sources": self.sources,
+            "prompt_set_hash": prompt_set_hash(INSTRUCTION, pairs, PROMPT_FORMAT_VERSION),
+            "sampling": self.sampling.model_dump() if self.engine not in ("eda", "null") else None,
+            "engine_options": {k: v for k, v in sorted(self.engine_options.items()) if k != "delay_s"},
+            "seed": self.seed,
+            "max_caption_words": self.max_caption_words,
+            "max_caption_chars": self.max_caption_chars,
+        }
+
+    def fingerprint_hash(self) -> str:
+        blob = json.dumps(self.output_fingerprint(), sort_keys=True, ensure_ascii=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def resolved_rewrite_id(self) -> str:
+        """--rewrite-id, or `<engine>[-<model>]-<hash>`: the same settings give the same id, so
+        re-running a run resumes it instead of starting over."""
+        if self.rewrite_id:
+            return check_rewrite_id(self.rewrite_id)
+        parts = [self.engine]
+        if self.model and self.engine not in ("eda", "null"):
+            base = self.model.rstrip("/").rsplit("/", 1)[-1].lower()
+            slug = re.sub(r"[^a-z0-9]+", "-", base).strip("-")[:24].strip("-")
+            if slug:
+                parts.append(slug)
+        parts.append(self.fingerprint_hash()[:10])
+        return "-".join(parts)
+
+    def worker_json(self) -> str:
+        """The config as the pod receives it: compact, without the cluster options."""
+        return self.model_dump_json(exclude={"cluster", "parallelism", "backoff_limit_per_index",
+                                             "max_failed_indexes"}, exclude_none=True)
+
+
+def prompt_set_hash(instruction: str, pairs: dict[str, list[tuple[str, str]]], version: int) -> str:
+    blob = json.dumps({"v": version, "instruction": instruction, "pairs": pairs}, sort_keys=True, ensure_ascii=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def check_rewrite_id(value: str) -> str:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,62}", value) or value.endswith((".", "-")):
+        raise UsageError(
+            f"invalid rewrite id {value!r}: use at most 63 lower-case letters, digits, '.', '_' and '-', "
+            "starting and ending with a letter or digit"
+        )
+    return value

@@ -1,0 +1,33 @@
+"""Engines by name; each module is imported only when its engine is used (vllm is not
+installed outside the rewrite image, torch not in the CLI install)."""
+
+from __future__ import annotations
+
+from laclip.errors import UsageError
+from laclip.rewrite.engines.base import Engine, EngineError, NullEngine, Request
+
+__all__ = ["Engine", "EngineError", "Request", "make_engine"]
+
+
+def make_engine(cfg) -> Engine:
+    """The engine a RewriteConfig asks for, loaded and ready."""
+    opts = dict(cfg.engine_options)
+    if cfg.engine == "null":
+        return NullEngine(**opts)
+    if cfg.engine == "eda":
+        from laclip.rewrite.engines.eda import EdaEngine
+
+        return EdaEngine(**opts)
+    if cfg.engine == "hf":
+        from laclip.rewrite.engines.hf import HFEngine
+
+        return HFEngine(cfg.model, cfg.sampling, **opts)
+    if cfg.engine == "vllm":
+        from laclip.rewrite.engines.vllm import VLLMEngine
+
+        return VLLMEngine(cfg.model, cfg.sampling, tensor_parallel=cfg.tensor_parallel, seed=cfg.seed, **opts)
+    if cfg.engine == "openai":
+        from laclip.rewrite.engines.openai import OpenAIEngine
+
+        return OpenAIEngine(cfg.endpoint, cfg.model, cfg.sampling, **opts)
+    raise UsageError(f"unknown engine {cfg.engine!r}: choose vllm, hf, eda, openai or null")

@@ -1,0 +1,90 @@
+"""Where rewrites live and what they look like. Read this if you consume them (the trainer does).
+
+Layout under the store root::
+
+    rewrites/<dataset>/<rewrite-id>/config.json        the run record (settings, meta pairs, hashes)
+    rewrites/<dataset>/<rewrite-id>/NNNNN.parquet      one per input shard datasets/<dataset>/NNNNN.*
+    rewrites/<dataset>/<rewrite-id>/NNNNN.stats.json   counts, fallbacks by reason, speed, engine
+
+A shard is done when its parquet exists (written create-only, atomically). Parquet columns,
+one row per successful input sample, in the input parquet's order, every key exactly once:
+
+    key                 string  the img2dataset key (joins with datasets/<dataset>/NNNNN.tar)
+    caption             string  the original caption, unchanged
+    <source>            string  one per source, in config order (default chatgpt, bard, coco,
+                                human): the rewrite, or the original caption when the output was
+                                rejected; never null
+    <source>_rejected   string  null when the rewrite was kept, else the reason (filters.REASONS)
+
+The source columns are listed in the run record (`sources`) and in the parquet's key-value
+metadata (`laclip.sources`, JSON); `source_columns(table)` reads them. The `eda` engine fills
+the same columns (one seeded augmentation per source), so a trainer treats both alike.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from laclip.rewrite.config import REJECT_SUFFIX
+from laclip.storage.base import Store, join
+
+REWRITES_PREFIX = "rewrites"
+RUN_RECORD = "config.json"
+META_SOURCES = b"laclip.sources"
+META_STATS = b"laclip.stats"
+
+
+def rewrite_folder(dataset: str, rewrite_id: str) -> str:
+    return join(REWRITES_PREFIX, dataset, rewrite_id)
+
+
+def shard_output(dataset: str, rewrite_id: str, shard_id: str) -> str:
+    return join(rewrite_folder(dataset, rewrite_id), f"{shard_id}.parquet")
+
+
+def shard_stats(dataset: str, rewrite_id: str, shard_id: str) -> str:
+    return join(rewrite_folder(dataset, rewrite_id), f"{shard_id}.stats.json")
+
+
+def build_table(keys: list[str], captions: list[str], sources: list[str], rewrites: list[list[str]],
+                rejected: list[list[str | None]], stats: dict) -> pa.Table:
+    cols = {"key": pa.array(keys, pa.string()), "caption": pa.array(captions, pa.string())}
+    for s, col in zip(sources, rewrites):
+        cols[s] = pa.array(col, pa.string())
+    for s, col in zip(sources, rejected):
+        cols[s + REJECT_SUFFIX] = pa.array(col, pa.string())
+    table = pa.table(cols)
+    meta = {META_SOURCES: json.dumps(sources).encode(), META_STATS: json.dumps(stats).encode()}
+    return table.replace_schema_metadata(meta)
+
+
+def table_bytes(table: pa.Table) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    return buf.getvalue()
+
+
+def read_shard(store: Store, dataset: str, rewrite_id: str, shard_id: str) -> pa.Table:
+    return pq.read_table(io.BytesIO(store.read_bytes(shard_output(dataset, rewrite_id, shard_id))))
+
+
+def source_columns(table: pa.Table) -> list[str]:
+    meta = table.schema.metadata or {}
+    if META_SOURCES in meta:
+        return json.loads(meta[META_SOURCES])
+    return [c for c in table.column_names if c not in ("key", "caption") and not c.endswith(REJECT_SUFFIX)]
+
+
+def stats_of(table_or_schema) -> dict:
+    schema = getattr(table_or_schema, "schema", table_or_schema)
+    return json.loads((schema.metadata or {}).get(META_STATS, b"{}"))
+
+
+def list_done(store: Store, dataset: str, rewrite_id: str) -> list[str]:
+    """Shard ids whose rewrite parquet exists."""
+    folder = rewrite_folder(dataset, rewrite_id) + "/"
+    return [p[len(folder):-len(".parquet")] for p in store.list(folder) if p.endswith(".parquet")]

@@ -1,0 +1,263 @@
+"""Container entrypoint: `python -m laclip.rewrite.worker --config JSON [--index N] [--shards-per-pod K]`.
+
+Index N (flag, else $JOB_COMPLETION_INDEX) takes shards N*K .. N*K+K-1 of the dataset's
+sorted shard list. Per shard: read the captions from its parquet (not the tar), build one
+prompt per (caption, source), generate, filter, and publish the output parquet create-only
+(layout and schema: laclip.rewrite.output). A shard whose output exists is skipped; a
+crash at any point leaves nothing visible, and the next attempt redoes the shard.
+
+Exit codes: 0 done; 3 permanent error (bad config, bad data: Kubernetes `FailIndex`, no
+retry); 1 anything else (retried up to backoffLimitPerIndex).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import socket
+import sys
+import time
+from operator import itemgetter
+
+from laclip import __version__
+from laclip.data.registry import resolve_shards
+from laclip.data.shards import Shard, read_captions
+from laclip.errors import AlreadyExists, DataError, LaclipError, UsageError
+from laclip.rewrite import output as out
+from laclip.rewrite.config import REJECT_SUFFIX, RewriteConfig
+from laclip.rewrite.filters import REASONS, check, normal
+from laclip.rewrite.prompts import INSTRUCTION, PromptBuilder, clean_caption, load_meta_pairs
+from laclip.storage import open_store
+from laclip.storage.base import Store
+
+EXIT_PERMANENT = 3
+
+
+def log(event: str, **fields) -> None:
+    if os.environ.get("LACLIP_LOG_FORMAT") == "json":
+        print(json.dumps({"event": event, "component": "rewrite", **fields}), file=sys.stderr, flush=True)
+    else:
+        extra = " ".join(f"{k}={v}" for k, v in fields.items())
+        print(f"[rewrite] {event} {extra}", file=sys.stderr, flush=True)
+
+
+def ensure_run_record(store: Store, cfg: RewriteConfig, rewrite_id: str, pairs: dict) -> None:
+    """config.json of the output folder: written once; a later run must have the same settings."""
+    path = out.rewrite_folder(cfg.dataset, rewrite_id) + "/" + out.RUN_RECORD
+    digest = cfg.fingerprint_hash()
+    record = {
+        "rewrite_id": rewrite_id, "dataset": cfg.dataset, "sources": cfg.sources,
+        "fingerprint": cfg.output_fingerprint(), "fingerprint_hash": digest,
+        "instruction": INSTRUCTION, "meta_pairs": pairs,
+        "config": json.loads(cfg.worker_json()), "laclip_version": __version__,
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "columns": ["key", "caption", *cfg.sources, *(s + REJECT_SUFFIX for s in cfg.sources)],
+    }
+    try:
+        store.write_text(path, json.dumps(record, indent=2, ensure_ascii=False) + "\n", create_only=True)
+        return
+    except AlreadyExists:
+        pass
+    theirs = json.loads(store.read_text(path))
+    if theirs.get("fingerprint_hash") != digest:
+        raise UsageError(
+            f"{store.url_of(path)} records a run with different settings ({theirs.get('fingerprint')}); "
+            "its outputs would mix with these: choose another --rewrite-id (or drop it for the derived one)"
+        )
+
+
+class ShardRewriter:
+    """Everything one pod needs to rewrite shards: config, engine, prompt builder."""
+
+    def __init__(self, cfg: RewriteConfig, store: Store, engine, rewrite_id: str):
+        self.cfg, self.store, self.engine, self.rewrite_id = cfg, store, engine, rewrite_id
+        self.pairs = load_meta_pairs(cfg.sources, cfg.meta_pairs)
+        self.builder = PromptBuilder(self.pairs, cfg.dataset, cfg.seed)
+        self.batch = cfg.batch_size or engine.default_batch
+        self.engine_info = engine.info()
+
+    def rewrite(self, shard: Shard) -> dict | None:
+        """Rewrite one shard; None when another attempt already published it."""
+        from laclip.rewrite.engines.base import Request
+
+        cfg, t0 = self.cfg, time.perf_counter()
+        rows = read_captions(self.store, shard)
+        keys = [k for k, _ in rows]
+        if len(set(keys)) != len(keys):
+            raise DataError(f"{self.store.url_of(shard.parquet)} repeats keys; each sample needs a unique key")
+        digest = hashlib.blake2b(digest_size=16)
+        for k, c in rows:
+            digest.update(f"{k}\t{c}\x00".encode("utf-8", "surrogatepass"))
+        t_read = time.perf_counter()
+
+        n, sources = len(rows), cfg.sources
+        originals = [c for _, c in rows]
+        cleaned = [clean_caption(c, cfg.max_caption_words, cfg.max_caption_chars) for c in originals]
+        rewrites = [list(originals) for _ in sources]  # start from the fallback
+        rejected: list[list[str | None]] = [[None] * n for _ in sources]
+        live = [i for i in range(n) if cleaned[i]]
+        if len(live) < n:
+            for i in set(range(n)) - set(live):
+                for col in rejected:
+                    col[i] = "empty_input"
+        # (prefix id, source, row, request): sorting puts identical prefixes side by side (prefix caching).
+        todo = []
+        for j, s in enumerate(sources):
+            build = self.builder.for_shard(shard.id, s)
+            for i in live:
+                cap = cleaned[i]
+                prompt, pid, h = build(keys[i], cap)
+                todo.append((pid, j, i, Request(prompt, cap, h)))
+        todo.sort(key=itemgetter(0))
+        t_prompt = time.perf_counter()
+
+        engine_s = filter_s = 0.0
+        normals = [normal(c) for c in cleaned]  # for the echo check
+        for b in range(0, len(todo), self.batch):
+            chunk = todo[b:b + self.batch]
+            e0 = time.perf_counter()
+            outs = self.engine([t[3] for t in chunk])
+            e1 = time.perf_counter()
+            for (_, j, i, _r), text in zip(chunk, outs):
+                good, reason = check(text, cleaned[i], normals[i])
+                if reason is None:
+                    rewrites[j][i] = good
+                else:
+                    rejected[j][i] = reason
+            engine_s += e1 - e0
+            filter_s += time.perf_counter() - e1
+
+        per_source = {}
+        for j, s in enumerate(sources):
+            reasons = {r: 0 for r in REASONS}
+            for r in rejected[j]:
+                if r is not None:
+                    reasons[r] += 1
+            per_source[s] = {"rewritten": n - sum(reasons.values()),
+                             "fallbacks": {r: c for r, c in reasons.items() if c}}
+        t_write = time.perf_counter()
+        stats = {
+            "dataset": cfg.dataset, "shard": shard.id, "rewrite_id": self.rewrite_id, "captions": n,
+            "prompts": len(todo), "sources": per_source,
+            "fallbacks_total": sum(sum(v["fallbacks"].values()) for v in per_source.values()),
+            "engine": self.engine_info, "model": cfg.model, "sampling": cfg.sampling.model_dump(),
+            "prompt_set_hash": cfg.output_fingerprint()["prompt_set_hash"], "input_digest": digest.hexdigest(),
+            "laclip_version": __version__, "host": socket.gethostname(),
+            "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        secs = {"read": t_read - t0, "prompts": t_prompt - t_read, "engine": engine_s, "filter": filter_s}
+        secs["total"] = sum(secs.values())
+        stats["seconds"] = {k: round(v, 4) for k, v in secs.items()}
+        stats["captions_per_s"] = round(n / secs["total"], 1) if secs["total"] else None
+        data = out.table_bytes(out.build_table(keys, originals, sources, rewrites, rejected, stats))
+        try:
+            self.store.write_bytes(out.shard_output(cfg.dataset, self.rewrite_id, shard.id), data, create_only=True)
+        except AlreadyExists:
+            log("shard-raced", shard=shard.id, note="another attempt published it first")
+            return None
+        # The copy in the parquet metadata has no write time; the .stats.json adds it.
+        secs["write"] = time.perf_counter() - t_write
+        secs["total"] += secs["write"]
+        cpu = secs["total"] - engine_s
+        stats["seconds"] = {k: round(v, 4) for k, v in secs.items()}
+        stats["captions_per_s"] = round(n / secs["total"], 1)
+        stats["pipeline_captions_per_s"] = round(n / cpu, 1) if cpu > 0 else None
+        write_stats(self.store, out.shard_stats(cfg.dataset, self.rewrite_id, shard.id), stats)
+        return stats
+
+
+def write_stats(store: Store, path: str, stats: dict) -> None:
+    try:
+        store.write_text(path, json.dumps(stats, indent=2, ensure_ascii=False) + "\n", create_only=True)
+    except AlreadyExists:
+        pass
+
+
+def restore_stats(store: Store, dataset: str, rewrite_id: str, shard: Shard) -> None:
+    """A pod killed between the parquet and its stats: copy them out of the parquet metadata."""
+    path = out.shard_stats(dataset, rewrite_id, shard.id)
+    if not store.exists(path):
+        import pyarrow.parquet as pq
+
+        with store.open_read(out.shard_output(dataset, rewrite_id, shard.id)) as f:
+            write_stats(store, path, out.stats_of(pq.read_schema(f)))
+
+
+def run_index(cfg: RewriteConfig, store: Store, index: int, engine=None) -> list[dict]:
+    """Rewrite the shards of one completion index; returns the stats of the shards written."""
+    cfg.check()
+    rewrite_id = cfg.resolved_rewrite_id()
+    shards = resolve_shards(store, cfg.dataset)
+    if cfg.num_shards is not None and cfg.num_shards != len(shards):
+        log("shard-count-changed", submitted=cfg.num_shards, found=len(shards))
+    k = cfg.shards_per_pod
+    mine = shards[index * k:(index + 1) * k]
+    if not mine:
+        log("no-shards", index=index, shards=len(shards), shards_per_pod=k)
+        return []
+    pairs = load_meta_pairs(cfg.sources, cfg.meta_pairs)
+    ensure_run_record(store, cfg, rewrite_id, pairs)
+    todo = [s for s in mine if not store.exists(out.shard_output(cfg.dataset, rewrite_id, s.id))]
+    own_engine = engine is None and bool(todo)
+    if own_engine:
+        from laclip.rewrite.engines import make_engine
+
+        engine = make_engine(cfg)
+    rewriter = ShardRewriter(cfg, store, engine, rewrite_id) if todo else None
+    results = []
+    for shard in mine:
+        if shard not in todo:
+            log("shard-skipped", shard=shard.id, reason="output exists")
+            restore_stats(store, cfg.dataset, rewrite_id, shard)
+            continue
+        log("shard-start", shard=shard.id, rewrite_id=rewrite_id, engine=cfg.engine)
+        stats = rewriter.rewrite(shard)
+        if stats:
+            log("shard-done", shard=shard.id, captions=stats["captions"], fallbacks=stats["fallbacks_total"],
+                captions_per_s=stats["captions_per_s"])
+            results.append(stats)
+    if own_engine:
+        engine.close()
+    return results
+
+
+def parse_config(value: str) -> RewriteConfig:
+    text = value
+    if value.startswith("@"):
+        with open(value[1:], encoding="utf-8") as f:
+            text = f.read()
+    try:
+        return RewriteConfig.model_validate_json(text)
+    except ValueError as exc:
+        raise UsageError(f"invalid rewrite config: {exc}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m laclip.rewrite.worker", description=__doc__.split("\n")[0])
+    ap.add_argument("--config", required=True, help="RewriteConfig as JSON, or @FILE")
+    ap.add_argument("--index", type=int, default=None, help="completion index [default: $JOB_COMPLETION_INDEX]")
+    ap.add_argument("--shards-per-pod", type=int, default=None)
+    ap.add_argument("--root", default=None, help="store root [default: $LACLIP_ROOT]")
+    args = ap.parse_args(argv)
+    try:
+        cfg = parse_config(args.config)
+        if args.shards_per_pod:
+            cfg = cfg.model_copy(update={"shards_per_pod": args.shards_per_pod})
+        index = args.index if args.index is not None else os.environ.get("JOB_COMPLETION_INDEX")
+        if index is None or int(index) < 0:
+            raise UsageError("no index: pass --index N or set JOB_COMPLETION_INDEX")
+        run_index(cfg, open_store(args.root), int(index))
+        return 0
+    except (UsageError, DataError) as exc:
+        log("failed", error=str(exc), permanent=True)
+        return EXIT_PERMANENT
+    except LaclipError as exc:
+        log("failed", error=str(exc), permanent=False)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
