@@ -129,15 +129,13 @@ def _records(cfg) -> list[dict]:
             if r.checkpoint == cfg.checkpoint_name and r.dataset in names]
 
 
-def _wait(name: str, namespace: str, timeout: int, poll: float = 15.0) -> None:
+def _wait(name: str, namespace: str, timeout: int, poll: float = 15.0, api_client=None) -> None:
     """Poll the Job until it completes (return) or fails (raise)."""
-    from kubernetes import client, config
+    from kubernetes import client
 
-    try:
-        config.load_kube_config()
-    except config.ConfigException:
-        config.load_incluster_config()
-    api = client.BatchV1Api()
+    from laclip_jobs.eval import connect
+
+    api = client.BatchV1Api(api_client or connect())
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = api.read_namespaced_job_status(name, namespace)

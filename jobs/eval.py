@@ -16,6 +16,7 @@ import hashlib
 import re
 from typing import Any
 
+from laclip.errors import LaclipError
 from laclip.eval.config import EvalConfig
 from laclip_jobs.common import (
     apply_gke_pod_spec,
@@ -113,24 +114,40 @@ def render_eval_job(cfg: EvalConfig) -> list[dict[str, Any]]:
     return [job]
 
 
+def connect():
+    """An ApiClient: in-cluster credentials inside a pod (a training run), else the kubeconfig."""
+    import os
+
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        try:
+            # The client reads $KUBECONFIG once at import; read it now so the current value counts.
+            config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
+        except (config.ConfigException, FileNotFoundError, TypeError) as exc:
+            raise LaclipError(f"no Kubernetes cluster configured ({exc}): run `gcloud container clusters "
+                              "get-credentials CLUSTER --region REGION` or set $KUBECONFIG; "
+                              "--dry-run prints the Job instead") from None
+    return client.ApiClient()
+
+
 def create_job(job: dict[str, Any], api_client=None) -> str:
     """Create the Job; an existing Job of the same name (a repeated request) is left as it is."""
-    from kubernetes import client, config
+    from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
     if api_client is None:
-        try:
-            config.load_incluster_config()
-        except config.ConfigException:
-            config.load_kube_config()
-        api_client = client.ApiClient()
+        api_client = connect()
     api = client.BatchV1Api(api_client)
     meta = job["metadata"]
     try:
         api.create_namespaced_job(meta["namespace"], job)
     except ApiException as exc:
-        if exc.status != 409:
-            raise
+        if exc.status != 409:  # 409: the same eval was asked for before; that Job stands
+            raise LaclipError(f"creating Job {meta['namespace']}/{meta['name']}: the API server answered "
+                              f"{exc.status} {exc.reason}") from None
     return meta["name"]
 
 

@@ -5,6 +5,7 @@ Each episode draws `ways` classes, `shots` support and `queries` query images pe
 takes the `k` most similar supports; each votes for its class with weight exp(cos / T).
 Episodes come from one seeded generator, so a result is reproducible; we report the mean
 accuracy and the half-width of its 95 % normal interval (1.96 * std / sqrt(episodes)).
+All episodes are scored in one batched pass.
 """
 
 from __future__ import annotations
@@ -13,10 +14,27 @@ import numpy as np
 import torch
 
 from laclip.errors import DataError
+from laclip.eval.linear_probe import few_threads
 
 
 def _by_class(labels: np.ndarray) -> dict[int, np.ndarray]:
     return {int(c): np.flatnonzero(labels == c) for c in np.unique(labels)}
+
+
+def sample_episodes(q_by, s_by, eligible, *, ways, shots, queries, episodes, shared, seed):
+    """(episodes, ways*shots) support and (episodes, ways*queries) query indices, class-major."""
+    rng = np.random.default_rng(seed)
+    sup = np.empty((episodes, ways, shots), dtype=np.int64)
+    qry = np.empty((episodes, ways, queries), dtype=np.int64)
+    for e in range(episodes):
+        for w, c in enumerate(rng.choice(eligible, size=ways, replace=False)):
+            if shared:
+                pick = rng.choice(q_by[c], size=shots + queries, replace=False)
+                sup[e, w], qry[e, w] = pick[:shots], pick[shots:]
+            else:
+                sup[e, w] = rng.choice(s_by[c], size=shots, replace=False)
+                qry[e, w] = rng.choice(q_by[c], size=queries, replace=False)
+    return sup.reshape(episodes, -1), qry.reshape(episodes, -1)
 
 
 def evaluate(query_feats: np.ndarray, query_labels: np.ndarray, support_feats: np.ndarray | None = None,
@@ -33,28 +51,17 @@ def evaluate(query_feats: np.ndarray, query_labels: np.ndarray, support_feats: n
                         f"images and one query image; only {len(eligible)} classes qualify")
     # Small evaluation sets cannot give every class `queries` queries: use what they all have.
     queries = min([queries] + [len(q_by[c]) - extra for c in eligible])
-    rng = np.random.default_rng(seed)
+    sup, qry = sample_episodes(q_by, s_by, eligible, ways=ways, shots=shots, queries=queries, episodes=episodes,
+                               shared=shared, seed=seed)
     k = min(k, ways * shots)
-    qf, sf = torch.as_tensor(query_feats), torch.as_tensor(support_feats)
-    accs = np.empty(episodes)
-    for e in range(episodes):
-        classes = rng.choice(eligible, size=ways, replace=False)
-        s_idx, q_idx = [], []
-        for c in classes:
-            if shared:
-                pick = rng.choice(q_by[c], size=shots + queries, replace=False)
-                s_idx.append(pick[:shots])
-                q_idx.append(pick[shots:])
-            else:
-                s_idx.append(rng.choice(s_by[c], size=shots, replace=False))
-                q_idx.append(rng.choice(q_by[c], size=queries, replace=False))
-        s = sf[np.concatenate(s_idx)]
-        q = qf[np.concatenate(q_idx)]
+    with few_threads(episodes * ways * queries * query_feats.shape[1]):
+        s = torch.as_tensor(support_feats)[torch.as_tensor(sup)]  # (E, S, d)
+        q = torch.as_tensor(query_feats)[torch.as_tensor(qry)]  # (E, Q, d)
         s_cls = torch.arange(ways).repeat_interleave(shots)
         q_cls = torch.arange(ways).repeat_interleave(queries)
-        sim, nn = (q @ s.T).topk(k, dim=1)
-        votes = torch.zeros(len(q), ways).scatter_add_(1, s_cls[nn], torch.exp(sim / temperature))
-        accs[e] = (votes.argmax(dim=1) == q_cls).float().mean().item()
+        sim, nn = torch.bmm(q, s.transpose(1, 2)).topk(k, dim=2)  # (E, Q, k)
+        votes = torch.zeros(episodes, ways * queries, ways).scatter_add_(2, s_cls[nn], torch.exp(sim / temperature))
+        accs = (votes.argmax(dim=2) == q_cls).float().mean(dim=1).double().numpy()
     half = 1.96 * accs.std(ddof=1) / np.sqrt(episodes) if episodes > 1 else float("nan")
     return {
         "acc1": float(accs.mean()),

@@ -8,11 +8,28 @@ scored on test. Full-batch torch L-BFGS runs on the GPU in the pod and on CPU in
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from laclip.eval.zeroshot import classification_metrics
+
+
+@contextmanager
+def few_threads(numel: int, device: str = "cpu"):
+    """One CPU thread for small problems: thread hand-offs cost more than the tiny matmuls
+    themselves (100x on a busy 2-core machine); large feature sets keep every thread."""
+    if str(device) != "cpu" or numel > 2_000_000:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def fit(x: torch.Tensor, y: torch.Tensor, classes: int, reg: float, max_iter=100,
@@ -53,6 +70,14 @@ def holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray,
 def evaluate(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
              val_x: np.ndarray | None = None, val_y: np.ndarray | None = None, *, reg_min=1e-6, reg_max=1e2,
              grid=9, refine_steps=4, max_iter=100, val_fraction=0.2, seed=0, device="cpu") -> dict:
+    with few_threads(train_x.size, device):
+        return _evaluate(train_x, train_y, test_x, test_y, val_x, val_y, reg_min=reg_min, reg_max=reg_max,
+                         grid=grid, refine_steps=refine_steps, max_iter=max_iter, val_fraction=val_fraction,
+                         seed=seed, device=device)
+
+
+def _evaluate(train_x, train_y, test_x, test_y, val_x, val_y, *, reg_min, reg_max, grid, refine_steps, max_iter,
+              val_fraction, seed, device) -> dict:
     classes = int(max(train_y.max(), test_y.max()) + 1)
     if val_x is None:
         tr, va = holdout(train_y, val_fraction, seed)
