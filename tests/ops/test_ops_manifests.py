@@ -46,14 +46,17 @@ def by_kind(objs, kind):
 
 def test_base_renders_the_cluster_side(base):
     kinds = sorted(o["kind"] for o in base)
-    assert kinds == ["Namespace", "PriorityClass", "PriorityClass", "PriorityClass", "Role", "RoleBinding",
-                     "ServiceAccount"]
+    assert kinds == ["Namespace", "NetworkPolicy", "PriorityClass", "PriorityClass", "PriorityClass", "Role",
+                     "RoleBinding", "ServiceAccount"]
     (ns,) = by_kind(base, "Namespace")
     (sa,) = by_kind(base, "ServiceAccount")
     assert ns["metadata"]["name"] == DEFAULT_NAMESPACE  # what the CLI submits to by default
     assert sa["metadata"]["name"] == DEFAULT_SERVICE_ACCOUNT and sa["metadata"]["namespace"] == DEFAULT_NAMESPACE
     assert sa["metadata"]["annotations"]["iam.gke.io/gcp-service-account"].endswith(".iam.gserviceaccount.com")
     assert not sa.get("secrets") and not by_kind(base, "Secret")  # Workload Identity: no keys
+    (netpol,) = by_kind(base, "NetworkPolicy")  # laclip pods take connections only from laclip pods
+    assert netpol["spec"]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "laclip"}
+    assert netpol["spec"]["ingress"] == [{"from": [{"podSelector": netpol["spec"]["podSelector"]}]}]
 
 
 @pytest.mark.parametrize("which", ["base", "example"])
