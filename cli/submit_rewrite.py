@@ -56,6 +56,26 @@ def parse_meta_pairs(values: list[str]) -> dict:
     return found
 
 
+def parse_engine_options(values: list[str]) -> dict:
+    found: dict = {}
+    for v in values:
+        key, eq, raw = v.partition("=")
+        if not eq or not key.strip():
+            raise UsageError(f"--engine-option {v!r}: expected KEY=VALUE")
+        value: object = raw
+        if raw.lower() in ("true", "false"):
+            value = raw.lower() == "true"
+        else:
+            for kind in (int, float):
+                try:
+                    value = kind(raw)
+                    break
+                except ValueError:
+                    pass
+        found[key.strip()] = value
+    return found
+
+
 def shard_count(store_root: str, dataset: str, given: int | None, dry_run: bool) -> int:
     """Shards to cover: --num-shards, else the listing (a local folder, or any root when not a dry run),
     else the preset's nominal count."""
@@ -100,6 +120,8 @@ def rewrite(
     cpu: Optional[str] = typer.Option(None, help="CPU request per pod [default: 8]."),
     memory: Optional[str] = typer.Option(None, help="Memory per pod [default: 64Gi]."),
     endpoint: Optional[str] = typer.Option(None, help="openai engine: base URL, e.g. http://vllm:8000/v1"),
+    engine_option: List[str] = typer.Option([], "--engine-option", help="KEY=VALUE passed to the engine, e.g. "
+                                            "gpu_memory_utilization=0.85 (vllm), retries=0 (openai). Repeatable."),
     batch_size: Optional[int] = typer.Option(None, min=1, help="Prompts per engine call [default: per engine]."),
     seed: int = typer.Option(0, help="Seeds the example draw and the sampling."),
     temperature: float = typer.Option(0.9, min=0.0), top_p: float = typer.Option(0.95, min=0.0, max=1.0),
@@ -125,6 +147,7 @@ def rewrite(
         dataset=dataset, sources=source_list, engine=engine, model=model, meta_pairs=parse_meta_pairs(meta_pairs),
         rewrite_id=rewrite_id, shards_per_pod=shards_per_pod, tensor_parallel=max(1, gpus_per_pod),
         batch_size=batch_size, seed=seed, endpoint=endpoint, parallelism=parallelism,
+        engine_options=parse_engine_options(engine_option),
         sampling={"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens},
         max_failed_indexes=max_failed_indexes, backoff_limit_per_index=backoff_limit_per_index,
         namespace=namespace, service_account=service_account, image=image, accelerator=accelerator,

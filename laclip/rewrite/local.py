@@ -50,7 +50,17 @@ def run_local(cfg: RewriteConfig, store: Store, *, workers: int | None = None, r
         env = dict(os.environ)
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
-        pending = [(i, 0) for i in range(n)]  # (index, attempt)
+        from laclip.rewrite.output import list_done
+
+        done = set(list_done(store, cfg.dataset, cfg.rewrite_id))
+        shard_ids = [s.id for s in resolve_shards(store, cfg.dataset)]
+        pending = []  # (index, attempt); indexes whose shards are all done start no process
+        for i in range(n):
+            if set(shard_ids[i * cfg.shards_per_pod:(i + 1) * cfg.shards_per_pod]) <= done:
+                if progress:
+                    progress(i, 0)
+            else:
+                pending.append((i, 0))
         running: dict[int, tuple[subprocess.Popen, int, Path]] = {}
         failed: dict[int, tuple[int, str]] = {}
         while pending or running:

@@ -11,7 +11,15 @@ __all__ = ["Engine", "EngineError", "Request", "make_engine"]
 
 def make_engine(cfg) -> Engine:
     """The engine a RewriteConfig asks for, loaded and ready."""
-    opts = dict(cfg.engine_options)
+    try:
+        return _make(cfg, dict(cfg.engine_options))
+    except TypeError as exc:
+        if "keyword argument" in str(exc):
+            raise UsageError(f"engine option not understood by the {cfg.engine} engine: {exc}") from None
+        raise
+
+
+def _make(cfg, opts: dict) -> Engine:
     if cfg.engine == "null":
         return NullEngine(**opts)
     if cfg.engine == "eda":

@@ -1,0 +1,144 @@
+"""Engines: hf with a tiny random LLaMA built on the fly, EDA with and without WordNet, openai
+against a local OpenAI-compatible HTTP server, vllm's clear error where it is not installed."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from laclip.errors import UsageError
+from laclip.rewrite.config import RewriteConfig, Sampling
+from laclip.rewrite.engines import EngineError, Request, make_engine
+from laclip.rewrite.engines.eda import EdaEngine
+from laclip.rewrite.prompts import PromptBuilder, load_meta_pairs
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory, demo_store):
+    from laclip.rewrite.tiny_model import corpus, make_tiny_llama
+
+    return make_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), corpus(demo_store, "demo"), hidden=32,
+                           layers=1, heads=2, vocab_size=300)
+
+
+def requests_for(captions, source="chatgpt"):
+    b = PromptBuilder(load_meta_pairs([source]), "demo", 0)
+    return [Request(*(lambda p: (p[0], c, p[2]))(b.build("00000", f"k{i}", source, c))) for i, c in enumerate(captions)]
+
+
+def test_hf_engine_generates_one_text_per_prompt_and_is_seeded(tiny_llama, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    engine = make_engine(RewriteConfig(dataset="demo", engine="hf", model=str(tiny_llama),
+                                       sampling=Sampling(max_new_tokens=6)))
+    reqs = requests_for(["a red circle", "two blue squares on grey", "🐶", "海" * 300])
+    outs = engine(reqs)
+    assert len(outs) == 4 and all(isinstance(o, str) for o in outs)
+    assert outs == engine(reqs)  # same batch, same seed: a retried pod samples the same text
+    info = engine.info()
+    assert info["architecture"] == "llama" and info["parameters"] < 200_000 and info["device"] == "cpu"
+
+
+def test_hf_missing_or_broken_model_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="does not exist"):
+        make_engine(RewriteConfig(dataset="demo", engine="hf", model=str(tmp_path / "nope")))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="no config.json"):
+        make_engine(RewriteConfig(dataset="demo", engine="hf", model=str(tmp_path / "empty")))
+
+
+def test_eda_without_wordnet_warns_and_swaps_or_deletes():
+    with pytest.warns(RuntimeWarning, match="WordNet"):
+        engine = EdaEngine(wordnet=False)
+    assert [op.__name__ for op in engine.ops] == ["swap", "delete"]
+    cap = "a small brown dog runs across the wide sandy beach today"
+    outs = engine(requests_for([cap] * 20))
+    assert all(sorted(o.split()) == sorted(cap.split()) or set(o.split()) < set(cap.split()) for o in outs)
+    assert len(set(outs)) > 5  # each request has its own seed
+
+
+def test_eda_uses_synonyms_when_a_lexicon_is_there():
+    lexicon = {"dog": ["puppy", "hound"], "beach": ["shore"], "runs": ["sprints"], "small": ["little"]}
+    engine = EdaEngine(synonyms=lambda w: lexicon.get(w, []))
+    assert [op.__name__ for op in engine.ops] == ["replace", "insert", "swap", "delete"]
+    cap = "a small dog runs on the beach"
+    outs = [engine.augment(cap, seed) for seed in range(200)]
+    new_words = {w for o in outs for w in o.split()} - set(cap.split())
+    assert new_words and new_words <= {"puppy", "hound", "shore", "sprints", "little"}
+    assert engine.augment(cap, 7) == engine.augment(cap, 7)
+
+
+class Completions(BaseHTTPRequestHandler):
+    """The slice of an OpenAI-compatible server the engine uses: POST /v1/completions."""
+
+    mode = "ok"
+    bodies: list = []
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        Completions.bodies.append(body)
+        if Completions.mode == "error":
+            self.send_response(400)
+            payload = {"error": {"message": "model not found", "type": "invalid_request_error"}}
+        else:
+            prompts = body["prompt"]
+            n = len(prompts) - (Completions.mode == "short")
+            choices = [{"index": i, "text": f" rewrite number {i}\n", "finish_reason": "stop", "logprobs": None}
+                       for i in reversed(range(n))]  # out of order: the engine must use the index
+            payload = {"id": "c1", "object": "text_completion", "created": 0, "model": body["model"],
+                       "choices": choices}
+            self.send_response(200)
+        data = json.dumps(payload).encode()
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    httpd = HTTPServer(("127.0.0.1", 0), Completions)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    Completions.mode, Completions.bodies = "ok", []
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    httpd.shutdown()
+
+
+def test_openai_engine_batches_and_orders(server):
+    cfg = RewriteConfig(dataset="demo", engine="openai", endpoint=server, model="llama-7b",
+                        engine_options={"retries": 0}).check()
+    engine = make_engine(cfg)
+    outs = engine(requests_for(["a red circle", "a blue square", "a star"]))
+    assert outs == [f" rewrite number {i}\n" for i in range(3)]
+    body = Completions.bodies[-1]
+    assert body["model"] == "llama-7b" and len(body["prompt"]) == 3 and body["stop"] == ["\n"]
+    assert body["temperature"] == 0.9 and body["top_p"] == 0.95 and body["max_tokens"] == 77
+    Completions.mode = "short"
+    with pytest.raises(EngineError, match="2 completions for 3 prompts"):
+        engine(requests_for(["a", "b", "c"]))
+    Completions.mode = "error"
+    with pytest.raises(EngineError, match="model not found"):
+        engine(requests_for(["a"]))
+    with pytest.raises(UsageError, match="--endpoint"):
+        RewriteConfig(dataset="demo", engine="openai", model="x").check()
+
+
+def test_vllm_is_a_clear_error_without_vllm():
+    pytest.importorskip("torch")
+    try:
+        import vllm  # noqa: F401
+        pytest.skip("vllm is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(UsageError, match="rewrite image"):
+        make_engine(RewriteConfig(dataset="demo", engine="vllm", model="/models/llama-7b"))
+
+
+def test_unknown_engine_option_is_a_usage_error():
+    with pytest.raises(UsageError, match="engine option"):
+        make_engine(RewriteConfig(dataset="demo", engine="eda", engine_options={"temprature": 1}))

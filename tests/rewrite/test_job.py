@@ -1,0 +1,135 @@
+"""The Indexed Job: strict Kubernetes 1.33 schema, the fields the issue asks for, dry-run and create."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from laclip.config import ClusterOptions
+from laclip.errors import UsageError
+from laclip.rewrite.config import RewriteConfig
+from laclip_cli.main import app
+from laclip_jobs.rewrite import render_rewrite_job
+
+runner = CliRunner()
+GOLDEN = Path(__file__).parent / "golden" / "cc12m-job.yaml"
+RUN = "rewrite-cc12m-1122-0412-a3f9"
+
+
+def golden_config() -> RewriteConfig:
+    cluster = ClusterOptions(image="us-docker.pkg.dev/p/laclip/rewrite:0.1.0", spot=True, queue="team-a",
+                             accelerator="nvidia-a100-80gb", gpus=2)
+    return RewriteConfig(dataset="cc12m", model="gs://bkt/models/llama-7b", tensor_parallel=2, shards_per_pod=2,
+                         cluster=cluster).check()
+
+
+def test_render_matches_golden_and_schema():
+    (job,) = render_rewrite_job(golden_config(), run=RUN, root="gs://bkt/laclip", num_shards=1201)
+    kubernetes_validate.validate(job, "1.33", strict=True)
+    if not GOLDEN.exists():  # first run writes it; review the diff like any golden file
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(yaml.safe_dump(job, sort_keys=False))
+    assert job == yaml.safe_load(GOLDEN.read_text())
+
+
+def test_job_fields():
+    (job,) = render_rewrite_job(golden_config(), run=RUN, root="gs://bkt/laclip", num_shards=1201)
+    spec, pod = job["spec"], job["spec"]["template"]["spec"]
+    assert spec["completionMode"] == "Indexed" and spec["completions"] == 601  # ceil(1201 / 2)
+    assert spec["parallelism"] == 64 and spec["backoffLimitPerIndex"] == 3 and spec["maxFailedIndexes"] == 6
+    rules = spec["podFailurePolicy"]["rules"]
+    assert rules[0] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
+    assert rules[1]["action"] == "FailIndex" and rules[1]["onExitCodes"]["values"] == [3]
+    assert pod["restartPolicy"] == "Never" and spec["ttlSecondsAfterFinished"] > 0 and spec["suspend"] is True
+    assert pod["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-a100-80gb",
+                                   "cloud.google.com/gke-spot": "true"}
+    assert {t["key"] for t in pod["tolerations"]} == {"nvidia.com/gpu", "cloud.google.com/gke-spot"}
+    (c,) = pod["containers"]
+    assert c["command"] == ["python", "-m", "laclip.rewrite.worker"]
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert pod["serviceAccountName"] == "laclip-runner" and pod["securityContext"]["runAsNonRoot"] is True
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}} in pod["volumes"]
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+    assert job["spec"]["template"]["metadata"]["labels"]["laclip.dev/run"] == RUN
+    # The model arrives through the gcsfuse CSI driver, and the pod's config points at the mount.
+    assert job["spec"]["template"]["metadata"]["annotations"] == {"gke-gcsfuse/volumes": "true"}
+    vol = [v for v in pod["volumes"] if v["name"] == "model"][0]["csi"]
+    assert vol["volumeAttributes"] == {"bucketName": "bkt", "mountOptions": "implicit-dirs,only-dir=models/llama-7b"}
+    worker = RewriteConfig.model_validate_json(c["args"][1])
+    assert worker.model == "/models/llama-7b" and worker.num_shards == 1201 and worker.tensor_parallel == 2
+    assert worker.rewrite_id == golden_config().resolved_rewrite_id() == job["metadata"]["annotations"][
+        "laclip.dev/rewrite-id"]
+
+
+def test_bad_names_fail_before_rendering():
+    with pytest.raises(UsageError, match="RFC 1123"):
+        render_rewrite_job(golden_config(), run="Rewrite_CC12M", root="gs://b", num_shards=3)
+    cfg = golden_config()
+    cfg.cluster.queue = "Team A"
+    with pytest.raises(UsageError, match="Kueue"):
+        render_rewrite_job(cfg, run=RUN, root="gs://b", num_shards=3)
+
+
+def test_dry_run_cc12m_passes_the_strict_schema(tmp_path):
+    result = runner.invoke(app, ["--root", "gs://bkt/laclip", "submit", "rewrite", "--dataset", "cc12m", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    (job,) = list(yaml.safe_load_all(result.stdout))
+    kubernetes_validate.validate(job, "1.33", strict=True)
+    assert job["spec"]["completions"] == 1200
+    assert json.loads(job["spec"]["template"]["spec"]["containers"][0]["args"][1])["engine"] == "vllm"
+    flags = ["--spot", "--queue", "lq", "--gpus-per-pod", "4", "--accelerator", "nvidia-a100-80gb",
+             "--parallelism", "8", "--shards-per-pod", "3", "--sources", "coco,human", "--model", "/weights/llama"]
+    result = runner.invoke(app, ["--root", "gs://bkt/laclip", "submit", "rewrite", "--dataset", "cc12m",
+                                 "--dry-run", *flags])
+    assert result.exit_code == 0, result.output
+    (job,) = list(yaml.safe_load_all(result.stdout))
+    kubernetes_validate.validate(job, "1.33", strict=True)
+    assert job["spec"]["completions"] == 400 and job["spec"]["parallelism"] == 8
+    assert "volumes" not in job["spec"]["template"]["metadata"].get("annotations", {})
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--engine", "llama"], "unknown engine 'llama'"),
+    (["--sources", "chatgpt,gpt4"], "unknown meta-pair source 'gpt4'"),
+    (["--queue", "Not Valid"], "Kueue LocalQueue"),
+    (["--dataset", "Bad_Name"], "invalid dataset name"),
+])
+def test_dry_run_errors_are_usage_errors(args, message):
+    base = ["--root", "gs://bkt/x", "submit", "rewrite", "--dry-run"]
+    if "--dataset" not in args:
+        base += ["--dataset", "cc12m"]
+    result = runner.invoke(app, base + args)
+    assert isinstance(result.exception, UsageError) and message in str(result.exception)
+
+
+def test_create_through_the_kubernetes_client(monkeypatch, tmp_path):
+    from tests.ops.conftest import JOBS, Emulator
+
+    emu = Emulator()
+    try:
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "emu",
+            "clusters": [{"name": "emu", "cluster": {"server": emu.url}}],
+            "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "dev"}}],
+            "users": [{"name": "dev", "user": {}}],
+        }))
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        result = runner.invoke(app, ["--root", "gs://bkt/laclip", "submit", "rewrite", "--dataset", "cc12m",
+                                     "--num-shards", "10"], env={"COLUMNS": "250"})
+        assert result.exit_code == 0, result.output
+        (name,) = emu.names(JOBS)
+        assert name.startswith("rewrite-cc12m-") and name in result.output
+        assert f"kubectl get jobs,pods -n laclip -l laclip.dev/run={name}" in result.output
+    finally:
+        emu.close()
+
+
+def test_cluster_submit_refuses_a_local_root(tmp_path):
+    result = runner.invoke(app, ["--root", str(tmp_path), "submit", "rewrite", "--dataset", "cc12m"])
+    assert isinstance(result.exception, UsageError) and "gs://" in str(result.exception)
