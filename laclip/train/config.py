@@ -102,8 +102,9 @@ class TrainConfig(BaseModel):
         return math.ceil(self.warmup_epochs * samples / (self.batch_size * world_size))
 
     def to_arg(self) -> str:
-        """Compact JSON for the container command: only what differs from the defaults."""
-        return json.dumps(self.model_dump(mode="json", exclude_defaults=True), separators=(",", ":"))
+        """Compact JSON for the container command. Every field, so that an image built with
+        other defaults than the submitting CLI still runs exactly what was submitted."""
+        return json.dumps(self.model_dump(mode="json"), separators=(",", ":"))
 
 
 # Fields that must match to continue a run from its checkpoint (others may change).

@@ -17,19 +17,20 @@ JSON = os.environ.get("LACLIP_LOG_FORMAT") == "json"
 
 def setup_logging(rank: int) -> logging.Logger:
     log = logging.getLogger("laclip.train")
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        if JSON:
-            class _Json(logging.Formatter):
-                def format(self, r):
-                    return json.dumps({"severity": r.levelname, "message": r.getMessage(), "rank": rank,
-                                       "time": time.time()})
-            handler.setFormatter(_Json())
-        else:
-            handler.setFormatter(logging.Formatter(f"[rank {rank}] %(levelname)s %(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False
+    for old in list(log.handlers):  # sys.stderr may have been replaced since (tests, notebooks)
+        log.removeHandler(old)
+    handler = logging.StreamHandler(sys.stderr)
+    if JSON:
+        class _Json(logging.Formatter):
+            def format(self, r):
+                return json.dumps({"severity": r.levelname, "message": r.getMessage(), "rank": rank,
+                                   "time": time.time()})
+        handler.setFormatter(_Json())
+    else:
+        handler.setFormatter(logging.Formatter(f"[rank {rank}] %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
     return log
 
 

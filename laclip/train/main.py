@@ -103,7 +103,7 @@ def train(cfg: TrainConfig) -> int:
     total = state["total_steps"] if state else cfg.total_steps(samples, world)
     warmup = cfg.warmup(samples, world)
     torch.manual_seed(cfg.seed)
-    model, _ = models.create(cfg.model, device, cfg.grad_checkpointing)
+    model = models.create(cfg.model, device, cfg.grad_checkpointing)
     optimizer = torch.optim.AdamW(models.weight_decay_groups(model, cfg.wd), lr=cfg.lr,
                                   betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
     precision = cfg.precision if cfg.precision != "auto" else ("amp_bf16" if device.type == "cuda" else "fp32")

@@ -26,12 +26,12 @@ def check_model(name: str) -> str:
 
 
 def create(name: str, device: torch.device, grad_checkpointing: bool = False):
-    """A freshly initialised model (fp32 weights; autocast handles bf16) and its tokenizer."""
+    """A freshly initialised model (fp32 weights; autocast handles bf16)."""
     check_model(name)
     model = open_clip.create_model(name, device=device)
     if grad_checkpointing:
         model.set_grad_checkpointing(True)
-    return model, open_clip.get_tokenizer(name)
+    return model
 
 
 def image_geometry(name: str) -> tuple[int, tuple, tuple]:

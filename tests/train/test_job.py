@@ -1,0 +1,92 @@
+"""Rendering: TorchX dist.ddp -> Volcano Job, GKE patches, k8s 1.33 strict schema; the CLI."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+import kubernetes_validate
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from laclip.config import ClusterOptions
+from laclip.errors import UsageError
+from laclip.train.config import parse_config, preset
+from laclip_cli.main import app
+from laclip_jobs.train import pod_templates, render
+
+RUN = "train-laclip-cc12m-1122-0412-a3f9"
+
+
+def cc12m(**cluster):
+    return preset("cc12m", run=RUN, rewrites="rw1", nodes="2:8",
+                  cluster=ClusterOptions(gpus=8, **cluster))
+
+
+def torchrun_args(pod) -> list[str]:
+    command = pod["spec"]["containers"][0]["command"]
+    assert command[:2] == ["bash", "-c"]
+    return shlex.split(command[2].replace("${", "").replace(":=localhost}", ""))
+
+
+def test_volcano_job_shape_and_gke_patches():
+    (job,) = render(cc12m(spot=True, queue="research"), "gs://bucket/laclip")
+    assert job["apiVersion"] == "batch.volcano.sh/v1alpha1" and job["kind"] == "Job"
+    assert job["metadata"]["name"] == RUN and job["spec"]["queue"] == "research"
+    tasks = job["spec"]["tasks"]
+    assert len(tasks) == 8 and [t["minAvailable"] for t in tasks] == [1, 1] + [0] * 6  # elastic 2..8
+    for pod in pod_templates(job):
+        kubernetes_validate.validate(pod, "1.33", strict=True)
+        spec, (c,) = pod["spec"], pod["spec"]["containers"]
+        assert pod["metadata"]["labels"]["laclip.dev/run"] == RUN
+        assert pod["metadata"]["labels"]["app.kubernetes.io/component"] == "train"
+        assert spec["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-tesla-a100",
+                                        "cloud.google.com/gke-spot": "true"}
+        assert {t["key"] for t in spec["tolerations"]} == {"nvidia.com/gpu", "cloud.google.com/gke-spot"}
+        assert spec["serviceAccountName"] == "laclip-runner" and spec["securityContext"]["runAsNonRoot"]
+        assert c["securityContext"]["readOnlyRootFilesystem"] and c["resources"]["limits"]["nvidia.com/gpu"] == "8"
+        shm = [v for v in spec["volumes"] if v["name"] == "dshm"]
+        assert shm == [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}}]
+        args = torchrun_args(pod)
+        assert args[0] == "torchrun" and args[args.index("--nnodes") + 1] == "2:8"
+        assert args[args.index("--nproc_per_node") + 1] == "8" and args[args.index("--max-restarts") + 1] == "3"
+        assert args[args.index("--rdzv_id") + 1] == RUN
+        cfg = parse_config(args[args.index("--config") + 1])  # the entrypoint gets the very same config
+        assert cfg.model_dump() == cc12m(spot=True, queue="research").model_copy(
+            update={"root": "gs://bucket/laclip"}).model_dump()
+        env = {e["name"]: e["value"] for e in c["env"]}
+        assert env["LACLIP_ROOT"] == "gs://bucket/laclip" and env["LACLIP_LOG_FORMAT"] == "json"
+
+
+def test_render_is_deterministic():
+    assert render(cc12m(), "gs://b") == render(cc12m(), "gs://b")
+
+
+def test_cli_dry_run_renders_torchrun_nnodes(tmp_path):
+    result = CliRunner().invoke(app, ["--root", "gs://bucket/x", "submit", "train", "--dataset", "cc12m",
+                                      "--rewrites", "X", "--model", "ViT-B-16", "--nodes", "2:8", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    (job,) = list(yaml.safe_load_all(result.stdout))
+    assert job["kind"] == "Job"
+    args = torchrun_args(pod_templates(job)[0])
+    assert args[args.index("--nnodes") + 1] == "2:8"
+    cfg = json.loads(args[args.index("--config") + 1])
+    assert cfg["model"] == "ViT-B-16" and cfg["rewrites"] == "X" and cfg["dataset"] == "cc12m"
+    for pod in pod_templates(job):
+        kubernetes_validate.validate(pod, "1.33", strict=True)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "ViT-Q-99"], "unknown model 'ViT-Q-99'"),
+    (["--nodes", "4:2"], "--nodes '4:2' must be N or MIN:MAX"),
+    (["--run", "Bad_Name"], "not a valid Kubernetes name"),
+    (["--loss", "multitext"], "texts-per-image of at least 2"),
+    (["--preset", "imagenet"], "unknown training preset 'imagenet'"),
+])
+def test_cli_rejects_bad_flags_with_a_clear_message(argv, message):
+    from laclip_cli.main import main  # noqa: F401  (the console script maps LaclipError to exit codes)
+
+    result = CliRunner().invoke(app, ["submit", "train", "--dataset", "cc12m", *argv, "--dry-run"])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, UsageError) and message in str(result.exception)

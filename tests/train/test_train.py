@@ -1,0 +1,138 @@
+"""Training end to end: the entrypoint, resume, bad input, elastic torchrun, TorchX local."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import open_clip
+import pytest
+import torch
+
+from laclip.train import checkpoint as ckpt
+from laclip.train.config import TrainConfig
+from laclip.train.main import main
+from train_helpers import write_rewrites
+
+TINY = dict(model="laclip-tiny", batch_size=16, workers=1, log_every=2, warmup_steps=2, shuffle_buffer=32,
+            tensorboard=False, rewrites="rw1")
+
+
+def config(store, run, **kw) -> TrainConfig:
+    return TrainConfig(run=run, root=store.url, **{**TINY, **kw})
+
+
+def test_train_checkpoints_resumes_and_guards_its_config(demo_copy, capsys):
+    write_rewrites(demo_copy)
+    cfg = config(demo_copy, "r1", steps=6, checkpoint_every=3, tensorboard=True)
+    assert main(["--config", cfg.model_dump_json()]) == 0
+    assert [s for s, _ in ckpt.list_steps(demo_copy, "r1")] == [3, 6]
+    state = ckpt.load(demo_copy, "checkpoints/r1/step_6.pt")
+    assert state["step"] == 6 and state["config"]["model"] == "laclip-tiny"
+    assert state["data"]["positions"]["0"][1] == 6 * 16  # one worker: 96 samples consumed in epoch 0
+    assert list(demo_copy.local_path("checkpoints/r1/tensorboard").glob("events.out.tfevents.*"))
+    # a longer run with the same id continues from step 6 rather than starting over
+    assert main(["--config", cfg.model_copy(update={"steps": 8}).model_dump_json()]) == 0
+    err = capsys.readouterr().err
+    assert "resumed from" in err and "step_6.pt at step 6 of 6" in err  # total_steps comes from the checkpoint
+    # resuming with another model is refused, naming both
+    assert main(["--config", cfg.model_copy(update={"model": "ViT-B-32"}).model_dump_json()]) == 2
+    assert "model: checkpoint has 'laclip-tiny', this run asks for 'ViT-B-32'" in capsys.readouterr().err
+
+
+def test_resume_skips_a_truncated_checkpoint(demo_copy, capsys):
+    write_rewrites(demo_copy)
+    cfg = config(demo_copy, "r2", steps=4, checkpoint_every=2, rewrites=None, augment="none")
+    assert main(["--config", cfg.model_dump_json()]) == 0
+    last = demo_copy.local_path("checkpoints/r2/step_4.pt")
+    last.write_bytes(last.read_bytes()[:1000])
+    assert main(["--config", cfg.model_dump_json()]) == 0
+    err = capsys.readouterr().err
+    assert "skipping unreadable checkpoint" in err and "step_2.pt at step 2" in err
+    torch.load(last, weights_only=True)  # rewritten whole by the resumed run
+
+
+@pytest.mark.parametrize("change, code, message", [
+    ({"model": "ViT-Nope-1"}, 2, "unknown model 'ViT-Nope-1'"),
+    ({"rewrites": "missing"}, 1, "no rewrites 'missing' for dataset 'demo'"),
+    ({"dataset": "cc3m"}, 1, "dataset 'cc3m' has no shards"),
+])
+def test_bad_input_fails_fast_with_a_clear_message(demo_copy, capsys, change, code, message):
+    write_rewrites(demo_copy)
+    assert main(["--config", config(demo_copy, "r3", steps=2, **change).model_dump_json()]) == code
+    assert message in capsys.readouterr().err
+
+
+def test_multitext_training_runs(demo_copy):
+    write_rewrites(demo_copy)
+    cfg = config(demo_copy, "mt", steps=3, checkpoint_every=3, loss="multitext", texts_per_image=3)
+    assert main(["--config", cfg.model_dump_json()]) == 0
+    path = demo_copy.local_path("checkpoints/mt/step_3.pt")
+    open_clip.create_model_and_transforms("laclip-tiny", pretrained=str(path))
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+@pytest.mark.slow
+def test_elastic_restart_resumes_from_last_checkpoint(demo_copy, tmp_path):
+    """Real torchrun, 2 gloo processes; SIGKILL one after a checkpoint; torchrun restarts the
+    group, which resumes from the newest checkpoint and ends at the planned step."""
+    write_rewrites(demo_copy)
+    total = 40
+    cfg = config(demo_copy, "elastic", steps=total, checkpoint_every=10, keep_last=10, log_every=5)
+    log = open(tmp_path / "torchrun.log", "w")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             "--max-restarts", "3", "-m", "laclip.train.main", "--config", cfg.model_dump_json()],
+                            stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not ckpt.list_steps(demo_copy, "elastic"):
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "torchrun.log").read_text()
+            time.sleep(0.05)
+        steps_at_kill = [s for s, _ in ckpt.list_steps(demo_copy, "elastic")]
+        workers = _children(proc.pid)
+        assert len(workers) == 2, workers
+        os.kill(workers[1], signal.SIGKILL)
+        rc = proc.wait(timeout=240)  # ~40 s on an idle 2-core machine; generous for a loaded one
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    out = (tmp_path / "torchrun.log").read_text()
+    assert rc == 0, out
+    assert total not in steps_at_kill
+    # both ranks of the restarted group resume (a restart attempt can itself fail at gloo's
+    # connect under heavy load; torchrun then tries again, which is what --max-restarts is for)
+    resumed = [int(line.split(" at step ")[1].split()[0]) for line in out.splitlines() if "resumed from" in line]
+    assert len(resumed) >= 2 and len(resumed) % 2 == 0, out
+    assert all(max(steps_at_kill) <= step < total for step in resumed), (steps_at_kill, resumed)
+    steps = [s for s, _ in ckpt.list_steps(demo_copy, "elastic")]
+    assert steps[-1] == total and steps == sorted(set(steps))
+    for step, path in ckpt.list_steps(demo_copy, "elastic"):  # every checkpoint whole and open_clip-loadable
+        state = torch.load(demo_copy.local_path(path), weights_only=True)
+        assert state["step"] == step and state["data"]["workers_total"] == 2
+        open_clip.create_model_and_transforms("laclip-tiny", pretrained=str(demo_copy.local_path(path)))
+    assert '"run": "elastic"' in demo_copy.read_text("checkpoints/elastic/config.json")
+
+
+@pytest.mark.slow
+def test_run_local_through_torchx(demo_copy, tmp_path):
+    from laclip_cli.submit_train import build_config, run_local
+
+    write_rewrites(demo_copy)
+    cfg = build_config("demo", None, "local-1", rewrites="rw1", steps=4, batch_size=16, workers=0)
+    folder = run_local(cfg, demo_copy.url, 1, log_dir=str(tmp_path / "logs"), echo=False)
+    assert folder == demo_copy.url_of("checkpoints/local-1")
+    state = ckpt.load(demo_copy, "checkpoints/local-1/step_4.pt")
+    assert state["config"]["rewrites"] == "rw1" and state["step"] == 4
+    assert json.loads(demo_copy.read_text("checkpoints/local-1/config.json"))["model"] == "laclip-tiny"
