@@ -122,7 +122,7 @@ class EvalConfig(BaseModel):
             else:
                 ckpt_root, ckpt_path = (scheme + sep + posixpath.dirname(body)) if sep else posixpath.dirname(body), \
                     posixpath.basename(body)
-            if scheme == "gs" and ckpt_root.rstrip("/") == "gs:/":
+            if sep and not ckpt_root[len(scheme) + 3:].strip("/"):
                 raise UsageError(f"checkpoint {checkpoint!r} names no bucket")
         else:
             if root is None:
@@ -134,7 +134,7 @@ class EvalConfig(BaseModel):
             if not ckpt_path.startswith(CHECKPOINTS_DIR + "/"):
                 ckpt_path = f"{CHECKPOINTS_DIR}/{ckpt_path}"
         parent, name = posixpath.split(ckpt_path)
-        run = posixpath.basename(parent) or "adhoc"
+        run = posixpath.basename(parent) or posixpath.basename(ckpt_root.rstrip("/")) or "adhoc"
         if name.endswith(".pt"):
             name = name[:-3]
         if not name:

@@ -101,14 +101,14 @@ def load_model(cfg: EvalConfig, workdir: str | None = None) -> LoadedModel:
     device = pick_device(cfg.device)
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=path, device=device)
-    except RuntimeError as exc:
-        if "size mismatch" in str(exc) or "Missing key" in str(exc) or "Unexpected key" in str(exc):
-            what = f"saved as {saved!r}" if saved and saved != name else "of another architecture"
-            raise DataError(
-                f"checkpoint {cfg.checkpoint_url} does not fit model {name!r}: its weights are {what} "
-                f"({str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else exc})"
-            ) from None
-        raise
+    except (RuntimeError, AssertionError, KeyError, ValueError) as exc:
+        # open_clip reports a shape mismatch as a RuntimeError (load_state_dict) or as an assertion
+        # (positional-embedding resizing), depending on which tensor differs first.
+        detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line),
+                      str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        what = f"saved as {saved!r}" if saved and saved != name else "of another architecture"
+        raise DataError(f"checkpoint {cfg.checkpoint_url} does not fit model {name!r}: its weights are {what} "
+                        f"({detail})") from None
     model.eval()
     return LoadedModel(model, preprocess, open_clip.get_tokenizer(name), name, device, cfg.precision == "amp")
 

@@ -23,18 +23,19 @@ log = logging.getLogger("laclip.eval")
 EXIT_BAD_INPUT = 3  # laclip_jobs.eval.EXIT_BAD_INPUT
 
 
-def evaluate_dataset(cfg: EvalConfig, ref: str, lm, store) -> list[dict]:
+def pending_tasks(cfg: EvalConfig, ds, store) -> list[str]:
+    from laclip.eval.results import result_path
+
+    return [t for t in cfg.tasks
+            if not store.exists(result_path(cfg.run, cfg.checkpoint_name, ds.name, TASK_RESULT_NAMES[t]))]
+
+
+def evaluate_dataset(cfg: EvalConfig, ds, lm, store) -> list[dict]:
     from laclip.eval import fewshot, linear_probe, retrieval, zeroshot
-    from laclip.eval.datasets import open_eval_dataset
     from laclip.eval.features import split_features
     from laclip.eval.results import result_path, write_result
 
-    ds = open_eval_dataset(store, ref)
-    todo = [t for t in cfg.tasks if not store.exists(result_path(cfg.run, cfg.checkpoint_name, ds.name,
-                                                                 TASK_RESULT_NAMES[t]))]
-    if not todo:
-        log.info("%s: every task already has a result", ds.name)
-        return []
+    todo = pending_tasks(cfg, ds, store)
     feats = {}
 
     def split(name: str):
@@ -95,27 +96,44 @@ def evaluate_dataset(cfg: EvalConfig, ref: str, lm, store) -> list[dict]:
 
 def run_eval(cfg: EvalConfig, datasets: list[str] | None = None) -> list[dict]:
     """Evaluate the checkpoint on `datasets` (default: all in the config); the new result records."""
-    from laclip.eval.features import load_model
+    from laclip.eval.datasets import open_eval_dataset
+    from laclip.eval.results import write_result
 
     store = open_store(cfg.root)
-    record_path = f"{cfg.out_dir}/config.json"
-    if not store.exists(record_path):
-        from laclip.eval.results import write_result
 
-        write_result(store, record_path, {"config": cfg.model_dump(exclude={"cluster"}), "version": __version__})
+    # Every dataset is checked before the (possibly large) checkpoint is fetched and loaded.
+    found = [open_eval_dataset(store, ref) for ref in datasets or cfg.datasets]
+    work = [ds for ds in found if pending_tasks(cfg, ds, store)]
+    for ds in set(found) - set(work):
+        log.info("%s: every task already has a result", ds.name)
+    if not work:
+        return []
+    from laclip.eval.features import load_model  # torch and open_clip: only once there is work
+
     lm = load_model(cfg)
+    # The record of what produced this folder (the first attempt's config stands).
+    write_result(store, f"{cfg.out_dir}/config.json",
+                 {"config": cfg.model_dump(exclude={"cluster"}), "model": lm.name, "version": __version__})
     results = []
-    for ref in datasets or cfg.datasets:
-        results.extend(evaluate_dataset(cfg, ref, lm, store))
+    for ds in work:
+        results.extend(evaluate_dataset(cfg, ds, lm, store))
     return results
 
 
+class _JsonLines(logging.Formatter):
+    """One JSON object per line, the shape Cloud Logging parses (severity, message)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({"severity": record.levelname, "logger": record.name, "message": record.getMessage()})
+
+
 def _setup_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
     if os.environ.get("LACLIP_LOG_FORMAT") == "json":
-        fmt = '{"severity": "%(levelname)s", "logger": "%(name)s", "message": %(message)r}'
+        handler.setFormatter(_JsonLines())
     else:
-        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    logging.basicConfig(level=logging.WARNING, format=fmt, stream=sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
     logging.getLogger("laclip").setLevel(logging.INFO)  # open_clip logs its set-up chatter on the root logger
 
 

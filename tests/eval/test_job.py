@@ -1,0 +1,110 @@
+"""The eval Job as rendered, checked against the strict Kubernetes 1.33 schema, and the CLI's --dry-run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from laclip.config import ClusterOptions
+from laclip.errors import UsageError
+from laclip.eval.config import EvalConfig
+from laclip_jobs.eval import job_name, render_eval_job
+
+CKPT = "gs://bucket/checkpoints/run/step_1000"
+
+
+def valid(objs):
+    for obj in objs:
+        kubernetes_validate.validate(obj, "1.33", strict=True)
+    return objs
+
+
+def test_checkpoint_references():
+    cfg = EvalConfig.for_checkpoint("gs://bkt/team/checkpoints/cc12m-laclip/step_1000.pt")
+    assert (cfg.root, cfg.checkpoint_root) == ("gs://bkt/team", "gs://bkt/team")
+    assert (cfg.checkpoint_path, cfg.run, cfg.checkpoint_name) == ("checkpoints/cc12m-laclip/step_1000.pt",
+                                                                   "cc12m-laclip", "step_1000")
+    assert cfg.out_dir == "evals/cc12m-laclip/step_1000"
+    rel = EvalConfig.for_checkpoint("myrun/step_5", root="/data/store")
+    assert (rel.checkpoint_root, rel.checkpoint_path, rel.run) == ("/data/store", "checkpoints/myrun/step_5", "myrun")
+    other = EvalConfig.for_checkpoint(CKPT, root="gs://results")  # results elsewhere than the checkpoint
+    assert other.root == "gs://results" and other.checkpoint_url == CKPT
+    loose = EvalConfig.for_checkpoint("/tmp/models/run7/final.pt")
+    assert (loose.checkpoint_root, loose.checkpoint_path, loose.run) == ("/tmp/models/run7", "final.pt", "run7")
+    with pytest.raises(UsageError, match="names no bucket"):
+        EvalConfig.for_checkpoint("gs:///checkpoints/run/step_1")
+    assert EvalConfig.for_checkpoint(CKPT, tasks="zs,knn,lp").tasks == ["zeroshot", "fewshot", "linear_probe"]
+    with pytest.raises(ValueError, match="tasks"):
+        EvalConfig.for_checkpoint(CKPT, tasks="zeroshot,captioning")
+
+
+def test_single_dataset_job():
+    cfg = EvalConfig.for_checkpoint(CKPT, datasets="imagenet1k")
+    (job,) = valid(render_eval_job(cfg))
+    spec, pod = job["spec"], job["spec"]["template"]["spec"]
+    assert job["metadata"]["name"] == "eval-run-step-1000" and "completionMode" not in spec
+    assert spec["completions"] == 1 and spec["backoffLimit"] == 2
+    for labels in (job["metadata"]["labels"], job["spec"]["template"]["metadata"]["labels"]):
+        assert labels["app.kubernetes.io/component"] == "eval" and labels["laclip.dev/run"] == "run"
+        assert labels["laclip.dev/dataset"] == "imagenet1k" and labels["laclip.dev/checkpoint"] == "step-1000"
+    (container,) = pod["containers"]
+    assert container["command"] == ["python", "-m", "laclip.eval.worker"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert pod["nodeSelector"]["cloud.google.com/gke-accelerator"] == "nvidia-tesla-a100"
+    assert pod["restartPolicy"] == "Never" and pod["securityContext"]["runAsNonRoot"] is True
+    # The pod's config is the same typed config, less the cluster options.
+    back = EvalConfig.model_validate_json(container["args"][1])
+    assert back.model_dump(exclude={"cluster"}) == cfg.model_dump(exclude={"cluster"})
+    assert {"name": "LACLIP_ROOT", "value": "gs://bucket"} in container["env"]
+
+
+def test_indexed_job_over_datasets_with_kueue_and_spot():
+    cluster = ClusterOptions(queue="a100-queue", spot=True, accelerator="nvidia-a100-80gb")
+    cfg = EvalConfig.for_checkpoint(CKPT, datasets="imagenet1k,cifar10,demo-eval", cluster=cluster)
+    (job,) = valid(render_eval_job(cfg))
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed" and spec["completions"] == spec["parallelism"] == 3
+    assert spec["backoffLimitPerIndex"] == 2 and spec["suspend"] is True
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "a100-queue"
+    rules = spec["podFailurePolicy"]["rules"]
+    assert rules[0]["action"] == "Ignore" and rules[1]["action"] == "FailIndex"
+    pod = spec["template"]["spec"]
+    assert pod["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-a100-80gb",
+                                   "cloud.google.com/gke-spot": "true"}
+
+
+def test_long_names_are_shortened_and_bad_ones_refused():
+    cfg = EvalConfig.for_checkpoint("gs://b/checkpoints/" + "a-very-long-training-run-name-" * 2 + "x/step_123456")
+    name = job_name(cfg)
+    assert len(name) <= 63 and name.startswith("eval-a-very-long")
+    assert job_name(cfg) == name  # stable: the same checkpoint maps to the same Job
+    with pytest.raises(UsageError, match="run id"):
+        render_eval_job(EvalConfig.for_checkpoint("gs://b/checkpoints/Bad Run!/step_1"))
+
+
+def test_dry_run_prints_a_valid_job_and_contacts_nothing(tmp_path):
+    env = {**os.environ, "KUBECONFIG": str(tmp_path / "missing"), "LACLIP_ROOT": "",
+           "GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "missing.json"), "NO_PROXY": "", "HTTPS_PROXY": "http://0.0.0.0:9"}
+    proc = subprocess.run([sys.executable, "-m", "laclip_cli.main", "submit", "eval", "--checkpoint", CKPT,
+                           "--datasets", "imagenet1k,demo-eval", "--dry-run"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    objs = valid(list(yaml.safe_load_all(proc.stdout)))
+    assert [o["kind"] for o in objs] == ["Job"]
+    assert objs[0]["metadata"]["annotations"]["laclip.dev/checkpoint-url"] == CKPT
+    assert "import torch" not in proc.stderr
+
+
+def test_dry_run_bad_flags_fail_cleanly():
+    from typer.testing import CliRunner
+
+    from laclip_cli.main import app
+
+    result = CliRunner().invoke(app, ["submit", "eval", "--checkpoint", CKPT, "--tasks", "zeroshot,bogus",
+                                      "--dry-run"])
+    assert result.exit_code != 0 and "bogus" in str(result.exception or result.output)

@@ -1,0 +1,114 @@
+"""End to end on the demo evaluation set: the CLI's --local run, results, report, cache, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from laclip.errors import DataError, NotFound
+from laclip.eval.config import EvalConfig
+from laclip.eval.worker import run_eval
+from laclip_cli.main import app
+from laclip_cli.submit_eval import run_local
+
+from .conftest import TINY, TINY_WIDE, save_checkpoint
+
+FAST = dict(workers=0, batch_size=64)
+
+
+def root_of(store) -> str:
+    return str(store.local_path(""))
+
+
+def test_local_run_results_and_report(ckpt_store, tiny_models, tmp_path):
+    root = root_of(ckpt_store)
+    save_checkpoint(ckpt_store, "laclip-run", 1, TINY, seed=1)
+    env = {"LACLIP_MODEL_CONFIGS": str(tiny_models), "LACLIP_ROOT": root}
+    runner = CliRunner()
+    res = runner.invoke(app, ["submit", "eval", "--checkpoint", "clip-run/step_1", "--local", "--episodes", "40",
+                              "--workers", "1"], env=env)  # the pod's entrypoint, as a child process
+    assert res.exit_code == 0, res.output
+    assert "zeroshot_classification" in res.output and "4 results" in res.output
+    other = EvalConfig.for_checkpoint(f"{root}/checkpoints/laclip-run/step_1.pt", tasks="zeroshot,fewshot", **FAST)
+    records = run_local(other, in_process=True)  # what the one-command pipeline calls
+    assert sorted(r["task"] for r in records) == ["fewshot_knn", "zeroshot_classification"]
+    assert all(r["laclip"]["run"] == "laclip-run" for r in records)
+    files = ckpt_store.list("evals/clip-run/step_1/")
+    for task in ("zeroshot_classification", "fewshot_knn", "linear_probe", "zeroshot_retrieval"):
+        record = json.loads(ckpt_store.read_text(f"evals/clip-run/step_1/demo-eval/{task}.json"))
+        # CLIP_benchmark's shape, so its `build` command and other tools read it.
+        assert {"dataset", "model", "pretrained", "task", "metrics", "language"} <= set(record)
+        assert record["task"] == task and record["model"] == TINY and record["dataset"] == "demo-eval"
+        assert record["pretrained"].endswith("checkpoints/clip-run/step_1")
+    zs = json.loads(ckpt_store.read_text("evals/clip-run/step_1/demo-eval/zeroshot_classification.json"))
+    assert set(zs["metrics"]) == {"acc1", "acc5", "mean_per_class_recall"} and 0 <= zs["metrics"]["acc1"] <= 1
+    assert zs["laclip"]["images"] == 80 and zs["laclip"]["templates"] == 10
+    assert {"evals/clip-run/step_1/features/demo-eval/test.npz",
+            "evals/clip-run/step_1/features/demo-eval/train.npz"} <= set(files)
+
+    png = tmp_path / "chart.png"
+    res = runner.invoke(app, ["eval", "report", "clip-run", "laclip-run", "--png", str(png)], env=env)
+    assert res.exit_code == 0, res.output
+    assert "clip-run" in res.output and "laclip-run" in res.output and "zero-shot" in res.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    md = runner.invoke(app, ["eval", "report", "clip-run", "--markdown", "--no-png"], env=env)
+    header = md.output.splitlines()[0]
+    assert header.startswith("| run | checkpoint | demo-eval zero-shot |")
+    missing = runner.invoke(app, ["eval", "report", "never-ran"], env=env)
+    assert missing.exit_code != 0 and "no evaluation results" in str(missing.exception)
+
+
+def test_features_are_cached_and_finished_tasks_skipped(ckpt_store):
+    cfg = EvalConfig.for_checkpoint("clip-run/step_1", root=root_of(ckpt_store), tasks="zeroshot", **FAST)
+    first = run_eval(cfg)
+    assert [r["task"] for r in first] == ["zeroshot_classification"]
+    assert run_eval(cfg) == []  # done when its result exists
+    # With the test shard gone, only the cache can supply test features.
+    ckpt_store.delete("datasets/demo-eval/test/0.tar")
+    again = run_eval(cfg.model_copy(update={"tasks": ["retrieval"]}))
+    assert again[0]["task"] == "zeroshot_retrieval" and again[0]["metrics"]["images"] == 80
+    with pytest.raises(DataError, match="test/0.tar is missing"):
+        run_eval(cfg.model_copy(update={"tasks": ["retrieval"], "cache_features": False,
+                                        "checkpoint_name": "step_1", "run": "other"}))
+
+
+def test_checkpoint_of_another_architecture(ckpt_store):
+    save_checkpoint(ckpt_store, "wide", 2, TINY_WIDE)
+    cfg = EvalConfig.for_checkpoint("wide/step_2", root=root_of(ckpt_store), model=TINY, **FAST)
+    with pytest.raises(DataError, match=rf"does not fit model '{TINY}': its weights are saved as '{TINY_WIDE}'"):
+        run_eval(cfg)
+    # Without --model the checkpoint's own config.model is used, and it loads.
+    ok = run_eval(cfg.model_copy(update={"model": None, "tasks": ["zeroshot"]}))
+    assert ok[0]["model"] == TINY_WIDE
+
+
+def test_classnames_file_of_wrong_length(ckpt_store):
+    ckpt_store.write_text("datasets/demo-eval/classnames.txt", "\n".join(["circle", "square", "triangle"]) + "\n")
+    cfg = EvalConfig.for_checkpoint("clip-run/step_1", root=root_of(ckpt_store), tasks="zeroshot", **FAST)
+    with pytest.raises(DataError, match="class-name list has only 3 names.*wrong length"):
+        run_eval(cfg)
+
+
+def test_missing_checkpoint_and_unknown_dataset(ckpt_store):
+    root = root_of(ckpt_store)
+    with pytest.raises(NotFound, match="checkpoints/clip-run/step_9.pt does not exist"):
+        run_eval(EvalConfig.for_checkpoint("clip-run/step_9", root=root, **FAST))
+    with pytest.raises(DataError, match="unknown evaluation dataset 'cifar10'"):
+        run_eval(EvalConfig.for_checkpoint("clip-run/step_1", root=root, datasets="cifar10", **FAST))
+
+
+def test_worker_exit_code_for_bad_input(ckpt_store, tiny_models):
+    cfg = EvalConfig.for_checkpoint("clip-run/step_1", root=root_of(ckpt_store), datasets="demo-eval,cifar10",
+                                    **FAST)
+    env = {**os.environ, "LACLIP_MODEL_CONFIGS": str(tiny_models), "JOB_COMPLETION_INDEX": "1",
+           "LACLIP_LOG_FORMAT": "json"}
+    proc = subprocess.run([sys.executable, "-m", "laclip.eval.worker", "--config", cfg.model_dump_json()],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3, proc.stderr  # the Job's podFailurePolicy fails this index without retries
+    assert "unknown evaluation dataset 'cifar10'" in proc.stderr and "Traceback" not in proc.stderr
+    assert not ckpt_store.exists("evals/clip-run/step_1/demo-eval/zeroshot_classification.json")  # index 1 only
