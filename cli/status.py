@@ -122,9 +122,10 @@ def _print_stage(run: str, st, dataset: str | None, store, now: dt.datetime, rew
                           f"({store.url_of(f'rewrites/{dataset}/{rewrite_id or run}')}/)")
             done, total, unit = prog.shards_done, prog.shards_total or total, "shards"
         if prog and st.stage == "train":
-            table.add_row("checkpoint", f"step {prog.last_step} ({prog.checkpoints} kept)"
+            of = f" of {prog.total_steps:,}" if prog.total_steps else ""
+            table.add_row("checkpoint", f"step {prog.last_step:,}{of} ({prog.checkpoints} kept)"
                           if prog.last_step is not None else "none yet")
-            done, total, unit = prog.last_step or 0, None, "steps"
+            done, total, unit = prog.last_step or 0, prog.total_steps, "steps"
         if prog and prog.eval_results:
             table.add_row("eval results", f"{len(prog.eval_results)}: " + ", ".join(prog.eval_results[:4])
                           + (" ..." if len(prog.eval_results) > 4 else ""))

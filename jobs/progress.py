@@ -23,6 +23,7 @@ class StoreProgress:
     shards_total: int | None = None  # shards of the input dataset
     last_step: int | None = None  # newest checkpoint
     checkpoints: int = 0  # kept in the store (training deletes all but the last few)
+    total_steps: int | None = None  # from checkpoints/<run>/config.json when the run fixed it
     eval_results: list[str] = field(default_factory=list)  # paths relative to evals/<run>/
 
 
@@ -54,6 +55,23 @@ def checkpoint_steps(store: Store, run: str) -> list[int]:
     return sorted(steps)
 
 
+def planned_steps(store: Store, run: str) -> int | None:
+    """Total steps recorded in the run's config.json (`total_steps`, else `steps`), if any."""
+    import json
+
+    from laclip.errors import LaclipError
+
+    path = f"checkpoints/{run}/config.json"
+    try:
+        if not store.exists(path):
+            return None
+        cfg = json.loads(store.read_text(path))
+    except (LaclipError, ValueError):
+        return None
+    total = cfg.get("total_steps") or cfg.get("steps") if isinstance(cfg, dict) else None
+    return int(total) if isinstance(total, (int, float)) and total > 0 else None
+
+
 def eval_results(store: Store, run: str) -> list[str]:
     prefix = f"evals/{run}/"
     return sorted(p[len(prefix):] for p in store.list(prefix) if p.endswith(".json"))
@@ -71,6 +89,7 @@ def store_progress(store: Store, stage: str, run: str, dataset: str | None,
         steps = checkpoint_steps(store, run)
         out.checkpoints = len(steps)
         out.last_step = steps[-1] if steps else None
+        out.total_steps = planned_steps(store, run)
     if stage in ("train", "eval"):
         out.eval_results = eval_results(store, run)
     return out

@@ -5,6 +5,7 @@ image pull failure, a failed index, succeeded, and a Job waiting for Kueue admis
 from __future__ import annotations
 
 import datetime as dt
+import re
 import subprocess
 import sys
 
@@ -131,6 +132,7 @@ def store(demo_copy):
     demo_copy.write_bytes(f"rewrites/demo/{REWRITE}/00002.parquet", b"x")  # another rewrite id: not ours
     for step in (500, 1000):
         demo_copy.write_bytes(f"checkpoints/{TRAIN}/step_{step}.pt", b"x")
+    demo_copy.write_text(f"checkpoints/{TRAIN}/config.json", '{"model": "ViT-B-16", "steps": 4000}')
     demo_copy.write_bytes(f"evals/{EVAL}/step_1000/zeroshot-demo.json", b"{}")
     return demo_copy
 
@@ -158,7 +160,9 @@ def test_status_of_a_rewrite_mid_flight(populated, store):
 def test_status_of_train_eval_and_queued_runs(populated, store):
     text = " ".join(run_cli(store, "status", TRAIN).output.split())
     assert "train: Running" in text and "VolcanoJob" in text and "2 Running" in text
-    assert "step 1000 (2 kept)" in text and "jobs.batch.volcano.sh" in text
+    assert "step 1,000 of 4,000 (2 kept)" in text and "jobs.batch.volcano.sh" in text
+    # 1,000 steps in the 2 hours since the Volcano Job started: 3,000 to go at 500 an hour.
+    assert re.search(r"(499\.\d|500\.0) steps/hour, ETA (5h59m|6h00m)", text), text
     text = " ".join(run_cli(store, "status", EVAL).output.split())
     assert "eval: Succeeded" in text and "1 Succeeded" in text and "1 of 1 completed" in text
     assert "eval results 1: step_1000/zeroshot-demo.json" in text and "ETA" not in text
