@@ -58,21 +58,35 @@ def status(
     namespace: str = NamespaceOpt,
     context: Optional[str] = ContextOpt,
     store_progress: bool = typer.Option(True, "--store/--no-store", help="Also read progress from the store."),
+    watch: Optional[float] = typer.Option(None, "--watch", "-w", min=0.1,
+                                          help="Refresh every N seconds until every stage has finished."),
 ) -> None:
     """Per stage: objects, pods by phase, indexes done and failed, store progress, ETA, and why anything waits."""
     if run is None:
         return _list_runs(namespace, context)
+    import time
+
+    _selector(run)  # a bad run id is a usage error before any network call
+    cluster = _cluster(namespace, context)
+    store = _open_store() if store_progress else None
+    while True:
+        summary = _show_run(cluster, run, namespace, store)
+        if watch is None or all(st.state in ("Succeeded", "Failed") for st in summary.stages.values()):
+            return
+        time.sleep(watch)
+        out.rule()
+
+
+def _show_run(cluster, run: str, namespace: str, store):
     from laclip_jobs.status import of_run, summarise
 
     selector = _selector(run)
     _twin(f"kubectl get jobs,pods -n {namespace} -l {selector}")
-    cluster = _cluster(namespace, context)
     jobs, vjobs, pods = (of_run(fetch(selector), run) for fetch in (cluster.jobs, cluster.volcano_jobs, cluster.pods))
     if not (jobs or vjobs or pods):
         raise LaclipError(f"run {run!r} has no jobs or pods in namespace {namespace!r} "
                           f"(finished jobs are removed after their TTL); `laclip status` lists the runs there")
     summary = summarise(run, jobs, vjobs, pods, cluster.events(), cluster.workloads() if jobs else [])
-    store = _open_store() if store_progress else None
     now = dt.datetime.now(dt.timezone.utc)
     for st in summary.stages.values():
         owners = [o for o in jobs + vjobs if _label(o, "app.kubernetes.io/component") == st.stage]
@@ -83,6 +97,7 @@ def status(
     if vjobs:
         _twin(f"kubectl get jobs.batch.volcano.sh,podgroups -n {namespace} -l {selector}")
     _twin(f"kubectl get events -n {namespace} --field-selector type=Warning --sort-by=.lastTimestamp")
+    return summary
 
 
 def _label(obj: dict, key: str) -> str | None:
@@ -195,13 +210,25 @@ def logs(
     # The newest pod of the lowest index: a retried index shows its latest attempt.
     pods.sort(key=lambda p: (pod_index(p) or 0, -_created(p)))
     pod = pods[0]["metadata"]["name"]
+    container = _main_container(pods[0], stage)
     if index is None and len(indexes) > 1:
         err.print(f"[dim]{len(indexes)} indexes have pods; showing {pod} (choose with --index)[/]")
-    _twin(f"kubectl logs -n {namespace} {pod}" + (" -f" if follow else "") + (f" --tail {tail}" if tail else ""))
+    _twin(f"kubectl logs -n {namespace} {pod} -c {container}" + (" -f" if follow else "")
+          + (f" --tail {tail}" if tail else ""))
     if follow:
-        cluster.stream_log(pod, write=lambda text: out.out(text, end="", highlight=False))
+        cluster.stream_log(pod, container, write=lambda text: out.out(text, end="", highlight=False))
     else:
-        out.out(cluster.read_log(pod, tail=tail), end="", highlight=False)
+        out.out(cluster.read_log(pod, container, tail=tail), end="", highlight=False)
+
+
+def _main_container(pod: dict, stage: str) -> str:
+    """The stage's container: pods with sidecars (GKE's gcsfuse, a mesh proxy) refuse a log
+    request that names no container."""
+    names = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
+    if stage in names:
+        return stage
+    ours = [n for n in names if not n.startswith(("gke-", "istio-"))]
+    return (ours or names or [stage])[0]
 
 
 def _created(pod: dict) -> float:

@@ -50,7 +50,8 @@ def pod(run, stage, name, phase, index=None, status=None, minutes_ago=30):
         lab["batch.kubernetes.io/job-completion-index"] = str(index)
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": NS, "labels": lab, "creationTimestamp": ts(minutes_ago)},
-            "spec": {"containers": [{"name": stage, "image": "img"}]},
+            "spec": {"containers": [{"name": "gke-gcsfuse-sidecar", "image": "gcsfuse"},  # GKE injects it
+                                    {"name": stage, "image": "img"}]},
             "status": {"phase": phase, **(status or {})}}
 
 
@@ -182,10 +183,31 @@ def test_status_lists_runs_and_rejects_unknown(populated, store):
     assert "cannot be a Kubernetes label value" in str(result.exception)
 
 
+def test_watch_refreshes_until_the_run_finishes(populated, store):
+    import threading
+
+    def finish():  # the eval Job of the QUEUED-like run completes while `status --watch` polls
+        populated.add(JOBS, job(run, "eval", run, {"completions": 1},
+                                {"startTime": ts(3), "completionTime": ts(0), "succeeded": 1,
+                                 "conditions": [{"type": "Complete", "status": "True"}]}))
+
+    run = "eval-demo-1122-0900-ee04"
+    populated.add(JOBS, job(run, "eval", run, {"completions": 1}, {"startTime": ts(3), "active": 1, "ready": 1}))
+    timer = threading.Timer(0.8, finish)
+    timer.start()
+    result = run_cli(store, "status", run, "--watch", "0.2")
+    timer.join()
+    assert result.exit_code == 0, repr(result.exception)
+    assert result.output.count("eval: Running") >= 2 and result.output.rstrip().count("eval: Succeeded") == 1
+    assert result.output.index("eval: Running") < result.output.index("eval: Succeeded")
+
+
 def test_logs_pick_the_index_and_follow(populated, store):
     result = run_cli(store, "logs", REWRITE, "--stage", "rewrite", "--index", "6")
     assert result.exit_code == 0, repr(result.exception)
-    assert f"kubectl logs -n laclip {REWRITE}-6-fghij" in result.output
+    assert f"kubectl logs -n laclip {REWRITE}-6-fghij -c rewrite" in result.output
+    log_reads = [r for r in populated.requests() if r.subresource == "log"]
+    assert log_reads[-1].params.get("container") == "rewrite"  # a pod with a sidecar needs the name
     assert f"step 2 of pod {REWRITE}-6-fghij" in result.output
     result = run_cli(store, "logs", REWRITE, "--stage", "rewrite", "--index", "4", "--follow")
     assert f"step 1 of pod {REWRITE}-4-abcde" in result.output and " -f" in result.output
