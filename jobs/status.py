@@ -103,7 +103,9 @@ class StageStatus:
     completions: int | None = None
     completed: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
-    reasons: list[str] = field(default_factory=list)  # why something is pending or failing
+    # Why something is pending or failing: message -> the objects it is about, so that 500
+    # pods stuck for the same reason make one line, not 500.
+    problems: dict[str, list[str]] = field(default_factory=dict)
     started: dt.datetime | None = None
     finished: dt.datetime | None = None
 
@@ -115,9 +117,24 @@ class StageStatus:
                 return s
         return next(iter(states), "Unknown")
 
-    def add_reason(self, text: str) -> None:
-        if text and text not in self.reasons:
-            self.reasons.append(text)
+    def add_reason(self, text: str, subject: str = "") -> None:
+        subjects = self.problems.setdefault(text, [])
+        if subject not in subjects:
+            subjects.append(subject)
+
+    @property
+    def reasons(self) -> list[str]:
+        """One line per distinct problem, naming the object (or how many share it)."""
+        lines = []
+        for text, subjects in self.problems.items():
+            named = [s for s in subjects if s]
+            if len(named) > 1:
+                kind = named[0].split(" ", 1)[0]
+                first = ", ".join(n.split(" ", 1)[-1] for n in named[:2])
+                lines.append(f"{len(named)} {kind}s ({first}{', ...' if len(named) > 2 else ''}): {text}")
+            else:
+                lines.append(f"{named[0]}: {text}" if named else text)
+        return lines
 
 
 @dataclass
@@ -178,28 +195,28 @@ def workload_reason(workload: dict) -> str | None:
 
 
 def pod_reasons(pod: dict) -> list[str]:
-    """Why a pod is not running: unschedulable condition, stuck containers, termination."""
+    """Why a pod is not running: unschedulable condition, stuck containers, termination
+    (without the pod's name, so that pods with the same problem group together)."""
     status = pod.get("status") or {}
-    name = _meta(pod).get("name", "?")
     out = []
     for cond in status.get("conditions") or []:
         if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
-            out.append(f"pod {name} unschedulable: {cond.get('message') or cond.get('reason', '')}".rstrip(": "))
+            out.append(f"unschedulable: {cond.get('message') or cond.get('reason', '')}".rstrip(": "))
     for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
         waiting = (cs.get("state") or {}).get("waiting") or {}
         if waiting.get("reason") in STUCK_REASONS:
             msg = waiting.get("message") or ""
-            out.append(f"pod {name} container {cs.get('name')}: {waiting['reason']}" + (f": {msg}" if msg else ""))
+            out.append(f"container {cs.get('name')}: {waiting['reason']}" + (f": {msg}" if msg else ""))
         term = (cs.get("state") or {}).get("terminated") or {}
         if term and term.get("exitCode"):
-            out.append(f"pod {name} container {cs.get('name')} exited {term['exitCode']} ({term.get('reason', '')})")
+            out.append(f"container {cs.get('name')} exited {term['exitCode']} ({term.get('reason', '')})")
     if status.get("phase") == "Failed" and status.get("reason"):
-        out.append(f"pod {name} failed: {status['reason']} {status.get('message', '')}".rstrip())
+        out.append(f"failed: {status['reason']} {status.get('message', '')}".rstrip())
     return out
 
 
-def event_reasons(events: Iterable[dict], names: set[str]) -> list[str]:
-    """Warning events about our pods and jobs, newest last, repeated ones shown once."""
+def event_reasons(events: Iterable[dict], names: set[str]) -> list[tuple[str, str]]:
+    """(subject, message) of warning events about our pods and jobs, oldest first."""
     picked = []
     for ev in events:
         involved = ev.get("involvedObject") or ev.get("regarding") or {}
@@ -208,9 +225,9 @@ def event_reasons(events: Iterable[dict], names: set[str]) -> list[str]:
         if ev.get("type") != "Warning" and ev.get("reason") not in EVENT_REASONS:
             continue
         when = ev.get("lastTimestamp") or ev.get("eventTime") or ev.get("firstTimestamp") or ""
-        picked.append((str(when), f"{involved.get('kind', '')} {involved.get('name')}: {ev.get('reason')}: "
-                                  f"{(ev.get('message') or ev.get('note') or '').strip()}"))
-    return [text for _, text in sorted(picked)]
+        picked.append((str(when), f"{involved.get('kind', '')} {involved.get('name')}".strip(),
+                       f"{ev.get('reason')}: {(ev.get('message') or ev.get('note') or '').strip()}"))
+    return [(subject, text) for _, subject, text in sorted(picked)]
 
 
 def summarise(run: str, jobs: list[dict], vjobs: list[dict], pods: list[dict],
@@ -237,7 +254,7 @@ def summarise(run: str, jobs: list[dict], vjobs: list[dict], pods: list[dict],
             st.completed += list(range(int(status.get("succeeded") or 0)))
         _times(st, status.get("startTime"), status.get("completionTime"))
         if st.objects[-1].state in ("Suspended", "Failed"):
-            st.add_reason(f"Job {st.objects[-1].name}: {st.objects[-1].detail}")
+            st.add_reason(st.objects[-1].detail, f"Job {st.objects[-1].name}")
     for vjob in vjobs:
         st = stage_of(vjob)
         st.objects.append(volcano_state(vjob))
@@ -247,7 +264,7 @@ def summarise(run: str, jobs: list[dict], vjobs: list[dict], pods: list[dict],
         if st.objects[-1].state == "Succeeded":
             _times(st, None, state.get("lastTransitionTime"))
         if st.objects[-1].state in ("Pending", "Failed"):
-            st.add_reason(f"Volcano Job {st.objects[-1].name}: {st.objects[-1].detail}")
+            st.add_reason(st.objects[-1].detail, f"VolcanoJob {st.objects[-1].name}")
     for wl in workloads or []:
         owner = next((r.get("name") for r in _meta(wl).get("ownerReferences") or [] if r.get("name") in owners), None)
         if owner:
@@ -264,15 +281,16 @@ def summarise(run: str, jobs: list[dict], vjobs: list[dict], pods: list[dict],
         st.pods[phase] += 1
         if phase in ("Pending", "Failed"):
             for text in pod_reasons(pod):
-                st.add_reason(text)
+                st.add_reason(text, f"pod {_meta(pod).get('name')}")
     by_name = {**owners, **pod_stage}
+    settled = {_meta(p).get("name") for p in pods if (p.get("status") or {}).get("phase") in ("Running", "Succeeded")}
     for ev in events:
         involved = ev.get("involvedObject") or ev.get("regarding") or {}
         st = by_name.get(involved.get("name"))
-        if st is None or st.state == "Succeeded":
-            continue
-        for text in event_reasons([ev], set(by_name)):
-            st.add_reason(text)
+        if st is None or st.state == "Succeeded" or involved.get("name") in settled:
+            continue  # a pod that runs now got past whatever its old events complained about
+        for subject, text in event_reasons([ev], set(by_name)):
+            st.add_reason(text, subject.replace("Pod ", "pod ", 1))
     for st in stages.values():
         st.completed, st.failed = sorted(set(st.completed)), sorted(set(st.failed))
     ordered = {s: stages.pop(s) for s in STAGES if s in stages}

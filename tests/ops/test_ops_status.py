@@ -282,3 +282,17 @@ def test_summarise_ignores_other_runs_and_succeeded_noise():
     st = summarise(EVAL, [other, done], [], [], [old]).stages
     assert list(st) == ["eval"] and st["eval"].state == "Succeeded" and st["eval"].reasons == []
 
+
+
+def test_many_pods_with_one_problem_make_one_line():
+    """500 shards stuck on the same quota must not print 500 lines; a pod that got scheduled
+    since its FailedScheduling event is no longer reported."""
+    j = job(REWRITE, "rewrite", REWRITE, {"completions": 4, "completionMode": "Indexed"}, {"active": 4})
+    stuck = {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                             "message": UNSCHEDULABLE}]}
+    pods = [pod(REWRITE, "rewrite", f"{REWRITE}-{i}-x", "Pending", i, stuck) for i in range(3)]
+    pods.append(pod(REWRITE, "rewrite", f"{REWRITE}-3-x", "Running", 3))
+    events = [event(p["metadata"]["name"], "Pod", "FailedScheduling", UNSCHEDULABLE) for p in pods]
+    st = summarise(REWRITE, [j], [], pods, events).stages["rewrite"]
+    assert st.reasons == [f"3 pods ({REWRITE}-0-x, {REWRITE}-1-x, ...): unschedulable: {UNSCHEDULABLE}",
+                          f"3 pods ({REWRITE}-0-x, {REWRITE}-1-x, ...): FailedScheduling: {UNSCHEDULABLE}"]
