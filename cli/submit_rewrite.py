@@ -17,7 +17,8 @@ DEFAULT_MODEL_DIR = "models/llama-7b"  # under a gs:// root; upload the weights 
 
 
 def run_local(cfg, store, progress: Callable[[int, int], None] | None = None, workers: int | None = None) -> str:
-    """Rewrite cfg.dataset with local processes (the one-command pipeline calls this); returns the rewrite id."""
+    """Rewrite cfg.dataset with local processes (the one-command pipeline calls this); returns the
+    rewrite id. `progress(done, total)` is called as indexes finish."""
     from laclip.rewrite.local import run_local as _run
 
     return _run(cfg, store, workers=workers, progress=progress)
@@ -209,7 +210,8 @@ def _local(cfg, workers: int | None) -> None:
     start = time.perf_counter()
     with Progress(transient=True, console=err) as progress:
         task = progress.add_task(f"rewriting {cfg.dataset} with {cfg.engine}", total=n)
-        rid = run_local(cfg, store, workers=workers, progress=lambda i, rc: progress.advance(task))
+        rid = run_local(cfg, store, workers=workers,
+                        progress=lambda done, total: progress.update(task, completed=done, total=total))
     folder = rout.rewrite_folder(cfg.dataset, rid)
     done = rout.list_done(store, cfg.dataset, rid)
     captions = fallbacks = 0

@@ -23,10 +23,9 @@ REASONS = ("empty_input", "empty", "too_short", "echo", "repetition", "scaffoldi
 MAX_OUTPUT_CHARS = 2000  # 77 tokens never decode to more; anything longer is garbage
 
 _INVALID = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufffd]")
-_ASCII_PUNCT_TO_SPACE = bytes.maketrans(string.punctuation.encode(), b" " * len(string.punctuation))
+_ASCII_DROP = (string.punctuation + string.whitespace).encode()
 _PUNCT_TO_SPACE = str.maketrans({c: " " for c in string.punctuation + "\u2018\u2019\u201c\u201d\u2013\u2014\u2026"})
 _INSTRUCTION_HEAD = INSTRUCTION[:30].lower()
-_WORD_RUN = re.compile(r"\b(\w+)(?:\W+\1\b){3}")
 
 
 def continuation(text: str) -> str:
@@ -38,24 +37,33 @@ def continuation(text: str) -> str:
 
 
 def normal(text: str) -> str:
-    """Lower case, punctuation and runs of spaces dropped: two texts that differ only in those
-    are equal."""
+    """Lower case with punctuation and spaces dropped: two texts that differ only in those are
+    the same caption (an echo). ASCII text takes a C fast path (bytes.translate)."""
     low = text.lower()
-    if low.isascii():  # bytes.translate is a table lookup in C
-        return b" ".join(low.encode().translate(_ASCII_PUNCT_TO_SPACE).split()).decode()
-    return " ".join(low.translate(_PUNCT_TO_SPACE).split())
+    if low.isascii():
+        return low.encode().translate(None, _ASCII_DROP).decode()
+    return "".join(low.translate(_PUNCT_TO_SPACE).split())
 
 
-def _repetitive(low: str, words: list[str]) -> bool:
+def _repetitive(words: list[str]) -> bool:
+    """Runaway repetition: one word 4+ times in a row, or a short loop of phrases."""
     n = len(words)
     if n < 6:
         return False
-    uniq = len(set(low.split()))
-    if uniq > n - 3:  # a word 4 times in a row needs at least 3 repeats
-        return False
-    if _WORD_RUN.search(low):  # the same word 4+ times in a row
+    uniq = len(set(words))
+    if n >= 12 and uniq <= n // 4:
         return True
-    return n >= 12 and uniq <= n // 4  # a short loop of phrases
+    if n - uniq < 3:  # a word 4 times in a row needs at least 3 repeats
+        return False
+    same = list(map(str.__eq__, words, words[1:]))
+    if sum(same) < 3:
+        return False
+    run = 0
+    for s in same:
+        run = run + 1 if s else 0
+        if run >= 3:
+            return True
+    return False
 
 
 def check(output: str, original_clean: str, original_normal: str | None = None) -> tuple[str, str | None]:
@@ -71,13 +79,11 @@ def check(output: str, original_clean: str, original_normal: str | None = None) 
     low = text.lower()
     if "=>" in text or _INSTRUCTION_HEAD in low:
         return "", "scaffolding"
-    words = text.split()
+    words = low.split()
     if len(words) < 2:
         return "", "too_short"
-    if low == original_clean.lower():
-        return "", "echo"
     if normal(text) == (original_normal if original_normal is not None else normal(original_clean)):
         return "", "echo"
-    if _repetitive(low, words):
+    if _repetitive(words):
         return "", "repetition"
     return text, None

@@ -39,7 +39,7 @@ def run_local(cfg: RewriteConfig, store: Store, *, workers: int | None = None, r
               progress: Callable[[int, int], None] | None = None) -> str:
     """Rewrite the whole dataset with local worker processes; returns the rewrite id.
 
-    `progress(index, returncode)` is called as each index finishes. Raises LaclipError
+    `progress(done, total)` is called as indexes finish (total = number of indexes). Raises LaclipError
     naming the failed indexes (with the end of their logs) if any is left failed."""
     cfg, n = prepare(cfg, store)
     workers = max(1, min(workers or os.cpu_count() or 1, n))
@@ -55,12 +55,14 @@ def run_local(cfg: RewriteConfig, store: Store, *, workers: int | None = None, r
         done = set(list_done(store, cfg.dataset, cfg.rewrite_id))
         shard_ids = [s.id for s in resolve_shards(store, cfg.dataset)]
         pending = []  # (index, attempt); indexes whose shards are all done start no process
+        finished = 0
         for i in range(n):
             if set(shard_ids[i * cfg.shards_per_pod:(i + 1) * cfg.shards_per_pod]) <= done:
-                if progress:
-                    progress(i, 0)
+                finished += 1
             else:
                 pending.append((i, 0))
+        if progress:
+            progress(finished, n)
         running: dict[int, tuple[subprocess.Popen, int, Path]] = {}
         failed: dict[int, tuple[int, str]] = {}
         while pending or running:
@@ -82,8 +84,9 @@ def run_local(cfg: RewriteConfig, store: Store, *, workers: int | None = None, r
                     continue
                 if rc != 0:
                     failed[i] = (rc, log.read_text(errors="replace").strip()[-600:])
+                finished += 1
                 if progress:
-                    progress(i, rc)
+                    progress(finished, n)
         if failed:
             detail = "\n".join(f"index {i} (exit {rc}): {tail}" for i, (rc, tail) in sorted(failed.items())[:3])
             err = UsageError if all(rc == EXIT_PERMANENT for rc, _ in failed.values()) else LaclipError

@@ -27,8 +27,9 @@ def test_local_demo_with_eda(demo_copy):
     check_complete(demo_copy, "demo", rid)
     # The one-command pipeline's entry point: the same id, nothing redone.
     seen = []
-    assert run_local(RewriteConfig(dataset="demo", engine="eda"), demo_copy, progress=lambda i, rc: seen.append(rc)) == rid
-    assert seen == [0, 0, 0, 0]
+    assert run_local(RewriteConfig(dataset="demo", engine="eda"), demo_copy,
+                     progress=lambda done, total: seen.append((done, total))) == rid
+    assert seen == [(4, 4)]  # every index already done: no process started
 
 
 def test_local_demo_with_tiny_hf_model(demo_copy, tiny_llama):  # noqa: F811
