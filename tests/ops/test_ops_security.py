@@ -39,15 +39,28 @@ def find_credentials(text: str) -> list[str]:
     return [f"{name}: {m.group(0)[:40]}" for name, rx in CREDENTIALS.items() for m in rx.finditer(text)]
 
 
+# Credentials a user has in their shell: none may reach a manifest or the CLI's output.
+USER_ENV = {"OPENAI_API_KEY": "sk-proj-Zx81kLmQ0pRt5VwY7bN2cD4f", "HF_TOKEN": "hf_Qw3rTy7uIoP1aSdF5gHjK9lZxCvBnM2q",
+            "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMIK7MDENGbPxRfiCYzEXAMPLEKEY", "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPL2"}
+VARIANTS = {"rewrite-openai": ("rewrite", ["--engine", "openai", "--endpoint", "http://vllm:8000/v1", "--model", "llama"])}
+
+
 @pytest.fixture(scope="module")
-def rendered():
-    """stage -> (objects, CLI output) for every registered stage."""
+def rendered(tmp_path_factory):
+    """stage -> (objects, CLI output) for every registered stage, with credentials in the env."""
+    key_file = tmp_path_factory.mktemp("gcp") / "key.json"
+    key_file.write_text('{"type": "service_account", "private_key_id": "abc", "private_key": "-----BEGIN PRIVATE '
+                        'KEY-----\\nMIIE\\n-----END PRIVATE KEY-----\\n"}')
     out = {}
-    for stage in STAGE_ARGS:
-        if stage in registered_stages():
-            code, objs, output, exc = dry_run(stage)
-            assert code == 0, f"laclip submit {stage} --dry-run failed: {exc!r}\n{output}"
-            out[stage] = (objs, output)
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in {**USER_ENV, "GOOGLE_APPLICATION_CREDENTIALS": str(key_file)}.items():
+            mp.setenv(name, value)
+        jobs = [(s, s, []) for s in STAGE_ARGS] + [(n, s, a) for n, (s, a) in VARIANTS.items()]
+        for name, stage, extra in jobs:
+            if stage in registered_stages():
+                code, objs, output, exc = dry_run(stage, *extra)
+                assert code == 0, f"laclip submit {stage} {extra} --dry-run failed: {exc!r}\n{output}"
+                out[name] = (objs, output)
     return out
 
 
@@ -96,6 +109,10 @@ def skip_list() -> dict[str, str]:
 
 def test_every_stage_is_rendered(rendered):
     missing = sorted(set(STAGE_ARGS) - set(rendered))
+    if "rewrite" in rendered:
+        openai_env = {e["name"]: e for o in rendered["rewrite-openai"][0] for spec in _specs(o)
+                      for c in spec["containers"] for e in c.get("env", [])}
+        assert "secretKeyRef" in openai_env["OPENAI_API_KEY"]["valueFrom"]  # the key comes from a Secret
     if missing:
         pytest.skip(f"`laclip submit {'/'.join(missing)}` is not registered yet: not scanned")
 
@@ -130,6 +147,9 @@ def test_no_credentials_anywhere(rendered):
     texts[".dockerignore"] = (REPO / ".dockerignore").read_text()
     found = {name: hits for name, text in texts.items() if (hits := find_credentials(text))}
     assert not found, found
+    leaked = {name: k for name, text in texts.items() for k, v in USER_ENV.items() if v in text}
+    assert not leaked, f"credentials from the user's environment reached: {leaked}"
+    assert "key.json" not in "".join(texts.values())
     assert len(texts) >= 10
 
 
