@@ -185,3 +185,12 @@ def estimate(stage: Stage, dataset: str, gpus: int, *, model: str | None = None,
     return Estimate(stage=stage, dataset=dataset, model=model, gpus=gpus, work=work, unit=unit, throughput=tp,
                     gpu_hours=gpu_hours, wall_hours=wall, price_per_gpu_hour=price_per_gpu_hour, cost=cost,
                     notes=notes)
+
+
+def try_estimate(stage: Stage, dataset: str, gpus: int, **kwargs) -> Estimate | None:
+    """estimate(), or None where no figure applies (a custom model, a dataset of unknown size):
+    `laclip submit` prints the estimate when there is one and never refuses to submit for lack of it."""
+    try:
+        return estimate(stage, dataset, gpus, **kwargs)
+    except UsageError:
+        return None

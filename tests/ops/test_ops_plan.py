@@ -91,3 +91,10 @@ def test_plan_command():
     assert data["model"] == "ViT-B-32" and data["gpus"] == 64 and data["cost"] is None
     result = runner.invoke(app, ["plan", "deploy"])
     assert result.exit_code == 2
+
+
+def test_try_estimate_for_submit():
+    from laclip.plan import try_estimate
+
+    assert try_estimate("train", "demo", 1, model="laclip-tiny") is None  # no published figure: no line
+    assert try_estimate("train", "cc12m", 8).summary().startswith("estimate: train cc12m on 8 GPU(s)")
