@@ -135,7 +135,8 @@ def test_overlay_replaces_the_placeholders(base, example):
     (sa,) = by_kind(example, "ServiceAccount")
     assert "PROJECT_ID" not in yaml.safe_dump(example)
     assert "PROJECT_ID" in by_kind(base, "ServiceAccount")[0]["metadata"]["annotations"]["iam.gke.io/gcp-service-account"]
-    assert by_kind(example, "RoleBinding")[0]["subjects"][0]["name"] == "ml-team@example.com"
+    (users,) = [b for b in by_kind(example, "RoleBinding") if b["metadata"]["name"] == "laclip-user"]
+    assert users["subjects"][0]["name"] == "ml-team@example.com"
 
 
 def granted(role: dict, group: str, resource: str, verb: str) -> bool:
@@ -150,6 +151,16 @@ def test_role_is_least_privilege(base):
         assert res not in text
     for rule in role["rules"]:
         assert not {"update", "patch", "escalate", "bind", "impersonate"} & set(rule["verbs"])
+
+
+def test_runner_may_only_create_jobs(example, base):
+    """The pods' account: no rights in the base; with the component, create Jobs and nothing else."""
+    assert not [b for b in by_kind(base, "RoleBinding") if b["subjects"][0]["kind"] == "ServiceAccount"]
+    (binding,) = [b for b in by_kind(example, "RoleBinding") if b["subjects"][0]["kind"] == "ServiceAccount"]
+    assert binding["subjects"][0] == {"kind": "ServiceAccount", "name": DEFAULT_SERVICE_ACCOUNT,
+                                      "namespace": DEFAULT_NAMESPACE}
+    (role,) = [r for r in by_kind(example, "Role") if r["metadata"]["name"] == binding["roleRef"]["name"]]
+    assert role["rules"] == [{"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create"]}]
 
 
 def test_role_grants_every_request_the_cli_makes(base, cluster, tmp_path):
