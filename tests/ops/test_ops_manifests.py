@@ -163,8 +163,9 @@ def test_runner_may_only_create_jobs(example, base):
     assert role["rules"] == [{"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create"]}]
 
 
-def test_role_grants_every_request_the_cli_makes(base, cluster, tmp_path):
-    """Drive status, logs and cancel against the emulator, then check each request against the Role."""
+def test_role_grants_every_request_the_cli_makes(base, cluster):
+    """Drive submit (every stage), status, logs and cancel against the emulator, then check
+    each request the CLI made against the Role."""
     from typer.testing import CliRunner
 
     from laclip_cli.main import app
@@ -175,9 +176,13 @@ def test_role_grants_every_request_the_cli_makes(base, cluster, tmp_path):
     run = "rewrite-demo-1122-0412-a3f9"
     cluster.add(JOBS, job(run, "rewrite", run, {"completions": 2, "completionMode": "Indexed"}, {"active": 1}))
     cluster.add(PODS, pod(run, "rewrite", f"{run}-0-aaaaa", "Running", 0))
+    from .render import STAGE_ARGS, registered_stages
+
     runner = CliRunner()
-    for args in (["status"], ["status", run], ["logs", run, "--stage", "rewrite"], ["cancel", run, "--yes"]):
-        result = runner.invoke(app, ["--root", str(tmp_path), *args])
+    submits = [["submit", stage, *STAGE_ARGS[stage]] + (["--num-shards", "4"] if stage == "rewrite" else [])
+               for stage in STAGE_ARGS if stage in registered_stages()]
+    for args in submits + [["status"], ["status", run, "--no-store"], ["logs", run, "--stage", "rewrite"], ["cancel", run, "--yes"]]:
+        result = runner.invoke(app, ["--root", "gs://laclip-bucket/prod", *args])
         assert result.exit_code == 0, (args, repr(result.exception))
     (role,) = by_kind(base, "Role")
     verbs = {"GET": "get", "DELETE": "delete", "POST": "create"}
@@ -190,3 +195,5 @@ def test_role_grants_every_request_the_cli_makes(base, cluster, tmp_path):
         seen.add((req.resource.group, plural, verb))
         assert granted(role, req.resource.group, plural, verb), f"the Role lacks {verb} {req.resource.group}/{plural}"
     assert {("batch", "jobs", "list"), ("", "pods/log", "get"), ("batch", "jobs", "delete")} <= seen
+    if "train" in registered_stages():
+        assert ("batch.volcano.sh", "jobs", "create") in seen
