@@ -181,7 +181,8 @@ def test_role_grants_every_request_the_cli_makes(base, cluster):
     runner = CliRunner()
     submits = [["submit", stage, *STAGE_ARGS[stage]] + (["--num-shards", "4"] if stage == "rewrite" else [])
                for stage in STAGE_ARGS if stage in registered_stages()]
-    for args in submits + [["status"], ["status", run, "--no-store"], ["logs", run, "--stage", "rewrite"], ["cancel", run, "--yes"]]:
+    watch = [["status"], ["status", run, "--no-store"], ["logs", run, "--stage", "rewrite"], ["cancel", run, "--yes"]]
+    for args in submits + watch:
         result = runner.invoke(app, ["--root", "gs://laclip-bucket/prod", *args])
         assert result.exit_code == 0, (args, repr(result.exception))
     (role,) = by_kind(base, "Role")
