@@ -168,15 +168,29 @@ def rewrite(
     n = shard_count(root, dataset, num_shards, dry_run)
     run = new_run_id("rewrite", dataset)
     objects = render_rewrite_job(cfg, run=run, root=root, num_shards=n)
+    est = _estimate(cfg, objects[0]) if cfg.engine in ("vllm", "hf") else None
     if dry_run:
+        if est:
+            err.print(est.summary(), soft_wrap=True)
         sys.stdout.write(dump_yaml(objects))
         return
+    if est:
+        out.print(est.summary(), soft_wrap=True)
     _create(objects[0])
     ns = objects[0]["metadata"]["namespace"]
     out.print(f"created Job {run} in namespace {ns}: {objects[0]['spec']['completions']} indexes, "
               f"rewrite id {cfg.resolved_rewrite_id()}")
     out.print(f"watch: kubectl get jobs,pods -n {ns} -l laclip.dev/run={run}")
     out.print(f"output: {objects[0]['metadata']['annotations']['laclip.dev/output']}")
+
+
+def _estimate(cfg, job: dict):
+    """The `laclip plan` estimate for this Job (None when no figure applies)."""
+    from laclip.plan import try_estimate
+
+    spec = job["spec"]
+    gpus = max(1, cfg.cluster.gpus) * min(spec["parallelism"], spec["completions"])
+    return try_estimate("rewrite", cfg.dataset, gpus, sources=len(cfg.sources))
 
 
 def _create(job: dict) -> None:

@@ -81,6 +81,7 @@ def test_dry_run_cc12m_passes_the_strict_schema(tmp_path):
     (job,) = list(yaml.safe_load_all(result.stdout))
     kubernetes_validate.validate(job, "1.33", strict=True)
     assert job["spec"]["completions"] == 1200
+    assert "estimate: rewrite cc12m on 64 GPU(s)" in result.stderr
     assert json.loads(job["spec"]["template"]["spec"]["containers"][0]["args"][1])["engine"] == "vllm"
     flags = ["--spot", "--queue", "lq", "--gpus-per-pod", "4", "--accelerator", "nvidia-a100-80gb",
              "--parallelism", "8", "--shards-per-pod", "3", "--sources", "coco,human", "--model", "/weights/llama"]
@@ -91,6 +92,20 @@ def test_dry_run_cc12m_passes_the_strict_schema(tmp_path):
     kubernetes_validate.validate(job, "1.33", strict=True)
     assert job["spec"]["completions"] == 400 and job["spec"]["parallelism"] == 8
     assert "volumes" not in job["spec"]["template"]["metadata"].get("annotations", {})
+    worker = json.loads(job["spec"]["template"]["spec"]["containers"][0]["args"][1])
+    assert worker["model"] == "/weights/llama" and worker["sources"] == ["coco", "human"]
+
+
+def test_dry_run_embeds_user_meta_pairs(tmp_path):
+    """The pod cannot read the laptop's file: its pairs travel inside the config."""
+    pairs = tmp_path / "alt.txt"
+    pairs.write_text("a cat => a small cat resting\na dog => a dog at play\na car => a parked car\n")
+    result = runner.invoke(app, ["--root", "gs://b/x", "submit", "rewrite", "--dataset", "cc12m", "--dry-run",
+                                 "--meta-pairs", f"alt={pairs}", "--sources", "alt,coco"])
+    assert result.exit_code == 0, result.output
+    (job,) = list(yaml.safe_load_all(result.stdout))
+    worker = json.loads(job["spec"]["template"]["spec"]["containers"][0]["args"][1])
+    assert worker["meta_pairs"]["alt"][1] == ["a dog", "a dog at play"] and worker["sources"] == ["alt", "coco"]
 
 
 @pytest.mark.parametrize("args, message", [
