@@ -7,4 +7,6 @@
 - worker.py   the container entrypoint: one shard per JOB_COMPLETION_INDEX
 - output.py   the output layout and parquet schema (read it if you consume rewrites)
 - local.py    run every index as a local process (`laclip submit rewrite --local`)
+- tiny_model.py   a tiny random LLaMA checkpoint, no download (tests, demos, benchmarks)
+- draft_pairs.py  draft a meta-pair file with a chatbot behind an OpenAI-compatible endpoint
 """

@@ -79,7 +79,14 @@ class Completions(BaseHTTPRequestHandler):
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         Completions.bodies.append(body)
-        if Completions.mode == "error":
+        if self.path.endswith("/chat/completions"):  # answers like a chatbot: a vivid rewrite, or an echo
+            cap = body["messages"][-1]["content"]
+            text = cap if "echo" in cap else f"A lovely view of {cap}, bathed in soft light."
+            self.send_response(200)
+            payload = {"id": "c2", "object": "chat.completion", "created": 0, "model": body["model"],
+                       "choices": [{"index": 0, "finish_reason": "stop",
+                                    "message": {"role": "assistant", "content": text}}]}
+        elif Completions.mode == "error":
             self.send_response(400)
             payload = {"error": {"message": "model not found", "type": "invalid_request_error"}}
         else:
@@ -126,6 +133,23 @@ def test_openai_engine_batches_and_orders(server):
         engine(requests_for(["a"]))
     with pytest.raises(UsageError, match="--endpoint"):
         RewriteConfig(dataset="demo", engine="openai", model="x").check()
+
+
+def test_draft_meta_pairs_with_a_chatbot(server, tmp_path, capsys):
+    from laclip.rewrite.draft_pairs import main
+    from laclip.rewrite.prompts import read_meta_pairs_file
+
+    caps = tmp_path / "caps.txt"
+    caps.write_text("a dog on a beach\nan echo echo caption here\nred car\na cat asleep on a sofa\n"
+                    "a dog on a beach\na boat on a calm river\n")
+    assert main(["--endpoint", server, "--model", "chat", "--captions", str(caps)]) == 0
+    drafted = tmp_path / "mine.txt"
+    drafted.write_text(capsys.readouterr().out)
+    pairs = read_meta_pairs_file(drafted)  # a valid pairs file: usable with --meta-pairs
+    assert [a for a, _ in pairs] == ["a dog on a beach", "a cat asleep on a sofa", "a boat on a calm river"]
+    assert pairs[0][1] == "A lovely view of a dog on a beach, bathed in soft light."
+    system = Completions.bodies[-1]["messages"][0]["content"]
+    assert "vivid" in system
 
 
 def test_vllm_is_a_clear_error_without_vllm():

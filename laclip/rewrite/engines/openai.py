@@ -2,8 +2,8 @@
 
 Uses the legacy completions route (`/v1/completions`), which takes a batch of raw prompts
 and a stop string; the key comes from $OPENAI_API_KEY (a local vLLM server accepts any).
-Useful to rewrite from a shared server, or to draft new meta pairs with a chatbot as the
-paper did (ask it to rewrite a handful of captions, then edit them into a pairs file).
+Useful to rewrite from a shared server; `python -m laclip.rewrite.draft_pairs` uses the same
+kind of endpoint (chat route) to draft new meta pairs with a chatbot, as the paper did.
 """
 
 from __future__ import annotations
