@@ -27,7 +27,9 @@ NOW = dt.datetime.now(dt.timezone.utc)
 
 
 def ts(minutes_ago: float) -> str:
-    return (NOW - dt.timedelta(minutes=minutes_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """A timestamp relative to the moment the object is built (not to module import)."""
+    now = dt.datetime.now(dt.timezone.utc)
+    return (now - dt.timedelta(minutes=minutes_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def labels(run, stage, dataset="demo", **extra):
