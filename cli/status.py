@@ -60,6 +60,7 @@ def status(
     store_progress: bool = typer.Option(True, "--store/--no-store", help="Also read progress from the store."),
     watch: Optional[float] = typer.Option(None, "--watch", "-w", min=0.1,
                                           help="Refresh every N seconds until every stage has finished."),
+    as_json: bool = typer.Option(False, "--json", help="Print the per-stage summary as JSON (for scripts and CI)."),
 ) -> None:
     """Per stage: objects, pods by phase, indexes done and failed, store progress, ETA, and why anything waits."""
     if run is None:
@@ -69,6 +70,8 @@ def status(
     _selector(run)  # a bad run id is a usage error before any network call
     cluster = _cluster(namespace, context)
     store = _open_store() if store_progress else None
+    if as_json:
+        return _print_json(cluster, run, store)
     while True:
         summary = _show_run(cluster, run, namespace, store)
         if watch is None or all(st.state in ("Succeeded", "Failed") for st in summary.stages.values()):
@@ -77,15 +80,51 @@ def status(
         out.rule()
 
 
+def _fetch(cluster, run: str):
+    from laclip_jobs.status import of_run
+
+    selector = _selector(run)
+    jobs, vjobs, pods = (of_run(fetch(selector), run) for fetch in (cluster.jobs, cluster.volcano_jobs, cluster.pods))
+    if not (jobs or vjobs or pods):
+        raise LaclipError(f"run {run!r} has no jobs or pods in namespace {cluster.namespace!r} "
+                          f"(finished jobs are removed after their TTL); `laclip status` lists the runs there")
+    return jobs, vjobs, pods
+
+
+def _print_json(cluster, run: str, store) -> None:
+    """The summary and the store's progress per stage, as one JSON document."""
+    import dataclasses
+    import json
+
+    from laclip_jobs.progress import store_progress
+    from laclip_jobs.status import summarise
+
+    jobs, vjobs, pods = _fetch(cluster, run)
+    summary = summarise(run, jobs, vjobs, pods, cluster.events(), cluster.workloads() if jobs else [])
+    doc = {"run": run, "stages": {}}
+    for name, st in summary.stages.items():
+        entry = dataclasses.asdict(st)
+        entry.update(state=st.state, reasons=st.reasons, pods=dict(st.pods))
+        entry.pop("problems")
+        owners = [o for o in jobs + vjobs if _label(o, "app.kubernetes.io/component") == name]
+        if store is not None and owners:
+            meta = owners[0].get("metadata") or {}
+            try:
+                entry["store"] = dataclasses.asdict(store_progress(
+                    store, name, run, _label(owners[0], "laclip.dev/dataset"),
+                    (meta.get("annotations") or {}).get("laclip.dev/rewrite-id")))
+            except LaclipError as exc:
+                entry["store"] = {"error": str(exc)}
+        doc["stages"][name] = entry
+    out.out(json.dumps(doc, indent=2, default=str), highlight=False)
+
+
 def _show_run(cluster, run: str, namespace: str, store):
-    from laclip_jobs.status import of_run, summarise
+    from laclip_jobs.status import summarise
 
     selector = _selector(run)
     _twin(f"kubectl get jobs,pods -n {namespace} -l {selector}")
-    jobs, vjobs, pods = (of_run(fetch(selector), run) for fetch in (cluster.jobs, cluster.volcano_jobs, cluster.pods))
-    if not (jobs or vjobs or pods):
-        raise LaclipError(f"run {run!r} has no jobs or pods in namespace {namespace!r} "
-                          f"(finished jobs are removed after their TTL); `laclip status` lists the runs there")
+    jobs, vjobs, pods = _fetch(cluster, run)
     summary = summarise(run, jobs, vjobs, pods, cluster.events(), cluster.workloads() if jobs else [])
     now = dt.datetime.now(dt.timezone.utc)
     for st in summary.stages.values():
@@ -240,21 +279,30 @@ def _created(pod: dict) -> float:
 
 def cancel(
     run: str = typer.Argument(..., help="Run id."),
+    stage: Optional[str] = typer.Option(None, "--stage", "-s", help="Only this stage's objects (rewrite, train, eval)."),
     namespace: str = NamespaceOpt,
     context: Optional[str] = ContextOpt,
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> None:
     """Delete a run's Jobs (and Volcano Jobs, ConfigMaps); their pods go with them. Store outputs stay."""
-    from laclip_jobs.status import of_run
+    from laclip_jobs.status import STAGES, of_run
 
     selector = _selector(run)
+    if stage is not None:
+        if stage not in STAGES:
+            raise UsageError(f"unknown stage {stage!r}: use one of {', '.join(STAGES)}")
+        selector += f",app.kubernetes.io/component={stage}"
     _twin(f"kubectl delete jobs,jobs.batch.volcano.sh,configmaps -n {namespace} -l {selector} --cascade=foreground")
     cluster = _cluster(namespace, context)
-    jobs = of_run(cluster.jobs(selector), run)
-    vjobs = of_run(cluster.volcano_jobs(selector), run)
-    cms = of_run(cluster.configmaps(selector), run)
+
+    def mine(objs: list[dict]) -> list[dict]:
+        return [o for o in of_run(objs, run) if stage is None or _label(o, "app.kubernetes.io/component") == stage]
+
+    jobs, vjobs = mine(cluster.jobs(selector)), mine(cluster.volcano_jobs(selector))
+    cms = mine(cluster.configmaps(selector))
     if not (jobs or vjobs):
-        raise LaclipError(f"run {run!r} has no jobs in namespace {namespace!r}: nothing to cancel")
+        what = f"run {run!r}" + (f" has no {stage} jobs" if stage else " has no jobs")
+        raise LaclipError(f"{what} in namespace {namespace!r}: nothing to cancel")
     names = [f"Job/{j['metadata']['name']}" for j in jobs] + [f"VolcanoJob/{v['metadata']['name']}" for v in vjobs]
     if not yes and not typer.confirm(f"delete {', '.join(names)} and their pods?"):
         raise typer.Exit(1)

@@ -298,3 +298,21 @@ def test_many_pods_with_one_problem_make_one_line():
     st = summarise(REWRITE, [j], [], pods, events).stages["rewrite"]
     assert st.reasons == [f"3 pods ({REWRITE}-0-x, {REWRITE}-1-x, ...): unschedulable: {UNSCHEDULABLE}",
                           f"3 pods ({REWRITE}-0-x, {REWRITE}-1-x, ...): FailedScheduling: {UNSCHEDULABLE}"]
+
+
+def test_status_json_and_cancel_one_stage(populated, store):
+    import json
+
+    result = run_cli(store, "status", REWRITE, "--json")
+    assert result.exit_code == 0, repr(result.exception)
+    doc = json.loads(result.stdout)
+    rewrite = doc["stages"]["rewrite"]
+    assert rewrite["state"] == "Running" and rewrite["completed"] == [0, 1, 2, 5] and rewrite["failed"] == [3]
+    assert rewrite["pods"] == {"Running": 1, "Failed": 1, "Pending": 2}
+    assert rewrite["store"]["shards_done"] == 2 and any("Insufficient nvidia.com/gpu" in r for r in rewrite["reasons"])
+    # A run whose eval Job shares the run id with its training: cancel only the eval.
+    populated.add(JOBS, job(TRAIN, "eval", f"eval-{TRAIN}", {"completions": 1}, {"active": 1}))
+    result = run_cli(store, "cancel", TRAIN, "--stage", "eval", "--yes")
+    assert result.exit_code == 0, repr(result.exception)
+    assert f"eval-{TRAIN}" not in populated.names(JOBS) and TRAIN in populated.names(VOLCANO)
+    assert "nothing to cancel" in str(run_cli(store, "cancel", TRAIN, "--stage", "eval", "--yes").exception)
