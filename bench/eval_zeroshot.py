@@ -5,7 +5,7 @@ transform, tokenizer, class names and templates, and end with top-1/top-5/mean-p
 model loading is excluded. laclip's feature cache is off, so every run decodes every image.
 Runs alternate between the two; the median of each is reported with the ratio.
 
-    python -m bench.eval_zeroshot [--images-per-class 250] [--runs 5] [--workers 0] [--batch-size 256]
+    python -m bench.eval_zeroshot [--images-per-class 250] [--runs 5] [--workers 0] [--batch-size 256] [--shards 2]
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import tempfile
 import time
 
 
-def make_data(root: str, per_class: int, model_name: str):
+def make_data(root: str, per_class: int, model_name: str, shards: int = 1):
     import torch
 
     from laclip.data.synth import synth_demo
@@ -26,6 +26,10 @@ def make_data(root: str, per_class: int, model_name: str):
 
     store = open_store(root)
     synth_demo(store, shards=1, per_shard=8, eval_train_per_class=1, eval_test_per_class=per_class)
+    if shards > 1:
+        from laclip.eval.datasets import reshard
+
+        reshard(store, "datasets/demo-eval/test", shards)
     import open_clip
 
     torch.manual_seed(0)
@@ -49,6 +53,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--shards", type=int, default=2, help="test-split tars (>= workers: CLIP_benchmark needs it)")
     args = ap.parse_args()
 
     import torch
@@ -67,7 +72,7 @@ def main() -> None:
         model_name = "RN50"  # any built-in architecture works: weights are random either way
     cb.accuracy = peer_accuracy
     root = tempfile.mkdtemp(prefix="bench-eval-")
-    store = make_data(root, args.images_per_class, model_name)
+    store = make_data(root, args.images_per_class, model_name, args.shards)
     cfg = EvalConfig.for_checkpoint("bench/step_0", root=root, cache_features=False)
     lm = load_model(cfg)
     ds = open_eval_dataset(store, "demo-eval")
@@ -95,7 +100,7 @@ def main() -> None:
             times[name].append(time.perf_counter() - start)
     rate = {k: n / statistics.median(v) for k, v in times.items()}
     print(json.dumps({
-        "images": n, "model": model_name, "batch_size": args.batch_size, "workers": args.workers,
+        "images": n, "shards": args.shards, "model": model_name, "batch_size": args.batch_size, "workers": args.workers,
         "torch_threads": torch.get_num_threads(), "runs": args.runs,
         "median_s": {k: round(statistics.median(v), 3) for k, v in times.items()},
         "images_per_s": {k: round(v, 1) for k, v in rate.items()},

@@ -11,6 +11,7 @@ A dataset is a name (`datasets/<name>/` in the root store) or a URL/path of its 
 
 from __future__ import annotations
 
+import io
 import tarfile
 from dataclasses import dataclass
 from functools import cached_property
@@ -34,7 +35,7 @@ def builtin_lines(filename: str) -> list[str]:
 
 @dataclass
 class Sample:
-    index: int  # position in the split, stable across runs
+    index: int  # (shard << 32) | position in the shard: sorts into the split's order
     key: str
     image: bytes
     label: int | None
@@ -126,28 +127,58 @@ class EvalDataset:
 
     # -- samples ---------------------------------------------------------------------------
     def iter_samples(self, split: str, worker: int = 0, workers: int = 1) -> Iterator[Sample]:
-        """Samples of `split` in order; worker w of n decodes only samples with index % n == w."""
-        index = 0
-        for path in self.shard_paths(split):
+        """Samples of `split` in order, or worker w's share of them (of n workers).
+
+        With at least n shards a worker reads only its own shards (shard i % n == w), so no
+        byte is fetched twice; with fewer, every worker reads every shard and decodes every
+        n-th sample. `Sample.index` sorts the union back into the split's order."""
+        paths = self.shard_paths(split)
+        by_shard = len(paths) >= workers
+        running = 0
+        for shard_no, path in enumerate(paths):
+            if by_shard and shard_no % workers != worker:
+                continue
             count = 0
             for key, parts in _iter_tar_groups(self.store, path):
                 image_ext = next((e for e in IMAGE_EXTS if e in parts), None)
                 if image_ext is None:
                     raise DataError(f"sample {key!r} in {self.store.url_of(path)} has no image "
                                     f"({'/'.join(IMAGE_EXTS)}); it has {', '.join(sorted(parts))}")
+                if by_shard or running % workers == worker:
+                    yield self._sample((shard_no << 32) | count, key, parts, image_ext, path)
                 count += 1
-                if index % workers == worker:
-                    label = None
-                    if "cls" in parts:
-                        text = parts["cls"].decode().strip()
-                        if not text.lstrip("-").isdigit():
-                            raise DataError(f"{key}.cls in {self.store.url_of(path)} is not an integer: {text!r}")
-                        label = int(text)
-                    captions = _lines(parts["txt"].decode("utf-8")) if "txt" in parts else []
-                    yield Sample(index, key, parts[image_ext], label, captions)
-                index += 1
+                running += 1
             if count == 0:
                 raise DataError(f"shard {self.store.url_of(path)} is empty: it holds no samples")
+
+    def _sample(self, index: int, key: str, parts: dict[str, bytes], image_ext: str, path: str) -> Sample:
+        label = None
+        if "cls" in parts:
+            text = parts["cls"].decode().strip()
+            if not text.lstrip("-").isdigit():
+                raise DataError(f"{key}.cls in {self.store.url_of(path)} is not an integer: {text!r}")
+            label = int(text)
+        captions = _lines(parts["txt"].decode("utf-8")) if "txt" in parts else []
+        return Sample(index, key, parts[image_ext], label, captions)
+
+
+def reshard(store: Store, split_dir: str, shards: int) -> None:
+    """Re-cut a one-tar split `<split>/0.tar` into `shards` tars (round-robin by key) and update
+    nshards.txt: more shards let loader workers (ours and webdataset's) read in parallel."""
+    members = []
+    with tarfile.open(fileobj=io.BytesIO(store.read_bytes(f"{split_dir}/0.tar"))) as tar:
+        for m in tar.getmembers():
+            members.append((m, tar.extractfile(m).read()))
+    keys = sorted({m.name.split(".")[0] for m, _ in members})
+    for i in range(shards):
+        mine = set(keys[i::shards])
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as out:
+            for m, data in members:
+                if m.name.split(".")[0] in mine:
+                    out.addfile(m, io.BytesIO(data))
+        store.write_bytes(f"{split_dir}/{i}.tar", buf.getvalue())
+    store.write_text(f"{split_dir}/nshards.txt", f"{shards}\n")
 
 
 def _lines(text: str) -> list[str]:

@@ -99,3 +99,19 @@ def test_template_file_without_placeholder(demo_copy, tmp_path):
     bad.write_text("a photo of a {}.\n")
     with pytest.raises(DataError, match=r"must contain \{c\}.*'a photo of a \{\}\.'"):
         open_eval_dataset(demo_copy, "demo-eval").templates(str(bad))
+
+
+def test_workers_read_only_their_own_shards(demo_copy):
+    """With several shards, loader workers split by shard; the union is the split in order."""
+    from laclip.eval.datasets import reshard
+
+    before = [(s.key, s.label) for s in open_eval_dataset(demo_copy, "demo-eval").iter_samples("test")]
+    reshard(demo_copy, "datasets/demo-eval/test", 3)
+    ds = open_eval_dataset(demo_copy, "demo-eval")
+    whole = list(ds.iter_samples("test"))
+    assert sorted((s.key, s.label) for s in whole) == sorted(before)
+    assert [s.index for s in whole] == sorted(s.index for s in whole)
+    parts = [list(ds.iter_samples("test", w, 2)) for w in range(2)]
+    assert {s.index >> 32 for s in parts[0]} == {0, 2} and {s.index >> 32 for s in parts[1]} == {1}
+    merged = sorted((s for p in parts for s in p), key=lambda s: s.index)
+    assert [s.key for s in merged] == [s.key for s in whole]
