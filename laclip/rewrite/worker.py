@@ -78,6 +78,7 @@ class ShardRewriter:
         self.builder = PromptBuilder(self.pairs, cfg.dataset, cfg.seed)
         self.batch = cfg.batch_size or engine.default_batch
         self.engine_info = engine.info()
+        self.prompt_set_hash = cfg.output_fingerprint()["prompt_set_hash"]
 
     def rewrite(self, shard: Shard) -> dict | None:
         """Rewrite one shard; None when another attempt already published it."""
@@ -144,7 +145,7 @@ class ShardRewriter:
             "prompts": len(todo), "sources": per_source,
             "fallbacks_total": sum(sum(v["fallbacks"].values()) for v in per_source.values()),
             "engine": self.engine_info, "model": cfg.model, "sampling": cfg.sampling.model_dump(),
-            "prompt_set_hash": cfg.output_fingerprint()["prompt_set_hash"], "input_digest": digest.hexdigest(),
+            "prompt_set_hash": self.prompt_set_hash, "input_digest": digest.hexdigest(),
             "laclip_version": __version__, "host": socket.gethostname(),
             "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }

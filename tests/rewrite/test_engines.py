@@ -163,6 +163,41 @@ def test_vllm_is_a_clear_error_without_vllm():
         make_engine(RewriteConfig(dataset="demo", engine="vllm", model="/models/llama-7b"))
 
 
+def test_vllm_adapter_passes_the_paper_settings(monkeypatch):
+    """vLLM cannot be installed on a CPU machine; a stand-in module with its two entry points
+    (LLM, SamplingParams) checks what the adapter asks of it."""
+    import sys
+    import types
+
+    calls = {}
+
+    class LLM:
+        def __init__(self, **kw):
+            calls["llm"] = kw
+
+        def generate(self, prompts, params, use_tqdm=True):
+            calls["generate"] = (prompts, params)
+            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=f" out {i}")]) for i in range(len(prompts))]
+
+    class SamplingParams:
+        def __init__(self, **kw):
+            self.kw = kw
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams,
+                                                                    __version__="0.0-standin"))
+    cfg = RewriteConfig(dataset="demo", engine="vllm", model="meta-llama/Llama-2-7b-hf", tensor_parallel=2, seed=5)
+    engine = make_engine(cfg)
+    assert calls["llm"]["enable_prefix_caching"] is True and calls["llm"]["tensor_parallel_size"] == 2
+    reqs = requests_for(["a red circle", "a blue square"])
+    assert engine(reqs) == [" out 0", " out 1"]
+    prompts, params = calls["generate"]
+    assert prompts == [r.prompt for r in reqs]
+    assert params[0].kw == {"temperature": 0.9, "top_p": 0.95, "max_tokens": 77, "stop": ["\n"],
+                            "seed": reqs[0].seed % 2**31}
+    with pytest.raises(UsageError, match="does not exist"):
+        make_engine(cfg.model_copy(update={"model": "/no/such/model"}))
+
+
 def test_unknown_engine_option_is_a_usage_error():
     with pytest.raises(UsageError, match="engine option"):
         make_engine(RewriteConfig(dataset="demo", engine="eda", engine_options={"temprature": 1}))
