@@ -56,6 +56,8 @@ def test_dockerfile_shape(stage):
     copy_code = next(i for i, ln in enumerate(lines) if ln.startswith("COPY laclip"))
     copy_meta = next(i for i, ln in enumerate(lines) if ln.startswith("COPY pyproject.toml"))
     assert copy_meta < deps < copy_code  # dependencies cached apart from the code
+    pin = next(i for i, ln in enumerate(lines) if ln.startswith("ENV PIP_CONSTRAINT="))
+    assert pin < deps and "torch" in text.split("ENV PIP_CONSTRAINT")[0].splitlines()[-2]  # base torch kept
     assert "ENV " in text and "HOME=/tmp" in text  # the pods mount a read-only root filesystem
 
 
