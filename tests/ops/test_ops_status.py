@@ -316,3 +316,14 @@ def test_status_json_and_cancel_one_stage(populated, store):
     assert result.exit_code == 0, repr(result.exception)
     assert f"eval-{TRAIN}" not in populated.names(JOBS) and TRAIN in populated.names(VOLCANO)
     assert "nothing to cancel" in str(run_cli(store, "cancel", TRAIN, "--stage", "eval", "--yes").exception)
+
+
+def test_forbidden_kueue_workloads_are_skipped_but_forbidden_jobs_are_an_error(populated, store):
+    populated.emu["list", WORKLOADS] << 403  # the user's Role has no Kueue rights
+    result = run_cli(store, "status", QUEUED)
+    assert result.exit_code == 0, repr(result.exception)
+    assert "waiting for Kueue admission" in " ".join(result.output.split())
+    assert "no right to list workloads.kueue.x-k8s.io" in " ".join(result.output.split())
+    populated.emu["list", JOBS] << 403
+    result = run_cli(store, "status", QUEUED)
+    assert "forbidden in namespace 'laclip'" in str(result.exception)
