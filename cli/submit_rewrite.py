@@ -229,6 +229,7 @@ def _local(cfg, workers: int | None) -> None:
     folder = rout.rewrite_folder(cfg.dataset, rid)
     done = rout.list_done(store, cfg.dataset, rid)
     captions = fallbacks = 0
+    engine_info: dict = {}
     for sid in done:
         try:
             stats = json.loads(store.read_text(rout.shard_stats(cfg.dataset, rid, sid)))
@@ -236,6 +237,10 @@ def _local(cfg, workers: int | None) -> None:
             continue
         captions += stats.get("captions", 0)
         fallbacks += stats.get("fallbacks_total", 0)
+        engine_info = stats.get("engine") or engine_info
+    if engine_info.get("wordnet") is False:
+        err.print("warning: eda found no WordNet corpus here (nltk.download('wordnet') where a network is "
+                  "available): it used random swap and deletion only", soft_wrap=True)
     prompts = captions * len(cfg.sources)
     out.print(f"rewrite {rid}: {len(done)} shards, {captions:,} captions x {len(cfg.sources)} sources, "
               f"{fallbacks:,} of {prompts:,} kept the original ({100 * fallbacks / max(1, prompts):.1f}%), "

@@ -23,7 +23,8 @@ def test_local_demo_with_eda(demo_copy):
                            env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
     rid = RewriteConfig(dataset="demo", engine="eda").resolved_rewrite_id()
-    assert f"rewrite {rid}: 4 shards, 512 captions x 4 sources" in result.output
+    assert f"rewrite {rid}: 4 shards, 512 captions x 4 sources" in result.stdout
+    assert "no WordNet corpus" in result.stderr
     check_complete(demo_copy, "demo", rid)
     # The one-command pipeline's entry point: the same id, nothing redone.
     seen = []
