@@ -218,3 +218,12 @@ def test_train_shell_script_passes_a_hostile_value_literally(tmp_path):
     argv = next(a for a in calls if "--config" in a)
     config = json.loads(argv[argv.index("--config") + 1])
     assert config["rewrites"] == hostile and not unexpected and not list(tmp_path.glob("pwned*"))
+
+
+@given(st.sets(st.integers(min_value=0, max_value=5000), max_size=60))
+def test_index_ranges_round_trip(indexes):
+    from laclip_jobs.status import format_indexes, parse_indexes
+
+    text = format_indexes(indexes)
+    assert parse_indexes(text) == sorted(indexes)
+    assert re.fullmatch(r"(\d+(-\d+)?)(,\d+(-\d+)?)*|", text)  # the API server's completedIndexes format
