@@ -56,7 +56,8 @@ def render_rewrite_job(cfg: RewriteConfig, *, run: str, root: str, num_shards: i
     max_failed = cfg.max_failed_indexes if cfg.max_failed_indexes is not None else max(1, n // 100)
     model_in_pod, volume, mount = model_volume(cfg.model)
     rewrite_id = cfg.resolved_rewrite_id()  # fixed here: the pod sees another model path
-    worker_cfg = cfg.model_copy(update={"model": model_in_pod, "num_shards": num_shards, "rewrite_id": rewrite_id})
+    worker_cfg = cfg.model_copy(update={"model": model_in_pod, "num_shards": num_shards, "rewrite_id": rewrite_id,
+                                        "model_origin": cfg.model if volume else None})
     env = base_env(root, run) + [
         {"name": "HF_HOME", "value": "/tmp/.cache/huggingface"},
         {"name": "VLLM_CACHE_ROOT", "value": "/tmp/.cache/vllm"},

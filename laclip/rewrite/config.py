@@ -44,6 +44,7 @@ class RewriteConfig(BaseModel):
     sources: list[str] = Field(default_factory=lambda: list(BUILTIN_SOURCES))
     engine: Literal["vllm", "hf", "eda", "openai", "null"] = "vllm"
     model: str | None = None  # checkpoint dir / hub id (vllm, hf), model name (openai)
+    model_origin: str | None = None  # where `model` was mounted from (gs://...), for the record
     # Custom meta pairs by source, content not paths: the pod cannot read the user's laptop.
     meta_pairs: dict[str, list[tuple[str, str]]] = Field(default_factory=dict)
     sampling: Sampling = Field(default_factory=Sampling)
@@ -109,7 +110,7 @@ class RewriteConfig(BaseModel):
         pairs = load_meta_pairs(self.sources, self.meta_pairs)
         return {
             "engine": self.engine,
-            "model": self.model if self.engine not in ("eda", "null") else None,
+            "model": (self.model_origin or self.model) if self.engine not in ("eda", "null") else None,
             "sources": self.sources,
             "prompt_set_hash": prompt_set_hash(INSTRUCTION, pairs, PROMPT_FORMAT_VERSION),
             "sampling": self.sampling.model_dump() if self.engine not in ("eda", "null") else None,
