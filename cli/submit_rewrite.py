@@ -246,3 +246,4 @@ def _local(cfg, workers: int | None) -> None:
               f"{fallbacks:,} of {prompts:,} kept the original ({100 * fallbacks / max(1, prompts):.1f}%), "
               f"{time.perf_counter() - start:.1f}s")
     out.print(f"output: {store.url_of(folder)}/")
+    out.print(f"train on it: laclip submit train --dataset {cfg.dataset} --rewrites {rid} --local")
