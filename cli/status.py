@@ -13,14 +13,20 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from laclip.config import DEFAULT_NAMESPACE
 from laclip.errors import LaclipError, UsageError
 from laclip_cli.console import err, out
 from laclip_cli.state import state
 
-NamespaceOpt = typer.Option(DEFAULT_NAMESPACE, "--namespace", "-n", envvar="LACLIP_NAMESPACE",
-                            help="Namespace the runs live in.")
+NamespaceOpt = typer.Option(None, "--namespace", "-n", envvar="LACLIP_NAMESPACE", show_default=False,
+                            help="Namespace the runs live in [default: laclip].")
 ContextOpt = typer.Option(None, "--context", help="kubeconfig context [default: the current one].")
+
+
+def _ns(namespace: str | None) -> str:
+    # Resolved here, not at import: laclip.config pulls in pydantic, and `laclip --help` stays light.
+    from laclip.config import DEFAULT_NAMESPACE
+
+    return namespace or DEFAULT_NAMESPACE
 
 
 def _cluster(namespace: str, context: str | None):
@@ -55,7 +61,7 @@ def _duration(seconds: float) -> str:
 
 def status(
     run: Optional[str] = typer.Argument(None, help="Run id; without it, list the runs in the namespace."),
-    namespace: str = NamespaceOpt,
+    namespace: Optional[str] = NamespaceOpt,
     context: Optional[str] = ContextOpt,
     store_progress: bool = typer.Option(True, "--store/--no-store", help="Also read progress from the store."),
     watch: Optional[float] = typer.Option(None, "--watch", "-w", min=0.1,
@@ -63,6 +69,7 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print the per-stage summary as JSON (for scripts and CI)."),
 ) -> None:
     """Per stage: objects, pods by phase, indexes done and failed, store progress, ETA, and why anything waits."""
+    namespace = _ns(namespace)
     if run is None:
         return _list_runs(namespace, context)
     import time
@@ -226,10 +233,11 @@ def logs(
     index: Optional[int] = typer.Option(None, "--index", "-i", help="Completion index (rewrite shard, train node)."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Stream until the container ends."),
     tail: Optional[int] = typer.Option(None, "--tail", help="Only the last N lines."),
-    namespace: str = NamespaceOpt,
+    namespace: Optional[str] = NamespaceOpt,
     context: Optional[str] = ContextOpt,
 ) -> None:
     """Print (or follow) the log of one pod of a run's stage."""
+    namespace = _ns(namespace)
     from laclip_jobs.status import STAGES, of_run, pod_index
 
     if stage not in STAGES:
@@ -280,11 +288,12 @@ def _created(pod: dict) -> float:
 def cancel(
     run: str = typer.Argument(..., help="Run id."),
     stage: Optional[str] = typer.Option(None, "--stage", "-s", help="Only this stage's objects (rewrite, train, eval)."),
-    namespace: str = NamespaceOpt,
+    namespace: Optional[str] = NamespaceOpt,
     context: Optional[str] = ContextOpt,
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> None:
     """Delete a run's Jobs (and Volcano Jobs, ConfigMaps); their pods go with them. Store outputs stay."""
+    namespace = _ns(namespace)
     from laclip_jobs.status import STAGES, of_run
 
     selector = _selector(run)

@@ -74,5 +74,10 @@ def cluster(tmp_path, monkeypatch):
         "users": [{"name": "dev", "user": {}}],
     }))
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    # The kubernetes client reads $KUBECONFIG once, at import: code that calls load_kube_config()
+    # with no file would otherwise reach the emulator of an earlier test.
+    from kubernetes.config import kube_config
+
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
     yield emu
     emu.close()
