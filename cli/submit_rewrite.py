@@ -210,8 +210,23 @@ def _create(job: dict) -> None:
         raise LaclipError(f"cannot reach the Kubernetes API server: {exc}") from None
 
 
+def _show_examples(store, cfg, rid: str, n: int = 3) -> None:
+    """A few rewritten captions, so the user sees what the run produced."""
+    from rich.markup import escape
+
+    from laclip.rewrite import output as rout
+
+    done = rout.list_done(store, cfg.dataset, rid)
+    if not done:
+        return
+    rows = rout.read_shard(store, cfg.dataset, rid, done[0]).slice(0, 50).to_pylist()
+    s = cfg.sources[0]
+    picked = [r for r in rows if r.get(f"{s}_rejected") is None][:n]
+    for r in picked:
+        out.print(f"  {escape(r['caption'][:80])}  ->  {escape(f'[{s}]')} {escape(r[s][:100])}", soft_wrap=True)
+
+
 def _local(cfg, workers: int | None) -> None:
-    import json
     import time
 
     from rich.progress import Progress
@@ -227,23 +242,16 @@ def _local(cfg, workers: int | None) -> None:
         rid = run_local(cfg, store, workers=workers,
                         progress=lambda done, total: progress.update(task, completed=done, total=total))
     folder = rout.rewrite_folder(cfg.dataset, rid)
-    done = rout.list_done(store, cfg.dataset, rid)
-    captions = fallbacks = 0
-    engine_info: dict = {}
-    for sid in done:
-        try:
-            stats = json.loads(store.read_text(rout.shard_stats(cfg.dataset, rid, sid)))
-        except LaclipError:
-            continue
-        captions += stats.get("captions", 0)
-        fallbacks += stats.get("fallbacks_total", 0)
-        engine_info = stats.get("engine") or engine_info
-    if engine_info.get("wordnet") is False:
+    total = rout.summarize(store, cfg.dataset, rid)
+    if total["engine"].get("wordnet") is False:
         err.print("warning: eda found no WordNet corpus here (nltk.download('wordnet') where a network is "
                   "available): it used random swap and deletion only", soft_wrap=True)
-    prompts = captions * len(cfg.sources)
-    out.print(f"rewrite {rid}: {len(done)} shards, {captions:,} captions x {len(cfg.sources)} sources, "
-              f"{fallbacks:,} of {prompts:,} kept the original ({100 * fallbacks / max(1, prompts):.1f}%), "
-              f"{time.perf_counter() - start:.1f}s")
+    slots = total["captions"] * len(cfg.sources)
+    kept = sum(total["fallbacks"].values())
+    reasons = ", ".join(f"{r} {c:,}" for r, c in total["fallbacks"].items())
+    out.print(f"rewrite {rid}: {total['shards']} shards, {total['captions']:,} captions x {len(cfg.sources)} sources, "
+              f"{kept:,} of {slots:,} kept the original ({100 * kept / max(1, slots):.1f}%"
+              f"{': ' + reasons if reasons else ''}), {time.perf_counter() - start:.1f}s", soft_wrap=True)
+    _show_examples(store, cfg, rid)
     out.print(f"output: {store.url_of(folder)}/")
-    out.print(f"train on it: laclip submit train --dataset {cfg.dataset} --rewrites {rid} --local")
+    out.print(f"train on it: laclip submit train --dataset {cfg.dataset} --rewrites {rid} --local", soft_wrap=True)

@@ -88,3 +88,25 @@ def list_done(store: Store, dataset: str, rewrite_id: str) -> list[str]:
     """Shard ids whose rewrite parquet exists."""
     folder = rewrite_folder(dataset, rewrite_id) + "/"
     return [p[len(folder):-len(".parquet")] for p in store.list(folder) if p.endswith(".parquet")]
+
+
+def summarize(store: Store, dataset: str, rewrite_id: str) -> dict:
+    """Totals over the finished shards of a run, from their stats files."""
+    from collections import Counter
+
+    from laclip.errors import LaclipError
+
+    done = list_done(store, dataset, rewrite_id)
+    total = {"shards": len(done), "captions": 0, "prompts": 0, "fallbacks": Counter(), "engine": {}}
+    for sid in done:
+        try:
+            stats = json.loads(store.read_text(shard_stats(dataset, rewrite_id, sid)))
+        except (LaclipError, ValueError):
+            continue  # a pod killed before its stats: the next attempt restores them
+        total["captions"] += stats.get("captions", 0)
+        total["prompts"] += stats.get("prompts", 0)
+        for per_source in stats.get("sources", {}).values():
+            total["fallbacks"].update(per_source.get("fallbacks", {}))
+        total["engine"] = stats.get("engine") or total["engine"]
+    total["fallbacks"] = dict(total["fallbacks"].most_common())
+    return total
