@@ -31,6 +31,9 @@ def test_eda_rewrites_a_dataset_and_resumes(demo_copy):
     assert kept > 0.8 * table.num_rows  # eda rewrites almost every caption
     changed = [a != b for a, b in zip(table.column("caption").to_pylist(), table.column("bard").to_pylist())]
     assert sum(changed) == kept or sum(changed) > 0.8 * table.num_rows
+    total = rout.summarize(store, "demo", rid)
+    assert total["shards"] == 4 and total["captions"] == 512 and total["prompts"] == 2048
+    assert sum(total["fallbacks"].values()) == sum(s["fallbacks_total"] for s in stats)
     record = json.loads(store.read_text(f"rewrites/demo/{rid}/config.json"))
     assert record["sources"] == SOURCES and record["fingerprint"]["engine"] == "eda"
     assert stats[0]["engine"]["wordnet"] is False and stats[0]["prompt_set_hash"]
