@@ -104,6 +104,12 @@ def eval_command(
         sys.stdout.write(dump_yaml(objects))
         return
     if local:
+        from laclip.eval.datasets import open_eval_dataset
+        from laclip.storage import open_store
+
+        store = open_store(cfg.root)
+        for ref in cfg.datasets:  # a clear error now rather than from a child process
+            open_eval_dataset(store, ref)
         start = time.perf_counter()
         records = run_local(cfg)
         _print_records(cfg, records)

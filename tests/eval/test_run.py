@@ -112,3 +112,10 @@ def test_worker_exit_code_for_bad_input(ckpt_store, tiny_models):
     assert proc.returncode == 3, proc.stderr  # the Job's podFailurePolicy fails this index without retries
     assert "unknown evaluation dataset 'cifar10'" in proc.stderr and "Traceback" not in proc.stderr
     assert not ckpt_store.exists("evals/clip-run/step_1/demo-eval/zeroshot_classification.json")  # index 1 only
+
+
+def test_cli_local_unknown_dataset_is_a_clean_error(ckpt_store):
+    res = CliRunner().invoke(app, ["--root", root_of(ckpt_store), "submit", "eval", "--checkpoint", "clip-run/step_1",
+                                   "--local", "--datasets", "demo-eval,flowers102"])
+    assert res.exit_code != 0 and isinstance(res.exception, DataError)
+    assert "unknown evaluation dataset 'flowers102'" in str(res.exception)
