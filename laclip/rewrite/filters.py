@@ -26,12 +26,13 @@ _INVALID = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufffd]")
 _ASCII_DROP = (string.punctuation + string.whitespace).encode()
 _PUNCT_TO_SPACE = str.maketrans({c: " " for c in string.punctuation + "\u2018\u2019\u201c\u201d\u2013\u2014\u2026"})
 _INSTRUCTION_HEAD = INSTRUCTION[:30].lower()
+_QUOTES = "\"'`"
 
 
 def continuation(text: str) -> str:
     """The first line of the continuation, stripped of spaces and wrapping quotes."""
     line = text.split("\n", 1)[0].strip()
-    if len(line) >= 2 and line[0] == line[-1] and line[0] in "\"'`":
+    if len(line) >= 2 and line[0] == line[-1] and line[0] in _QUOTES:
         line = line[1:-1].strip()
     return line
 
@@ -39,7 +40,10 @@ def continuation(text: str) -> str:
 def normal(text: str) -> str:
     """Lower case with punctuation and spaces dropped: two texts that differ only in those are
     the same caption (an echo). ASCII text takes a C fast path (bytes.translate)."""
-    low = text.lower()
+    return _squash(text.lower())
+
+
+def _squash(low: str) -> str:
     if low.isascii():
         return low.encode().translate(None, _ASCII_DROP).decode()
     return "".join(low.translate(_PUNCT_TO_SPACE).split())
@@ -71,7 +75,10 @@ def check(output: str, original_clean: str, original_normal: str | None = None) 
     normal(original_clean), when the caller has it already."""
     if len(output) > MAX_OUTPUT_CHARS:
         output = output[:MAX_OUTPUT_CHARS]
-    text = continuation(output)
+    nl = output.find("\n")
+    text = (output if nl < 0 else output[:nl]).strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in _QUOTES:  # as continuation(), inlined
+        text = text[1:-1].strip()
     if not text:
         return "", "empty"
     if (not text.isprintable() and _INVALID.search(text)) or "\ufffd" in text:
@@ -82,7 +89,7 @@ def check(output: str, original_clean: str, original_normal: str | None = None) 
     words = low.split()
     if len(words) < 2:
         return "", "too_short"
-    if normal(text) == (original_normal if original_normal is not None else normal(original_clean)):
+    if _squash(low) == (original_normal if original_normal is not None else normal(original_clean)):
         return "", "echo"
     if _repetitive(words):
         return "", "repetition"
