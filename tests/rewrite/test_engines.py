@@ -196,6 +196,9 @@ def test_vllm_adapter_passes_the_paper_settings(monkeypatch):
                             "seed": reqs[0].seed % 2**31}
     with pytest.raises(UsageError, match="does not exist"):
         make_engine(cfg.model_copy(update={"model": "/no/such/model"}))
+    unseeded = make_engine(cfg.model_copy(update={"engine_options": {"seeded": False}}))
+    unseeded(reqs)
+    assert calls["generate"][1][0].kw["seed"] is None and unseeded.info()["seeded"] is False
 
 
 def test_unknown_engine_option_is_a_usage_error():

@@ -46,6 +46,13 @@ def test_eda_rewrites_a_dataset_and_resumes(demo_copy):
     assert run_index(cfg, store, 7) == []  # an index past the end has nothing to do
 
 
+def test_uneven_shards_per_pod(demo_copy):
+    cfg = RewriteConfig(dataset="demo", engine="null", shards_per_pod=3)
+    assert [s["shard"] for s in run_index(cfg, demo_copy, 1)] == ["00003"]
+    assert [s["shard"] for s in run_index(cfg, demo_copy, 0)] == ["00000", "00001", "00002"]
+    check_complete(demo_copy, "demo", cfg.resolved_rewrite_id())
+
+
 def test_same_id_with_other_settings_is_refused(demo_copy):
     run_index(RewriteConfig(dataset="demo", engine="null", rewrite_id="mine", shards_per_pod=4), demo_copy, 0)
     with pytest.raises(UsageError, match="different settings"):
