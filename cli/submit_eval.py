@@ -7,7 +7,6 @@ the result records written for the checkpoint.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -169,7 +168,7 @@ def _print_records(cfg, records: list[dict]) -> None:
         ci = metrics.get("acc1_ci95")
         out.print(f"{rec['dataset']:>16} {rec['task']:<24} {headline} {shown}" + (f" ±{100 * ci:.2f}" if ci else ""))
     if not records:
-        out.print(json.dumps([]))
+        out.print("no results yet")
 
 
 def _register() -> None:

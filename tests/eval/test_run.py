@@ -51,6 +51,20 @@ def test_local_run_results_and_report(ckpt_store, tiny_models, tmp_path):
     assert {"evals/clip-run/step_1/features/demo-eval/test.npz",
             "evals/clip-run/step_1/features/demo-eval/train.npz"} <= set(files)
 
+    # CLIP_benchmark's own `build` command turns our result folder into its CSV.
+    csv_out = tmp_path / "benchmark.csv"
+    folder = ckpt_store.local_path("evals/clip-run/step_1/demo-eval")
+    proc = subprocess.run([sys.executable, "-c", "from clip_benchmark.cli import main; main()", "build",
+                           str(folder), "--output", str(csv_out)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    import csv
+
+    table = list(csv.DictReader(csv_out.open()))
+    assert sorted(r["task"] for r in table) == ["fewshot_knn", "linear_probe", "zeroshot_classification",
+                                                "zeroshot_retrieval"]
+    zs_row = next(r for r in table if r["task"] == "zeroshot_classification")
+    assert float(zs_row["acc1"]) == pytest.approx(zs["metrics"]["acc1"])
+
     png = tmp_path / "chart.png"
     res = runner.invoke(app, ["eval", "report", "clip-run", "laclip-run", "--png", str(png)], env=env)
     assert res.exit_code == 0, res.output
