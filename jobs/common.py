@@ -152,6 +152,13 @@ def apply_gke_pod_spec(spec: dict[str, Any], cluster: ClusterOptions) -> dict[st
     return spec
 
 
+def kubelet_literal(value: str) -> str:
+    """`value` as a command, args or env element that reaches the process unchanged. The
+    kubelet expands `$(NAME)` to the value of env var NAME and turns `$$` into `$`, so a user
+    string with a `$` must have each one doubled (TorchX's own `${macro}` pass needs its own)."""
+    return value.replace("$", "$$")
+
+
 def dump_yaml(objects: list[dict[str, Any]]) -> str:
     """Objects as one multi-document YAML stream, keys in the order they were built."""
     return yaml.safe_dump_all(objects, sort_keys=False, default_flow_style=False, width=120)
