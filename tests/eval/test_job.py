@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import subprocess
 import sys
 
@@ -108,3 +109,16 @@ def test_dry_run_bad_flags_fail_cleanly():
     result = CliRunner().invoke(app, ["submit", "eval", "--checkpoint", CKPT, "--tasks", "zeroshot,bogus",
                                       "--dry-run"])
     assert result.exit_code != 0 and "bogus" in str(result.exception or result.output)
+
+
+GOLDEN = Path(__file__).parent / "golden" / "eval-job.yaml"
+
+
+def test_render_matches_golden():
+    cluster = ClusterOptions(image="us-docker.pkg.dev/p/laclip/eval:0.1.0", queue="team-a", spot=True)
+    cfg = EvalConfig.for_checkpoint("gs://bkt/laclip/checkpoints/cc12m-laclip/step_35000",
+                                    datasets="imagenet1k,cifar10", model="ViT-B-16", cluster=cluster)
+    (job,) = valid(render_eval_job(cfg))
+    if os.environ.get("LACLIP_UPDATE_GOLDEN"):  # regenerate on purpose, then review the diff
+        GOLDEN.write_text(yaml.safe_dump(job, sort_keys=False))
+    assert job == yaml.safe_load(GOLDEN.read_text())
