@@ -108,10 +108,8 @@ class ShardRewriter:
         todo = []
         for j, s in enumerate(sources):
             build = self.builder.for_shard(shard.id, s)
-            for i in live:
-                cap = cleaned[i]
-                prompt, pid, h = build(keys[i], cap)
-                todo.append((pid, j, i, Request(prompt, cap, h)))
+            built = [build(keys[i], cleaned[i]) for i in live]
+            todo += [(b[1], j, i, Request(b[0], cleaned[i], b[2])) for b, i in zip(built, live)]
         todo.sort(key=itemgetter(0))
         t_prompt = time.perf_counter()
 
