@@ -68,7 +68,8 @@ class EvalDataset:
     def nshards(self, split: str) -> int:
         path = self._path(split, "nshards.txt")
         if path not in self.files:
-            have = sorted({f[len(self.folder):].strip("/").split("/")[0] for f in self.files if f.endswith("nshards.txt")})
+            have = sorted({f[len(self.folder):].strip("/").split("/")[0] for f in self.files
+                           if f.endswith("nshards.txt")})
             raise DataError(
                 f"{self.url(split, 'nshards.txt')} is missing: a CLIP_benchmark split needs <split>/nshards.txt "
                 f"next to its shards 0.tar..N-1.tar (splits with one: {', '.join(have) or 'none'})"

@@ -81,18 +81,28 @@ def fetch_checkpoint(cfg: EvalConfig, workdir: str) -> str:
     raise NotFound(f"checkpoint {store.url_of(candidates[0])} does not exist")
 
 
-def load_model(cfg: EvalConfig, workdir: str | None = None) -> LoadedModel:
+def load_model(cfg: EvalConfig) -> LoadedModel:
+    """The checkpoint as an open_clip model in eval mode; a downloaded copy is deleted once loaded."""
+    import shutil
+
+    workdir = tempfile.mkdtemp(prefix="laclip-eval-")
+    try:
+        return _load(cfg, fetch_checkpoint(cfg, workdir))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _load(cfg: EvalConfig, path: str) -> LoadedModel:
     import open_clip
 
     _register_project_models()
-    workdir = workdir or tempfile.mkdtemp(prefix="laclip-eval-")
-    path = fetch_checkpoint(cfg, workdir)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a file that is not a checkpoint
         raise DataError(f"checkpoint {cfg.checkpoint_url} cannot be read by torch.load: {exc}") from None
-    saved = ckpt.get("config", {}).get("model") if isinstance(ckpt, dict) and isinstance(ckpt.get("config"), dict) \
-        else None
+    config = ckpt.get("config") if isinstance(ckpt, dict) else None
+    saved = config.get("model") if isinstance(config, dict) else None
+    del ckpt  # open_clip reads the file again; do not hold two copies of the weights
     name = cfg.model or saved
     if not name:
         raise UsageError(f"checkpoint {cfg.checkpoint_url} does not name its model (no config.model): pass --model")
@@ -114,7 +124,7 @@ def load_model(cfg: EvalConfig, workdir: str | None = None) -> LoadedModel:
 
 
 class _SplitImages(torch.utils.data.IterableDataset):
-    """Decoded, preprocessed images of one split; DataLoader workers share samples round-robin."""
+    """Decoded, preprocessed images of one split; DataLoader workers share it (by shard or by sample)."""
 
     def __init__(self, ds: EvalDataset, split: str, preprocess):
         self.ds, self.split, self.preprocess = ds, split, preprocess
