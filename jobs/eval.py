@@ -24,6 +24,7 @@ from laclip_jobs.common import (
     check_label_value,
     check_name,
     image_for,
+    kubelet_literal,
     labels,
     object_labels,
     resources,
@@ -69,7 +70,8 @@ def render_eval_job(cfg: EvalConfig) -> list[dict[str, Any]]:
         "image": image_for(COMPONENT, cluster),
         "imagePullPolicy": "IfNotPresent",
         "command": ["python", "-m", "laclip.eval.worker"],
-        "args": ["--config", cfg.model_dump_json(exclude={"cluster"})],  # pods need no cluster options
+        # The pods need no cluster options. kubelet_literal: a `$` in user text reaches the process as is.
+        "args": ["--config", kubelet_literal(cfg.model_dump_json(exclude={"cluster"}))],
         "env": base_env(cfg.root, cfg.run),
         "resources": resources(cluster),
     }
