@@ -94,13 +94,27 @@ def evaluate_dataset(cfg: EvalConfig, ds, lm, store) -> list[dict]:
     return done
 
 
+def _check_same_checkpoint(cfg: EvalConfig, store) -> None:
+    """evals/<run>/<name>/ belongs to one checkpoint: two files with the same run folder and
+    name (say /a/run7/final.pt and /b/run7/final.pt) must not share cached features or results."""
+    path = f"{cfg.out_dir}/config.json"
+    try:
+        before = json.loads(store.read_text(path))["config"]
+    except (NotFound, ValueError, KeyError, TypeError):
+        return
+    url = before.get("checkpoint_root", "").rstrip("/") + "/" + before.get("checkpoint_path", "")
+    if url.removesuffix(".pt") != cfg.checkpoint_url.removesuffix(".pt"):
+        raise UsageError(f"{store.url_of(cfg.out_dir)}/ holds the evaluation of {url}, not of "
+                         f"{cfg.checkpoint_url}: give this checkpoint its own run folder or name")
+
+
 def run_eval(cfg: EvalConfig, datasets: list[str] | None = None) -> list[dict]:
     """Evaluate the checkpoint on `datasets` (default: all in the config); the new result records."""
     from laclip.eval.datasets import open_eval_dataset
     from laclip.eval.results import write_result
 
     store = open_store(cfg.root)
-
+    _check_same_checkpoint(cfg, store)
     # Every dataset is checked before the (possibly large) checkpoint is fetched and loaded.
     found = [open_eval_dataset(store, ref) for ref in datasets or cfg.datasets]
     work = [ds for ds in found if pending_tasks(cfg, ds, store)]

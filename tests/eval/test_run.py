@@ -10,7 +10,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from laclip.errors import DataError, NotFound
+from laclip.errors import DataError, NotFound, UsageError
 from laclip.eval.config import EvalConfig
 from laclip.eval.worker import run_eval
 from laclip_cli.main import app
@@ -133,3 +133,18 @@ def test_cli_local_unknown_dataset_is_a_clean_error(ckpt_store):
                                    "--local", "--datasets", "demo-eval,flowers102"])
     assert res.exit_code != 0 and isinstance(res.exception, DataError)
     assert "unknown evaluation dataset 'flowers102'" in str(res.exception)
+
+
+def test_two_checkpoints_cannot_share_a_results_folder(ckpt_store, tmp_path):
+    root = root_of(ckpt_store)
+    run_eval(EvalConfig.for_checkpoint("clip-run/step_1", root=root, tasks="zeroshot", **FAST))
+    elsewhere = tmp_path / "copy" / "clip-run"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "step_1.pt").write_bytes(ckpt_store.read_bytes("checkpoints/clip-run/step_1.pt"))
+    impostor = EvalConfig.for_checkpoint(str(elsewhere / "step_1.pt"), root=root, tasks="fewshot", **FAST)
+    assert impostor.out_dir == "evals/clip-run/step_1"
+    with pytest.raises(UsageError, match="holds the evaluation of .*checkpoints/clip-run/step_1"):
+        run_eval(impostor)
+    # The same checkpoint named with or without `.pt` is the same checkpoint.
+    assert run_eval(EvalConfig.for_checkpoint(f"{root}/checkpoints/clip-run/step_1.pt", root=root,
+                                              tasks="zeroshot", **FAST)) == []
