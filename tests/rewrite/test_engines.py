@@ -16,14 +16,6 @@ from laclip.rewrite.engines.eda import EdaEngine
 from laclip.rewrite.prompts import PromptBuilder, load_meta_pairs
 
 
-@pytest.fixture(scope="session")
-def tiny_llama(tmp_path_factory, demo_store):
-    from laclip.rewrite.tiny_model import corpus, make_tiny_llama
-
-    return make_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), corpus(demo_store, "demo"), hidden=32,
-                           layers=1, heads=2, vocab_size=300)
-
-
 def requests_for(captions, source="chatgpt"):
     b = PromptBuilder(load_meta_pairs([source]), "demo", 0)
     return [Request(*(lambda p: (p[0], c, p[2]))(b.build("00000", f"k{i}", source, c))) for i, c in enumerate(captions)]

@@ -12,7 +12,6 @@ from laclip_cli.main import app
 from laclip_cli.submit_rewrite import run_local
 
 from tests.rewrite.helpers import check_complete
-from tests.rewrite.test_engines import tiny_llama  # noqa: F401  (session fixture)
 
 runner = CliRunner()
 
@@ -33,7 +32,7 @@ def test_local_demo_with_eda(demo_copy):
     assert seen == [(4, 4)]  # every index already done: no process started
 
 
-def test_local_demo_with_tiny_hf_model(demo_copy, tiny_llama):  # noqa: F811
+def test_local_demo_with_tiny_hf_model(demo_copy, tiny_llama):
     root = str(demo_copy.root)
     result = runner.invoke(app, ["--root", root, "submit", "rewrite", "--dataset", "demo", "--local",
                                  "--engine", "hf", "--model", str(tiny_llama), "--sources", "chatgpt,human",
