@@ -132,11 +132,16 @@ class _SplitImages(torch.utils.data.IterableDataset):
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        for s in self.ds.iter_samples(self.split, worker, workers):
+        ds = self.ds
+        if info is not None:
+            # A forked worker must not share the parent's HTTP connections (gs://): open its own.
+            ds = EvalDataset(ds.name, open_store(ds.store.url), ds.folder)
+            ds.__dict__["files"] = self.ds.files  # the listing is already known
+        for s in ds.iter_samples(self.split, worker, workers):
             try:
                 image = Image.open(io.BytesIO(s.image)).convert("RGB")
             except Exception as exc:
-                raise DataError(f"image {s.key!r} in {self.ds.url(self.split)} cannot be decoded: {exc}") from None
+                raise DataError(f"image {s.key!r} in {ds.url(self.split)} cannot be decoded: {exc}") from None
             label = -1 if s.label is None else s.label
             yield s.index, self.preprocess(image), label, s.key, s.captions
 

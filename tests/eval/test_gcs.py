@@ -17,7 +17,7 @@ def test_eval_reads_and_writes_a_bucket(ckpt_store, gcs_bucket):
         bucket.write_bytes(path, ckpt_store.read_bytes(path))
     save_checkpoint(bucket, "gcs-run", 3, TINY)
     cfg = EvalConfig.for_checkpoint(f"{gcs_bucket}/team/checkpoints/gcs-run/step_3", tasks="zeroshot,retrieval",
-                                    workers=0)
+                                    workers=2)  # loader workers each open their own client
     assert cfg.root == f"{gcs_bucket}/team"
     records = run_eval(cfg)
     assert sorted(r["task"] for r in records) == ["zeroshot_classification", "zeroshot_retrieval"]
