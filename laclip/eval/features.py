@@ -162,8 +162,8 @@ class Features:
 def compute_image_features(lm: LoadedModel, ds: EvalDataset, split: str, batch_size: int = 256,
                            workers: int = 0) -> Features:
     loader = torch.utils.data.DataLoader(
-        _SplitImages(ds, split, lm.preprocess), batch_size=batch_size, num_workers=min(workers, os.cpu_count() or 1), collate_fn=_collate,
-        pin_memory=lm.device.type == "cuda", persistent_workers=False,
+        _SplitImages(ds, split, lm.preprocess), batch_size=batch_size, num_workers=min(workers, os.cpu_count() or 1),
+        collate_fn=_collate, pin_memory=lm.device.type == "cuda",
     )
     chunks, indices, labels, keys, captions = [], [], [], [], []
     with torch.inference_mode(), lm.autocast():
