@@ -24,11 +24,8 @@ def build_config(dataset: str, preset_name: Optional[str], run: Optional[str], *
 
     check_name(dataset)
     name = preset_name or (dataset if dataset in PRESETS else "cc12m")
-    cluster_keys = {k: values.pop(k) for k in list(values) if k in ClusterOptions.model_fields}
-    base = ClusterOptions()
-    if name == "demo":
-        base = base.model_copy(update={"gpus": 0, "cpu": PRESETS["demo"]["cpu"], "memory": PRESETS["demo"]["memory"]})
-    cluster = ClusterOptions(**{**base.model_dump(), **{k: v for k, v in cluster_keys.items() if v is not None}})
+    explicit = {k: values.pop(k) for k in list(values) if k in ClusterOptions.model_fields}
+    cluster = ClusterOptions(**{k: v for k, v in explicit.items() if v is not None})  # unset: the preset's
     tag = "laclip" if values.get("augment", "laclip") != "none" and values.get("rewrites") else "clip"
     run = run or new_run_id(f"train-{tag}", dataset)
     values["dataset"] = dataset

@@ -134,10 +134,10 @@ PRESETS: dict[str, dict] = {
     "demo": dict(dataset="demo", model="laclip-tiny", batch_size=64, steps=360, lr=2e-3, wd=0.1,
                  warmup_steps=30, crop_scale=(0.7, 1.0), workers=1, shuffle_buffer=256,
                  checkpoint_every=120, keep_last=2, log_every=20, precision="fp32",
-                 cpu="2", memory="4Gi"),
+                 gpus=0, cpu="2", memory="4Gi"),
 }
 # Per-preset cluster sizing lives under these keys and goes to ClusterOptions.
-_CLUSTER_KEYS = {"cpu", "memory"}
+_CLUSTER_KEYS = {"gpus", "cpu", "memory"}
 
 
 def preset(name: str, **overrides) -> TrainConfig:
@@ -146,8 +146,8 @@ def preset(name: str, **overrides) -> TrainConfig:
         raise UsageError(f"unknown training preset {name!r}: choose one of {', '.join(PRESETS)}")
     values = {k: v for k, v in PRESETS[name].items() if k not in _CLUSTER_KEYS}
     cluster = overrides.pop("cluster", None) or ClusterOptions()
-    if name == "demo":
-        cluster = cluster.model_copy(update={k: PRESETS[name][k] for k in _CLUSTER_KEYS})
+    sizing = {k: v for k, v in PRESETS[name].items() if k in _CLUSTER_KEYS and k not in cluster.model_fields_set}
+    cluster = cluster.model_copy(update=sizing)  # the preset's pod size, unless given explicitly
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return TrainConfig(cluster=cluster, **values)

@@ -90,3 +90,15 @@ def test_cli_rejects_bad_flags_with_a_clear_message(argv, message):
     result = CliRunner().invoke(app, ["submit", "train", "--dataset", "cc12m", *argv, "--dry-run"])
     assert result.exit_code != 0
     assert isinstance(result.exception, UsageError) and message in str(result.exception)
+
+
+def test_presets_size_pods_unless_told_otherwise():
+    from laclip_cli.submit_train import build_config
+
+    demo = build_config("demo", None, "d1")
+    assert (demo.cluster.gpus, demo.cluster.cpu, demo.model, demo.dataset) == (0, "2", "laclip-tiny", "demo")
+    assert build_config("demo", None, "d2", cpu="6").cluster.cpu == "6"
+    big = build_config("cc12m", None, "c1", gpus=8, lr=5e-4)
+    assert (big.cluster.gpus, big.model, big.lr, big.wd, big.epochs) == (8, "ViT-B-16", 5e-4, 0.5, 35)
+    laion = build_config("laion400m", None, "l1")
+    assert laion.model == "ViT-B-32" and laion.local_loss and laion.gather_with_grad

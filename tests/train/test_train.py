@@ -94,7 +94,7 @@ def test_elastic_restart_resumes_from_last_checkpoint(demo_copy, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                              "--max-restarts", "3", "-m", "laclip.train.main", "--config", cfg.model_dump_json()],
-                            stdout=log, stderr=subprocess.STDOUT, env=env)
+                            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
         while not ckpt.list_steps(demo_copy, "elastic"):
@@ -105,9 +105,12 @@ def test_elastic_restart_resumes_from_last_checkpoint(demo_copy, tmp_path):
         assert len(workers) == 2, workers
         os.kill(workers[1], signal.SIGKILL)
         rc = proc.wait(timeout=240)  # ~40 s on an idle 2-core machine; generous for a loaded one
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    finally:  # never leave torchrun's workers behind, whatever happened
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
     out = (tmp_path / "torchrun.log").read_text()
     assert rc == 0, out
     assert total not in steps_at_kill
