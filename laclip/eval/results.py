@@ -118,23 +118,36 @@ def markdown(header: list[str], body: list[list[str]]) -> str:
 
 
 def chart(rows: list[Row], path: str) -> None:
-    """Grouped bars: one group per (dataset, task), one bar per checkpoint (percent)."""
+    """Training curves (metric vs step, one line per run, dataset and task) when the runs have
+    several step_N checkpoints; otherwise grouped bars, one bar per checkpoint. Percent."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
-    header, body = table(rows)
-    groups = header[2:]
-    ckpts = [f"{line[0]}/{line[1]}" for line in body]
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(groups) * max(1, len(ckpts)) / 2), 4), dpi=120)
-    width = 0.8 / max(1, len(ckpts))
-    x = np.arange(len(groups))
-    for i, (name, line) in enumerate(zip(ckpts, body)):
-        vals = [float(c.split()[0]) if c not in ("-", "n/a") else 0.0 for c in line[2:]]
-        ax.bar(x + i * width - 0.4 + width / 2, vals, width, label=name)
-    ax.set_xticks(x, groups, rotation=20, ha="right")
+    steps = {r.checkpoint for r in rows if _step(r.checkpoint)[0] == 0}
+    if len(steps) >= 3 and len(steps) == len({r.checkpoint for r in rows}):
+        fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
+        series: dict[tuple[str, str, str], list[tuple[int, float]]] = {}
+        for r in rows:
+            if r.value is not None:
+                series.setdefault((r.run, r.dataset, r.task), []).append((_step(r.checkpoint)[1], 100 * r.value))
+        for (run, dataset, task), points in sorted(series.items()):
+            xs, ys = zip(*sorted(points))
+            ax.plot(xs, ys, marker="o", label=f"{run} {dataset} {SHORT.get(task, task)}")
+        ax.set_xlabel("training step")
+    else:
+        import numpy as np
+
+        header, body = table(rows)
+        groups = header[2:]
+        fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(groups) * max(1, len(body))), 4.5), dpi=120)
+        width = 0.8 / max(1, len(body))
+        x = np.arange(len(groups))
+        for i, line in enumerate(body):
+            vals = [float(c.split()[0]) if c not in ("-", "n/a") else 0.0 for c in line[2:]]
+            ax.bar(x + i * width - 0.4 + width / 2, vals, width, label=f"{line[0]}/{line[1]}")
+        ax.set_xticks(x, groups, rotation=20, ha="right")
     ax.set_ylabel("percent")
     ax.set_ylim(0, 100)
     ax.legend(fontsize="small")

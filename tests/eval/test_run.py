@@ -148,3 +148,23 @@ def test_two_checkpoints_cannot_share_a_results_folder(ckpt_store, tmp_path):
     # The same checkpoint named with or without `.pt` is the same checkpoint.
     assert run_eval(EvalConfig.for_checkpoint(f"{root}/checkpoints/clip-run/step_1.pt", root=root,
                                               tasks="zeroshot", **FAST)) == []
+
+
+def test_report_of_a_training_curve(tmp_path):
+    """Many step_N checkpoints: the table orders them by step and the chart draws curves."""
+    from laclip.eval.results import chart, load_rows, result_path, table, write_result
+    from laclip.storage import open_store
+
+    store = open_store(str(tmp_path / "store"))
+    for step in (100, 1000, 200):
+        for task, metrics in (("zeroshot_classification", {"acc1": step / 2000}),
+                              ("fewshot_knn", {"acc1": 0.5, "acc1_ci95": 0.01})):
+            write_result(store, result_path("run-a", f"step_{step}", "demo-eval", task),
+                         {"dataset": "demo-eval", "task": task, "metrics": metrics})
+    rows = load_rows(store, "run-a")
+    header, body = table(rows)
+    assert header == ["run", "checkpoint", "demo-eval zero-shot", "demo-eval few-shot"]
+    assert [line[1] for line in body] == ["step_100", "step_200", "step_1000"]  # by step, not by text
+    assert body[2][2:] == ["50.0", "50.0 ±1.0"]
+    chart(rows, str(tmp_path / "curve.png"))
+    assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
