@@ -61,6 +61,8 @@ def _register_project_models() -> None:
         import laclip.train.model  # noqa: F401
     except ImportError:
         pass
+    except Exception as exc:  # a broken optional module must not stop an evaluation of a built-in model
+        log.warning("laclip.train.model could not register its models: %s", exc)
     for path in filter(None, os.environ.get(MODEL_CONFIGS_ENV, "").split(os.pathsep)):
         open_clip.add_model_config(path)
 
