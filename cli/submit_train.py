@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from typing import Optional
 
 import typer
@@ -53,13 +54,27 @@ def run_local(cfg, root: Optional[str] = None, nproc: Optional[int] = None, log_
     with get_runner() as runner:
         opts = {"log_dir": log_dir} if log_dir else {}
         handle = runner.run(app, scheduler="local_cwd", cfg=opts)
+        pump = None
         if echo:
             out.print(f"[bold]local run[/] {cfg.run}: {handle}")
+            pump = threading.Thread(target=_echo_logs, args=(runner, handle, app.roles[0].name), daemon=True)
+            pump.start()
         status = runner.wait(handle, wait_interval=1)
+        if pump is not None:
+            pump.join(timeout=5)
     if status is None or status.state != AppState.SUCCEEDED:
         raise LaclipError(f"training run {cfg.run} failed locally ({status.state if status else 'unknown'}); "
                           "its output is above")
     return store.url_of(run_folder(cfg.run))
+
+
+def _echo_logs(runner, handle, role: str) -> None:
+    """TorchX's local scheduler writes the replicas' output to files; show it as it grows."""
+    try:
+        for line in runner.log_lines(handle, role, k=0, should_tail=True):
+            out.print(line.rstrip("\n"), markup=False, highlight=False, soft_wrap=True)
+    except Exception as exc:  # logs are a convenience: never fail the run over them
+        err.print(f"[yellow]log streaming stopped:[/] {exc}")
 
 
 def _create(objects: list[dict], namespace: str, context: Optional[str]) -> None:

@@ -192,7 +192,8 @@ class TrainStream(IterableDataset):
         info = get_worker_info()
         wid = info.id if info else 0
         gw = self.rank * self.workers + wid
-        torch.set_num_threads(1) if info else None
+        if info is not None:
+            torch.set_num_threads(1)  # a loader worker is one core; the trainer owns the others
         self._setup()
         epoch, skip = self.start.get(gw, (0, 0))
         stats: Counter = Counter()

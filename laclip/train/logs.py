@@ -43,7 +43,7 @@ class MetricsLog:
         if not JSON:
             from rich.console import Console
 
-            self.console = Console(highlight=False)
+            self.console = Console(highlight=False, soft_wrap=True)  # one line per record, even piped
         self.writer, self.tb_dir, self.remote = None, None, False
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
