@@ -104,7 +104,10 @@ def test_elastic_restart_resumes_from_last_checkpoint(demo_copy, tmp_path):
         workers = _children(proc.pid)
         assert len(workers) == 2, workers
         os.kill(workers[1], signal.SIGKILL)
-        rc = proc.wait(timeout=240)  # ~40 s on an idle 2-core machine; generous for a loaded one
+        try:
+            rc = proc.wait(timeout=240)  # ~40 s on an idle 2-core machine; generous for a loaded one
+        except subprocess.TimeoutExpired:
+            pytest.fail("torchrun did not finish in 240 s:\n" + (tmp_path / "torchrun.log").read_text()[-6000:])
     finally:  # never leave torchrun's workers behind, whatever happened
         try:
             os.killpg(proc.pid, signal.SIGKILL)
