@@ -7,6 +7,7 @@ import open_clip
 
 from laclip.data.registry import resolve_shards
 from laclip.storage import open_store
+import laclip.train.model  # noqa: F401  (registers laclip-tiny with open_clip)
 from laclip.train import checkpoint as ckpt
 from laclip.train.config import TrainConfig
 from laclip.train.main import main

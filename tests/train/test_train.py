@@ -14,6 +14,7 @@ import open_clip
 import pytest
 import torch
 
+import laclip.train.model  # noqa: F401  (registers laclip-tiny with open_clip)
 from laclip.train import checkpoint as ckpt
 from laclip.train.config import TrainConfig
 from laclip.train.main import main
