@@ -95,7 +95,7 @@ def test_elastic_restart_resumes_from_last_checkpoint(demo_copy, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                              "--max-restarts", "3", "-m", "laclip.train.main", "--config", cfg.model_dump_json()],
-                            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                            stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + 60
         while not ckpt.list_steps(demo_copy, "elastic"):
@@ -109,11 +109,12 @@ def test_elastic_restart_resumes_from_last_checkpoint(demo_copy, tmp_path):
             rc = proc.wait(timeout=240)  # ~40 s on an idle 2-core machine; generous for a loaded one
         except subprocess.TimeoutExpired:
             pytest.fail("torchrun did not finish in 240 s:\n" + (tmp_path / "torchrun.log").read_text()[-6000:])
-    finally:  # never leave torchrun's workers behind, whatever happened
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    finally:  # never leave torchrun's workers behind (they run in sessions of their own)
+        for pid in [*_children(proc.pid), proc.pid]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         proc.wait()
     out = (tmp_path / "torchrun.log").read_text()
     assert rc == 0, out
