@@ -119,17 +119,19 @@ def parse_config(text: str) -> TrainConfig:
 
 
 # Paper recipes (reference.md). Batch sizes are per process: 8192 = 8 nodes x 8 GPUs x 128.
+# Pods fill an a2-highgpu-8g node (8 A100s, 96 vCPUs, 680 GB) less what GKE reserves.
+_A2_NODE = dict(gpus=8, cpu="88", memory="600Gi")
 PRESETS: dict[str, dict] = {
     "cc3m": dict(dataset="cc3m", model="ViT-B-16", batch_size=128, epochs=35, lr=1e-3, wd=0.5,
-                 warmup_epochs=1, crop_scale=(0.5, 1.0), checkpoint_every=1000),
+                 warmup_epochs=1, crop_scale=(0.5, 1.0), checkpoint_every=1000, **_A2_NODE),
     "cc12m": dict(dataset="cc12m", model="ViT-B-16", batch_size=128, epochs=35, lr=1e-3, wd=0.5,
-                  warmup_epochs=1, crop_scale=(0.5, 1.0), checkpoint_every=1000),
+                  warmup_epochs=1, crop_scale=(0.5, 1.0), checkpoint_every=1000, **_A2_NODE),
     "redcaps": dict(dataset="redcaps", model="ViT-B-16", batch_size=128, epochs=35, lr=1e-3, wd=0.5,
-                    warmup_epochs=1, crop_scale=(0.5, 1.0), checkpoint_every=1000),
+                    warmup_epochs=1, crop_scale=(0.5, 1.0), checkpoint_every=1000, **_A2_NODE),
     # OpenCLIP's LAION-400M settings: 32768 = 32 nodes x 8 x 128, lr 5e-4, wd 0.2, 2000 warm-up steps
     "laion400m": dict(dataset="laion400m", model="ViT-B-32", batch_size=128, epochs=32, lr=5e-4, wd=0.2,
                       warmup_steps=2000, crop_scale=(0.9, 1.0), local_loss=True, gather_with_grad=True,
-                      checkpoint_every=2000),
+                      checkpoint_every=2000, **_A2_NODE),
     # A tiny CLIP on the synthetic shapes: ~2 minutes on 2 CPU cores (BENCHMARKS.md).
     "demo": dict(dataset="demo", model="laclip-tiny", batch_size=64, steps=360, lr=2e-3, wd=0.1,
                  warmup_steps=30, crop_scale=(0.7, 1.0), workers=1, shuffle_buffer=256,

@@ -100,5 +100,6 @@ def test_presets_size_pods_unless_told_otherwise():
     assert build_config("demo", None, "d2", cpu="6").cluster.cpu == "6"
     big = build_config("cc12m", None, "c1", gpus=8, lr=5e-4)
     assert (big.cluster.gpus, big.model, big.lr, big.wd, big.epochs) == (8, "ViT-B-16", 5e-4, 0.5, 35)
+    assert (build_config("cc3m", None, "c3").cluster.gpus, build_config("cc3m", None, "c3").nproc()) == (8, 8)
     laion = build_config("laion400m", None, "l1")
     assert laion.model == "ViT-B-32" and laion.local_loss and laion.gather_with_grad
