@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import math
 import os
 import sys
@@ -44,7 +45,10 @@ def init_distributed() -> tuple[int, int, int, torch.device]:
     if cuda:
         torch.cuda.set_device(device)
     if world > 1:
-        dist.init_process_group("nccl" if cuda else "gloo", init_method="env://")
+        # Collectives (and gloo's connect after an elastic restart) give up after this long, so a
+        # peer that died mid-collective turns into a restart instead of a hang.
+        timeout = datetime.timedelta(seconds=float(os.environ.get("LACLIP_DIST_TIMEOUT_S", "1800")))
+        dist.init_process_group("nccl" if cuda else "gloo", init_method="env://", timeout=timeout)
     return rank, world, local_rank, device
 
 

@@ -13,7 +13,7 @@ from laclip.data.registry import resolve_shards
 from laclip.errors import DataError
 from laclip.train.data import TrainStream, choose_texts, epoch_slices, plan_slices
 from laclip.train.model import image_geometry
-from train_helpers import SOURCES, write_rewrites
+from .train_helpers import SOURCES, write_rewrites
 
 
 def stream(store, **kw):

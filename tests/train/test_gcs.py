@@ -11,7 +11,7 @@ import laclip.train.model  # noqa: F401  (registers laclip-tiny with open_clip)
 from laclip.train import checkpoint as ckpt
 from laclip.train.config import TrainConfig
 from laclip.train.main import main
-from train_helpers import write_rewrites
+from .train_helpers import write_rewrites
 
 
 def test_train_on_gcs_and_resume(demo_store, gcs_bucket, tmp_path, capsys):

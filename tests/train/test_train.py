@@ -18,7 +18,7 @@ import laclip.train.model  # noqa: F401  (registers laclip-tiny with open_clip)
 from laclip.train import checkpoint as ckpt
 from laclip.train.config import TrainConfig
 from laclip.train.main import main
-from train_helpers import write_rewrites
+from .train_helpers import write_rewrites
 
 TINY = dict(model="laclip-tiny", batch_size=16, workers=1, log_every=2, warmup_steps=2, shuffle_buffer=32,
             tensorboard=False, rewrites="rw1")
@@ -92,9 +92,12 @@ def test_elastic_restart_resumes_from_last_checkpoint(demo_copy, tmp_path):
     total = 40
     cfg = config(demo_copy, "elastic", steps=total, checkpoint_every=10, keep_last=10, log_every=5)
     log = open(tmp_path / "torchrun.log", "w")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    # LACLIP_DIST_TIMEOUT_S: a survivor stuck in a collective with the killed peer errors out
+    # (and torchrun restarts the group) instead of waiting out the 30-minute default
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "LOGLEVEL": "INFO",
+           "LACLIP_DIST_TIMEOUT_S": "20"}
     proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                             "--max-restarts", "3", "-m", "laclip.train.main", "--config", cfg.model_dump_json()],
+                             "--max-restarts", "5", "-m", "laclip.train.main", "--config", cfg.model_dump_json()],
                             stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + 60

@@ -1,0 +1,1 @@
+"""Training stage tests (issue 4)."""
