@@ -194,15 +194,13 @@ def _estimate(cfg, job: dict):
 
 
 def _create(job: dict) -> None:
-    from kubernetes import client, config
+    from kubernetes import client
 
+    from laclip_cli.kube import connect
+
+    api = connect()
     try:
-        config.load_kube_config()
-    except (config.ConfigException, FileNotFoundError, TypeError) as exc:
-        raise UsageError(f"no usable kubeconfig ({exc}); run `gcloud container clusters get-credentials ...`, "
-                         "or use --dry-run to print the Job") from None
-    try:
-        client.BatchV1Api().create_namespaced_job(job["metadata"]["namespace"], job)
+        client.BatchV1Api(api).create_namespaced_job(job["metadata"]["namespace"], job)
     except client.ApiException as exc:
         raise LaclipError(f"the API server refused Job {job['metadata']['name']}: {exc.status} {exc.reason}: "
                           f"{(exc.body or '')[:300]}") from None

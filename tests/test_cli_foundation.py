@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from typer.testing import CliRunner
 
 from laclip_cli.main import app
 
 runner = CliRunner()
+# The console script beside this Python: CI runs the venv without activating it.
+LACLIP = str(Path(sys.executable).with_name("laclip"))
 
 
 def test_help_does_not_import_heavy_libraries():
@@ -35,11 +38,11 @@ def test_datasets_list_shows_presets(tmp_path):
 
 def test_synth_then_show(tmp_path):
     env = {**os.environ, "LACLIP_ROOT": str(tmp_path), "COLUMNS": "200"}
-    proc = subprocess.run(["laclip", "data", "synth", "--shards", "2", "--per-shard", "16"],
+    proc = subprocess.run([LACLIP, "data", "synth", "--shards", "2", "--per-shard", "16"],
                           capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "wrote 32 samples in 2 shards" in proc.stdout
-    proc = subprocess.run(["laclip", "datasets", "show", "demo", "--check"], capture_output=True, text=True, env=env)
+    proc = subprocess.run([LACLIP, "datasets", "show", "demo", "--check"], capture_output=True, text=True, env=env)
     assert proc.returncode == 0 and "32" in proc.stdout and "consistent" in proc.stdout
 
 
@@ -50,6 +53,6 @@ def test_errors_are_messages_not_tracebacks(tmp_path):
         (["--root", "s3://bucket", "datasets", "list"], "unknown storage scheme", 2),
         (["datasets", "show", "Bad_Name"], "invalid dataset name", 2),
     ]:
-        proc = subprocess.run(["laclip", *args], capture_output=True, text=True, env=env)
+        proc = subprocess.run([LACLIP, *args], capture_output=True, text=True, env=env)
         assert proc.returncode == code, (args, proc.stderr)
         assert needle in proc.stderr and "Traceback" not in proc.stderr
