@@ -27,7 +27,7 @@ setup-dev: $(VENV)/.dev
 
 # The main job on the embedded default: local folder, CPU, tiny models.
 demo: $(VENV)/.local
-	$(VENV)/bin/laclip data synth
+	$(VENV)/bin/laclip pipeline --local
 
 test: $(VENV)/.dev
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)

@@ -19,7 +19,7 @@ from typing import Any
 
 from laclip.rewrite.config import RewriteConfig
 from laclip_jobs.common import (
-    apply_gke_pod_spec, base_env, check_name, image_for, labels, object_labels, resources,
+    apply_gke_pod_spec, base_env, check_name, image_for, kubelet_literal, labels, object_labels, resources,
 )
 
 COMPONENT = "rewrite"
@@ -67,7 +67,8 @@ def render_rewrite_job(cfg: RewriteConfig, *, run: str, root: str, num_shards: i
         "name": CONTAINER,
         "image": image_for(COMPONENT, cluster),
         "command": ["python", "-m", "laclip.rewrite.worker"],
-        "args": ["--config", worker_cfg.worker_json()],
+        # kubelet_literal: a `$` in user text (a model path, an endpoint) reaches the worker as typed
+        "args": ["--config", kubelet_literal(worker_cfg.worker_json())],
         "env": env,
         "resources": resources(cluster),
     }

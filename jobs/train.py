@@ -14,7 +14,8 @@ import re
 from typing import Any
 
 from laclip.train.config import TrainConfig
-from laclip_jobs.common import (apply_gke_pod_spec, base_env, check_name, image_for, labels, resources)
+from laclip_jobs.common import (apply_gke_pod_spec, base_env, check_name, image_for, kubelet_literal, labels,
+                                resources)
 
 COMPONENT = "train"
 VOLCANO_API = "batch.volcano.sh/v1alpha1"
@@ -51,8 +52,13 @@ def app_def(cfg: TrainConfig, root: str, *, local: bool = False, image: str | No
         j, gpus, env = f"1x{nproc}", 0, {"LACLIP_ROOT": root, "LACLIP_RUN": cfg.run, "PYTHONUNBUFFERED": "1"}
     else:
         j, gpus, env = (f"{lo}:{hi}x{nproc}" if lo != hi else f"{hi}x{nproc}"), cfg.cluster.gpus, env_for(cfg, root)
-    run_cfg = cfg.model_copy(update={"root": root})
-    app = ddp("--config", run_cfg.to_arg(), m=ENTRY_MODULE, image=image or image_for(COMPONENT, cfg.cluster),
+    # Each pass that reads `$` turns `$$` into `$`: TorchX's ${macro} substitution, then on a
+    # cluster the kubelet's $(VAR) expansion. Doubling per pass lets a `$` in user text (a
+    # rewrites id, an image) reach laclip.train.main as typed; the shell sees it single-quoted.
+    config_arg = kubelet_literal(cfg.model_copy(update={"root": root}).to_arg())
+    if not local:
+        config_arg = kubelet_literal(config_arg)
+    app = ddp("--config", config_arg, m=ENTRY_MODULE, image=image or image_for(COMPONENT, cfg.cluster),
               name=cfg.run, cpu=_cpu(cfg.cluster.cpu), gpu=gpus, memMB=_mem_mb(cfg.cluster.memory), j=j,
               env=env, max_retries=0 if local else cfg.max_restarts)
     # torchrun restarts the worker group in place (elastic); TorchX's ddp has no flag for it.

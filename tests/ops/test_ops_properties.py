@@ -208,7 +208,7 @@ def test_user_strings_cannot_break_out(stage, option, template, text, tmp_path):
 # Renderers that pass a `$` in user text to the kubelet unescaped, so `$(VAR)` expands and `$$`
 # collapses (train: TorchX's macro pass collapses `$$` first). Fix: jobs.common.kubelet_literal
 # on every command/args/env element built from user text. Remove an entry once it is fixed.
-DOLLAR_GAPS = {("rewrite", "--model"), ("rewrite", "--endpoint"), ("train", "--rewrites"), ("train", "--image")}
+DOLLAR_GAPS: set[tuple[str, str]] = set()
 
 
 @pytest.mark.parametrize("stage,option,template", [
@@ -262,7 +262,8 @@ def test_train_shell_script_passes_a_hostile_value_literally(tmp_path):
     if code != 0:
         assert isinstance(exc, LaclipError), exc  # refusing it is fine too
         return
-    scripts = [c["command"][2] for o in objs for spec in pod_specs(o) for c in spec["containers"]
+    scripts = [kubelet_expand(c["command"][2], container_env(c))  # as the kubelet hands it to bash
+               for o in objs for spec in pod_specs(o) for c in spec["containers"]
                if c.get("command", [])[:2] == ["bash", "-c"]]
     assert scripts, "train no longer renders a bash -c script: nothing to check here"
     calls, unexpected = run_shell_script(scripts[0], tmp_path)

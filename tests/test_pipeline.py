@@ -1,0 +1,52 @@
+"""`laclip pipeline --local`: every stage end to end on a small demo store, then again to
+show that a second run reuses each finished stage."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+LACLIP = str(Path(sys.executable).with_name("laclip"))
+
+
+@pytest.mark.slow
+def test_pipeline_runs_every_stage_then_reuses_them(demo_copy):
+    env = {**os.environ, "LACLIP_ROOT": demo_copy.url, "COLUMNS": "160", "OMP_NUM_THREADS": "2"}
+    cmd = [LACLIP, "pipeline", "--local", "--steps", "6", "--seed", "1"]
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=540)
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
+    for needle in ("CLIP vs LaCLIP", "zero-shot top-1", "few-shot 5-way 5-shot kNN", "linear probe top-1", "total"):
+        assert needle in first.stdout, first.stdout
+
+    [summary_path] = [p for p in demo_copy.list("evals/") if p.endswith("/summary.json")]
+    summary = json.loads(demo_copy.read_text(summary_path))
+    assert set(summary["runs"]) == {"CLIP", "LaCLIP"}
+    for label, ckpt in summary["checkpoints"].items():
+        assert ckpt.endswith("/step_6.pt") and demo_copy.exists(ckpt), label
+        zs = summary["results"][label]["zeroshot_classification"]
+        assert 0.0 <= zs["acc1"] <= zs["acc5"] <= 1.0
+        assert 0.0 <= summary["results"][label]["fewshot_knn"]["acc1"] <= 1.0
+    assert demo_copy.read_bytes(summary_path.replace("summary.json", "clip_vs_laclip.png"))[:8] == b"\x89PNG\r\n\x1a\n"
+    # only LaCLIP reads the rewrites; both runs share the seed and the step budget
+    lac = json.loads(demo_copy.read_text(summary["checkpoints"]["LaCLIP"].rsplit("/", 1)[0] + "/config.json"))
+    clip = json.loads(demo_copy.read_text(summary["checkpoints"]["CLIP"].rsplit("/", 1)[0] + "/config.json"))
+    assert lac["rewrites"] == summary["rewrite_id"] and not clip.get("rewrites")
+    assert (lac["seed"], lac["steps"]) == (clip["seed"], clip["steps"]) == (1, 6)
+
+    second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.count("reusing") >= 2, second.stdout
+    assert json.loads(demo_copy.read_text(summary_path))["results"] == summary["results"]
+
+
+def test_pipeline_refuses_a_cluster_or_a_bucket(tmp_path):
+    for args, needle in ([["--root", str(tmp_path), "pipeline"], "--local"],
+                         [["--root", "gs://bucket/x", "pipeline", "--local"], "local folder"]):
+        proc = subprocess.run([LACLIP, *args], capture_output=True, text=True)
+        assert proc.returncode == 2 and needle in proc.stdout + proc.stderr, proc
+        assert "Traceback" not in proc.stderr
+    assert not any(tmp_path.iterdir())
