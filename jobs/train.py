@@ -35,10 +35,16 @@ def _cpu(quantity: str) -> int:
     return max(1, int(float(quantity[:-1]) / 1000) if quantity.endswith("m") else int(float(quantity)))
 
 
+# torchrun's agent shares one TCPStore across restarts by default, and the restarted workers
+# can read their peers' addresses from the attempt before (pytorch/pytorch#135712): gloo and
+# NCCL then connect to dead ports and every restart fails. A store per round avoids that.
+ELASTIC_ENV = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+
+
 def env_for(cfg: TrainConfig, root: str) -> dict[str, str]:
     env = {e["name"]: e["value"] for e in base_env(root, cfg.run)}
     env["OMP_NUM_THREADS"] = env.get("OMP_NUM_THREADS", "4")
-    return env
+    return {**env, **ELASTIC_ENV}
 
 
 def app_def(cfg: TrainConfig, root: str, *, local: bool = False, image: str | None = None):
@@ -49,7 +55,8 @@ def app_def(cfg: TrainConfig, root: str, *, local: bool = False, image: str | No
     lo, hi = cfg.nnodes()
     nproc = cfg.nproc()
     if local:
-        j, gpus, env = f"1x{nproc}", 0, {"LACLIP_ROOT": root, "LACLIP_RUN": cfg.run, "PYTHONUNBUFFERED": "1"}
+        j, gpus, env = f"1x{nproc}", 0, {"LACLIP_ROOT": root, "LACLIP_RUN": cfg.run, "PYTHONUNBUFFERED": "1",
+                                     **ELASTIC_ENV}
     else:
         j, gpus, env = (f"{lo}:{hi}x{nproc}" if lo != hi else f"{hi}x{nproc}"), cfg.cluster.gpus, env_for(cfg, root)
     # Each pass that reads `$` turns `$$` into `$`: TorchX's ${macro} substitution, then on a
