@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Iterable
 
 from laclip_jobs.common import COMPONENT_LABEL, QUEUE_LABEL, RUN_LABEL
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import kmock
 import pytest
 
 from laclip.errors import LaclipError
 from laclip.eval.config import EvalConfig
 from laclip_jobs.eval import job_name, render_eval_job, submit_eval_for_checkpoint
 
-kmock = pytest.importorskip("kmock")
 JOBS = kmock.resource("batch", "v1", "jobs")
 
 

