@@ -172,10 +172,28 @@ def train(
     from laclip_jobs.train import render
 
     objects = render(cfg, root)
+    est = _estimate(cfg)
     if dry_run:
+        if est:
+            err.print(est.summary(), soft_wrap=True)
         sys.stdout.write(dump_yaml(objects))
         return
+    if est:
+        out.print(est.summary(), soft_wrap=True)
     if not root.startswith("gs://"):
         err.print(f"[yellow]warning:[/] the store root {root} is a local folder; pods cannot read it "
                   "(use --root gs://BUCKET/PREFIX)")
     _create(objects, cfg.cluster.namespace, context)
+
+
+def _estimate(cfg):
+    """The `laclip plan` figure for this run at its largest size (None on CPU or off-preset)."""
+    from laclip.plan import try_estimate
+
+    if cfg.cluster.gpus < 1:
+        return None
+    gpus = cfg.nnodes()[1] * cfg.nproc()
+    if cfg.steps:  # a fixed step budget: the samples it will see, once
+        return try_estimate("train", cfg.dataset, gpus, model=cfg.model, epochs=1,
+                            samples=cfg.steps * cfg.batch_size * gpus)
+    return try_estimate("train", cfg.dataset, gpus, model=cfg.model, epochs=cfg.epochs)

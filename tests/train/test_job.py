@@ -75,6 +75,8 @@ def test_cli_dry_run_renders_torchrun_nnodes(tmp_path):
     assert cfg["model"] == "ViT-B-16" and cfg["rewrites"] == "X" and cfg["dataset"] == "cc12m"
     for pod in pod_templates(job):
         kubernetes_validate.validate(pod, "1.33", strict=True)
+    # the cost at the largest size (8 nodes x 8 A100s), on stderr so stdout stays YAML
+    assert "estimate: train cc12m on 64 GPU(s)" in result.stderr and "GPU-hours" in result.stderr
 
 
 @pytest.mark.parametrize("argv, message", [
