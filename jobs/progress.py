@@ -73,8 +73,10 @@ def planned_steps(store: Store, run: str) -> int | None:
 
 
 def eval_results(store: Store, run: str) -> list[str]:
+    """Result files, `<checkpoint>/<dataset>/<task>.json` (not the per-checkpoint config.json)."""
     prefix = f"evals/{run}/"
-    return sorted(p[len(prefix):] for p in store.list(prefix) if p.endswith(".json"))
+    rel = (p[len(prefix):] for p in store.list(prefix) if p.endswith(".json"))
+    return sorted(r for r in rel if r.count("/") == 2)
 
 
 def store_progress(store: Store, stage: str, run: str, dataset: str | None,

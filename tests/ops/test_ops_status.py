@@ -12,6 +12,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
+from laclip.eval.results import result_path
 from laclip_cli.main import app
 from laclip_jobs.status import format_indexes, parse_indexes, rate_and_eta, summarise
 
@@ -136,7 +137,9 @@ def store(demo_copy):
     for step in (500, 1000):
         demo_copy.write_bytes(f"checkpoints/{TRAIN}/step_{step}.pt", b"x")
     demo_copy.write_text(f"checkpoints/{TRAIN}/config.json", '{"model": "ViT-B-16", "steps": 4000}')
-    demo_copy.write_bytes(f"evals/{EVAL}/step_1000/zeroshot-demo.json", b"{}")
+    # the eval worker's layout (laclip.eval.results.result_path); config.json is not a result
+    demo_copy.write_bytes(result_path(EVAL, "step_1000", "demo-eval", "zeroshot_classification"), b"{}")
+    demo_copy.write_bytes(f"evals/{EVAL}/step_1000/config.json", b"{}")
     return demo_copy
 
 
@@ -168,7 +171,7 @@ def test_status_of_train_eval_and_queued_runs(populated, store):
     assert re.search(r"(499\.\d|500\.0) steps/hour, ETA (5h59m|6h00m)", text), text
     text = " ".join(run_cli(store, "status", EVAL).output.split())
     assert "eval: Succeeded" in text and "1 Succeeded" in text and "1 of 1 completed" in text
-    assert "eval results 1: step_1000/zeroshot-demo.json" in text and "ETA" not in text
+    assert "eval results 1: step_1000/demo-eval/zeroshot_classification.json" in text and "ETA" not in text
     text = " ".join(run_cli(store, "status", QUEUED).output.split())
     assert "rewrite: Suspended" in text
     assert "waiting for Kueue admission in LocalQueue laclip-a100" in text
