@@ -34,3 +34,10 @@ test: $(VENV)/.dev
 
 bench: $(VENV)/.dev
 	$(VENV)/bin/python -m bench
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+
+# Build and push the rewrite, train and eval images (needs docker; LACLIP_REGISTRY=...).
+images:
+	images/build.sh

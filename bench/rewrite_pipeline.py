@@ -126,7 +126,8 @@ def main() -> None:
             f"tiny random LLaMA ({info['parameters']:,} parameters, 1 thread, stops at newline or 77 tokens)")
     device = info["device"]
     print(f"| rewrite worker, hf engine, {what} | {machine}, {device} | `python -m bench.rewrite_pipeline"
-          f"{' --llama-7b' if args.llama_7b else ''}` | {rate:,.1f} captions/s x 4 sources ({4 * rate:,.1f} prompts/s), "
+          f"{' --llama-7b' if args.llama_7b else ''}` | {rate:,.1f} captions/s x 4 sources "
+          f"({4 * rate:,.1f} prompts/s), "
           f"median of {runs} x {results[0]['n']} | {rate / 16:.2f}x the paper's 16 captions/s per A100 |")
 
 

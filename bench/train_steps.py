@@ -79,7 +79,8 @@ def main() -> None:
             per_step[name].append(((w2 - w1) / steps, (c2 - c1) / steps))
     print(f"machine: {machine()}; {MODEL}, batch {BATCH}, fp32, 1 loader worker; per-step cost from "
           f"{args.long} minus {args.short} steps; {args.runs} runs each")
-    print("| trainer | steps/s (wall, median) | CPU-s per step (median) | runs (steps/s) | ratio vs open_clip_train (wall / CPU) |")
+    print("| trainer | steps/s (wall, median) | CPU-s per step (median) | runs (steps/s) "
+          "| ratio vs open_clip_train (wall / CPU) |")
     print("|---|---|---|---|---|")
     peer_wall = statistics.median(w for w, _ in per_step["open_clip_train"])
     peer_cpu = statistics.median(c for _, c in per_step["open_clip_train"])

@@ -131,8 +131,9 @@ class _LogProgress:
     def __enter__(self):
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                                 TimeElapsedColumn(), TimeRemainingColumn(), console=out, transient=True)
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                 TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                                 TimeRemainingColumn(), console=out, transient=True)
         self.task = self.progress.add_task("starting torchrun", total=None)
         self.progress.start()
         self.thread = threading.Thread(target=self._poll, daemon=True)

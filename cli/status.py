@@ -195,7 +195,8 @@ def _print_stage(run: str, st, dataset: str | None, store, now: dt.datetime, rew
     rate, eta = rate_and_eta(done, total, st.started, end)
     if rate is not None:
         table.add_row("throughput", f"{rate:,.1f} {unit}/hour"
-                      + (f", ETA {_duration(eta.total_seconds())}" if eta is not None and st.state != "Succeeded" else ""))
+                      + (f", ETA {_duration(eta.total_seconds())}"
+                         if eta is not None and st.state != "Succeeded" else ""))
     out.print(table)
     for reason in st.reasons[-8:]:  # full lines, not table cells: messages are long and get copied
         out.print(f"  [yellow]why:[/] {escape(reason)}", soft_wrap=True)
@@ -287,7 +288,8 @@ def _created(pod: dict) -> float:
 
 def cancel(
     run: str = typer.Argument(..., help="Run id."),
-    stage: Optional[str] = typer.Option(None, "--stage", "-s", help="Only this stage's objects (rewrite, train, eval)."),
+    stage: Optional[str] = typer.Option(None, "--stage", "-s",
+                                        help="Only this stage's objects (rewrite, train, eval)."),
     namespace: Optional[str] = NamespaceOpt,
     context: Optional[str] = ContextOpt,
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),

@@ -99,9 +99,14 @@ def eval_command(
         service_account=service_account,
     )
     objects = render_eval_job(cfg)  # also checks names and labels before anything runs
+    est = None if local else _estimate(cfg)
     if dry_run:
+        if est:
+            err.print(est.summary(), soft_wrap=True)
         sys.stdout.write(dump_yaml(objects))
         return
+    if est:
+        out.print(est.summary(), soft_wrap=True)
     if local:
         from laclip.eval.datasets import open_eval_dataset
         from laclip.storage import open_store
@@ -178,3 +183,16 @@ def _register() -> None:
 
 
 _register()
+
+
+def _estimate(cfg):
+    """The `laclip plan eval` figure, which models the ImageNet-1k suite (train split embedded
+    for the linear probe): printed when the Job evaluates ImageNet-1k on a GPU, else None."""
+    from laclip.eval.datasets import IMAGENET_NAMES
+    from laclip.plan import EVAL_IMAGES, try_estimate
+
+    names = {d.rstrip("/").rsplit("/", 1)[-1].lower() for d in cfg.datasets}
+    if cfg.cluster.gpus < 1 or not names & set(IMAGENET_NAMES):
+        return None
+    # one pod per dataset: the ImageNet pod carries the work on its own GPU(s)
+    return try_estimate("eval", "imagenet1k", cfg.cluster.gpus, model=cfg.model, samples=EVAL_IMAGES)

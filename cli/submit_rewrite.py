@@ -102,7 +102,8 @@ def shard_count(store_root: str, dataset: str, given: int | None, dry_run: bool)
 def rewrite(
     dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset under datasets/ (cc12m, laion400m, demo...)."),
     sources: str = typer.Option(DEFAULT_SOURCES, help="Meta-pair sources, comma-separated: one rewrite column each."),
-    engine: Optional[str] = typer.Option(None, help="vllm | hf | eda | openai | null  [default: vllm; eda with --local]"),
+    engine: Optional[str] = typer.Option(
+        None, help="vllm | hf | eda | openai | null  [default: vllm; eda with --local]"),
     model: Optional[str] = typer.Option(None, help="Checkpoint: gs://BUCKET/PATH (mounted with gcsfuse), a folder, "
                                                     "or a model id  [default for vllm: ROOT/models/llama-7b]"),
     meta_pairs: List[str] = typer.Option([], "--meta-pairs", help="SOURCE=PATH: your own pairs file (repeatable)."),

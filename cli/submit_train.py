@@ -95,19 +95,24 @@ def _create(objects: list[dict], namespace: str, context: Optional[str]) -> None
                                    f"{namespace!r} is missing; install Volcano and apply manifests/") from None
             if exc.status == 409:
                 raise ClusterError(f"Volcano Job {name} already exists in {namespace!r}: pick another --run") from None
-            raise ClusterError(f"creating Volcano Job {name}: the API server answered {exc.status} {exc.reason}") from None
+            raise ClusterError(f"creating Volcano Job {name}: the API server answered "
+                               f"{exc.status} {exc.reason}") from None
         out.print(f"created volcano job [bold]{obj['metadata']['name']}[/] in namespace {namespace}")
 
 
 @app.command("train")
 def train(
     dataset: str = typer.Option("demo", "--dataset", help="Dataset under datasets/ (cc3m, cc12m, laion400m, demo...)."),
-    rewrites: Optional[str] = typer.Option(None, "--rewrites", help="Rewrite id under rewrites/<dataset>/ (none: plain CLIP)."),
-    preset_name: Optional[str] = typer.Option(None, "--preset", help="Recipe: cc3m, cc12m, redcaps, laion400m, demo [default: the dataset's]."),
+    rewrites: Optional[str] = typer.Option(None, "--rewrites",
+                                           help="Rewrite id under rewrites/<dataset>/ (none: plain CLIP)."),
+    preset_name: Optional[str] = typer.Option(
+        None, "--preset", help="Recipe: cc3m, cc12m, redcaps, laion400m, demo [default: the dataset's]."),
     model: Optional[str] = typer.Option(None, "--model", help="open_clip model name, e.g. ViT-B-16 or laclip-tiny."),
-    augment: Optional[str] = typer.Option(None, "--augment", help="laclip: draw each text from original+rewrites; none: CLIP."),
+    augment: Optional[str] = typer.Option(
+        None, "--augment", help="laclip: draw each text from original+rewrites; none: CLIP."),
     loss: Optional[str] = typer.Option(None, "--loss", help="clip or multitext."),
-    texts_per_image: Optional[int] = typer.Option(None, "--texts-per-image", help="Texts per image with --loss multitext."),
+    texts_per_image: Optional[int] = typer.Option(None, "--texts-per-image",
+                                                  help="Texts per image with --loss multitext."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Per-process batch size."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Total steps (default: from the preset's epochs)."),
     epochs: Optional[float] = typer.Option(None, "--epochs"),
@@ -125,13 +130,15 @@ def train(
     seed: Optional[int] = typer.Option(None, "--seed"),
     run: Optional[str] = typer.Option(None, "--run", help="Run id [default: train-<tag>-<dataset>-<time>-<rand>]."),
     nodes: str = typer.Option("1", "--nodes", help="Nodes: N or MIN:MAX (elastic)."),
-    gpus_per_node: Optional[int] = typer.Option(None, "--gpus-per-node", help="GPUs (= processes) per node [default 1; demo 0]."),
+    gpus_per_node: Optional[int] = typer.Option(None, "--gpus-per-node",
+                                                help="GPUs (= processes) per node [default 1; demo 0]."),
     accelerator: Optional[str] = typer.Option(None, "--accelerator", help="nvidia-tesla-a100 or nvidia-a100-80gb."),
     spot: Optional[bool] = typer.Option(None, "--spot/--no-spot", help="Run on Spot VMs."),
     queue: Optional[str] = typer.Option(None, "--queue", help="Volcano queue [default: default]."),
     priority_class: Optional[str] = typer.Option(None, "--priority-class"),
     namespace: Optional[str] = typer.Option(None, "--namespace"),
-    service_account: Optional[str] = typer.Option(None, "--service-account", help="Kubernetes SA bound to a GCP SA (Workload Identity)."),
+    service_account: Optional[str] = typer.Option(
+        None, "--service-account", help="Kubernetes SA bound to a GCP SA (Workload Identity)."),
     image: Optional[str] = typer.Option(None, "--image"),
     cpu: Optional[str] = typer.Option(None, "--cpu", help="CPU request per node."),
     memory: Optional[str] = typer.Option(None, "--memory", help="Memory per node, e.g. 600Gi."),

@@ -277,7 +277,8 @@ def summarise(run: str, jobs: list[dict], vjobs: list[dict], pods: list[dict],
     for pod in pods:
         st = stage_of(pod)
         pod_stage[_meta(pod).get("name")] = st
-        phase = "Terminating" if _meta(pod).get("deletionTimestamp") else (pod.get("status") or {}).get("phase", "Unknown")
+        phase = ("Terminating" if _meta(pod).get("deletionTimestamp")
+                 else (pod.get("status") or {}).get("phase", "Unknown"))
         st.pods[phase] += 1
         if phase in ("Pending", "Failed"):
             for text in pod_reasons(pod):

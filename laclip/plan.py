@@ -70,7 +70,8 @@ class Estimate(BaseModel):
     def summary(self) -> str:
         """One line for `laclip submit` to print before it submits."""
         cost = f", about ${self.cost:,.0f} at ${self.price_per_gpu_hour:g}/GPU-hour" if self.cost is not None else ""
-        return (f"estimate: {self.stage} {self.dataset} on {self.gpus} GPU(s): {self.gpu_hours:,.0f} GPU-hours, "
+        hours = f"{self.gpu_hours:,.{0 if self.gpu_hours >= 10 else 1}f}"
+        return (f"estimate: {self.stage} {self.dataset} on {self.gpus} GPU(s): {hours} GPU-hours, "
                 f"about {format_hours(self.wall_hours)} wall time{cost} "
                 f"({self.throughput.per_gpu_per_s:g} {self.throughput.unit} per GPU, {self.throughput.source})")
 

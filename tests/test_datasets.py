@@ -108,7 +108,8 @@ def test_parquet_that_is_not_parquet(demo_copy):
 
 def test_caption_not_utf8(demo_copy):
     buf = io.BytesIO()
-    pq.write_table(pa.table({"key": pa.array(["k1", "k2"]), "caption": pa.array([b"fine", b"bad \xff\xfe"], pa.binary()),
+    captions = pa.array([b"fine", b"bad \xff\xfe"], pa.binary())
+    pq.write_table(pa.table({"key": pa.array(["k1", "k2"]), "caption": captions,
                              "status": pa.array(["success", "success"])}), buf)
     demo_copy.write_bytes("datasets/demo/00003.parquet", buf.getvalue())
     with pytest.raises(DataError, match=r"00003\.parquet: caption of key 'k2' is not valid UTF-8"):

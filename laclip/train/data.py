@@ -56,7 +56,8 @@ def load_rewrites(store: Store, dataset: str, rewrite_id: str, shard: Shard) -> 
     return {str(k): [c[i] for c in columns if c[i]] for i, k in enumerate(keys)}
 
 
-def choose_texts(original: str, rewrites: list[str], rng: random.Random, n: int, min_words: int) -> tuple[list[str], int]:
+def choose_texts(original: str, rewrites: list[str], rng: random.Random, n: int,
+                 min_words: int) -> tuple[list[str], int]:
     """n texts drawn uniformly from {original, rewrite_1..K}; a draw with fewer than
     `min_words` words falls back to the original (the reference code's rule). Returns the
     texts and how many draws fell back. With n > 1 (multi-text) draws are distinct while

@@ -81,7 +81,8 @@ class MetricsLog:
         self.writer.flush()
         if self.remote:
             for name in os.listdir(self.tb_dir):
-                self.store.upload_file(os.path.join(self.tb_dir, name), join("checkpoints", self.run, "tensorboard", name))
+                self.store.upload_file(os.path.join(self.tb_dir, name),
+                                       join("checkpoints", self.run, "tensorboard", name))
 
     def close(self) -> None:
         self.flush()

@@ -138,7 +138,8 @@ def train(cfg: TrainConfig) -> int:
                         prefetch_factor=4 if cfg.workers else None)
     net = model
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        device_ids = [device.index] if device.type == "cuda" else None
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     loss_fn = build_loss(cfg, rank, world)
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "amp_bf16"
                 else torch.autocast(device.type, dtype=torch.float16) if precision == "amp" and device.type == "cuda"

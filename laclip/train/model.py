@@ -40,7 +40,8 @@ def image_geometry(name: str) -> tuple[int, tuple, tuple]:
     size = cfg["vision_cfg"].get("image_size", 224)
     size = size[0] if isinstance(size, (list, tuple)) else size
     pp = cfg.get("preprocess_cfg", {})
-    return int(size), tuple(pp.get("mean", open_clip.OPENAI_DATASET_MEAN)), tuple(pp.get("std", open_clip.OPENAI_DATASET_STD))
+    mean = tuple(pp.get("mean", open_clip.OPENAI_DATASET_MEAN))
+    return int(size), mean, tuple(pp.get("std", open_clip.OPENAI_DATASET_STD))
 
 
 def weight_decay_groups(model: torch.nn.Module, wd: float) -> list[dict]:
@@ -49,6 +50,6 @@ def weight_decay_groups(model: torch.nn.Module, wd: float) -> list[dict]:
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        exclude = p.ndim < 2 or "bn" in name or "ln" in name or "norm" in name or "bias" in name or "logit_scale" in name
+        exclude = p.ndim < 2 or any(k in name for k in ("bn", "ln", "norm", "bias", "logit_scale"))
         (no_decay if exclude else decay).append(p)
     return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": wd}]

@@ -134,7 +134,8 @@ def test_priority_classes_are_usable(example):
 def test_overlay_replaces_the_placeholders(base, example):
     (sa,) = by_kind(example, "ServiceAccount")
     assert "PROJECT_ID" not in yaml.safe_dump(example)
-    assert "PROJECT_ID" in by_kind(base, "ServiceAccount")[0]["metadata"]["annotations"]["iam.gke.io/gcp-service-account"]
+    sa = by_kind(base, "ServiceAccount")[0]
+    assert "PROJECT_ID" in sa["metadata"]["annotations"]["iam.gke.io/gcp-service-account"]
     (users,) = [b for b in by_kind(example, "RoleBinding") if b["metadata"]["name"] == "laclip-user"]
     assert users["subjects"][0]["name"] == "ml-team@example.com"
 

@@ -43,8 +43,10 @@ def find_credentials(text: str) -> list[str]:
 
 # Credentials a user has in their shell: none may reach a manifest or the CLI's output.
 USER_ENV = {"OPENAI_API_KEY": "sk-proj-Zx81kLmQ0pRt5VwY7bN2cD4f", "HF_TOKEN": "hf_Qw3rTy7uIoP1aSdF5gHjK9lZxCvBnM2q",
-            "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMIK7MDENGbPxRfiCYzEXAMPLEKEY", "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPL2"}
-VARIANTS = {"rewrite-openai": ("rewrite", ["--engine", "openai", "--endpoint", "http://vllm:8000/v1", "--model", "llama"])}
+            "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMIK7MDENGbPxRfiCYzEXAMPLEKEY",
+            "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPL2"}
+VARIANTS = {"rewrite-openai": ("rewrite", ["--engine", "openai", "--endpoint", "http://vllm:8000/v1",
+                                          "--model", "llama"])}
 
 
 @pytest.fixture(scope="module")

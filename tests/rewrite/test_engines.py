@@ -169,7 +169,8 @@ def test_vllm_adapter_passes_the_paper_settings(monkeypatch):
 
         def generate(self, prompts, params, use_tqdm=True):
             calls["generate"] = (prompts, params)
-            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=f" out {i}")]) for i in range(len(prompts))]
+            out = types.SimpleNamespace
+            return [out(outputs=[out(text=f" out {i}")]) for i in range(len(prompts))]
 
     class SamplingParams:
         def __init__(self, **kw):

@@ -165,10 +165,11 @@ def test_main_exit_codes(demo_copy, tmp_path, capsys):
     assert main(["--root", root, "--index", "0", "--config",
                  '{"dataset": "demo", "engine": "eda", "sources": ["chatgpt", "gpt9"]}']) == EXIT_PERMANENT
     assert "unknown meta-pair source 'gpt9'" in capsys.readouterr().err
-    assert main(["--root", root, "--index", "0", "--config",
-                 json.dumps({"dataset": "demo", "engine": "hf", "model": str(tmp_path / "no-model")})]) == EXIT_PERMANENT
+    config = json.dumps({"dataset": "demo", "engine": "hf", "model": str(tmp_path / "no-model")})
+    assert main(["--root", root, "--index", "0", "--config", config]) == EXIT_PERMANENT
     assert "does not exist" in capsys.readouterr().err
-    assert main(["--root", root, "--index", "0", "--config", '{"dataset": "nothere", "engine": "eda"}']) == EXIT_PERMANENT
+    config = '{"dataset": "nothere", "engine": "eda"}'
+    assert main(["--root", root, "--index", "0", "--config", config]) == EXIT_PERMANENT
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps({"dataset": "demo", "engine": "null", "shards_per_pod": 2}))
     assert main(["--root", root, "--config", f"@{cfg}", "--index", "1"]) == 0

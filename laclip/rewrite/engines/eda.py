@@ -80,7 +80,8 @@ class EdaEngine(Engine):
 
     # -- the four operations (each returns a new word list) --------------------------------
     def _candidates(self, words: list[str]) -> list[int]:
-        return [i for i, w in enumerate(words) if w.strip(_PUNCT).lower() not in STOPWORDS and w.strip(_PUNCT).isalpha()]
+        bare = [w.strip(_PUNCT) for w in words]
+        return [i for i, w in enumerate(bare) if w.lower() not in STOPWORDS and w.isalpha()]
 
     def replace(self, words: list[str], n: int, rng: random.Random) -> list[str]:
         out = list(words)
