@@ -143,6 +143,9 @@ def train(
     cpu: Optional[str] = typer.Option(None, "--cpu", help="CPU request per node."),
     memory: Optional[str] = typer.Option(None, "--memory", help="Memory per node, e.g. 600Gi."),
     max_restarts: Optional[int] = typer.Option(None, "--max-restarts", help="torchrun restarts of the worker group."),
+    eval_datasets: Optional[str] = typer.Option(
+        None, "--eval-datasets", help="Comma-separated eval datasets: an eval Job on each checkpoint "
+        "(needs manifests/components/train-submits-eval)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the Volcano Job as YAML; contact nothing."),
     local: bool = typer.Option(False, "--local", help="Run here with TorchX's local scheduler (torchrun)."),
     nproc: Optional[int] = typer.Option(None, "--nproc", help="Processes with --local [default: 1]."),
@@ -164,13 +167,17 @@ def train(
                            keep_last=keep_last, resume=resume, seed=seed, nodes=nodes, max_restarts=max_restarts,
                            gpus=gpus_per_node, accelerator=accelerator, spot=spot, queue=queue,
                            priority_class=priority_class, namespace=namespace, service_account=service_account,
-                           image=image, cpu=cpu, memory=memory)
+                           image=image, cpu=cpu, memory=memory,
+                           eval_datasets=[d.strip() for d in eval_datasets.split(",") if d.strip()]
+                           if eval_datasets else None)
     except ValidationError as exc:
         raise UsageError(str(exc)) from None
     from laclip.train.model_names import check_model_name
 
     check_model_name(cfg.model)
     root = resolve_root(state.root)
+    if cfg.eval_datasets:
+        _check_eval_request(cfg, root)
     if local:
         folder = run_local(cfg, root, nproc or 1)
         out.print(f"[green]done[/]: checkpoints in {folder}/")
@@ -204,3 +211,15 @@ def _estimate(cfg):
         return try_estimate("train", cfg.dataset, gpus, model=cfg.model, epochs=1,
                             samples=cfg.steps * cfg.batch_size * gpus)
     return try_estimate("train", cfg.dataset, gpus, model=cfg.model, epochs=cfg.epochs)
+
+
+def _check_eval_request(cfg, root: str) -> None:
+    """Render the eval Job the run will ask for, so a bad --eval-datasets fails now, not at step N."""
+    from laclip.eval.config import EvalConfig
+    from laclip_jobs.eval import render_eval_job
+
+    try:
+        render_eval_job(EvalConfig.for_checkpoint(f"{root.rstrip('/')}/checkpoints/{cfg.run}/step_1",
+                                                  datasets=cfg.eval_datasets))
+    except (ValueError, LaclipError) as exc:
+        raise UsageError(f"--eval-datasets: {exc}".replace("\n", " ")) from None

@@ -30,7 +30,7 @@ def check_name(name: str, what: str = "name", limit: int = 63) -> str:
     """Fail early, with the rule, on names the API server would reject (RFC 1123 label)."""
     if len(name) > limit:
         raise UsageError(f"{what} {name!r} is {len(name)} characters long; Kubernetes allows at most {limit}")
-    if not _DNS_LABEL.match(name):
+    if not _DNS_LABEL.fullmatch(name):  # fullmatch: `$` alone would let a trailing newline in
         raise UsageError(
             f"{what} {name!r} is not a valid Kubernetes name: use lower-case letters, digits and '-', "
             "starting and ending with a letter or digit (RFC 1123)"
@@ -39,7 +39,7 @@ def check_name(name: str, what: str = "name", limit: int = 63) -> str:
 
 
 def check_label_value(value: str, what: str) -> str:
-    if len(value) > 63 or not _LABEL_VALUE.match(value):
+    if len(value) > 63 or not _LABEL_VALUE.fullmatch(value):
         raise UsageError(
             f"{what} {value!r} cannot be a Kubernetes label value: at most 63 characters of "
             "letters, digits, '-', '_' and '.', starting and ending with a letter or digit"

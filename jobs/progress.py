@@ -33,7 +33,7 @@ def _children(store: Store, folder: str) -> list[str]:
 
 
 def rewritten_shards(store: Store, dataset: str, run: str) -> int:
-    return sum(1 for name in _children(store, f"rewrites/{dataset}/{run}") if SHARD_OUTPUT.match(name))
+    return sum(1 for name in _children(store, f"rewrites/{dataset}/{run}") if SHARD_OUTPUT.fullmatch(name))
 
 
 def dataset_shards(store: Store, dataset: str) -> int | None:
@@ -51,7 +51,7 @@ def dataset_shards(store: Store, dataset: str) -> int | None:
 
 
 def checkpoint_steps(store: Store, run: str) -> list[int]:
-    steps = [int(m.group(1)) for name in _children(store, f"checkpoints/{run}") if (m := CHECKPOINT.match(name))]
+    steps = [int(m.group(1)) for name in _children(store, f"checkpoints/{run}") if (m := CHECKPOINT.fullmatch(name))]
     return sorted(steps)
 
 

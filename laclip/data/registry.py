@@ -70,7 +70,7 @@ def discover(store: Store) -> dict[str, DatasetInfo]:
             continue
         name = parts[1]
         entry = counts.setdefault(name, {"img2dataset": set(), "clip_benchmark": set()})
-        if len(parts) == 3 and SHARD_RE.match(parts[2]):
+        if len(parts) == 3 and SHARD_RE.fullmatch(parts[2]):
             entry["img2dataset"].add(parts[2].split(".")[0])
         elif parts[-1] == "nshards.txt":
             entry["clip_benchmark"].add("/".join(parts[2:-1]))

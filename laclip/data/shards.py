@@ -56,7 +56,7 @@ def list_shards(store: Store, dataset: str, folder: str) -> list[Shard]:
         name = path.rsplit("/", 1)[-1]
         if "/" in path[len(folder.rstrip("/")) + 1:]:
             continue  # sub-folders are not part of this dataset
-        m = SHARD_RE.match(name)
+        m = SHARD_RE.fullmatch(name)
         if m:
             found.setdefault(m.group(1), set()).add(m.group(2))
     shards = []

@@ -72,7 +72,7 @@ class RewriteConfig(BaseModel):
         if len(set(value)) != len(value):
             raise ValueError(f"sources repeat a name: {value}")
         for s in value:
-            if not SOURCE_RE.match(s) or s in RESERVED_COLUMNS or s.endswith(REJECT_SUFFIX):
+            if not SOURCE_RE.fullmatch(s) or s in RESERVED_COLUMNS or s.endswith(REJECT_SUFFIX):
                 raise ValueError(
                     f"source name {s!r} must be lower-case letters, digits and '_' (it becomes a parquet column), "
                     f"not 'key' or 'caption' and not ending in {REJECT_SUFFIX!r}"

@@ -37,7 +37,7 @@ def list_steps(store: Store, run: str) -> list[tuple[int, str]]:
     """(step, path) of every checkpoint of the run, oldest first."""
     out = []
     for path in store.list(run_folder(run) + "/"):
-        m = STEP_RE.match(path.rsplit("/", 1)[-1])
+        m = STEP_RE.fullmatch(path.rsplit("/", 1)[-1])
         if m and path.count("/") == 2:
             out.append((int(m.group(1)), path))
     return sorted(out)

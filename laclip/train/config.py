@@ -61,6 +61,8 @@ class TrainConfig(BaseModel):
     resume: str = "latest"  # "latest", "none", or a checkpoint path in the store
     log_every: int = Field(20, ge=1)
     tensorboard: bool = True
+    # an eval Job per checkpoint written to a bucket (laclip.train.eval_hook); empty: none
+    eval_datasets: list[str] = Field(default_factory=list)
 
     # where it runs (jobs/ only)
     cluster: ClusterOptions = Field(default_factory=ClusterOptions)

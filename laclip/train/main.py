@@ -80,6 +80,7 @@ def train(cfg: TrainConfig) -> int:
     from laclip.storage import open_store
     from laclip.train import model as models
     from laclip.train.data import TrainStream, count_samples
+    from laclip.train.eval_hook import request_eval
     from laclip.train.logs import MetricsLog
     from laclip.train.loss import build_loss
 
@@ -208,6 +209,7 @@ def train(cfg: TrainConfig) -> int:
                 path = ckpt.save(store, cfg.run, step, payload, cfg.keep_last)
                 metrics.flush()
                 metrics.event("checkpoint", step=step, path=store.url_of(path))
+                request_eval(cfg, store.url_of(path), log)
             if world > 1:
                 dist.barrier()
     summary = Counter()

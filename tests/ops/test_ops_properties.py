@@ -46,6 +46,7 @@ def is_label_value(value: str) -> bool:
 @example("a" * 64)
 @example("-run")
 @example("Run")
+@example("run\n")  # a trailing newline satisfies `$` in re.match
 def test_check_name_accepts_only_valid_names(name):
     try:
         assert is_dns_label(common.check_name(name))

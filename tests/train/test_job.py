@@ -65,7 +65,8 @@ def test_render_is_deterministic():
 
 def test_cli_dry_run_renders_torchrun_nnodes(tmp_path):
     result = CliRunner().invoke(app, ["--root", "gs://bucket/x", "submit", "train", "--dataset", "cc12m",
-                                      "--rewrites", "X", "--model", "ViT-B-16", "--nodes", "2:8", "--dry-run"])
+                                      "--rewrites", "X", "--model", "ViT-B-16", "--nodes", "2:8",
+                                      "--eval-datasets", "imagenet1k, demo-eval", "--dry-run"])
     assert result.exit_code == 0, result.output
     (job,) = list(yaml.safe_load_all(result.stdout))
     assert job["kind"] == "Job"
@@ -73,6 +74,7 @@ def test_cli_dry_run_renders_torchrun_nnodes(tmp_path):
     assert args[args.index("--nnodes") + 1] == "2:8"
     cfg = json.loads(args[args.index("--config") + 1])
     assert cfg["model"] == "ViT-B-16" and cfg["rewrites"] == "X" and cfg["dataset"] == "cc12m"
+    assert cfg["eval_datasets"] == ["imagenet1k", "demo-eval"]
     for pod in pod_templates(job):
         kubernetes_validate.validate(pod, "1.33", strict=True)
     # the cost at the largest size (8 nodes x 8 A100s), on stderr so stdout stays YAML
