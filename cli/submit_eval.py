@@ -16,7 +16,7 @@ from typing import Optional
 import typer
 
 from laclip.errors import LaclipError, UsageError
-from laclip_cli.console import err, out
+from laclip_cli.console import err, out, show_estimate
 from laclip_cli.state import state
 
 
@@ -100,13 +100,10 @@ def eval_command(
     )
     objects = render_eval_job(cfg)  # also checks names and labels before anything runs
     est = None if local else _estimate(cfg)
+    show_estimate(est, dry_run)
     if dry_run:
-        if est:
-            err.print(est.summary(), soft_wrap=True)
         sys.stdout.write(dump_yaml(objects))
         return
-    if est:
-        out.print(est.summary(), soft_wrap=True)
     if local:
         from laclip.eval.datasets import open_eval_dataset
         from laclip.storage import open_store

@@ -8,7 +8,7 @@ from typing import Callable, List, Optional
 import typer
 
 from laclip.errors import LaclipError, UsageError
-from laclip_cli.console import err, out
+from laclip_cli.console import err, out, show_estimate
 from laclip_cli.state import state
 from laclip_cli.submit import app
 
@@ -170,13 +170,10 @@ def rewrite(
     run = new_run_id("rewrite", dataset)
     objects = render_rewrite_job(cfg, run=run, root=root, num_shards=n)
     est = _estimate(cfg, objects[0]) if cfg.engine in ("vllm", "hf") else None
+    show_estimate(est, dry_run)
     if dry_run:
-        if est:
-            err.print(est.summary(), soft_wrap=True)
         sys.stdout.write(dump_yaml(objects))
         return
-    if est:
-        out.print(est.summary(), soft_wrap=True)
     _create(objects[0])
     ns = objects[0]["metadata"]["namespace"]
     out.print(f"created Job {run} in namespace {ns}: {objects[0]['spec']['completions']} indexes, "

@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 
 from laclip.errors import LaclipError, UsageError
-from laclip_cli.console import err, out
+from laclip_cli.console import err, out, show_estimate
 from laclip_cli.state import state
 from laclip_cli.submit import app
 
@@ -187,13 +187,10 @@ def train(
 
     objects = render(cfg, root)
     est = _estimate(cfg)
+    show_estimate(est, dry_run)
     if dry_run:
-        if est:
-            err.print(est.summary(), soft_wrap=True)
         sys.stdout.write(dump_yaml(objects))
         return
-    if est:
-        out.print(est.summary(), soft_wrap=True)
     if not root.startswith("gs://"):
         err.print(f"[yellow]warning:[/] the store root {root} is a local folder; pods cannot read it "
                   "(use --root gs://BUCKET/PREFIX)")
