@@ -62,12 +62,18 @@ def pipeline(
     root = resolve_root(state.root)
     if root.startswith("gs://"):
         raise UsageError("`laclip pipeline --local` needs a local folder as --root / LACLIP_ROOT, not a bucket")
+    from laclip_cli.submit_rewrite import build_config
+
+    if engine not in ("eda", "hf"):
+        raise UsageError(f"--engine {engine!r}: the local pipeline runs eda, or hf with --model DIR")
+    rewrite_cfg = build_config(dataset="demo", engine=engine, model=model, seed=seed)  # bad flags fail here
     store = open_store(root)
     timings = Timings()
     out.print(f"store: {store.url}")
 
     timings.run("data: demo dataset", _ensure_demo, store)
-    rewrite_id = timings.run(f"rewrite: {engine} over demo", _rewrite, root, engine, model, seed)
+    rewrite_id = timings.run(f"rewrite: {engine} over demo", _rewrite, rewrite_cfg, root)
+    kept = _rewrite_stats(store, rewrite_id)
     tag = hashlib.sha256(json.dumps([rewrite_id, steps, seed, nproc]).encode()).hexdigest()[:6]
     runs = {"CLIP": f"demo-clip-{tag}", "LaCLIP": f"demo-laclip-{tag}"}
     checkpoints = {}
@@ -76,7 +82,7 @@ def pipeline(
             f"train: {label} ({run})", _train, root, run, rewrite_id if label == "LaCLIP" else None, steps, seed, nproc)
     results = {label: timings.run(f"eval: {label}", _evaluate, root, ckpt, seed)
                for label, ckpt in checkpoints.items()}
-    _report(store, tag, rewrite_id, runs, checkpoints, results, timings)
+    _report(store, tag, rewrite_id, kept, runs, checkpoints, results, timings)
 
 
 def _ensure_demo(store) -> None:
@@ -88,18 +94,37 @@ def _ensure_demo(store) -> None:
         synth_demo(store)
 
 
-def _rewrite(root: str, engine: str, model: Optional[str], seed: int) -> str:
+def _rewrite(cfg, root: str) -> str:
     from rich.progress import Progress
 
-    from laclip.rewrite.config import RewriteConfig
     from laclip.storage import open_store
     from laclip_cli.submit_rewrite import run_local
 
-    cfg = RewriteConfig(dataset="demo", engine=engine, model=model, seed=seed).check()
     with Progress(console=out, transient=True) as progress:
         task = progress.add_task("shards rewritten", total=None)
         return run_local(cfg, open_store(root),
                          progress=lambda done, total: progress.update(task, completed=done, total=total))
+
+
+def _rewrite_stats(store, rewrite_id: str) -> dict:
+    """Rewrites kept vs fallen back to the original, summed over the shards' stats files."""
+    from collections import Counter
+
+    prefix = f"rewrites/demo/{rewrite_id}/"
+    kept, prompts, reasons = 0, 0, Counter()
+    for path in store.list(prefix):
+        if path.endswith(".stats.json"):
+            stats = json.loads(store.read_text(path))
+            prompts += stats["prompts"]
+            for source in stats["sources"].values():
+                kept += source["rewritten"]
+                reasons.update(source.get("fallbacks", {}))
+    why = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
+    rest = f" (the rest keep the original caption: {why})" if why else ""
+    out.print(f"rewrites kept: {kept:,} of {prompts:,}{rest}")
+    if prompts and not kept:
+        out.print("[yellow]warning:[/] no rewrite passed the filters, so LaCLIP trains on the original captions only")
+    return {"kept": kept, "prompts": prompts, "fallbacks": dict(reasons)}
 
 
 def _train(root: str, run: str, rewrite_id: Optional[str], steps: Optional[int], seed: int, nproc: int) -> str:
@@ -195,7 +220,7 @@ def _metric(results: dict[str, dict], task: str, metric: str) -> Optional[float]
     return float(value) if isinstance(value, (int, float)) else None
 
 
-def _report(store, tag, rewrite_id, runs, checkpoints, results, timings: Timings) -> None:
+def _report(store, tag, rewrite_id, kept, runs, checkpoints, results, timings: Timings) -> None:
     from rich.table import Table
 
     table = Table(title=f"CLIP vs LaCLIP on {EVAL_SET} (8 classes, chance 12.5 %)")
@@ -221,7 +246,7 @@ def _report(store, tag, rewrite_id, runs, checkpoints, results, timings: Timings
     times.add_row("[bold]total[/]", f"[bold]{sum(timings.seconds.values()):.1f}[/]")
     out.print(times)
 
-    summary = {"rewrite_id": rewrite_id, "runs": runs, "checkpoints": checkpoints, "results": results,
+    summary = {"rewrite_id": rewrite_id, "rewrites": kept, "runs": runs, "checkpoints": checkpoints, "results": results,
                "seconds": timings.seconds}
     base = f"evals/pipeline-{tag}"
     store.write_text(f"{base}/summary.json", json.dumps(summary, indent=2))

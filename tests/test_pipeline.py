@@ -25,6 +25,8 @@ def test_pipeline_runs_every_stage_then_reuses_them(demo_copy):
     [summary_path] = [p for p in demo_copy.list("evals/") if p.endswith("/summary.json")]
     summary = json.loads(demo_copy.read_text(summary_path))
     assert set(summary["runs"]) == {"CLIP", "LaCLIP"}
+    assert summary["rewrites"]["prompts"] == 512 * 4 and summary["rewrites"]["kept"] > 0  # 4 sources per caption
+    assert "rewrites kept:" in first.stdout
     for label, ckpt in summary["checkpoints"].items():
         assert ckpt.endswith("/step_6.pt") and demo_copy.exists(ckpt), label
         zs = summary["results"][label]["zeroshot_classification"]
@@ -43,9 +45,12 @@ def test_pipeline_runs_every_stage_then_reuses_them(demo_copy):
     assert json.loads(demo_copy.read_text(summary_path))["results"] == summary["results"]
 
 
-def test_pipeline_refuses_a_cluster_or_a_bucket(tmp_path):
+def test_pipeline_refuses_bad_flags_before_any_work(tmp_path):
     for args, needle in ([["--root", str(tmp_path), "pipeline"], "--local"],
-                         [["--root", "gs://bucket/x", "pipeline", "--local"], "local folder"]):
+                         [["--root", "gs://bucket/x", "pipeline", "--local"], "local folder"],
+                         [["--root", str(tmp_path), "pipeline", "--local", "--engine", "gpt"], "runs eda, or hf"],
+                         [["--root", str(tmp_path), "pipeline", "--local", "--engine", "hf"], "needs --model"],
+                         [["--root", str(tmp_path), "pipeline", "--local", "--engine", "vllm"], "runs eda, or hf"]):
         proc = subprocess.run([LACLIP, *args], capture_output=True, text=True)
         assert proc.returncode == 2 and needle in proc.stdout + proc.stderr, proc
         assert "Traceback" not in proc.stderr
