@@ -58,7 +58,7 @@ class RewriteConfig(BaseModel):
     tensor_parallel: int = Field(1, ge=1, le=16)
     endpoint: str | None = None  # openai engine: base URL of an OpenAI-compatible server
     engine_options: dict[str, float | int | str | bool] = Field(default_factory=dict)
-    num_shards: int | None = None  # set at submit time; the worker warns if the listing disagrees
+    num_shards: int | None = None  # set at submit time; the pods fail (permanently) if the listing changed
     cluster: ClusterOptions = Field(default_factory=ClusterOptions)
     parallelism: int | None = Field(None, ge=1)
     backoff_limit_per_index: int = Field(3, ge=0, le=100)

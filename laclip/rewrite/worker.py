@@ -6,8 +6,8 @@ prompt per (caption, source), generate, filter, and publish the output parquet c
 (layout and schema: laclip.rewrite.output). A shard whose output exists is skipped; a
 crash at any point leaves nothing visible, and the next attempt redoes the shard.
 
-Exit codes: 0 done; 3 permanent error (bad config, bad data: Kubernetes `FailIndex`, no
-retry); 1 anything else (retried up to backoffLimitPerIndex).
+Exit codes: 0 done; 3 permanent error (bad config or args, bad data, a shard listing that changed
+since submit: Kubernetes `FailIndex`, no retry); 1 anything else (retried up to backoffLimitPerIndex).
 """
 
 from __future__ import annotations
@@ -191,7 +191,12 @@ def run_index(cfg: RewriteConfig, store: Store, index: int, engine=None) -> list
     rewrite_id = cfg.resolved_rewrite_id()
     shards = resolve_shards(store, cfg.dataset)
     if cfg.num_shards is not None and cfg.num_shards != len(shards):
-        log("shard-count-changed", submitted=cfg.num_shards, found=len(shards))
+        # The Job's completions were counted from the submit-time listing; slicing a different
+        # listing would skip shards (or rewrite some twice) while every index still succeeds.
+        raise DataError(
+            f"dataset {cfg.dataset!r} has {len(shards)} shards now but {cfg.num_shards} when this rewrite was "
+            "submitted: resubmit it (finished shards are kept and skipped)"
+        )
     k = cfg.shards_per_pod
     mine = shards[index * k:(index + 1) * k]
     if not mine:
@@ -223,32 +228,55 @@ def run_index(cfg: RewriteConfig, store: Store, index: int, engine=None) -> list
     return results
 
 
-def parse_config(value: str) -> RewriteConfig:
+def parse_config(value: str, shards_per_pod: int | None = None) -> RewriteConfig:
     text = value
     if value.startswith("@"):
-        with open(value[1:], encoding="utf-8") as f:
-            text = f.read()
+        try:
+            with open(value[1:], encoding="utf-8") as f:
+                text = f.read()
+        except OSError as exc:
+            raise UsageError(f"cannot read the config file {value[1:]!r}: {exc.strerror or exc}") from None
     try:
-        return RewriteConfig.model_validate_json(text)
+        cfg = RewriteConfig.model_validate_json(text)
+        if shards_per_pod is not None:  # validated like the rest (model_copy would not check it)
+            cfg = RewriteConfig.model_validate({**cfg.model_dump(), "shards_per_pod": shards_per_pod})
+        return cfg
     except ValueError as exc:
         raise UsageError(f"invalid rewrite config: {exc}") from None
 
 
+def parse_index(flag: int | None, env: str | None) -> int:
+    """The completion index: --index, else $JOB_COMPLETION_INDEX (set by Kubernetes)."""
+    if flag is None and env is None:
+        raise UsageError("no index: pass --index N or set JOB_COMPLETION_INDEX")
+    where = "--index" if flag is not None else "JOB_COMPLETION_INDEX"
+    raw = flag if flag is not None else env.strip()
+    try:
+        index = int(raw)
+    except ValueError:
+        index = -1
+    if index < 0:
+        raise UsageError(f"{where} must be a whole number >= 0, not {raw!r}")
+    return index
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # bad container args are permanent: no retry (argparse exits 2)
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_PERMANENT, f"{self.prog}: error: {message}\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m laclip.rewrite.worker", description=__doc__.split("\n")[0])
+    ap = _Parser(prog="python -m laclip.rewrite.worker", description=__doc__.split("\n")[0])
     ap.add_argument("--config", required=True, help="RewriteConfig as JSON, or @FILE")
     ap.add_argument("--index", type=int, default=None, help="completion index [default: $JOB_COMPLETION_INDEX]")
     ap.add_argument("--shards-per-pod", type=int, default=None)
     ap.add_argument("--root", default=None, help="store root [default: $LACLIP_ROOT]")
     args = ap.parse_args(argv)
     try:
-        cfg = parse_config(args.config)
-        if args.shards_per_pod:
-            cfg = cfg.model_copy(update={"shards_per_pod": args.shards_per_pod})
-        index = args.index if args.index is not None else os.environ.get("JOB_COMPLETION_INDEX")
-        if index is None or int(index) < 0:
-            raise UsageError("no index: pass --index N or set JOB_COMPLETION_INDEX")
-        run_index(cfg, open_store(args.root), int(index))
+        cfg = parse_config(args.config, args.shards_per_pod)
+        index = parse_index(args.index, os.environ.get("JOB_COMPLETION_INDEX"))
+        run_index(cfg, open_store(args.root), index)
         return 0
     except (UsageError, DataError) as exc:
         log("failed", error=str(exc), permanent=True)

@@ -177,3 +177,46 @@ def test_main_exit_codes(demo_copy, tmp_path, capsys):
     assert rout.list_done(demo_copy, "demo", rid) == ["00002", "00003"]
     assert pq.read_schema(demo_copy.local_path(rout.shard_output("demo", rid, "00002"))).names[:3] == \
         ["key", "caption", "chatgpt"]
+
+
+def test_a_shard_added_after_submit_fails_every_index(demo_copy, capsys):
+    """Completions were counted from 4 shards; slicing 5 would leave 00004 unrewritten while all pods succeed."""
+    samples = [{"key": "late-0", "caption": "a late shard", "jpg": b"\xff\xd8"}]
+    write_shard(demo_copy, "datasets/demo", 4, samples)
+    config = json.dumps({"dataset": "demo", "engine": "null", "shards_per_pod": 2, "num_shards": 4})
+    for index in ("0", "1"):
+        assert main(["--root", str(demo_copy.root), "--index", index, "--config", config]) == EXIT_PERMANENT
+        assert "has 5 shards now but 4 when this rewrite was submitted: resubmit" in capsys.readouterr().err
+    assert [p for p in demo_copy.list("rewrites/") if p.endswith(".parquet")] == []
+
+
+@pytest.mark.parametrize("args, env, message", [
+    (["--index", "-1"], None, "--index must be a whole number >= 0, not -1"),
+    ([], "x", "JOB_COMPLETION_INDEX must be a whole number >= 0, not 'x'"),
+    ([], None, "no index: pass --index N"),
+    (["--index", "0", "--shards-per-pod", "0"], None, "invalid rewrite config"),
+    (["--index", "0", "--shards-per-pod", "-1"], None, "shards_per_pod"),
+    (["--index", "0", "--config", "@/nonexistent/cfg.json"], None, "cannot read the config file"),
+    (["--index", "zero"], None, "argument --index: invalid int value"),
+])
+def test_setup_errors_are_permanent_and_clear(demo_copy, monkeypatch, capsys, args, env, message):
+    if env is None:
+        monkeypatch.delenv("JOB_COMPLETION_INDEX", raising=False)
+    else:
+        monkeypatch.setenv("JOB_COMPLETION_INDEX", env)
+    argv = ["--root", str(demo_copy.root), "--config", '{"dataset": "demo", "engine": "null"}', *args]
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    assert code == EXIT_PERMANENT
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert demo_copy.list("rewrites/") == []
+
+
+def test_shards_per_pod_flag_overrides_the_config(demo_copy):
+    config = json.dumps({"dataset": "demo", "engine": "null", "shards_per_pod": 1, "num_shards": 4})
+    assert main(["--root", str(demo_copy.root), "--index", "1", "--shards-per-pod", "3", "--config", config]) == 0
+    rid = RewriteConfig(dataset="demo", engine="null").resolved_rewrite_id()
+    assert rout.list_done(demo_copy, "demo", rid) == ["00003"]
