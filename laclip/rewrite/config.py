@@ -22,6 +22,10 @@ BUILTIN_SOURCES = ("chatgpt", "bard", "coco", "human")
 SOURCE_RE = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 RESERVED_COLUMNS = {"key", "caption"}
 REJECT_SUFFIX = "_rejected"  # per-source column naming why a rewrite fell back to the caption
+# Engine options that change how a run executes, never what it writes: left out of the rewrite id, so
+# that e.g. lowering vLLM's GPU memory after an OOM resumes the run. Any other option (seeded, dtype,
+# max_model_len, alpha, wordnet, device, fixed_length, or one unknown here) is part of the id.
+EXECUTION_OPTIONS = frozenset({"delay_s", "gpu_memory_utilization", "timeout_s", "retries"})
 
 
 class Sampling(BaseModel):
@@ -57,7 +61,7 @@ class RewriteConfig(BaseModel):
     batch_size: int | None = Field(None, ge=1)  # None: the engine's own default
     tensor_parallel: int = Field(1, ge=1, le=16)
     endpoint: str | None = None  # openai engine: base URL of an OpenAI-compatible server
-    engine_options: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    engine_options: dict[str, float | int | str | bool] = Field(default_factory=dict)  # partly in the id
     num_shards: int | None = None  # set at submit time; the pods fail (permanently) if the listing changed
     cluster: ClusterOptions = Field(default_factory=ClusterOptions)
     parallelism: int | None = Field(None, ge=1)
@@ -114,7 +118,7 @@ class RewriteConfig(BaseModel):
             "sources": self.sources,
             "prompt_set_hash": prompt_set_hash(INSTRUCTION, pairs, PROMPT_FORMAT_VERSION),
             "sampling": self.sampling.model_dump() if self.engine not in ("eda", "null") else None,
-            "engine_options": {k: v for k, v in sorted(self.engine_options.items()) if k != "delay_s"},
+            "engine_options": {k: v for k, v in sorted(self.engine_options.items()) if k not in EXECUTION_OPTIONS},
             "seed": self.seed,
             "max_caption_words": self.max_caption_words,
             "max_caption_chars": self.max_caption_chars,

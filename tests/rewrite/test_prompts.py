@@ -131,3 +131,18 @@ def test_rewrite_id_is_stable_and_tracks_settings():
         assert other.resolved_rewrite_id() != a.resolved_rewrite_id()
     with pytest.raises(UsageError):
         RewriteConfig(dataset="cc12m", engine="eda", rewrite_id="Bad Id").check()
+
+
+@pytest.mark.parametrize("engine, execution, output", [
+    ("vllm", {"gpu_memory_utilization": 0.8}, {"seeded": False}),  # lower GPU memory after an OOM: resume
+    ("vllm", {"gpu_memory_utilization": 0.7}, {"dtype": "float16"}),
+    ("openai", {"retries": 0, "timeout_s": 5}, {"unknown_knob": 1}),  # unknown options count, to be safe
+    ("eda", {}, {"alpha": 0.3}),
+    ("null", {"delay_s": 0.5}, {}),
+])
+def test_execution_options_keep_the_rewrite_id(engine, execution, output):
+    base = {"dataset": "cc12m", "engine": engine, "model": "/m/llama-7b", "endpoint": "http://x/v1"}
+    rid = RewriteConfig(**base).resolved_rewrite_id()
+    assert RewriteConfig(**base, engine_options=execution).resolved_rewrite_id() == rid
+    if output:
+        assert RewriteConfig(**base, engine_options={**execution, **output}).resolved_rewrite_id() != rid
