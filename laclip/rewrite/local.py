@@ -50,9 +50,12 @@ def run_local(cfg: RewriteConfig, store: Store, *, workers: int | None = None, r
         env = dict(os.environ)
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
-        from laclip.rewrite.output import list_done
+        from laclip.rewrite import output as rout
 
-        done = set(list_done(store, cfg.dataset, cfg.rewrite_id))
+        # Done: parquet and stats. For a shard missing its stats, the index runs again and restores them.
+        listed = set(store.list(rout.rewrite_folder(cfg.dataset, cfg.rewrite_id) + "/"))
+        done = {sid for sid in rout.list_done(store, cfg.dataset, cfg.rewrite_id)
+                if rout.shard_stats(cfg.dataset, cfg.rewrite_id, sid) in listed}
         shard_ids = [s.id for s in resolve_shards(store, cfg.dataset)]
         pending = []  # (index, attempt); indexes whose shards are all done start no process
         finished = 0

@@ -91,7 +91,7 @@ def list_done(store: Store, dataset: str, rewrite_id: str) -> list[str]:
 
 
 def summarize(store: Store, dataset: str, rewrite_id: str) -> dict:
-    """Totals over the finished shards of a run, from their stats files."""
+    """Totals over the finished shards of a run, from their stats files (else the parquet's copy)."""
     from collections import Counter
 
     from laclip.errors import LaclipError
@@ -101,8 +101,9 @@ def summarize(store: Store, dataset: str, rewrite_id: str) -> dict:
     for sid in done:
         try:
             stats = json.loads(store.read_text(shard_stats(dataset, rewrite_id, sid)))
-        except (LaclipError, ValueError):
-            continue  # a pod killed before its stats: the next attempt restores them
+        except (LaclipError, ValueError):  # a pod killed between parquet and stats: the parquet has them too
+            with store.open_read(shard_output(dataset, rewrite_id, sid)) as f:
+                stats = stats_of(pq.read_schema(f))
         total["captions"] += stats.get("captions", 0)
         total["prompts"] += stats.get("prompts", 0)
         for per_source in stats.get("sources", {}).values():

@@ -31,6 +31,16 @@ def test_local_demo_with_eda(demo_copy):
                      progress=lambda done, total: seen.append((done, total))) == rid
     assert seen == [(4, 4)]  # every index already done: no process started
 
+    # A worker killed between a parquet and its stats: the summary still counts that shard, and a
+    # re-run restores the stats file (the index's worker starts only to do that).
+    store, stats_path = demo_copy, rout.shard_stats("demo", rid, "00002")
+    full = rout.summarize(store, "demo", rid)
+    store.delete(stats_path)
+    assert rout.summarize(store, "demo", rid) == full
+    seen.clear()
+    assert run_local(RewriteConfig(dataset="demo", engine="eda"), store, progress=lambda d, t: seen.append(d)) == rid
+    assert seen == [3, 4] and json.loads(store.read_text(stats_path))["shard"] == "00002"
+
 
 def test_local_demo_with_tiny_hf_model(demo_copy, tiny_llama):
     root = str(demo_copy.root)
