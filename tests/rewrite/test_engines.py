@@ -4,6 +4,7 @@ against a local OpenAI-compatible HTTP server, vllm's clear error where it is no
 from __future__ import annotations
 
 import json
+import random
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -49,6 +50,17 @@ def test_eda_without_wordnet_warns_and_swaps_or_deletes():
     outs = engine(requests_for([cap] * 20))
     assert all(sorted(o.split()) == sorted(cap.split()) or set(o.split()) < set(cap.split()) for o in outs)
     assert len(set(outs)) > 5  # each request has its own seed
+
+
+def test_eda_deletion_follows_alpha():
+    words = [f"w{i}" for i in range(1000)]
+    for alpha in (0.1, 0.5):
+        with pytest.warns(RuntimeWarning, match="WordNet"):
+            engine = EdaEngine(alpha=alpha, wordnet=False)
+        deleted = len(words) - len(engine.delete(words, 1, random.Random(0)))
+        assert abs(deleted / len(words) - alpha) < 0.05
+    with pytest.raises(UsageError, match="between 0 and 1"):
+        make_engine(RewriteConfig(dataset="demo", engine="eda", engine_options={"alpha": 1.5}))
 
 
 def test_eda_uses_synonyms_when_a_lexicon_is_there():

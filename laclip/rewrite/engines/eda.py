@@ -14,6 +14,7 @@ import warnings
 from functools import lru_cache
 from typing import Callable
 
+from laclip.errors import UsageError
 from laclip.rewrite.engines.base import Engine, Request
 
 STOPWORDS = frozenset(
@@ -52,6 +53,8 @@ class EdaEngine(Engine):
 
     def __init__(self, alpha: float = 0.1, synonyms: Callable[[str], list[str]] | None = None, wordnet: bool = True):
         self.alpha = float(alpha)
+        if not 0 < self.alpha <= 1:
+            raise UsageError(f"eda: alpha is the share of words changed, between 0 and 1, not {alpha!r}")
         self.synonyms = synonyms or (wordnet_synonyms() if wordnet else None)
         if self.synonyms is None:
             msg = ("eda: no WordNet corpus found (nltk.download('wordnet') where a network is available); "
@@ -118,9 +121,8 @@ class EdaEngine(Engine):
             out[i], out[j] = out[j], out[i]
         return out
 
-    @staticmethod
-    def delete(words: list[str], n: int, rng: random.Random, p: float = 0.1) -> list[str]:
-        kept = [w for w in words if rng.random() > p]
+    def delete(self, words: list[str], n: int, rng: random.Random) -> list[str]:
+        kept = [w for w in words if rng.random() > self.alpha]  # Wei & Zou: each word with probability alpha
         if len(kept) == len(words):  # delete at least one word so the rewrite differs
             del kept[rng.randrange(len(kept))]
         return kept or [words[rng.randrange(len(words))]]
