@@ -5,11 +5,13 @@ Rejection reasons, counted per source in the shard's stats:
 
 - `empty_input`: the caption itself is empty or blank (nothing to rewrite, no prompt sent)
 - `empty`:       nothing but whitespace or quotes before the newline
-- `too_short`:   fewer than 2 words (the paper's trainer drops those too)
+- `too_short`:   fewer than 2 words (the paper's trainer drops those too); in scripts written
+                 without spaces (Chinese, Japanese, Thai...) fewer than 3 such characters
 - `echo`:        the input again, up to case, spacing and punctuation
-- `repetition`:  runaway repetition (a word or phrase looping)
+- `repetition`:  runaway repetition (a word or a phrase of up to 4 words looping)
 - `scaffolding`: still contains the prompt's `=>` or instruction
-- `invalid`:     control characters or U+FFFD (broken decoding)
+- `invalid`:     control characters, line separators (U+0085, U+2028, U+2029) or U+FFFD (broken
+                 decoding); the input captions are cleaned of the same characters
 """
 
 from __future__ import annotations
@@ -20,9 +22,15 @@ import string
 from laclip.rewrite.prompts import INSTRUCTION
 
 REASONS = ("empty_input", "empty", "too_short", "echo", "repetition", "scaffolding", "invalid")
-MAX_OUTPUT_CHARS = 2000  # 77 tokens never decode to more; anything longer is garbage
+# Bounds the work on a runaway output: only its first 2000 characters are looked at (77 tokens of
+# ordinary text decode to a few hundred; a long max_new_tokens could exceed this and be cut here).
+MAX_OUTPUT_CHARS = 2000
+MIN_UNSPACED_CHARS = 3  # about 2 words of a script written without spaces
 
-_INVALID = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufffd]")
+# As prompts._CONTROL (what clean_caption removes from inputs), tab aside, plus U+FFFD.
+_INVALID = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ufffd]")
+# Han, kana, Thai, Lao, Myanmar, Khmer: written without spaces between words.
+_UNSPACED = re.compile(r"[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _ASCII_DROP = (string.punctuation + string.whitespace).encode()
 _PUNCT_TO_SPACE = str.maketrans({c: " " for c in string.punctuation + "\u2018\u2019\u201c\u201d\u2013\u2014\u2026"})
 _INSTRUCTION_HEAD = INSTRUCTION[:30].lower()
@@ -50,23 +58,22 @@ def _squash(low: str) -> str:
 
 
 def _repetitive(words: list[str]) -> bool:
-    """Runaway repetition: one word 4+ times in a row, or a short loop of phrases."""
+    """Runaway repetition: a word or a phrase of up to 4 words 4+ times in a row ("a dog a dog a dog
+    a dog"), or a long output of few distinct words."""
     n = len(words)
     if n < 6:
         return False
     uniq = len(set(words))
     if n >= 12 and uniq <= n // 4:
         return True
-    if n - uniq < 3:  # a word 4 times in a row needs at least 3 repeats
+    if n - uniq < 3:  # a phrase 4 times in a row repeats at least 3 words
         return False
-    same = list(map(str.__eq__, words, words[1:]))
-    if sum(same) < 3:
-        return False
-    run = 0
-    for s in same:
-        run = run + 1 if s else 0
-        if run >= 3:
-            return True
+    for p in range(1, min(4, n // 4) + 1):  # phrase length p: 4 copies are 3p words equal to the word p back
+        run = 0
+        for a, b in zip(words, words[p:]):
+            run = run + 1 if a == b else 0
+            if run >= 3 * p:
+                return True
     return False
 
 
@@ -75,10 +82,7 @@ def check(output: str, original_clean: str, original_normal: str | None = None) 
     normal(original_clean), when the caller has it already."""
     if len(output) > MAX_OUTPUT_CHARS:
         output = output[:MAX_OUTPUT_CHARS]
-    nl = output.find("\n")
-    text = (output if nl < 0 else output[:nl]).strip()
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in _QUOTES:  # as continuation(), inlined
-        text = text[1:-1].strip()
+    text = continuation(output)
     if not text:
         return "", "empty"
     if (not text.isprintable() and _INVALID.search(text)) or "\ufffd" in text:
@@ -87,7 +91,7 @@ def check(output: str, original_clean: str, original_normal: str | None = None) 
     if "=>" in text or _INSTRUCTION_HEAD in low:
         return "", "scaffolding"
     words = low.split()
-    if len(words) < 2:
+    if len(words) < 2 and len(_UNSPACED.findall(text)) < MIN_UNSPACED_CHARS:
         return "", "too_short"
     if _squash(low) == (original_normal if original_normal is not None else normal(original_clean)):
         return "", "echo"

@@ -25,6 +25,14 @@ ORIG = "a red dog on the beach"
     (" a dog \ufffd on sand", "invalid"),
     (" 🐶 🌊", None),
     (" 一只 红色的狗", None),
+    (" 一只红色的狗在海滩上", None),  # no spaces: counted by characters
+    (" สุนัขสีแดงบนชายหาด", None),
+    (" 狗", "too_short"),
+    (" a dog a dog a dog a dog a dog", "repetition"),
+    (" a dog a dog a dog a dog running along the sandy beach", "repetition"),
+    (" a dog and a dog and a cat on the sand", None),
+    (" a red fox\u2028runs on the sand", "invalid"),  # clean_caption removes these from inputs
+    (" a red fox\x85runs on the sand", "invalid"),
 ])
 def test_reasons(output, reason):
     text, why = check(output, ORIG)
