@@ -61,7 +61,6 @@ def render_rewrite_job(cfg: RewriteConfig, *, run: str, root: str, num_shards: i
     env = base_env(root, run) + [
         {"name": "HF_HOME", "value": "/tmp/.cache/huggingface"},
         {"name": "VLLM_CACHE_ROOT", "value": "/tmp/.cache/vllm"},
-        {"name": "LACLIP_REWRITE_ID", "value": rewrite_id},
     ]
     container: dict[str, Any] = {
         "name": CONTAINER,
