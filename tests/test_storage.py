@@ -45,6 +45,15 @@ def test_list_by_prefix(store):
     assert len(store.list()) == 4
 
 
+def test_list_stays_inside_the_store_folder(store):
+    store.write_bytes("datasets/x/00000.tar", b"1")
+    sibling = open_store(store.url + "-old")  # gs://b/some/prefix-old beside gs://b/some/prefix
+    sibling.write_bytes("datasets/x/00009.tar", b"2")
+    assert store.list() == store.list("") == ["datasets/x/00000.tar"]
+    assert store.list("datasets/") == ["datasets/x/00000.tar"]
+    assert sibling.list() == ["datasets/x/00009.tar"]
+
+
 def test_create_only(store):
     store.write_bytes("out/00000.parquet", b"first", create_only=True)
     with pytest.raises(AlreadyExists, match="already exists"):

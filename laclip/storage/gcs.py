@@ -153,16 +153,14 @@ class GCSStore(Store):
         return self._call("check", path, lambda: blob.exists(retry=self._retry, timeout=self.request_timeout))
 
     def list(self, prefix: str = "") -> list[str]:
-        full = self._key(prefix)
-        if prefix.endswith("/"):
-            full += "/"
-        strip = len(self.prefix) + 1 if self.prefix else 0
+        # The store's folder always ends in "/": gs://b/laclip must not list gs://b/laclip-old/...
+        base = f"{self.prefix}/" if self.prefix else ""
+        search = base + prefix.lstrip("/")
 
         def run():
-            blobs = self.bucket.client.list_blobs(
-                self.bucket_name, prefix=(full or None) if not self.prefix else full,
-                retry=self._retry, timeout=self.request_timeout)
-            return sorted(b.name[strip:] for b in blobs if not b.name.endswith("/"))
+            blobs = self.bucket.client.list_blobs(self.bucket_name, prefix=search or None,
+                                                  retry=self._retry, timeout=self.request_timeout)
+            return sorted(b.name[len(base):] for b in blobs if not b.name.endswith("/"))
 
         return self._call("list", prefix, run)
 
