@@ -143,6 +143,21 @@ def test_store_down_gives_clear_error_after_retries(gcs_emulator, gcs_bucket):
     assert not store.exists("during")
 
 
+def test_store_down_while_streaming_is_a_store_error(gcs_emulator, gcs_bucket):
+    """Not an OSError: readers such as the tar streamer would call that a corrupt file."""
+    store = GCSStore(gcs_bucket, retry_timeout=2, request_timeout=2)
+    store.write_bytes("shard.tar", b"t" * 4096)
+    reader = store.open_read("shard.tar")
+    gcs_emulator.stop()
+    try:
+        with pytest.raises(StoreUnavailable, match=r"could not read gs://.*/shard\.tar"):
+            reader.read(100)
+    finally:
+        gcs_emulator.start()
+    with store.open_read("shard.tar") as f:
+        assert f.read(4) == b"tttt" and f.seekable() and f.seek(4090) == 4090 and f.read() == b"t" * 6
+
+
 def test_short_outage_is_ridden_out_by_retries(gcs_emulator, gcs_bucket):
     store = GCSStore(gcs_bucket, retry_timeout=30, request_timeout=2)
     gcs_emulator.stop()

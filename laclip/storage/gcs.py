@@ -10,6 +10,7 @@ partial object behind.
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import BinaryIO
@@ -119,7 +120,7 @@ class GCSStore(Store):
     def open_read(self, path: str) -> BinaryIO:
         blob = self.bucket.blob(self._key(path))
         self._call("open", path, lambda: blob.reload(retry=self._retry, timeout=self.request_timeout))
-        return blob.open("rb", retry=self._retry)
+        return _TranslatingReader(blob.open("rb", retry=self._retry), lambda exc: self._translate(exc, path, "read"))
 
     def write_bytes(self, path: str, data: bytes, *, create_only: bool = False) -> None:
         blob = self.bucket.blob(self._key(path))
@@ -167,6 +168,51 @@ class GCSStore(Store):
     def delete(self, path: str) -> None:
         blob = self.bucket.blob(self._key(path))
         self._call("delete", path, lambda: blob.delete(retry=self._retry, timeout=self.request_timeout))
+
+
+class _TranslatingReader(io.BufferedIOBase):
+    """A blob reader whose errors mid-stream are storage errors, like every other call: a
+    dropped connection is `StoreUnavailable`, not an OSError that readers take for a corrupt file."""
+
+    def __init__(self, raw: BinaryIO, translate):
+        super().__init__()
+        self._raw, self._translate = raw, translate
+
+    def _do(self, fn, *args):
+        try:
+            return fn(*args)
+        except StorageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - translated, with the cause kept
+            raise self._translate(exc) from exc
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self._do(self._raw.read, -1 if size is None else size)
+
+    def read1(self, size: int = -1) -> bytes:
+        return self._do(self._raw.read1 if hasattr(self._raw, "read1") else self._raw.read, size)
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._do(self._raw.seek, offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return self._raw.seekable()
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
 
 
 def _is_network_error(exc: BaseException) -> bool:
