@@ -119,9 +119,15 @@ def eval_command(
         return
     from laclip_jobs.eval import create_job
 
-    name = create_job(objects[0])
-    out.print(f"created Job {cfg.cluster.namespace}/{name}; follow it with "
-              f"`kubectl get pods -n {cfg.cluster.namespace} -l laclip.dev/run={cfg.run}` or `laclip status {cfg.run}`")
+    name, outcome = create_job(objects[0])
+    ns = cfg.cluster.namespace
+    if outcome == "created":
+        out.print(f"created Job {ns}/{name}; follow it with "
+                  f"`kubectl get pods -n {ns} -l laclip.dev/run={cfg.run}` or `laclip status {cfg.run}`")
+    else:
+        why = "same request" if outcome == "same" else "this account may not read it to compare"
+        out.print(f"Job {ns}/{name} already exists ({why}): not created again; `laclip status {cfg.run}` follows it",
+                  soft_wrap=True)
     if wait:
         _wait(name, cfg.cluster.namespace, timeout)
         _print_records(cfg, _records(cfg))

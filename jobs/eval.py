@@ -7,7 +7,8 @@ what a training run calls after writing a checkpoint to queue its evaluation:
     submit_eval_for_checkpoint("gs://bucket/checkpoints/RUN/step_1000.pt", datasets=["imagenet1k"])
 
 It creates the Job through the kubernetes client (in-cluster credentials inside a pod, the
-kubeconfig elsewhere) and returns the Job's name; creating it twice is harmless (409 -> same name).
+kubeconfig elsewhere) and returns the Job's name; asking twice for the same evaluation is harmless
+(the Job stands), while asking for other datasets or tasks while that Job exists is an error.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from laclip_jobs.common import (
 COMPONENT = "eval"
 CONTAINER = "eval"
 CHECKPOINT_LABEL = "laclip.dev/checkpoint"
+# What a Job evaluates, compared when a Job of the same name already exists.
+DATASETS_ANNOTATION = "laclip.dev/datasets"
+TASKS_ANNOTATION = "laclip.dev/tasks"
 # The worker exits with this code for bad input (unknown dataset, wrong checkpoint...):
 # retrying cannot help, so the pod failure policy fails the index at once.
 EXIT_BAD_INPUT = 3
@@ -109,7 +113,7 @@ def render_eval_job(cfg: EvalConfig) -> list[dict[str, Any]]:
             "namespace": check_name(cluster.namespace, "namespace"),
             "labels": {**object_labels(COMPONENT, cfg.run, dataset, cluster), **ckpt_label},
             "annotations": {"laclip.dev/checkpoint-url": cfg.checkpoint_url,
-                            "laclip.dev/datasets": ",".join(cfg.datasets)},
+                            DATASETS_ANNOTATION: ",".join(cfg.datasets), TASKS_ANNOTATION: ",".join(cfg.tasks)},
         },
         "spec": spec,
     }
@@ -135,8 +139,11 @@ def connect():
     return client.ApiClient()
 
 
-def create_job(job: dict[str, Any], api_client=None) -> str:
-    """Create the Job; an existing Job of the same name (a repeated request) is left as it is."""
+def create_job(job: dict[str, Any], api_client=None) -> tuple[str, str]:
+    """Create the Job. (name, "created"); (name, "same") when a Job of that name already asks for
+    the same datasets and tasks (a repeated request: it stands); (name, "unchecked") when it
+    exists but this account may not read it. A Job asking for other datasets or tasks is an error:
+    the name (run + checkpoint) is taken, and reusing it would silently evaluate the old request."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
@@ -144,17 +151,31 @@ def create_job(job: dict[str, Any], api_client=None) -> str:
         api_client = connect()
     api = client.BatchV1Api(api_client)
     meta = job["metadata"]
+    where = f"{meta['namespace']}/{meta['name']}"
     try:
         api.create_namespaced_job(meta["namespace"], job)
+        return meta["name"], "created"
     except ApiException as exc:
-        if exc.status != 409:  # 409: the same eval was asked for before; that Job stands
-            raise LaclipError(f"creating Job {meta['namespace']}/{meta['name']}: the API server answered "
-                              f"{exc.status} {exc.reason}") from None
-    return meta["name"]
+        if exc.status != 409:
+            raise LaclipError(f"creating Job {where}: the API server answered {exc.status} {exc.reason}") from None
+    try:
+        existing = api.read_namespaced_job(meta["name"], meta["namespace"]).metadata.annotations or {}
+    except ApiException as exc:
+        if exc.status == 403:  # the training pods' Role may only create: the Job stands, as asked before
+            return meta["name"], "unchecked"
+        raise LaclipError(f"Job {where} exists but cannot be read: {exc.status} {exc.reason}") from None
+    for key in (DATASETS_ANNOTATION, TASKS_ANNOTATION):
+        want, have = meta["annotations"][key], existing.get(key)
+        if have is not None and set(have.split(",")) != set(want.split(",")):  # older Jobs have no tasks
+            what = key.rsplit("/", 1)[-1]
+            raise LaclipError(f"Job {where} already evaluates this checkpoint with {what} {have}, not {want}: "
+                              f"delete it first (`kubectl delete job -n {meta['namespace']} {meta['name']}`; "
+                              f"its results stay) or ask for the same {what}")
+    return meta["name"], "same"
 
 
 def submit_eval_for_checkpoint(checkpoint: str, root: str | None = None, *, api_client=None,
                                **options) -> str:
     """Queue an eval Job for one checkpoint (the hook for the training stage); the Job name."""
     cfg = EvalConfig.for_checkpoint(checkpoint, root=root, **options)
-    return create_job(render_eval_job(cfg)[0], api_client)
+    return create_job(render_eval_job(cfg)[0], api_client)[0]

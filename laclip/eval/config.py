@@ -42,7 +42,7 @@ class FewShotOptions(BaseModel):
 class LinearProbeOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    val_fraction: float = Field(0.2, gt=0, lt=1, description="held out of train when the dataset has no val split")
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="held out of train when no val_split is set")
     # L2 strength lambda searched on a log grid, then refined around the best (as the CLIP paper does).
     reg_min: float = 1e-6
     reg_max: float = 1e2

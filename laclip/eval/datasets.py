@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import io
 import tarfile
+from contextlib import closing
 from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
+from itertools import islice
 from typing import Iterator
 
 from laclip.errors import DataError, NotFound, UsageError
@@ -86,6 +88,12 @@ class EvalDataset:
             raise DataError(f"{self.url(split, 'nshards.txt')} promises {len(paths)} shards but "
                             f"{self.store.url_of(missing[0])} is missing ({len(missing)} missing in all)")
         return paths
+
+    def captioned(self, split: str) -> bool:
+        """Whether the split's first sample has a .txt caption. CLIP_benchmark's sets caption every
+        sample or none, so one sample tells whether retrieval can run, without reading the split."""
+        with closing(_iter_tar_groups(self.store, self.shard_paths(split)[0])) as groups:
+            return any("txt" in parts for _, parts in islice(groups, 1))
 
     # -- class names and prompt templates ------------------------------------------------
     def classnames(self, option: str = "auto") -> list[str]:

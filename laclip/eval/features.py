@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import tempfile
+import zipfile
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -200,25 +201,42 @@ def cache_path(cfg: EvalConfig, dataset: str, split: str) -> str:
     return f"{cfg.out_dir}/features/{dataset}/{split}.npz"
 
 
+def _cached_source(meta: dict) -> tuple:
+    # `.pt` may be left off a checkpoint reference: with or without, it is the same file.
+    checkpoint, dataset = str(meta.get("checkpoint", "")), str(meta.get("dataset", ""))
+    return meta.get("model"), checkpoint.removesuffix(".pt"), dataset.rstrip("/")
+
+
 def split_features(cfg: EvalConfig, lm: LoadedModel, ds: EvalDataset, split: str, store: Store) -> Features:
-    """Image features of a split: from the cache when there, else computed and cached (create-only)."""
+    """Image features of a split: from the cache when it holds this model, checkpoint and dataset,
+    else computed and cached (create-only, or over a stale cache)."""
     path = cache_path(cfg, ds.name, split)
+    meta = {"model": lm.name, "checkpoint": cfg.checkpoint_url, "dataset": ds.url(), "split": split}
+    stale = False
     if cfg.cache_features:
         try:
             with np.load(io.BytesIO(store.read_bytes(path)), allow_pickle=False) as z:
-                log.info("features from cache %s", store.url_of(path))
-                meta = json.loads(str(z["meta"]))
-                return Features(z["features"], z["labels"], meta["keys"], meta["captions"])
+                cached = json.loads(str(z["meta"]))
+                if _cached_source(cached) == _cached_source(meta):
+                    log.info("features from cache %s", store.url_of(path))
+                    return Features(z["features"], z["labels"], cached["keys"], cached["captions"])
+            # Say, a dataset of the same folder name elsewhere, or the checkpoint under another --model.
+            log.warning("features cache %s holds %s of %s (%s), not %s of %s (%s): computing them again",
+                        store.url_of(path), cached.get("dataset"), cached.get("checkpoint"), cached.get("model"),
+                        meta["dataset"], meta["checkpoint"], meta["model"])
+            stale = True
         except (NotFound, FileNotFoundError):
             pass
+        except (ValueError, KeyError, OSError, zipfile.BadZipFile) as exc:
+            log.warning("features cache %s is unreadable (%s): computing them again", store.url_of(path), exc)
+            stale = True
     feats = compute_image_features(lm, ds, split, cfg.batch_size, cfg.workers)
     if cfg.cache_features:
         buf = io.BytesIO()
-        meta = json.dumps({"keys": feats.keys, "captions": feats.captions, "model": lm.name,
-                           "checkpoint": cfg.checkpoint_url, "dataset": ds.url(), "split": split})
-        np.savez(buf, features=feats.features, labels=feats.labels, meta=np.array(meta))
+        text = json.dumps({"keys": feats.keys, "captions": feats.captions, **meta})
+        np.savez(buf, features=feats.features, labels=feats.labels, meta=np.array(text))
         try:
-            store.write_bytes(path, buf.getvalue(), create_only=True)
+            store.write_bytes(path, buf.getvalue(), create_only=not stale)
         except AlreadyExists:  # another pod finished the same split first: same features
             pass
     return feats

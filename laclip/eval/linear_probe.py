@@ -1,9 +1,10 @@
 """Linear probe: multinomial logistic regression on frozen features, fitted with L-BFGS.
 
-The L2 strength is chosen on a validation split (the dataset's own, else a seeded stratified
-holdout of train): a log-spaced sweep, then a few bisection-like refinements around the best,
-as the CLIP paper describes. The chosen strength is refitted on train + validation and
-scored on test. Full-batch torch L-BFGS runs on the GPU in the pod and on CPU in tests.
+The L2 strength is chosen on validation features (the split named by EvalConfig.val_split when
+one is set, by default none; else a seeded stratified holdout of train): a log-spaced sweep, then
+a few bisection-like refinements around the best, as the CLIP paper describes. The chosen
+strength is refitted on train + validation and scored on test. Full-batch torch L-BFGS runs on
+the GPU in the pod and on CPU in tests.
 """
 
 from __future__ import annotations

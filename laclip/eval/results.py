@@ -13,7 +13,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from laclip.errors import AlreadyExists, NotFound
+from laclip.errors import AlreadyExists, LaclipError, NotFound
 from laclip.storage.base import Store
 
 # The one number per task a table shows, in CLIP_benchmark's metric names.
@@ -120,8 +120,11 @@ def markdown(header: list[str], body: list[list[str]]) -> str:
 def chart(rows: list[Row], path: str) -> None:
     """Training curves (metric vs step, one line per run, dataset and task) when the runs have
     several step_N checkpoints; otherwise grouped bars, one bar per checkpoint. Percent."""
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:  # the base install (submit, report tables) has no matplotlib
+        raise LaclipError("the chart needs matplotlib: `pip install matplotlib` (or laclip[eval]), "
+                          "or pass --no-png for the table only") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

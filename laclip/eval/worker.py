@@ -14,6 +14,8 @@ import os
 import sys
 import time
 
+from pydantic import ValidationError
+
 from laclip import __version__
 from laclip.errors import DataError, LaclipError, NotFound, UsageError
 from laclip.eval.config import TASK_RESULT_NAMES, EvalConfig
@@ -21,42 +23,87 @@ from laclip.storage import open_store
 
 log = logging.getLogger("laclip.eval")
 EXIT_BAD_INPUT = 3  # laclip_jobs.eval.EXIT_BAD_INPUT
+CONFIG_ENV = "LACLIP_EVAL_CONFIG"
 
 
 def pending_tasks(cfg: EvalConfig, ds, store) -> list[str]:
+    """The tasks without a result for ds. Results are kept by dataset folder name, so one left by
+    another dataset of the same name (say cifar10 and gs://x/eval/cifar10) is an error, not a result."""
     from laclip.eval.results import result_path
 
-    return [t for t in cfg.tasks
-            if not store.exists(result_path(cfg.run, cfg.checkpoint_name, ds.name, TASK_RESULT_NAMES[t]))]
+    todo = []
+    for task in cfg.tasks:
+        path = result_path(cfg.run, cfg.checkpoint_name, ds.name, TASK_RESULT_NAMES[task])
+        try:
+            record = json.loads(store.read_text(path))
+        except NotFound:
+            todo.append(task)
+            continue
+        except ValueError:
+            continue  # written but unreadable: it stands, as every create-only result does
+        info = record.get("laclip") if isinstance(record, dict) else None
+        theirs = info.get("dataset_url") if isinstance(info, dict) else None
+        if theirs and theirs.rstrip("/") != ds.url().rstrip("/"):
+            raise UsageError(f"{store.url_of(path)} is a result of dataset {theirs}, not {ds.url()}: both are "
+                             f"named {ds.name!r}; rename one folder, or delete that result to evaluate this one")
+    return todo
 
 
-def evaluate_dataset(cfg: EvalConfig, ds, lm, store) -> list[dict]:
+def supported_tasks(cfg: EvalConfig, ds, tasks: list[str]) -> list[str]:
+    """`tasks` less those ds cannot do (logged): they would write no result, so stay pending and
+    make every later run load the checkpoint again."""
+    if ds.kind == "retrieval":
+        dropped, why = [t for t in tasks if t != "retrieval"], "it is a retrieval dataset"
+    elif "retrieval" in tasks and not _captioned(ds, cfg.test_split):
+        dropped, why = ["retrieval"], f"its {cfg.test_split} split has no .txt captions"
+    else:
+        dropped, why = [], ""
+    if dropped:
+        log.warning("%s: skipping %s: %s", ds.name, ", ".join(dropped), why)
+    return [t for t in tasks if t not in dropped]
+
+
+def _captioned(ds, split: str) -> bool:
+    try:
+        return ds.captioned(split)
+    except (DataError, NotFound):
+        return True  # cannot tell from the shards (cached features may stand in): retrieval says what it finds
+
+
+def _require_labels(feats, where: str, task: str) -> None:
+    """Classification needs a .cls on every sample: few-shot would take the -1 of the unlabelled
+    ones as a class, and the linear probe would index out of its classifier."""
+    missing = int((feats.labels < 0).sum())
+    if missing:
+        raise DataError(f"{where}: {missing} of {len(feats.labels)} samples have no .cls label; {task} needs one "
+                        "on every sample")
+
+
+def evaluate_dataset(cfg: EvalConfig, ds, lm, store, todo: list[str] | None = None) -> list[dict]:
     from laclip.eval import fewshot, linear_probe, retrieval, zeroshot
     from laclip.eval.features import split_features
     from laclip.eval.results import result_path, write_result
 
-    todo = pending_tasks(cfg, ds, store)
+    if todo is None:
+        todo = supported_tasks(cfg, ds, pending_tasks(cfg, ds, store))
     feats = {}
 
-    def split(name: str):
+    def split(name: str, task: str | None = None):
+        """A split's features; with a task, one that needs every sample labelled."""
         if name not in feats:
             feats[name] = split_features(cfg, lm, ds, name, store)
+        if task:
+            _require_labels(feats[name], ds.url(name), task)
         return feats[name]
 
     has_train = ds.has_split(cfg.train_split)
     done = []
     for task in todo:
         start = time.perf_counter()
-        test = split(cfg.test_split)
+        test = split(cfg.test_split, None if task == "retrieval" else task)
         extra: dict = {"split": cfg.test_split}
         if task == "retrieval":
-            if not any(test.captions):
-                log.warning("%s has no .txt captions: skipping retrieval", ds.name)
-                continue
             metrics = retrieval.evaluate(lm, test.features, test.captions, cfg.recall_k, where=ds.url(cfg.test_split))
-        elif ds.kind == "retrieval":
-            log.warning("%s is a retrieval dataset: skipping %s", ds.name, task)
-            continue
         elif task == "zeroshot":
             classnames, templates = ds.classnames(cfg.classnames), ds.templates(cfg.templates)
             metrics = zeroshot.evaluate(lm, test.features, test.labels, classnames, templates,
@@ -64,7 +111,7 @@ def evaluate_dataset(cfg: EvalConfig, ds, lm, store) -> list[dict]:
             extra.update(classes=len(classnames), templates=len(templates))
         elif task == "fewshot":
             fs = cfg.fewshot
-            support = split(cfg.train_split) if has_train else None
+            support = split(cfg.train_split, task) if has_train else None
             metrics = fewshot.evaluate(
                 test.features, test.labels, support.features if support else None,
                 support.labels if support else None, ways=fs.ways, shots=fs.shots, queries=fs.queries,
@@ -73,8 +120,8 @@ def evaluate_dataset(cfg: EvalConfig, ds, lm, store) -> list[dict]:
         else:  # linear_probe
             if not has_train:
                 raise DataError(f"linear probe needs a {cfg.train_split!r} split in {ds.url()}")
-            train = split(cfg.train_split)
-            val = split(cfg.val_split) if cfg.val_split else None
+            train = split(cfg.train_split, task)
+            val = split(cfg.val_split, task) if cfg.val_split else None
             lp = cfg.linear_probe
             metrics = linear_probe.evaluate(
                 train.features, train.labels, test.features, test.labels,
@@ -117,9 +164,11 @@ def run_eval(cfg: EvalConfig, datasets: list[str] | None = None) -> list[dict]:
     _check_same_checkpoint(cfg, store)
     # Every dataset is checked before the (possibly large) checkpoint is fetched and loaded.
     found = [open_eval_dataset(store, ref) for ref in datasets or cfg.datasets]
-    work = [ds for ds in found if pending_tasks(cfg, ds, store)]
-    for ds in set(found) - set(work):
-        log.info("%s: every task already has a result", ds.name)
+    todo = {ds: supported_tasks(cfg, ds, pending_tasks(cfg, ds, store)) for ds in found}
+    for ds in found:
+        if not todo[ds]:
+            log.info("%s: every task it can do already has a result", ds.name)
+    work = [ds for ds in found if todo[ds]]
     if not work:
         return []
     from laclip.eval.features import load_model  # torch and open_clip: only once there is work
@@ -130,7 +179,7 @@ def run_eval(cfg: EvalConfig, datasets: list[str] | None = None) -> list[dict]:
                  {"config": cfg.model_dump(exclude={"cluster"}), "model": lm.name, "version": __version__})
     results = []
     for ds in work:
-        results.extend(evaluate_dataset(cfg, ds, lm, store))
+        results.extend(evaluate_dataset(cfg, ds, lm, store, todo[ds]))
     return results
 
 
@@ -151,13 +200,24 @@ def _setup_logging() -> None:
     logging.getLogger("laclip").setLevel(logging.INFO)  # open_clip logs its set-up chatter on the root logger
 
 
+def _read_config(text: str | None) -> EvalConfig:
+    text = text if text is not None else os.environ.get(CONFIG_ENV)
+    if not text:
+        raise UsageError(f"no eval config: pass --config '<EvalConfig JSON>' or set ${CONFIG_ENV}")
+    try:
+        return EvalConfig.model_validate_json(text)
+    except ValidationError as exc:  # pydantic's message spans lines: one line per problem, joined
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
+        raise UsageError(f"invalid eval config: {problems}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m laclip.eval.worker", description=__doc__)
-    parser.add_argument("--config", help="EvalConfig as JSON (default: $LACLIP_EVAL_CONFIG)")
+    parser.add_argument("--config", help=f"EvalConfig as JSON (default: ${CONFIG_ENV})")
     args = parser.parse_args(argv)
     _setup_logging()
     try:
-        cfg = EvalConfig.model_validate_json(args.config or os.environ["LACLIP_EVAL_CONFIG"])
+        cfg = _read_config(args.config)
         index = os.environ.get("JOB_COMPLETION_INDEX")
         datasets = [cfg.datasets[int(index)]] if index is not None and len(cfg.datasets) > 1 else None
         run_eval(cfg, datasets)

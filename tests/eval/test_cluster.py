@@ -7,10 +7,11 @@ import threading
 
 import kmock
 import pytest
+import yaml
 
 from laclip.errors import LaclipError
 from laclip.eval.config import EvalConfig
-from laclip_jobs.eval import job_name, render_eval_job, submit_eval_for_checkpoint
+from laclip_jobs.eval import create_job, job_name, render_eval_job, submit_eval_for_checkpoint
 
 JOBS = kmock.resource("batch", "v1", "jobs")
 
@@ -65,6 +66,52 @@ def test_training_hook_creates_the_job_once(api):
     # A second request for the same checkpoint is not an error and makes no second Job.
     assert submit_eval_for_checkpoint(CKPT, datasets=["imagenet1k", "demo-eval"], api_client=api.client()) == name
     assert [k for k in api.emu.objects if k[0] == JOBS] == [(JOBS, "laclip", name)]
+    # The same datasets in another order are the same request.
+    assert submit_eval_for_checkpoint(CKPT, datasets=["demo-eval", "imagenet1k"], api_client=api.client()) == name
+
+
+def test_another_request_for_the_same_checkpoint_is_refused(api):
+    submit_eval_for_checkpoint(CKPT, datasets=["imagenet1k"], tasks="zeroshot", api_client=api.client())
+    # Same Job name (run + checkpoint): reusing it would silently evaluate the first request.
+    with pytest.raises(LaclipError, match=r"Job laclip/eval-cc12m-laclip-step-2000 already evaluates this checkpoint "
+                                          r"with datasets imagenet1k, not demo-eval: delete it first "
+                                          r"\(`kubectl delete job -n laclip eval-cc12m-laclip-step-2000`"):
+        submit_eval_for_checkpoint(CKPT, datasets=["demo-eval"], tasks="zeroshot", api_client=api.client())
+    with pytest.raises(LaclipError, match="with tasks zeroshot, not zeroshot,fewshot"):
+        submit_eval_for_checkpoint(CKPT, datasets=["imagenet1k"], tasks="zeroshot,fewshot", api_client=api.client())
+
+
+def test_a_create_only_account_keeps_asking_twice_harmless(api):
+    """The training pods' Role may create Jobs but not read them: a 409 then leaves the Job as it is."""
+    submit_eval_for_checkpoint(CKPT, datasets=["imagenet1k"], api_client=api.client())
+    api.emu["get", JOBS] << 403
+    job = render_eval_job(EvalConfig.for_checkpoint(CKPT, datasets="demo-eval"))[0]
+    assert create_job(job, api.client()) == ("eval-cc12m-laclip-step-2000", "unchecked")
+
+
+def test_cli_says_whether_it_created_the_job(api, tmp_path):
+    from typer.testing import CliRunner
+
+    from laclip_cli.main import app
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "kmock",
+        "clusters": [{"name": "kmock", "cluster": {"server": api.url}}],
+        "users": [{"name": "kmock", "user": {"token": "t"}}],
+        "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "kmock"}}]}))
+    runner = CliRunner()
+    args = ["submit", "eval", "--checkpoint", CKPT, "--datasets", "demo-eval", "--tasks", "zeroshot"]
+    env = {"KUBECONFIG": str(kubeconfig), "LACLIP_ROOT": ""}
+    first = runner.invoke(app, args, env=env)
+    assert first.exit_code == 0, first.output
+    assert "created Job laclip/eval-cc12m-laclip-step-2000" in first.output
+    again = runner.invoke(app, args, env=env)
+    assert again.exit_code == 0, again.output
+    assert "Job laclip/eval-cc12m-laclip-step-2000 already exists (same request): not created again" in again.output
+    assert "created Job" not in again.output
+    other = runner.invoke(app, args[:-1] + ["fewshot"], env=env)
+    assert other.exit_code != 0 and "already evaluates this checkpoint with tasks zeroshot" in str(other.exception)
 
 
 def test_wait_reports_completion_and_failure(api):

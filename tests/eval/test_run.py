@@ -21,6 +21,19 @@ from .conftest import TINY, TINY_WIDE, save_checkpoint
 FAST = dict(workers=0, batch_size=64)
 
 
+def rewrite_shard(store, path: str, drop) -> None:
+    """The shard again, less the members whose name `drop` picks."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(store.read_bytes(path))) as src, tarfile.open(fileobj=buf, mode="w") as out:
+        for member in src.getmembers():
+            if not drop(member.name):
+                out.addfile(member, src.extractfile(member))
+    store.write_bytes(path, buf.getvalue())
+
+
 def root_of(store) -> str:
     return str(store.local_path(""))
 
@@ -168,3 +181,94 @@ def test_report_of_a_training_curve(tmp_path):
     assert body[2][2:] == ["50.0", "50.0 ±1.0"]
     chart(rows, str(tmp_path / "curve.png"))
     assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_without_matplotlib_is_a_clear_error(tmp_path, monkeypatch):
+    from laclip.errors import LaclipError
+    from laclip.eval.results import result_path, write_result
+    from laclip.storage import open_store
+
+    store = open_store(str(tmp_path / "store"))
+    write_result(store, result_path("run-a", "step_1", "demo-eval", "zeroshot_classification"),
+                 {"dataset": "demo-eval", "task": "zeroshot_classification", "metrics": {"acc1": 0.5}})
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as in the base install: `import matplotlib` fails
+    runner = CliRunner()
+    env = {"LACLIP_ROOT": str(tmp_path / "store")}
+    res = runner.invoke(app, ["eval", "report", "run-a", "--png", str(tmp_path / "c.png")], env=env)
+    assert isinstance(res.exception, LaclipError) and "pass --no-png" in str(res.exception)
+    assert runner.invoke(app, ["eval", "report", "run-a", "--no-png"], env=env).exit_code == 0
+
+
+def test_unlabelled_samples_are_a_data_error_for_every_classification_task(ckpt_store):
+    # Six samples per split without .cls: enough that few-shot would have taken -1 as a class.
+    for split in ("train", "test"):
+        rewrite_shard(ckpt_store, f"datasets/demo-eval/{split}/0.tar",
+                      lambda name: name.endswith(".cls") and int(name[1:7]) < 6)
+    cfg = EvalConfig.for_checkpoint("clip-run/step_1", root=root_of(ckpt_store), **FAST)
+    for task in ("fewshot", "linear_probe", "zeroshot"):
+        with pytest.raises(DataError, match=rf"demo-eval/test: 6 of 80 samples have no .cls label; {task} needs"):
+            run_eval(cfg.model_copy(update={"tasks": [task]}))
+    # Retrieval needs captions, not labels.
+    assert run_eval(cfg.model_copy(update={"tasks": ["retrieval"]}))[0]["task"] == "zeroshot_retrieval"
+
+
+def test_unlabelled_support_split(ckpt_store):
+    rewrite_shard(ckpt_store, "datasets/demo-eval/train/0.tar", lambda name: name.endswith(".cls") and
+                  int(name[1:7]) < 6)
+    cfg = EvalConfig.for_checkpoint("clip-run/step_1", root=root_of(ckpt_store), tasks="linear_probe", **FAST)
+    with pytest.raises(DataError, match=r"demo-eval/train: 6 of 80 samples have no .cls label; linear_probe"):
+        run_eval(cfg)
+
+
+def test_tasks_a_dataset_cannot_do_are_not_left_pending(ckpt_store, caplog):
+    rewrite_shard(ckpt_store, "datasets/demo-eval/test/0.tar", lambda name: name.endswith(".txt"))
+    cfg = EvalConfig.for_checkpoint("clip-run/step_1", root=root_of(ckpt_store), tasks="zeroshot,retrieval",
+                                    **FAST)
+    assert [r["task"] for r in run_eval(cfg)] == ["zeroshot_classification"]
+    assert "demo-eval: skipping retrieval: its test split has no .txt captions" in caplog.text
+    # A re-run has nothing to do: it does not even fetch the checkpoint.
+    ckpt_store.delete("checkpoints/clip-run/step_1.pt")
+    caplog.clear()
+    with caplog.at_level("INFO", logger="laclip.eval"):
+        assert run_eval(cfg) == []
+    assert "demo-eval: every task it can do already has a result" in caplog.text
+
+
+def test_a_dataset_of_the_same_name_elsewhere(ckpt_store, tmp_path, caplog):
+    """Results and features are kept by dataset folder name: another folder of that name must not
+    read the first one's cached features, nor pass its results off as its own."""
+    import shutil
+
+    root = root_of(ckpt_store)
+    cfg = EvalConfig.for_checkpoint("clip-run/step_1", root=root, tasks="zeroshot", **FAST)
+    run_eval(cfg)
+    other = tmp_path / "elsewhere" / "demo-eval"
+    shutil.copytree(ckpt_store.local_path("datasets/demo-eval"), other)
+    (other / "test" / "0.tar").write_bytes((other / "train" / "0.tar").read_bytes())  # other images
+    moved = cfg.model_copy(update={"datasets": [str(other)], "tasks": ["retrieval"]})
+    (record,) = run_eval(moved)
+    assert record["laclip"]["images"] == 80 and record["laclip"]["dataset_url"] == str(other)
+    assert "computing them again" in caplog.text  # the cache held the other folder's features
+    import io
+
+    import numpy as np
+
+    with np.load(io.BytesIO(ckpt_store.read_bytes("evals/clip-run/step_1/features/demo-eval/test.npz"))) as z:
+        assert json.loads(str(z["meta"]))["dataset"] == str(other)  # the cache now holds this folder's features
+    with pytest.raises(UsageError, match=r"zeroshot_classification.json is a result of dataset .*root/datasets/"
+                                         r"demo-eval, not .*elsewhere/demo-eval: both are named 'demo-eval'"):
+        run_eval(moved.model_copy(update={"tasks": ["zeroshot"]}))
+
+
+@pytest.mark.parametrize("config, message", [
+    (None, "no eval config: pass --config"),
+    ("{not json", "invalid eval config: config: Invalid JSON"),
+    ('{"run": 1}', "invalid eval config: root: Field required; checkpoint_root: Field required"),
+])
+def test_worker_without_a_valid_config(config, message):
+    env = {k: v for k, v in os.environ.items() if k != "LACLIP_EVAL_CONFIG"}
+    args = [] if config is None else ["--config", config]
+    proc = subprocess.run([sys.executable, "-m", "laclip.eval.worker", *args], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 3, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr

@@ -45,3 +45,13 @@ def test_triggers_auth_submit_and_summary():
     assert "eval report" in summary["run"] and "--markdown" in summary["run"]
     # Inputs go through env, never into the script text (no script injection).
     assert all("${{ github.event.inputs" not in s["run"] and "${{ inputs" not in s["run"] for s in runs)
+
+
+def test_installs_what_the_report_step_needs():
+    """The summary step draws the --png chart: matplotlib must be installed (the base install has none)."""
+    steps = load()["jobs"]["eval"]["steps"]
+    runs = [s["run"] for s in steps if "run" in s]
+    install = next(i for i, r in enumerate(runs) if "pip install" in r)
+    report = next(i for i, r in enumerate(runs) if "eval report" in r)
+    assert install < report and "--png" in runs[report]
+    assert "matplotlib" in runs[install] or "[eval]" in runs[install]
