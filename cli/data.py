@@ -23,12 +23,14 @@ def synth(
     from rich.progress import Progress
 
     from laclip.data.registry import discover
-    from laclip.data.synth import synth_demo
+    from laclip.data.synth import is_complete, synth_demo
 
     store = state.store()
-    if "demo" in discover(store) and not overwrite:
+    if is_complete(store) and not overwrite:
         out.print(f"demo dataset already in {store.url_of('datasets/demo')}/ (use --overwrite to rebuild)")
     else:
+        if "demo" in discover(store) and not overwrite:
+            out.print("completing an interrupted build (shards already written are kept)")
         start = time.perf_counter()
         with Progress(transient=True) as progress:
             task = progress.add_task("drawing shards", total=shards)

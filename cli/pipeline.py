@@ -86,11 +86,9 @@ def pipeline(
 
 
 def _ensure_demo(store) -> None:
-    from laclip.data.registry import discover
-    from laclip.data.synth import synth_demo
+    from laclip.data.synth import is_complete, synth_demo
 
-    found = discover(store)
-    if "demo" not in found or EVAL_SET not in found:
+    if not is_complete(store):  # also finishes a build that was interrupted
         synth_demo(store)
 
 

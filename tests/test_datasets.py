@@ -11,7 +11,7 @@ import pytest
 
 from laclip.data.registry import PRESETS, discover, resolve_shards
 from laclip.data.shards import check_shard, iter_tar, read_captions
-from laclip.data.synth import SHAPES, synth_demo
+from laclip.data.synth import SHAPES, is_complete, synth_demo
 from laclip.errors import DataError, UsageError
 from laclip.storage import open_store
 
@@ -46,6 +46,27 @@ def test_demo_is_deterministic_and_varied(tmp_path):
     captions = [c for _, c in read_captions(a, resolve_shards(a, "demo")[0])]
     assert len(set(captions)) > 150  # varied phrasing, not one template
     assert all(any(shape in c.lower() for shape in SHAPES) for c in captions)
+
+
+def test_an_interrupted_build_resumes_to_the_same_bytes(tmp_path):
+    small = dict(shards=3, per_shard=8, eval_train_per_class=2, eval_test_per_class=2)
+    whole, cut = open_store(str(tmp_path / "whole")), open_store(str(tmp_path / "cut"))
+    synth_demo(whole, **small)
+    synth_demo(cut, **small)
+    for lost in ("datasets/demo/synth.json", "datasets/demo/00001.parquet", "datasets/demo/00002.tar",
+                 "datasets/demo/00002.parquet", "datasets/demo-eval/test/nshards.txt"):
+        cut.delete(lost)  # as if killed part-way: a tar without its parquet, a split without nshards.txt
+    assert not is_complete(cut)
+    synth_demo(cut, **small)
+    assert is_complete(cut) and cut.list() == whole.list()
+    assert all(cut.read_bytes(p) == whole.read_bytes(p) for p in whole.list())
+
+
+def test_overwrite_leaves_no_shard_of_a_larger_build(tmp_path):
+    store = open_store(str(tmp_path))
+    synth_demo(store, shards=3, per_shard=4, eval_train_per_class=1, eval_test_per_class=1)
+    synth_demo(store, shards=1, per_shard=4, eval_train_per_class=1, eval_test_per_class=1, overwrite=True)
+    assert [s.id for s in resolve_shards(store, "demo")] == ["00000"]
 
 
 def test_discovery_and_shards(demo_store):

@@ -11,6 +11,7 @@ to learn and caption rewriting has something to add. Everything is drawn from on
 from __future__ import annotations
 
 import io
+import json
 import math
 import random
 import tarfile
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
 
-from laclip.data.shards import write_shard
+from laclip.data.shards import shard_id, write_shard
 from laclip.storage.base import Store, join
 
 SHAPES = ["circle", "square", "triangle", "star", "diamond", "cross", "hexagon", "ring"]
@@ -148,6 +149,13 @@ def draw_sample(rng: random.Random, size: int = 64, shape: str | None = None) ->
     return Drawn(buf.getvalue(), shape, caption)
 
 
+MARKER = "synth.json"  # written last: its presence means the dataset and its eval set are whole
+
+
+def is_complete(store: Store, name: str = "demo") -> bool:
+    return store.exists(f"datasets/{name}/{MARKER}")
+
+
 def synth_demo(
     store: Store,
     *,
@@ -161,9 +169,22 @@ def synth_demo(
     overwrite: bool = False,
     progress=None,
 ) -> dict:
-    """Write the demo training shards and its evaluation set; returns a summary."""
-    folder = f"datasets/{name}"
+    """Write the demo training shards and its evaluation set; returns a summary.
+
+    Every object is drawn from the seed alone and written atomically, so a build that was
+    interrupted resumes: objects already there are whole and kept. `overwrite` first deletes
+    both folders, so no shard of an earlier, larger build survives.
+    """
+    folder, eval_folder = f"datasets/{name}", f"datasets/{name}-eval"
+    if overwrite:
+        for path in store.list(folder + "/") + store.list(eval_folder + "/"):
+            store.delete(path)
     for i in range(shards):
+        sid = shard_id(i)
+        if store.exists(f"{folder}/{sid}.parquet"):  # the parquet is written last: the shard is whole
+            if progress:
+                progress()
+            continue
         rng = random.Random(f"{seed}:{name}:train:{i}")
         samples = []
         for j in range(per_shard):
@@ -172,24 +193,26 @@ def synth_demo(
                 "key": f"{i:05d}{j:04d}", "caption": d.caption, "jpg": d.jpg,
                 "width": image_size, "height": image_size, "json": {"shape": d.shape},
             })
-        write_shard(store, folder, i, samples, create_only=not overwrite)
+        write_shard(store, folder, i, samples, create_only=False)  # replaces a tar left without its parquet
         if progress:
             progress()
-    eval_folder = f"datasets/{name}-eval"
     for split, per_class in (("train", eval_train_per_class), ("test", eval_test_per_class)):
-        rng = random.Random(f"{seed}:{name}:eval:{split}")
-        _write_cb_split(store, eval_folder, split, rng, per_class, image_size, overwrite)
-    store.write_text(join(eval_folder, "classnames.txt"), "\n".join(SHAPES) + "\n", create_only=not overwrite)
-    store.write_text(join(eval_folder, "zeroshot_classification_templates.txt"),
-                     "\n".join(EVAL_TEMPLATES) + "\n", create_only=not overwrite)
-    return {
+        if not store.exists(join(eval_folder, split, "nshards.txt")):  # written after the split's tar
+            rng = random.Random(f"{seed}:{name}:eval:{split}")
+            _write_cb_split(store, eval_folder, split, rng, per_class, image_size)
+    store.write_text(join(eval_folder, "classnames.txt"), "\n".join(SHAPES) + "\n")
+    store.write_text(join(eval_folder, "zeroshot_classification_templates.txt"), "\n".join(EVAL_TEMPLATES) + "\n")
+    summary = {
         "dataset": folder, "shards": shards, "samples": shards * per_shard,
         "eval": eval_folder, "classes": len(SHAPES),
         "eval_train": eval_train_per_class * len(SHAPES), "eval_test": eval_test_per_class * len(SHAPES),
     }
+    params = {"seed": seed, "per_shard": per_shard, "image_size": image_size}
+    store.write_text(f"{folder}/{MARKER}", json.dumps({**summary, **params}, indent=2) + "\n")
+    return summary
 
 
-def _write_cb_split(store, folder, split, rng, per_class, image_size, overwrite) -> None:
+def _write_cb_split(store, folder, split, rng, per_class, image_size) -> None:
     """One CLIP_benchmark split: `<split>/0.tar` with key.jpg/.cls/.txt, and nshards.txt."""
     buf = io.BytesIO()
     order = [c for c in range(len(SHAPES)) for _ in range(per_class)]
@@ -201,5 +224,5 @@ def _write_cb_split(store, folder, split, rng, per_class, image_size, overwrite)
                 info = tarfile.TarInfo(f"s{n:06d}.{ext}")
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
-    store.write_bytes(join(folder, split, "0.tar"), buf.getvalue(), create_only=not overwrite)
-    store.write_text(join(folder, split, "nshards.txt"), "1\n", create_only=not overwrite)
+    store.write_bytes(join(folder, split, "0.tar"), buf.getvalue())
+    store.write_text(join(folder, split, "nshards.txt"), "1\n")
