@@ -4,7 +4,8 @@ A checkpoint is a torch file holding `state_dict` (what open_clip loads), `optim
 `scaler`, `step`, `total_steps`, `data` (loader position) and `config` (TrainConfig as a dict,
 whose `model` names the open_clip model). Writes go to a local temp file first, then a rename
 (local store) or a create-only upload (gs://), so a reader never sees half a file. A file
-cut short anyway (a disk filling up, a copy interrupted) fails to load and is skipped.
+cut short anyway (a disk filling up, a copy interrupted) fails to load and is skipped; a store
+that fails (an outage, refused credentials) is an error, never a reason to start the run over.
 """
 
 from __future__ import annotations
@@ -12,17 +13,23 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import re
 import tempfile
+import zipfile
 from pathlib import Path
 
 import torch
 
-from laclip.errors import AlreadyExists, NotFound, UsageError
+from laclip.errors import AlreadyExists, DataError, NotFound, StorageError, UsageError
 from laclip.storage.base import Store, join
 
 log = logging.getLogger("laclip.train")
 STEP_RE = re.compile(r"^step_(\d+)\.pt$")
+# What torch.load raises for a truncated or corrupt file (OSError: EINVAL for some cut files).
+# StorageError is none of these: the store failing is not the file being broken.
+LOAD_ERRORS = (RuntimeError, EOFError, OSError, ValueError, UnicodeDecodeError, pickle.UnpicklingError,
+               zipfile.BadZipFile)
 
 
 def run_folder(run: str) -> str:
@@ -44,7 +51,11 @@ def list_steps(store: Store, run: str) -> list[tuple[int, str]]:
 
 
 def save(store: Store, run: str, step: int, payload: dict, keep_last: int) -> str:
-    """Write step_<step>.pt atomically, then delete all but the newest `keep_last`."""
+    """Write step_<step>.pt atomically, then delete all but the newest `keep_last`.
+
+    A checkpoint already at this step is replaced, with a warning: a run only gets back to a
+    step it has saved when that file was skipped as unreadable at resume, and the run
+    continues from the state written now."""
     path = step_path(run, step)
     local = store.local_path(path)
     folder = local.parent if local is not None else Path(tempfile.gettempdir())
@@ -56,17 +67,25 @@ def save(store: Store, run: str, step: int, payload: dict, keep_last: int) -> st
         if local is not None:
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
-            os.replace(tmp, local)  # same step twice (a restart re-reaching it) overwrites identical state
+            if local.exists():
+                _warn_replacing(store, path)
+            os.replace(tmp, local)
         else:
             try:
                 store.upload_file(tmp, path, create_only=True)
             except AlreadyExists:
-                log.info("checkpoint %s already written by an earlier attempt", store.url_of(path))
+                _warn_replacing(store, path)
+                store.upload_file(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
     for _, old in list_steps(store, run)[:-keep_last]:
         store.delete(old)
     return path
+
+
+def _warn_replacing(store: Store, path: str) -> None:
+    log.warning("checkpoint %s already exists (unreadable at resume, or another job writes this run): "
+                "replacing it with this run's state", store.url_of(path))
 
 
 def load(store: Store, path: str) -> dict:
@@ -83,12 +102,20 @@ def load(store: Store, path: str) -> dict:
 
 
 def load_latest(store: Store, run: str) -> tuple[str, dict] | None:
-    """The newest checkpoint that loads whole; broken ones are logged and skipped."""
-    for step, path in reversed(list_steps(store, run)):
+    """The newest checkpoint that loads whole; broken ones are logged and skipped. None when the
+    run has no checkpoint. A StorageError propagates (the pod fails and is restarted), and so does
+    a run whose every checkpoint is broken: starting at step 0 would overwrite them."""
+    steps = list_steps(store, run)
+    for _, path in reversed(steps):
         try:
             return path, load(store, path)
-        except Exception as exc:  # torch raises RuntimeError/EOFError/pickle errors for cut files
+        except StorageError:
+            raise
+        except LOAD_ERRORS as exc:
             log.warning("skipping unreadable checkpoint %s (%s: %s)", store.url_of(path), type(exc).__name__, exc)
+    if steps:
+        raise DataError(f"none of the {len(steps)} checkpoints in {store.url_of(run_folder(run))}/ loads "
+                        "(see the warnings above): delete them to start the run over, or use another run id")
     return None
 
 
@@ -97,7 +124,7 @@ def check_compatible(ckpt_config: dict, config: dict, keys, where: str) -> None:
              for k in keys if ckpt_config.get(k) != config.get(k)]
     if diffs:
         raise UsageError(f"cannot resume from {where}: incompatible config ({'; '.join(diffs)}); "
-                         "start a new run id or use --resume none")
+                         "start a new run id (and --resume only from a compatible checkpoint)")
 
 
 def write_run_config(store: Store, run: str, config: dict, keys) -> None:

@@ -186,7 +186,9 @@ def train(cfg: TrainConfig) -> int:
         step += 1
         window.update(loss=loss.item(), steps=1, wait=t1 - t0, busy=time.perf_counter() - t0)
         if step % cfg.log_every == 0 or step == total:
-            mean_loss = torch.tensor([window["loss"] / window["steps"]])
+            # on `device`: nccl has no CPU backend (gather() and barrier() find the GPU through the
+            # torch.cuda.set_device of init_distributed)
+            mean_loss = torch.tensor([window["loss"] / window["steps"]], device=device)
             if world > 1:
                 dist.all_reduce(mean_loss)
                 mean_loss /= world

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 import open_clip
 import pytest
 import torch
 
-from laclip.errors import UsageError
+from laclip.errors import DataError, StoreUnavailable, UsageError
 from laclip.storage import open_store
+from laclip.storage.local import LocalStore
 from laclip.train import checkpoint as ckpt
 from laclip.train.config import RESUME_KEYS, TrainConfig
 from laclip.train.model import create
@@ -32,6 +35,45 @@ def test_keep_last_and_resume_skips_truncated(tmp_path, payload):
     path, state = ckpt.load_latest(store, "r1")
     assert path.endswith("step_3.pt") and state["step"] == 3
     assert not list(store.local_path("checkpoints/r1").glob(".*tmp"))  # no temp files left behind
+
+
+class DownloadsFail(LocalStore):
+    """A folder read the way a bucket is (download, then load) whose downloads fail, as in an outage."""
+
+    def local_path(self, path):
+        return None
+
+    def download_file(self, path, local):
+        raise StoreUnavailable(f"{self.url_of(path)}: the store did not answer after retrying")
+
+
+def test_store_outage_at_resume_is_an_error_not_a_fresh_start(tmp_path, payload):
+    store = open_store(str(tmp_path))
+    ckpt.save(store, "r1", 5, {**payload, "step": 5}, keep_last=3)
+    with pytest.raises(StoreUnavailable, match="step_5.pt: the store did not answer"):
+        ckpt.load_latest(DownloadsFail(tmp_path), "r1")
+
+
+def test_every_checkpoint_broken_is_an_error_not_a_fresh_start(tmp_path, payload):
+    store = open_store(str(tmp_path))
+    assert ckpt.load_latest(store, "r1") is None  # no checkpoint yet: a fresh start
+    for step in (1, 2):
+        path = store.local_path(ckpt.save(store, "r1", step, {**payload, "step": step}, keep_last=3))
+        path.write_bytes(path.read_bytes()[:500])
+    with pytest.raises(DataError, match=r"none of the 2 checkpoints in .*checkpoints/r1/ loads"):
+        ckpt.load_latest(store, "r1")
+
+
+def test_saving_a_step_again_replaces_it_with_a_warning(tmp_path, payload, caplog):
+    store = open_store(str(tmp_path))
+    logging.getLogger("laclip.train").addHandler(caplog.handler)  # setup_logging turns propagation off
+    try:
+        ckpt.save(store, "r1", 4, {**payload, "step": 4, "total_steps": 1}, keep_last=3)
+        ckpt.save(store, "r1", 4, {**payload, "step": 4, "total_steps": 2}, keep_last=3)
+    finally:
+        logging.getLogger("laclip.train").removeHandler(caplog.handler)
+    assert ckpt.load(store, "checkpoints/r1/step_4.pt")["total_steps"] == 2
+    assert "step_4.pt already exists" in caplog.text
 
 
 def test_checkpoint_loads_with_open_clip_and_as_local_dir(tmp_path, payload):

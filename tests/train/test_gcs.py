@@ -31,3 +31,13 @@ def test_train_on_gcs_and_resume(demo_store, gcs_bucket, tmp_path, capsys):
     open_clip.create_model_and_transforms("laclip-tiny", pretrained=str(local))
     assert main(["--config", cfg.model_copy(update={"steps": 6}).model_dump_json()]) == 0
     assert "step_4.pt at step 4 of 4" in capsys.readouterr().err
+
+
+def test_checkpoint_saved_again_on_gcs_replaces_the_old_one(gcs_bucket):
+    """A restart that resumed past an unreadable step_N.pt writes step N again: the create-only
+    upload finds the old object, which must not keep the new state from being saved."""
+    store = open_store(gcs_bucket)
+    store.write_bytes("checkpoints/g2/step_3.pt", b"cut short")
+    ckpt.save(store, "g2", 3, {"step": 3, "total_steps": 9}, keep_last=2)
+    path, state = ckpt.load_latest(store, "g2")
+    assert path == "checkpoints/g2/step_3.pt" and state["total_steps"] == 9
