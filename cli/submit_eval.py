@@ -148,10 +148,26 @@ def _wait(name: str, namespace: str, timeout: int, poll: float = 15.0, api_clien
 
     from laclip_jobs.eval import connect
 
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
     api = client.BatchV1Api(api_client or connect())
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        job = api.read_namespaced_job_status(name, namespace)
+        try:  # the Job itself, not jobs/status: the laclip-user Role grants `get` on jobs only
+            job = api.read_namespaced_job(name, namespace)
+        except ApiException as exc:
+            if exc.status in (403, 404):
+                raise LaclipError(f"cannot read Job {namespace}/{name}: {exc.status} {exc.reason}; "
+                                  "apply manifests/ (Role laclip-user) or check the namespace") from None
+            err.print(f"Job {name}: the API server answered {exc.status} {exc.reason}; asking again")
+            job = None
+        except HTTPError as exc:  # a network blip while waiting hours is not a failed eval
+            err.print(f"Job {name}: cannot reach the API server ({type(exc).__name__}); asking again")
+            job = None
+        if job is None:
+            time.sleep(poll)
+            continue
         for cond in (job.status.conditions or []):
             if cond.status == "True" and cond.type == "Complete":
                 out.print(f"Job {name} complete")

@@ -127,3 +127,7 @@ def test_wait_reports_completion_and_failure(api):
         {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "too many retries"}]}}
     with pytest.raises(LaclipError, match="failed: BackoffLimitExceeded"):
         _wait(name, "laclip", timeout=30, poll=0.1, api_client=api.client())
+    # The laclip-user Role grants `get` on jobs, not on the jobs/status subresource.
+    assert all(r.subresource is None for r in api.emu if r.resource is not None)
+    with pytest.raises(LaclipError, match="cannot read Job laclip/eval-gone: 404"):
+        _wait("eval-gone", "laclip", timeout=30, poll=0.1, api_client=api.client())
