@@ -41,7 +41,8 @@ def build_config(**kw):
         where = ".".join(str(p) for p in first["loc"])
         if where == "engine":
             raise UsageError(f"unknown engine {kw.get('engine')!r}: choose vllm, hf, eda, openai or null") from None
-        raise UsageError(f"invalid --{where.replace('_', '-')}: {first['msg']}") from None
+        msg = first["msg"].removeprefix("Value error, ")
+        raise UsageError(f"invalid --{where.replace('_', '-')}: {msg}") from None
     return cfg.check()
 
 

@@ -126,7 +126,9 @@ def train(
     workers: Optional[int] = typer.Option(None, "--workers", help="Data loader workers per process."),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints."),
     keep_last: Optional[int] = typer.Option(None, "--keep-last", help="Checkpoints kept."),
-    resume: Optional[str] = typer.Option(None, "--resume", help="latest, none, or a checkpoint path in the store."),
+    resume: Optional[str] = typer.Option(
+        None, "--resume", help="latest, none, or a checkpoint path in the store (none and a path apply only "
+        "while the run has no checkpoint of its own; restarts continue from its newest)."),
     seed: Optional[int] = typer.Option(None, "--seed"),
     run: Optional[str] = typer.Option(None, "--run", help="Run id [default: train-<tag>-<dataset>-<time>-<rand>]."),
     nodes: str = typer.Option("1", "--nodes", help="Nodes: N or MIN:MAX (elastic)."),
@@ -158,6 +160,8 @@ def train(
         raise UsageError("--dry-run and --local exclude each other")
     from pydantic import ValidationError
 
+    from laclip.config import explain
+
     try:
         cfg = build_config(dataset, preset_name, run, rewrites=rewrites, model=model, augment=augment, loss=loss,
                            texts_per_image=texts_per_image, batch_size=batch_size, steps=steps, epochs=epochs,
@@ -171,7 +175,7 @@ def train(
                            eval_datasets=[d.strip() for d in eval_datasets.split(",") if d.strip()]
                            if eval_datasets else None)
     except ValidationError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(explain(exc)) from None
     from laclip.train.model_names import check_model_name
 
     check_model_name(cfg.model)

@@ -7,11 +7,33 @@ read them back. This module must stay importable without torch.
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 Accelerator = Literal["nvidia-tesla-a100", "nvidia-a100-80gb"]
+
+
+def explain(exc) -> str:
+    """A pydantic ValidationError as one line: `field: what is wrong; ...`."""
+    return "; ".join(
+        (f"{'.'.join(str(p) for p in e['loc'])}: " if e["loc"] else "") + e["msg"].removeprefix("Value error, ")
+        for e in exc.errors()
+    )
+
+
+def _quantity(pattern: str, example: str):
+    def check(value: str) -> str:
+        if not re.fullmatch(pattern, value):
+            raise ValueError(f"{value!r} is not a Kubernetes quantity such as {example}")
+        return value
+    return AfterValidator(check)
+
+
+# Kubernetes quantities, in the forms the renderers understand: "8" or "500m" CPUs, "64Gi" memory.
+CpuQuantity = Annotated[str, _quantity(r"[0-9]+(\.[0-9]+)?|[0-9]+m", "8 or 500m")]
+MemoryQuantity = Annotated[str, _quantity(r"[0-9]+(\.[0-9]+)?([KMGT]i?)?", "64Gi or 512Mi")]
 
 DEFAULT_NAMESPACE = "laclip"
 DEFAULT_SERVICE_ACCOUNT = "laclip-runner"
@@ -37,9 +59,9 @@ class ClusterOptions(BaseModel):
     image: str | None = None  # None: default_image(component)
     accelerator: Accelerator = "nvidia-tesla-a100"
     gpus: int = Field(1, ge=0, le=16)
-    cpu: str = "8"
-    memory: str = "64Gi"
-    shm: str = "16Gi"
+    cpu: CpuQuantity = "8"
+    memory: MemoryQuantity = "64Gi"
+    shm: MemoryQuantity = "16Gi"
     spot: bool = False
     queue: str | None = None  # Kueue LocalQueue name
     priority_class: str | None = None

@@ -87,6 +87,8 @@ def test_cli_dry_run_renders_torchrun_nnodes(tmp_path):
     (["--run", "Bad_Name"], "not a valid Kubernetes name"),
     (["--loss", "multitext"], "texts-per-image of at least 2"),
     (["--preset", "imagenet"], "unknown training preset 'imagenet'"),
+    (["--memory", "64GB"], "'64GB' is not a Kubernetes quantity such as 64Gi"),
+    (["--cpu", "lots"], "'lots' is not a Kubernetes quantity such as 8 or 500m"),
 ])
 def test_cli_rejects_bad_flags_with_a_clear_message(argv, message):
     from laclip_cli.main import main  # noqa: F401  (the console script maps LaclipError to exit codes)
