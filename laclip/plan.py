@@ -145,6 +145,9 @@ def estimate(stage: Stage, dataset: str, gpus: int, *, model: str | None = None,
         raise UsageError(f"--gpus must be at least 1, got {gpus}")
     if price_per_gpu_hour is not None and price_per_gpu_hour < 0:
         raise UsageError(f"--price-per-gpu-hour must not be negative, got {price_per_gpu_hour}")
+    for flag, value in (("--per-gpu-per-s", per_gpu_per_s), ("--samples", samples), ("--epochs", epochs)):
+        if value is not None and not value > 0:
+            raise UsageError(f"{flag} must be positive, got {value}")
     preset = PRESETS.get(dataset)
     if samples is None:
         if preset is None:
@@ -170,7 +173,7 @@ def estimate(stage: Stage, dataset: str, gpus: int, *, model: str | None = None,
         if gpus > shards:
             notes.append(f"only {shards} shards: at most {shards} GPUs work at once")
     elif stage == "train":
-        epochs = epochs or EPOCHS.get(dataset, DEFAULT_EPOCHS)
+        epochs = epochs if epochs is not None else EPOCHS.get(dataset, DEFAULT_EPOCHS)
         work = float(samples) * epochs
         unit = "samples seen"
         notes.append(f"{samples:,} samples x {epochs} epochs, {model}; assumes linear scaling over GPUs")

@@ -51,7 +51,10 @@ def test_cost_and_bad_inputs():
     assert "$" in est.summary() and "GPU-hours" in est.summary()
     for kwargs, message in [({"gpus": 0}, "at least 1"), ({"model": "ViT-H-14"}, "no published throughput"),
                             ({"dataset": "mine"}, "pass --samples"), ({"dataset": "Bad Name"}, "invalid dataset"),
-                            ({"price_per_gpu_hour": -1}, "negative")]:
+                            ({"price_per_gpu_hour": -1}, "negative"),
+                            ({"per_gpu_per_s": 0}, "--per-gpu-per-s must be positive, got 0"),
+                            ({"samples": -5}, "--samples must be positive"),
+                            ({"epochs": 0}, "--epochs must be positive")]:
         args = {"stage": "train", "dataset": "cc12m", "gpus": 8, **kwargs}
         with pytest.raises(UsageError, match=message):
             estimate(**args)
