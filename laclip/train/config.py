@@ -9,7 +9,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from laclip.config import ClusterOptions
+from laclip.config import ClusterOptions, explain
 from laclip.errors import UsageError
 
 Augment = Literal["laclip", "none"]
@@ -58,7 +58,8 @@ class TrainConfig(BaseModel):
     # durability and logging
     checkpoint_every: int = Field(1000, ge=1)  # steps
     keep_last: int = Field(3, ge=1)
-    resume: str = "latest"  # "latest", "none", or a checkpoint path in the store
+    # "latest", "none", or a checkpoint path in the store; none/a path only while the run has no checkpoint
+    resume: str = "latest"
     log_every: int = Field(20, ge=1)
     tensorboard: bool = True
     # an eval Job per checkpoint written to a bucket (laclip.train.eval_hook); empty: none
@@ -156,11 +157,4 @@ def preset(name: str, **overrides) -> TrainConfig:
     try:
         return TrainConfig(cluster=cluster, **values)
     except ValidationError as exc:
-        raise UsageError(_pretty(exc)) from None
-
-
-def _pretty(exc: ValidationError) -> str:
-    return "; ".join(
-        (f"{'.'.join(str(p) for p in e['loc'])}: " if e["loc"] else "") + e["msg"].removeprefix("Value error, ")
-        for e in exc.errors()
-    )
+        raise UsageError(explain(exc)) from None

@@ -5,6 +5,8 @@
 env:// rendezvous (torchrun sets RANK/WORLD_SIZE/...), nccl on GPU and gloo on CPU. Resumes
 from the newest complete checkpoint of the run, so an elastic restart continues where the
 last checkpoint left off, with the same loader position when the number of workers is unchanged.
+`--resume none` or a checkpoint path applies only while the run has no checkpoint of its own:
+every restart passes the same config, and must not go back to where the run began.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import logging
 import math
 import os
 import sys
@@ -26,7 +29,7 @@ from laclip.train import checkpoint as ckpt
 from laclip.train.config import RESUME_KEYS, TrainConfig, parse_config
 from laclip.train.logs import setup_logging
 
-log = None
+log = logging.getLogger("laclip.train")  # setup_logging configures it
 
 
 def lr_at(step: int, base: float, warmup: int, total: int) -> float:
@@ -35,6 +38,34 @@ def lr_at(step: int, base: float, warmup: int, total: int) -> float:
         return base * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return 0.5 * base * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+LENGTH_KEYS, WARMUP_KEYS = ("steps", "epochs"), ("warmup_steps", "warmup_epochs")
+
+
+def plan_schedule(cfg: TrainConfig, state: dict | None, samples: int, world: int) -> tuple[int, int]:
+    """(total steps, warm-up steps), warm-up capped at the total. A resumed run keeps the ones it
+    was planned with, so an elastic resize does not re-plan them from the new world size; a start
+    that asks for another length (--steps/--epochs) or warm-up gets it, with a warning."""
+    total, warmup = cfg.total_steps(samples, world), cfg.warmup(samples, world)
+    if state is not None:
+        before, now = state["config"], cfg.model_dump(mode="json")
+        if all(before.get(k) == now[k] for k in LENGTH_KEYS):
+            total = state["total_steps"]
+        elif total < state["step"]:
+            raise UsageError(f"run {cfg.run!r} is at step {state['step']}, past the {total} steps asked for: "
+                             "ask for more steps or start a new run id")
+        else:
+            log.warning("run length changed (%s) from %d to %d steps: the learning-rate schedule is "
+                        "re-planned from step %d", ", ".join(f"{k}: {before.get(k)} -> {now[k]}" for k in LENGTH_KEYS),
+                        state["total_steps"], total, state["step"])
+        # checkpoints older than this field: re-planned from this world size
+        if "warmup_steps" in state and all(before.get(k) == now[k] for k in WARMUP_KEYS):
+            warmup = state["warmup_steps"]
+    if warmup >= total:
+        log.warning("warm-up of %d steps is not shorter than the run's %d steps: the learning rate rises "
+                    "until the end and never decays (set --warmup-steps)", warmup, total)
+    return total, min(warmup, total)
 
 
 def init_distributed() -> tuple[int, int, int, torch.device]:
@@ -93,11 +124,13 @@ def train(cfg: TrainConfig) -> int:
     config = cfg.model_dump(mode="json")
 
     state, where = None, None
-    if cfg.resume == "latest":
-        found = ckpt.load_latest(store, cfg.run)
-        if found:
-            where, state = found
-    elif cfg.resume != "none":
+    found = ckpt.load_latest(store, cfg.run)
+    if found:
+        where, state = found
+        if cfg.resume != "latest":
+            log.warning("run %r has checkpoints of its own: continuing from the newest, not --resume %s",
+                        cfg.run, cfg.resume)
+    elif cfg.resume != "none" and cfg.resume != "latest":
         where, state = cfg.resume, ckpt.load(store, cfg.resume)
     if state is not None:
         ckpt.check_compatible(state["config"], config, RESUME_KEYS, store.url_of(where))
@@ -105,8 +138,7 @@ def train(cfg: TrainConfig) -> int:
         ckpt.write_run_config(store, cfg.run, config, RESUME_KEYS)
 
     samples = count_samples(store, shards)
-    total = state["total_steps"] if state else cfg.total_steps(samples, world)
-    warmup = cfg.warmup(samples, world)
+    total, warmup = plan_schedule(cfg, state, samples, world)
     torch.manual_seed(cfg.seed)
     model = models.create(cfg.model, device, cfg.grad_checkpointing)
     optimizer = torch.optim.AdamW(models.weight_decay_groups(model, cfg.wd), lr=cfg.lr,
@@ -205,7 +237,7 @@ def train(cfg: TrainConfig) -> int:
             if rank == 0:
                 payload = {"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
                            "scaler": scaler.state_dict() if scaler is not None else {}, "step": step,
-                           "total_steps": total, "config": config,
+                           "total_steps": total, "warmup_steps": warmup, "config": config,
                            "data": {"workers_total": world * max(1, cfg.workers),
                                     "positions": {str(k): list(v) for k, v in all_positions.items()}}}
                 path = ckpt.save(store, cfg.run, step, payload, cfg.keep_last)

@@ -16,8 +16,8 @@ import torch
 
 import laclip.train.model  # noqa: F401  (registers laclip-tiny with open_clip)
 from laclip.train import checkpoint as ckpt
-from laclip.train.config import TrainConfig
-from laclip.train.main import main
+from laclip.train.config import TrainConfig, preset
+from laclip.train.main import main, plan_schedule
 from laclip_jobs.train import ELASTIC_ENV
 
 from .train_helpers import write_rewrites
@@ -36,13 +36,18 @@ def test_train_checkpoints_resumes_and_guards_its_config(demo_copy, capsys):
     assert main(["--config", cfg.model_dump_json()]) == 0
     assert [s for s, _ in ckpt.list_steps(demo_copy, "r1")] == [3, 6]
     state = ckpt.load(demo_copy, "checkpoints/r1/step_6.pt")
-    assert state["step"] == 6 and state["config"]["model"] == "laclip-tiny"
+    assert state["step"] == 6 and state["config"]["model"] == "laclip-tiny" and state["warmup_steps"] == 2
     assert state["data"]["positions"]["0"][1] == 6 * 16  # one worker: 96 samples consumed in epoch 0
     assert list(demo_copy.local_path("checkpoints/r1/tensorboard").glob("events.out.tfevents.*"))
-    # a longer run with the same id continues from step 6 rather than starting over
+    # a longer run with the same id continues from step 6 to the 8 steps now asked for, and says so
     assert main(["--config", cfg.model_copy(update={"steps": 8}).model_dump_json()]) == 0
     err = capsys.readouterr().err
-    assert "resumed from" in err and "step_6.pt at step 6 of 6" in err  # total_steps comes from the checkpoint
+    assert "run length changed (steps: 6 -> 8, epochs: 35.0 -> 35.0) from 6 to 8 steps" in err
+    assert "resumed from" in err and "step_6.pt at step 6 of 8" in err
+    assert [s for s, _ in ckpt.list_steps(demo_copy, "r1")] == [3, 6, 8]
+    # fewer steps than the run has already taken is refused
+    assert main(["--config", cfg.model_copy(update={"steps": 5}).model_dump_json()]) == 2
+    assert "run 'r1' is at step 8, past the 5 steps asked for" in capsys.readouterr().err
     # resuming with another model is refused, naming both
     assert main(["--config", cfg.model_copy(update={"model": "ViT-B-32"}).model_dump_json()]) == 2
     assert "model: checkpoint has 'laclip-tiny', this run asks for 'ViT-B-32'" in capsys.readouterr().err
@@ -58,6 +63,30 @@ def test_resume_skips_a_truncated_checkpoint(demo_copy, capsys):
     err = capsys.readouterr().err
     assert "skipping unreadable checkpoint" in err and "step_2.pt at step 2" in err
     torch.load(last, weights_only=True)  # rewritten whole by the resumed run
+
+
+def test_resume_none_or_a_path_applies_only_until_the_run_has_checkpoints(demo_copy, capsys):
+    plain = dict(checkpoint_every=2, rewrites=None, augment="none")
+    assert main(["--config", config(demo_copy, "src", steps=4, **plain).model_dump_json()]) == 0
+    dst = config(demo_copy, "dst", steps=6, resume="checkpoints/src/step_2.pt", **plain)
+    assert main(["--config", dst.model_dump_json()]) == 0
+    assert "src/step_2.pt at step 2 of 6" in capsys.readouterr().err
+    # a restart passes the same config: it continues from dst's newest, not from src's step 2 or step 0
+    for resume in (dst.resume, "none"):
+        assert main(["--config", dst.model_copy(update={"resume": resume}).model_dump_json()]) == 0
+        err = capsys.readouterr().err
+        assert f"continuing from the newest, not --resume {resume}" in err and "dst/step_6.pt at step 6 of 6" in err
+
+
+def test_schedule_caps_warmup_and_keeps_it_when_the_world_size_changes():
+    cfg = preset("cc12m", run="x")  # 1 warm-up epoch of 35, 128 per GPU
+    assert plan_schedule(cfg, None, 1_000_000, 8) == (34180, 977)
+    state = {"config": cfg.model_dump(mode="json"), "step": 500, "total_steps": 34180, "warmup_steps": 977}
+    assert plan_schedule(cfg, state, 1_000_000, 4) == (34180, 977)  # not 1954, re-planned for 4 GPUs
+    old = {k: v for k, v in state.items() if k != "warmup_steps"}  # written before warm-up was stored
+    assert plan_schedule(cfg, old, 1_000_000, 4) == (34180, 1954)
+    # --steps 1000 on 10M samples: 9766 warm-up steps would never reach the decay
+    assert plan_schedule(cfg.model_copy(update={"steps": 1000}), None, 10_000_000, 8) == (1000, 1000)
 
 
 @pytest.mark.parametrize("change, code, message", [
