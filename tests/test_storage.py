@@ -202,3 +202,37 @@ def test_missing_credentials_says_how_to_authenticate(monkeypatch, tmp_path):
     store = GCSStore("gs://some-bucket/prefix")
     with pytest.raises(AuthError, match="gcloud auth application-default login"):
         store.exists("x")
+
+
+def test_local_objects_get_the_usual_file_mode(tmp_path):
+    from laclip.storage.local import FILE_MODE
+
+    store = open_store(str(tmp_path))
+    store.write_bytes("a/x.bin", b"1")
+    store.upload_file(tmp_path / "a" / "x.bin", "a/y.bin")
+    for name in ("x.bin", "y.bin"):
+        assert (tmp_path / "a" / name).stat().st_mode & 0o777 == FILE_MODE  # not mkstemp's 0600
+
+
+def test_local_dataset_folder_may_be_a_symlink(tmp_path):
+    elsewhere = open_store(str(tmp_path / "other-disk"))
+    elsewhere.write_bytes("00000.tar", b"t")
+    root = tmp_path / "root"
+    (root / "datasets").mkdir(parents=True)
+    (root / "datasets" / "demo").symlink_to(tmp_path / "other-disk")
+    store = open_store(str(root))
+    assert store.list("datasets/") == ["datasets/demo/00000.tar"]
+    assert store.read_bytes("datasets/demo/00000.tar") == b"t"
+    with pytest.raises(UsageError, match="escapes the store root"):
+        store.read_bytes("datasets/../../other-disk/00000.tar")
+
+
+def test_local_write_that_cannot_happen_is_a_storage_error(tmp_path):
+    from laclip.errors import StorageError
+
+    store = open_store(str(tmp_path))
+    store.write_bytes("a", b"a file, not a folder")
+    with pytest.raises(StorageError, match="cannot write in"):
+        store.write_bytes("a/b.bin", b"1")
+    assert store.list() == ["a"]
+

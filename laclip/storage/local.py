@@ -12,13 +12,24 @@ from laclip.errors import AlreadyExists, NotFound, StorageError, UsageError
 from laclip.storage.base import Store
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates 0600 files; a published object gets the mode any other new file would get.
+FILE_MODE = 0o666 & ~_umask()
+
+
 class LocalStore(Store):
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).expanduser().resolve()
         self.url = str(self.root)
 
     def _path(self, path: str) -> Path:
-        full = (self.root / path.lstrip("/")).resolve()
+        # Lexical, not resolve(): a dataset folder may be a symlink to another disk; `..` may not leave.
+        full = Path(os.path.normpath(self.root / path.lstrip("/")))
         if full != self.root and self.root not in full.parents:
             raise UsageError(f"path {path!r} escapes the store root {self.url}")
         return full
@@ -60,41 +71,55 @@ class LocalStore(Store):
     def _tempfile(self, dest: Path) -> Path:
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+            os.fchmod(fd, FILE_MODE)
+            os.close(fd)
         except OSError as exc:
-            raise StorageError(f"cannot create folder {dest.parent}: {exc.strerror}") from None
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-        os.close(fd)
+            raise StorageError(f"cannot write in {dest.parent}: {exc.strerror}") from None
         return Path(tmp)
 
-    def write_bytes(self, path: str, data: bytes, *, create_only: bool = False) -> None:
-        dest = self._path(path)
-        if create_only and dest.exists():
-            raise AlreadyExists(f"{self.url_of(path)} already exists (create-only write)")
-        tmp = self._tempfile(dest)
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        self._publish(tmp, dest, create_only, path)
-
-    def upload_file(self, local: str | Path, path: str, *, create_only: bool = False) -> None:
+    def _write(self, path: str, create_only: bool, fill) -> None:
+        """Fill a temp file beside the object (fill(file)), fsync it, then publish it atomically."""
         dest = self._path(path)
         if create_only and dest.exists():
             raise AlreadyExists(f"{self.url_of(path)} already exists (create-only write)")
         tmp = self._tempfile(dest)
         try:
-            shutil.copyfile(local, tmp)
-        except FileNotFoundError:
+            with open(tmp, "wb") as f:
+                fill(f)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:  # a full disk, a quota: no half object, no temp file left
             tmp.unlink(missing_ok=True)
-            raise NotFound(f"local file {local} does not exist") from None
+            if isinstance(exc, FileNotFoundError) and exc.filename != str(tmp):
+                raise NotFound(f"local file {exc.filename} does not exist") from None
+            raise StorageError(f"cannot write {self.url_of(path)}: {exc.strerror or exc}") from None
         self._publish(tmp, dest, create_only, path)
+
+    def write_bytes(self, path: str, data: bytes, *, create_only: bool = False) -> None:
+        self._write(path, create_only, lambda f: f.write(data))
+
+    def upload_file(self, local: str | Path, path: str, *, create_only: bool = False) -> None:
+        def copy(f) -> None:
+            with open(local, "rb") as src:
+                shutil.copyfileobj(src, f, 1 << 20)
+
+        self._write(path, create_only, copy)
 
     def download_file(self, path: str, local: str | Path) -> None:
         src = self._path(path)
         if not src.is_file():
             raise NotFound(f"{self.url_of(path)} does not exist")
-        Path(local).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, local)
+        local = Path(local)
+        tmp = local.with_name(f".{local.name}.part")  # like the GCS store: a broken copy leaves no file
+        try:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, local)
+        except OSError as exc:
+            raise StorageError(f"cannot copy {self.url_of(path)} to {local}: {exc.strerror or exc}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def exists(self, path: str) -> bool:
         return self._path(path).is_file()
@@ -106,7 +131,7 @@ class LocalStore(Store):
         if not folder.is_dir():
             return []
         out = []
-        for dirpath, _, files in os.walk(folder):
+        for dirpath, _, files in os.walk(folder, followlinks=True):  # a dataset folder may be a link
             for name in files:
                 if name.startswith(".") and name.endswith(".tmp"):
                     continue  # an unpublished write
