@@ -96,6 +96,9 @@ def test_unknown_dataset_names_the_known_ones(demo_store):
         resolve_shards(demo_store, "cc12m")
     with pytest.raises(UsageError, match="invalid dataset name"):
         resolve_shards(demo_store, "CC_12M")
+    with pytest.raises(DataError, match="'demo-eval' is a clip_benchmark evaluation set") as exc:
+        resolve_shards(demo_store, "demo-eval")
+    assert "unknown" not in str(exc.value)
 
 
 def test_missing_shard_half(demo_copy):

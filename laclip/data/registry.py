@@ -99,5 +99,9 @@ def resolve_shards(store: Store, name: str) -> list[Shard]:
             else f"download it with img2dataset (--output_format webdataset) into {store.url_of(dataset_folder(name))}/"
         )
         raise DataError(f"dataset {name!r} has no shards in {store.url_of(dataset_folder(name))}/: {hint}")
-    known = sorted(set(PRESETS) | set(discover(store)))
+    found = discover(store)
+    if name in found:  # e.g. demo-eval: an evaluation set, not image-text shards to train on
+        raise DataError(f"dataset {name!r} is a {found[name].kind} evaluation set, not img2dataset shards: "
+                        f"use it with `laclip submit eval --datasets {name}`")
+    known = sorted(set(PRESETS) | {n for n, info in found.items() if info.kind == "img2dataset"})
     raise DataError(f"unknown dataset {name!r}: known datasets are {', '.join(known)}")
