@@ -7,7 +7,7 @@ rank can always take the same number of steps. Images are decoded after the shuf
 so resuming skips already-trained samples by reading their bytes without decoding them.
 
 Bad input is counted, never fatal and never silent: broken images, unreadable shards, data
-shards without a rewrite parquet and keys without a rewrite row (both trained on originals).
+shards without a readable rewrite parquet and keys without a rewrite row (both trained on originals).
 """
 
 from __future__ import annotations
@@ -94,7 +94,8 @@ class TrainStream(IterableDataset):
     """Yields (images [B,3,H,W], texts [B*M, ctx], info) batches forever.
 
     info = {"worker": global worker id, "epoch": e, "consumed": raw samples consumed in epoch e
-    by that worker up to and including this batch, "stats": Counter of new events}.
+    by that worker up to and including this batch, "keys": the batch's sample keys,
+    "stats": Counter of new events}.
     `start` maps global worker id -> (epoch, consumed) to resume from.
     """
 
@@ -118,11 +119,15 @@ class TrainStream(IterableDataset):
         for sl in epoch_slices(self.slices, self.seed, epoch, gw, self.total_workers):
             table = None
             if self.rewrites and self.augment == "laclip":
-                table = load_rewrites(self.store, self.dataset, self.rewrites, sl.shard)
+                why = "no rewrite parquet"
+                try:
+                    table = load_rewrites(self.store, self.dataset, self.rewrites, sl.shard)
+                except DataError as exc:  # a broken parquet, or one without `key`
+                    why = str(exc)
                 if table is None:
                     stats["shards_without_rewrites"] += 1
-                    log.warning("no rewrites for shard %s: training on its original captions",
-                                self.store.url_of(sl.shard.tar))
+                    log.warning("no rewrites for shard %s (%s): training on its original captions",
+                                self.store.url_of(sl.shard.tar), why)
             try:
                 for i, sample in enumerate(iter_tar(self.store, sl.shard.tar)):
                     if i % sl.parts == sl.part:
@@ -198,7 +203,7 @@ class TrainStream(IterableDataset):
         self._setup()
         epoch, skip = self.start.get(gw, (0, 0))
         stats: Counter = Counter()
-        images, texts = [], []  # a partial batch carries over into the next epoch
+        images, texts, keys = [], [], []  # a partial batch carries over into the next epoch
         while True:
             rng = random.Random(f"text-{self.seed}-{epoch}-{gw}-{skip}")
             consumed = usable = 0
@@ -212,12 +217,13 @@ class TrainStream(IterableDataset):
                 usable += 1
                 images.append(out[0])
                 texts.extend(out[1])
+                keys.append(sample["__key__"])
                 if len(images) == self.batch_size:
                     stats["samples"] += len(images)
                     yield (torch.stack(images), self.tokenizer(texts),
-                           {"worker": gw, "epoch": epoch, "consumed": consumed, "stats": dict(stats)})
+                           {"worker": gw, "epoch": epoch, "consumed": consumed, "keys": keys, "stats": dict(stats)})
                     stats.clear()  # the same Counter: _raw holds a reference to it
-                    images, texts = [], []
+                    images, texts, keys = [], [], []
             if usable == 0 and skip == 0:  # else this worker would spin forever
                 raise DataError(f"loader worker {gw} found no usable sample in epoch {epoch} of dataset "
                                 f"{self.dataset!r} ({dict(stats) or 'its shards are empty'})")

@@ -75,6 +75,25 @@ def test_missing_rewrites_and_keys_train_on_originals_and_are_counted(demo_copy)
     assert stats["samples"] == 512
 
 
+def test_unreadable_rewrite_parquet_trains_on_originals_and_is_counted(demo_copy):
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    shards = resolve_shards(demo_copy, "demo")
+    write_rewrites(demo_copy)
+    demo_copy.write_bytes(f"rewrites/demo/rw1/{shards[0].id}.parquet", b"not a parquet")
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"id": ["x"], "chatgpt": ["a rewrite"]}), buf)  # no `key` column
+    demo_copy.write_bytes(f"rewrites/demo/rw1/{shards[1].id}.parquet", buf.getvalue())
+    stats = Counter()
+    for _, _, info in islice(iter(stream(demo_copy, batch_size=32)), 16):  # one epoch: 512 samples
+        stats.update(info["stats"])
+    assert stats["shards_without_rewrites"] == 2 and stats["samples_without_rewrites"] == 256
+    assert stats["samples"] == 512
+
+
 def test_broken_image_is_skipped_and_counted(demo_copy):
     import io
     import tarfile
@@ -134,7 +153,7 @@ def test_resume_position_continues_the_same_stream(demo_copy):
     full = list(islice(iter(stream(demo_copy)), 40))  # crosses an epoch boundary (32 batches/epoch)
     _, _, info = full[24]
     resumed = list(islice(iter(stream(demo_copy, start={0: (info["epoch"], info["consumed"])})), 15))
-    for (a_img, _, a), (b_img, _, b) in zip(full[25:], resumed):
-        assert (a["epoch"], a["consumed"]) == (b["epoch"], b["consumed"])
-    # the same samples in the same order (images differ only by random crops)
-    assert [x["consumed"] for _, _, x in full[25:]] == [x["consumed"] for _, _, x in resumed]
+    # the same samples in the same order, at the same positions (images differ only by random crops)
+    assert [(a["epoch"], a["consumed"], a["keys"]) for _, _, a in full[25:]] == \
+        [(b["epoch"], b["consumed"], b["keys"]) for _, _, b in resumed]
+    assert len({k for _, _, a in full[25:] for k in a["keys"]}) > 16 * 7  # keys that tell batches apart
