@@ -196,7 +196,9 @@ def _create(job: dict) -> None:
     from kubernetes import client
 
     from laclip_cli.kube import connect
+    from laclip_jobs.common import check_images_configured
 
+    check_images_configured([job])
     api = connect()
     try:
         client.BatchV1Api(api).create_namespaced_job(job["metadata"]["namespace"], job)

@@ -82,7 +82,9 @@ def _create(objects: list[dict], namespace: str, context: Optional[str]) -> None
     from kubernetes.client.exceptions import ApiException
 
     from laclip_cli.kube import ClusterError, connect
+    from laclip_jobs.common import check_images_configured
 
+    check_images_configured(objects)
     api = client.CustomObjectsApi(connect(context))
     for obj in objects:
         group, version = obj["apiVersion"].split("/")

@@ -77,6 +77,27 @@ def image_for(component: str, cluster: ClusterOptions) -> str:
     return cluster.image or default_image(component)
 
 
+def check_images_configured(objects: list[dict[str, Any]]) -> None:
+    """Refuse to create pods that would pull from the placeholder registry (ImagePullBackOff)."""
+    from laclip.config import DEFAULT_REGISTRY
+
+    def images(node: Any):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "image" and isinstance(value, str):
+                    yield value
+                else:
+                    yield from images(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from images(value)
+
+    placeholders = sorted({i for obj in objects for i in images(obj) if i.startswith(DEFAULT_REGISTRY + "/")})
+    if placeholders:
+        raise UsageError(f"image {placeholders[0]} is the placeholder registry: set LACLIP_REGISTRY to where "
+                         "images/build.sh pushed the images (us-docker.pkg.dev/PROJECT/laclip) or pass --image")
+
+
 def node_scheduling(cluster: ClusterOptions) -> dict[str, Any]:
     """nodeSelector and tolerations for GKE A100 pools (and Spot VMs when asked)."""
     selector: dict[str, str] = {}

@@ -22,6 +22,7 @@ from laclip.eval.config import EvalConfig
 from laclip_jobs.common import (
     apply_gke_pod_spec,
     base_env,
+    check_images_configured,
     check_label_value,
     check_name,
     image_for,
@@ -147,6 +148,7 @@ def create_job(job: dict[str, Any], api_client=None) -> tuple[str, str]:
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
+    check_images_configured([job])
     if api_client is None:
         api_client = connect()
     api = client.BatchV1Api(api_client)

@@ -44,6 +44,8 @@ ELASTIC_ENV = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
 def env_for(cfg: TrainConfig, root: str) -> dict[str, str]:
     env = {e["name"]: e["value"] for e in base_env(root, cfg.run)}
     env["OMP_NUM_THREADS"] = env.get("OMP_NUM_THREADS", "4")
+    if cfg.eval_datasets:  # the eval image as this machine resolves it ($LACLIP_REGISTRY), for eval_hook
+        env["LACLIP_EVAL_IMAGE"] = image_for("eval", cfg.cluster.model_copy(update={"image": None}))
     return {**env, **ELASTIC_ENV}
 
 

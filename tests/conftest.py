@@ -16,6 +16,12 @@ from laclip.data.synth import synth_demo
 from laclip.storage import open_store
 
 
+@pytest.fixture(autouse=True)
+def image_registry(monkeypatch):
+    """A configured registry, as a user has after images/build.sh; tests of the unset case unset it."""
+    monkeypatch.setenv("LACLIP_REGISTRY", "us-docker.pkg.dev/test-project/laclip")
+
+
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("demo-root")

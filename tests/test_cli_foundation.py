@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from laclip_cli.main import app
@@ -56,3 +57,18 @@ def test_errors_are_messages_not_tracebacks(tmp_path):
         proc = subprocess.run([LACLIP, *args], capture_output=True, text=True, env=env)
         assert proc.returncode == code, (args, proc.stderr)
         assert needle in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("stage_args", [
+    ["rewrite", "--dataset", "cc12m", "--num-shards", "2"],
+    ["train", "--dataset", "cc12m"],
+    ["eval", "--checkpoint", "gs://bkt/laclip/checkpoints/r1/step_10"],
+])
+def test_submit_refuses_the_placeholder_registry(stage_args, monkeypatch, tmp_path):
+    monkeypatch.delenv("LACLIP_REGISTRY")
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "never-read"))
+    proc = subprocess.run([LACLIP, "--root", "gs://bkt/laclip", "submit", *stage_args],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "placeholder registry: set LACLIP_REGISTRY" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+

@@ -8,6 +8,7 @@ is a side job: a refused or failed request is logged and training goes on.
 from __future__ import annotations
 
 import logging
+import os
 
 from laclip.train.config import TrainConfig
 
@@ -27,7 +28,7 @@ def request_eval(cfg: TrainConfig, checkpoint_url: str, log: logging.Logger) -> 
         c = cfg.cluster  # the eval pods go where the training pods went, with the eval image
         cluster = ClusterOptions(namespace=c.namespace, service_account=c.service_account,
                                  accelerator=c.accelerator, spot=c.spot, queue=c.queue,
-                                 priority_class=c.priority_class)
+                                 priority_class=c.priority_class, image=os.environ.get("LACLIP_EVAL_IMAGE"))
         name = submit_eval_for_checkpoint(checkpoint_url, cfg.root, datasets=cfg.eval_datasets, cluster=cluster)
     except Exception as exc:  # noqa: BLE001  (an API error, no RBAC, no network: never stop training)
         log.warning("could not request an eval Job for %s: %s", checkpoint_url, exc)

@@ -28,7 +28,9 @@ def _config(gcs_bucket, **extra) -> TrainConfig:
     return TrainConfig(**{**values, **extra})
 
 
-def test_each_checkpoint_gets_an_eval_job(demo_store, gcs_bucket, cluster):  # noqa: F811
+def test_each_checkpoint_gets_an_eval_job(demo_store, gcs_bucket, cluster, monkeypatch):  # noqa: F811
+    # the training pod carries the eval image the submitting machine resolved (jobs/train.py)
+    monkeypatch.setenv("LACLIP_EVAL_IMAGE", "europe-docker.pkg.dev/team/laclip/eval:0.1.0")
     _bucket_with_demo(demo_store, gcs_bucket)
     cfg = _config(gcs_bucket, eval_datasets=["demo-eval"])
     assert main(["--config", cfg.model_dump_json()]) == 0
@@ -38,7 +40,20 @@ def test_each_checkpoint_gets_an_eval_job(demo_store, gcs_bucket, cluster):  # n
     assert job["metadata"]["annotations"]["laclip.dev/checkpoint-url"] == f"{gcs_bucket}/checkpoints/hooked/step_4.pt"
     assert job["metadata"]["labels"]["laclip.dev/run"] == "hooked"
     [container] = job["spec"]["template"]["spec"]["containers"]
-    assert "/eval:" in container["image"]  # the eval image, not the training one
+    assert container["image"] == "europe-docker.pkg.dev/team/laclip/eval:0.1.0"
+
+
+def test_training_pods_carry_the_eval_image_only_when_asked():
+    from laclip_jobs.train import render
+
+    def env(cfg):
+        [job] = render(cfg, "gs://bkt/laclip")
+        return {e["name"]: e.get("value") for e in job["spec"]["tasks"][0]["template"]["spec"]["containers"][0]["env"]}
+
+    cfg = TrainConfig(run="r1", dataset="cc12m")
+    assert "LACLIP_EVAL_IMAGE" not in env(cfg)
+    eval_image = env(cfg.model_copy(update={"eval_datasets": ["imagenet1k"]}))["LACLIP_EVAL_IMAGE"]
+    assert eval_image == "us-docker.pkg.dev/test-project/laclip/eval:0.1.0"  # tests/conftest.py's registry
 
 
 def test_a_refused_request_does_not_stop_training(demo_store, gcs_bucket, tmp_path, monkeypatch, capsys):
