@@ -7,12 +7,13 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from typing import get_args
 from pathlib import Path
 
 import pytest
 import yaml
 
-from laclip.config import DEFAULT_NAMESPACE, DEFAULT_SERVICE_ACCOUNT, ClusterOptions
+from laclip.config import DEFAULT_NAMESPACE, DEFAULT_SERVICE_ACCOUNT, Accelerator, ClusterOptions
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "manifests"
@@ -95,11 +96,13 @@ def test_scope_and_names(example):
 
 def test_kueue_objects_have_the_crd_shape(example):
     """Checked by hand: kubernetes-validate has no schema for CRDs."""
-    (flavor,) = by_kind(example, "ResourceFlavor")
+    flavors = {f["metadata"]["name"]: f for f in by_kind(example, "ResourceFlavor")}
     (cq,) = by_kind(example, "ClusterQueue")
     (lq,) = by_kind(example, "LocalQueue")
-    accel = flavor["spec"]["nodeLabels"]["cloud.google.com/gke-accelerator"]
-    ClusterOptions(accelerator=accel)  # the flavor selects the nodes laclip pods ask for
+    accels = {f["spec"]["nodeLabels"]["cloud.google.com/gke-accelerator"] for f in flavors.values()}
+    for accel in accels:
+        ClusterOptions(accelerator=accel)  # each flavor selects nodes that laclip pods can ask for
+    assert accels == set(get_args(Accelerator))  # every --accelerator can be admitted
     assert set(cq["spec"]) <= {"namespaceSelector", "queueingStrategy", "preemption", "resourceGroups", "cohort",
                                 "flavorFungibility", "stopPolicy", "fairSharing", "admissionChecks"}
     assert cq["spec"]["queueingStrategy"] in ("StrictFIFO", "BestEffortFIFO")
@@ -108,7 +111,7 @@ def test_kueue_objects_have_the_crd_shape(example):
         covered = group["coveredResources"]
         assert "nvidia.com/gpu" in covered
         for fl in group["flavors"]:
-            assert fl["name"] == flavor["metadata"]["name"]
+            assert fl["name"] in flavors
             assert [r["name"] for r in fl["resources"]] == covered  # Kueue requires the same order
             for r in fl["resources"]:
                 assert re.fullmatch(r"\d+(\.\d+)?(Ki|Mi|Gi|Ti|m)?", str(r["nominalQuota"]))
