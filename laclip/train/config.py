@@ -77,6 +77,10 @@ class TrainConfig(BaseModel):
             raise ValueError("--texts-per-image needs --loss multitext")
         if self.loss == "multitext" and self.texts_per_image < 2:
             raise ValueError("--loss multitext needs --texts-per-image of at least 2")
+        if self.local_loss and not self.gather_with_grad:
+            # open_clip would run it, but each rank's loss then misses its features' terms in the
+            # other ranks' rows, and DDP averages incomplete gradients
+            raise ValueError("--local-loss needs --gather-with-grad (without it the gradients are incomplete)")
         lo, hi = self.crop_scale
         if not 0 < lo <= hi <= 1:
             raise ValueError(f"crop scale {self.crop_scale} must satisfy 0 < min <= max <= 1")

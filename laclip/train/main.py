@@ -91,6 +91,17 @@ def gather(obj, world: int) -> list:
     return out
 
 
+def worker_error(exc: LaclipError) -> LaclipError:
+    """DataLoader re-raises a loader worker's error with the worker's whole traceback as its
+    message ("Caught DataError in DataLoader worker process 0. Original Traceback..."): the
+    same error with just the original message."""
+    head = f"{type(exc).__module__}.{type(exc).__qualname__}: "
+    text = str(exc)
+    if not text.startswith("Caught ") or head not in text:
+        return exc
+    return type(exc)(text.rsplit(head, 1)[1].strip())
+
+
 def check_rewrites(store, cfg: TrainConfig) -> None:
     """A rewrite id with no parquet at all is a typo, not 'missing for some shards'."""
     if not cfg.rewrites or cfg.augment == "none":
@@ -189,7 +200,10 @@ def train(cfg: TrainConfig) -> int:
                       threads=torch.get_num_threads())
     while step < total:
         t0 = time.perf_counter()
-        images, texts, info = next(batches)
+        try:
+            images, texts, info = next(batches)
+        except LaclipError as exc:
+            raise worker_error(exc) from None
         t1 = time.perf_counter()
         positions[info["worker"]] = (info["epoch"], info["consumed"])
         counts.update(info["stats"])
@@ -261,6 +275,14 @@ def train(cfg: TrainConfig) -> int:
     return step
 
 
+def read_config_file(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read --config-file {path}: {exc.strerror or exc}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m laclip.train.main", description=__doc__.split("\n\n")[0])
     src = parser.add_mutually_exclusive_group(required=True)
@@ -268,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--config-file", help="a file holding the TrainConfig JSON")
     args = parser.parse_args(argv)
     try:
-        text = args.config if args.config is not None else open(args.config_file).read()
+        text = args.config if args.config is not None else read_config_file(args.config_file)
         train(parse_config(text))
     except (LaclipError, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)

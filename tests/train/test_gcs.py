@@ -30,7 +30,7 @@ def test_train_on_gcs_and_resume(demo_store, gcs_bucket, tmp_path, capsys):
     store.download_file("checkpoints/g1/step_4.pt", local)
     open_clip.create_model_and_transforms("laclip-tiny", pretrained=str(local))
     assert main(["--config", cfg.model_copy(update={"steps": 6}).model_dump_json()]) == 0
-    assert "step_4.pt at step 4 of 4" in capsys.readouterr().err
+    assert "step_4.pt at step 4 of 6" in capsys.readouterr().err
 
 
 def test_checkpoint_saved_again_on_gcs_replaces_the_old_one(gcs_bucket):

@@ -100,6 +100,24 @@ def test_bad_input_fails_fast_with_a_clear_message(demo_copy, capsys, change, co
     assert message in capsys.readouterr().err
 
 
+def test_loader_worker_error_reads_as_its_own_message(demo_copy, capsys):
+    from laclip.data.registry import resolve_shards
+
+    for shard in resolve_shards(demo_copy, "demo"):
+        demo_copy.write_bytes(shard.tar, b"not a tar")
+    cfg = config(demo_copy, "r4", steps=2, rewrites=None, augment="none", workers=1)
+    assert main(["--config", cfg.model_dump_json()]) == 1
+    err = capsys.readouterr().err
+    assert "error: loader worker 0 found no usable sample in epoch 0 of dataset 'demo'" in err
+    assert "Traceback" not in err and "Caught DataError" not in err
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path, capsys):
+    assert main(["--config-file", str(tmp_path / "missing.json")]) == 2
+    assert f"error: cannot read --config-file {tmp_path}/missing.json: No such file or directory" in \
+        capsys.readouterr().err
+
+
 def test_multitext_training_runs(demo_copy):
     write_rewrites(demo_copy)
     cfg = config(demo_copy, "mt", steps=3, checkpoint_every=3, loss="multitext", texts_per_image=3)
