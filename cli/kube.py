@@ -80,6 +80,12 @@ class Cluster:
         self.custom = client.CustomObjectsApi(api_client)
         self.optional = {KUEUE_WORKLOADS}  # nice to have: a 403 on these skips them
         self.warned: set = set()
+        self.absent: set = set()  # CRDs this cluster does not serve (404)
+
+    @property
+    def has_volcano(self) -> bool:
+        """False once a Volcano list answered 404: kubectl commands naming its kind would fail."""
+        return VOLCANO not in self.absent
 
     def _plain(self, obj: Any) -> dict:
         return self.api.sanitize_for_serialization(obj)
@@ -93,6 +99,7 @@ class Cluster:
                                                               label_selector=selector or "")
         except ApiException as exc:
             if exc.status == 404:
+                self.absent.add(crd)
                 return []
             if exc.status == 403 and crd in self.optional:
                 if crd not in self.warned:  # status still works from Jobs and pods; say what is missing

@@ -39,6 +39,11 @@ def _twin(command: str) -> None:
     out.print(f"[dim]kubectl: {escape(command)}[/]", soft_wrap=True)
 
 
+def _job_kinds(cluster) -> str:
+    """The job kinds a kubectl twin names: without the Volcano CRD, kubectl rejects its kind."""
+    return "jobs,jobs.batch.volcano.sh" if cluster.has_volcano else "jobs"
+
+
 def _selector(run: str) -> str:
     from laclip_jobs.common import RUN_LABEL, check_label_value
 
@@ -207,11 +212,12 @@ def _list_runs(namespace: str, context: str | None) -> None:
     from laclip_jobs.status import job_state, parse_time, volcano_state
 
     selector = "app.kubernetes.io/managed-by=laclip"
-    _twin(f"kubectl get jobs,jobs.batch.volcano.sh -n {namespace} -l {selector} -L {RUN_LABEL}")
     cluster = _cluster(namespace, context)
+    found = [(j, job_state) for j in cluster.jobs(selector)] + \
+            [(v, volcano_state) for v in cluster.volcano_jobs(selector)]
+    _twin(f"kubectl get {_job_kinds(cluster)} -n {namespace} -l {selector} -L {RUN_LABEL}")
     rows = []
-    for obj, fn in [(j, job_state) for j in cluster.jobs(selector)] + \
-                   [(v, volcano_state) for v in cluster.volcano_jobs(selector)]:
+    for obj, fn in found:
         meta = obj.get("metadata") or {}
         labels = meta.get("labels") or {}
         if RUN_LABEL in labels:
@@ -303,7 +309,6 @@ def cancel(
         if stage not in STAGES:
             raise UsageError(f"unknown stage {stage!r}: use one of {', '.join(STAGES)}")
         selector += f",app.kubernetes.io/component={stage}"
-    _twin(f"kubectl delete jobs,jobs.batch.volcano.sh,configmaps -n {namespace} -l {selector} --cascade=foreground")
     cluster = _cluster(namespace, context)
 
     def mine(objs: list[dict]) -> list[dict]:
@@ -311,6 +316,7 @@ def cancel(
 
     jobs, vjobs = mine(cluster.jobs(selector)), mine(cluster.volcano_jobs(selector))
     cms = mine(cluster.configmaps(selector))
+    _twin(f"kubectl delete {_job_kinds(cluster)},configmaps -n {namespace} -l {selector} --cascade=foreground")
     if not (jobs or vjobs):
         what = f"run {run!r}" + (f" has no {stage} jobs" if stage else " has no jobs")
         raise LaclipError(f"{what} in namespace {namespace!r}: nothing to cancel")

@@ -182,6 +182,7 @@ def test_status_lists_runs_and_rejects_unknown(populated, store):
     text = run_cli(store, "status").output
     for run in (REWRITE, TRAIN, EVAL, QUEUED):
         assert run in text
+    assert "kubectl get jobs,jobs.batch.volcano.sh -n laclip" in " ".join(text.split())
     result = run_cli(store, "status", "no-such-run")
     assert "has no jobs or pods" in str(result.exception)
     result = run_cli(store, "status", "Bad Run!")
@@ -257,6 +258,12 @@ def test_cluster_without_volcano_or_kueue(tmp_path, monkeypatch, store):
         emu.add(JOBS, job(EVAL, "eval", EVAL, {"completions": 1}, {"startTime": ts(5), "active": 1}))
         text = " ".join(run_cli(store, "status", EVAL).output.split())
         assert "eval: Pending" in text or "eval: Running" in text
+        # the kubectl twins name only kinds this cluster serves (kubectl rejects an unknown kind)
+        text = " ".join(run_cli(store, "status").output.split())
+        assert EVAL in text and "kubectl: kubectl get jobs -n laclip -l app.kubernetes.io/managed-by=laclip" in text
+        text = " ".join(run_cli(store, "cancel", EVAL, "--yes").output.split())
+        assert f"kubectl: kubectl delete jobs,configmaps -n laclip -l laclip.dev/run={EVAL}" in text
+        assert "volcano" not in text and EVAL not in emu.names(JOBS)
     finally:
         emu.close()
 
