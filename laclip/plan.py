@@ -143,11 +143,13 @@ def estimate(stage: Stage, dataset: str, gpus: int, *, model: str | None = None,
         raise UsageError(f"unknown stage {stage!r}: use rewrite, train or eval")
     if gpus < 1:
         raise UsageError(f"--gpus must be at least 1, got {gpus}")
-    if price_per_gpu_hour is not None and price_per_gpu_hour < 0:
-        raise UsageError(f"--price-per-gpu-hour must not be negative, got {price_per_gpu_hour}")
+    if price_per_gpu_hour is not None and not 0 <= price_per_gpu_hour < math.inf:
+        raise UsageError(f"--price-per-gpu-hour must be a finite number, not negative, got {price_per_gpu_hour}")
     for flag, value in (("--per-gpu-per-s", per_gpu_per_s), ("--samples", samples), ("--epochs", epochs)):
-        if value is not None and not value > 0:
+        if value is not None and not 0 < value < math.inf:
             raise UsageError(f"{flag} must be positive, got {value}")
+    if sources < 1:
+        raise UsageError(f"--sources must be at least 1, got {sources}")
     preset = PRESETS.get(dataset)
     if samples is None:
         if preset is None:
@@ -166,10 +168,14 @@ def estimate(stage: Stage, dataset: str, gpus: int, *, model: str | None = None,
         notes.append(f"{samples:,} captions x {sources} meta-pair sources")
         gpu_hours = work / tp.per_gpu_per_s / 3600
         # One pod (one GPU) per shard: the job runs in waves of `gpus` shards.
+        # Every shard is full but the last, which holds the remainder.
         per_shard = preset.per_shard if preset else 10_000
         shards = max(1, math.ceil(samples / per_shard))
-        shard_hours = per_shard * sources / tp.per_gpu_per_s / 3600
-        wall = math.ceil(shards / gpus) * shard_hours
+        last = samples - (shards - 1) * per_shard
+        waves = math.ceil(shards / gpus)
+        # The last wave takes a full shard's time unless its only shard is the short last one.
+        last_wave = last if shards - (waves - 1) * gpus == 1 else per_shard
+        wall = ((waves - 1) * per_shard + last_wave) * sources / tp.per_gpu_per_s / 3600
         if gpus > shards:
             notes.append(f"only {shards} shards: at most {shards} GPUs work at once")
     elif stage == "train":

@@ -45,6 +45,17 @@ def test_rewrite_runs_in_waves_of_one_shard_per_gpu():
     assert few.gpu_hours == pytest.approx(many.gpu_hours)
 
 
+def test_rewrite_wall_time_counts_the_short_last_shard():
+    """Fewer captions than a shard, or a short last shard alone in its wave: one GPU never takes
+    longer than its GPU-hours (it took a whole shard's time for 1,000 captions)."""
+    for samples in (1_000, 15_000):
+        est = estimate("rewrite", "cc12m", 1, samples=samples)
+        assert est.wall_hours == pytest.approx(est.gpu_hours)
+    # 3 shards (10,000 + 10,000 + 5,000) on 2 GPUs: a full wave, then the short shard.
+    est = estimate("rewrite", "mine", 2, samples=25_000, sources=1)
+    assert est.wall_hours == pytest.approx(15_000 / 16 / 3600)
+
+
 def test_cost_and_bad_inputs():
     est = estimate("eval", "cc12m", 1, price_per_gpu_hour=2.5)
     assert est.cost == pytest.approx(est.gpu_hours * 2.5)
@@ -54,7 +65,13 @@ def test_cost_and_bad_inputs():
                             ({"price_per_gpu_hour": -1}, "negative"),
                             ({"per_gpu_per_s": 0}, "--per-gpu-per-s must be positive, got 0"),
                             ({"samples": -5}, "--samples must be positive"),
-                            ({"epochs": 0}, "--epochs must be positive")]:
+                            ({"epochs": 0}, "--epochs must be positive"),
+                            # nan and inf are floats the command line accepts; they made "$nan" and "0 min"
+                            ({"price_per_gpu_hour": float("nan")}, "finite"),
+                            ({"price_per_gpu_hour": float("inf")}, "finite"),
+                            ({"per_gpu_per_s": float("inf")}, "--per-gpu-per-s must be positive"),
+                            ({"sources": 0}, "--sources must be at least 1"),
+                            ({"sources": -2}, "--sources must be at least 1")]:
         args = {"stage": "train", "dataset": "cc12m", "gpus": 8, **kwargs}
         with pytest.raises(UsageError, match=message):
             estimate(**args)
