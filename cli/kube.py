@@ -24,11 +24,15 @@ def connect(context: str | None = None):
     """An ApiClient for the current kubeconfig context (or `context`), else in-cluster."""
     import os
 
+    import yaml
     from kubernetes import client, config
 
     try:
         # The client reads $KUBECONFIG once at import; read it now so the current value counts.
         config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), context=context)
+    except (yaml.YAMLError, IsADirectoryError, PermissionError) as exc:  # a file there, but unreadable
+        raise ClusterError(f"cannot read the kubeconfig ({' '.join(str(exc).split())}); fix the file "
+                           "or point $KUBECONFIG at another") from None
     except (config.ConfigException, FileNotFoundError, TypeError) as exc:
         try:
             config.load_incluster_config()

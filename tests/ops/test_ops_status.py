@@ -276,6 +276,17 @@ def test_no_cluster_configured_is_a_clear_error(tmp_path):
     assert "no Kubernetes cluster configured" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_unreadable_kubeconfig_is_a_clear_error(tmp_path):
+    broken = tmp_path / "kubeconfig"
+    broken.write_text("clusters: [\n")  # a truncated edit
+    for path in (broken, tmp_path):  # a YAML error, a folder
+        env = {"KUBECONFIG": str(path), "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+        proc = subprocess.run([sys.executable, "-m", "laclip_cli.main", "status"], env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert "cannot read the kubeconfig" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
 def test_index_sets_and_eta():
     assert parse_indexes("0-2,5,7-8") == [0, 1, 2, 5, 7, 8]
     assert format_indexes([8, 7, 5, 2, 1, 0]) == "0-2,5,7-8"
