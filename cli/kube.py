@@ -143,10 +143,11 @@ class Cluster:
         return resp.data.decode("utf-8", errors="replace")
 
     @_translate
-    def stream_log(self, pod: str, container: str | None = None, write: Callable[[str], None] = print) -> None:
-        """Follow a pod's log until the container ends (or Ctrl-C)."""
+    def stream_log(self, pod: str, container: str | None = None, write: Callable[[str], None] = print,
+                   tail: int | None = None) -> None:
+        """Follow a pod's log (from its last `tail` lines) until the container ends (or Ctrl-C)."""
         resp = self.core.read_namespaced_pod_log(pod, self.namespace, container=container, follow=True,
-                                                 _preload_content=False)
+                                                 tail_lines=tail, _preload_content=False)
         try:
             for chunk in resp.stream(decode_content=True):
                 write(chunk.decode("utf-8", errors="replace"))

@@ -249,6 +249,8 @@ def logs(
 
     if stage not in STAGES:
         raise UsageError(f"unknown stage {stage!r}: use one of {', '.join(STAGES)}")
+    if tail is not None and tail < 0:
+        raise UsageError(f"--tail must be 0 or more lines, got {tail}")
     selector = f"{_selector(run)},app.kubernetes.io/component={stage}"
     cluster = _cluster(namespace, context)
     pods = [p for p in of_run(cluster.pods(selector), run)
@@ -268,9 +270,9 @@ def logs(
     if index is None and len(indexes) > 1:
         err.print(f"[dim]{len(indexes)} indexes have pods; showing {pod} (choose with --index)[/]")
     _twin(f"kubectl logs -n {namespace} {pod} -c {container}" + (" -f" if follow else "")
-          + (f" --tail {tail}" if tail else ""))
+          + (f" --tail {tail}" if tail is not None else ""))
     if follow:
-        cluster.stream_log(pod, container, write=lambda text: out.out(text, end="", highlight=False))
+        cluster.stream_log(pod, container, tail=tail, write=lambda text: out.out(text, end="", highlight=False))
     else:
         out.out(cluster.read_log(pod, container, tail=tail), end="", highlight=False)
 

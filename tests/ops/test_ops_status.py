@@ -219,6 +219,15 @@ def test_logs_pick_the_index_and_follow(populated, store):
     assert f"step 1 of pod {REWRITE}-4-abcde" in result.output and " -f" in result.output
     follow = [r for r in populated.requests() if str(r.params.get("follow")).lower() == "true"]
     assert follow and follow[-1].name == f"{REWRITE}-4-abcde"
+    # --tail reaches the API when following too, and the twin says what was asked, 0 included
+    result = run_cli(store, "logs", REWRITE, "--stage", "rewrite", "--index", "4", "--follow", "--tail", "5")
+    assert f"{REWRITE}-4-abcde -c rewrite -f --tail 5" in result.output
+    follow = [r for r in populated.requests() if str(r.params.get("follow")).lower() == "true"]
+    assert follow[-1].params.get("tailLines") == "5"
+    result = run_cli(store, "logs", REWRITE, "--stage", "rewrite", "--index", "4", "--tail", "0")
+    assert f"{REWRITE}-4-abcde -c rewrite --tail 0" in result.output
+    assert "--tail must be 0 or more" in str(run_cli(store, "logs", REWRITE, "--stage", "rewrite",
+                                                     "--tail", "-3").exception)
     result = run_cli(store, "logs", TRAIN, "--stage", "train", "--index", "1")
     assert f"step 1 of pod {TRAIN}-main-1" in result.output
     result = run_cli(store, "logs", REWRITE, "--stage", "rewrite", "--index", "9")
