@@ -201,7 +201,7 @@ def _print_stage(run: str, st, dataset: str | None, store, now: dt.datetime, rew
     if rate is not None:
         table.add_row("throughput", f"{rate:,.1f} {unit}/hour"
                       + (f", ETA {_duration(eta.total_seconds())}"
-                         if eta is not None and st.state != "Succeeded" else ""))
+                         if eta is not None and st.state not in ("Succeeded", "Failed") else ""))
     out.print(table)
     for reason in st.reasons[-8:]:  # full lines, not table cells: messages are long and get copied
         out.print(f"  [yellow]why:[/] {escape(reason)}", soft_wrap=True)

@@ -246,13 +246,17 @@ def summarise(run: str, jobs: list[dict], vjobs: list[dict], pods: list[dict],
         st.objects.append(job_state(job))
         owners[_meta(job).get("name")] = st
         spec, status = job.get("spec") or {}, job.get("status") or {}
-        st.completions = (st.completions or 0) + int(spec.get("completions") or spec.get("parallelism") or 1)
+        # Several Jobs in one stage (an eval Job per checkpoint): each numbers its completions
+        # from 0, so each is shifted past the ones before it, else their indexes would merge.
+        base = st.completions or 0
+        st.completions = base + int(spec.get("completions") or spec.get("parallelism") or 1)
         if spec.get("completionMode") == "Indexed":
-            st.completed += parse_indexes(status.get("completedIndexes"))
-            st.failed += parse_indexes(status.get("failedIndexes"))
+            st.completed += [base + i for i in parse_indexes(status.get("completedIndexes"))]
+            st.failed += [base + i for i in parse_indexes(status.get("failedIndexes"))]
         else:
-            st.completed += list(range(int(status.get("succeeded") or 0)))
-        _times(st, status.get("startTime"), status.get("completionTime"))
+            st.completed += list(range(base, base + int(status.get("succeeded") or 0)))
+        failed = _condition(job, "Failed")  # a failed Job has no completionTime: it ended then
+        _times(st, status.get("startTime"), status.get("completionTime") or (failed or {}).get("lastTransitionTime"))
         if st.objects[-1].state in ("Suspended", "Failed"):
             st.add_reason(st.objects[-1].detail, f"Job {st.objects[-1].name}")
     for vjob in vjobs:
@@ -261,7 +265,7 @@ def summarise(run: str, jobs: list[dict], vjobs: list[dict], pods: list[dict],
         owners[_meta(vjob).get("name")] = st
         state = (vjob.get("status") or {}).get("state") or {}
         _times(st, _meta(vjob).get("creationTimestamp"), None)
-        if st.objects[-1].state == "Succeeded":
+        if st.objects[-1].state in ("Succeeded", "Failed"):
             _times(st, None, state.get("lastTransitionTime"))
         if st.objects[-1].state in ("Pending", "Failed"):
             st.add_reason(st.objects[-1].detail, f"VolcanoJob {st.objects[-1].name}")

@@ -357,3 +357,26 @@ def test_forbidden_kueue_workloads_are_skipped_but_forbidden_jobs_are_an_error(p
     populated.emu["list", JOBS] << 403
     result = run_cli(store, "status", QUEUED)
     assert "forbidden in namespace 'laclip'" in str(result.exception)
+
+
+def test_eval_jobs_per_checkpoint_add_up():
+    """Training queues an eval Job per checkpoint under its own run id: three finished Jobs are
+    three completions of three, not one (their indexes all start at 0)."""
+    done = {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
+    jobs = [job(TRAIN, "eval", f"eval-{TRAIN}-step-{n}", {"completions": 1}, done) for n in (1, 2)]
+    jobs.append(job(TRAIN, "eval", f"eval-{TRAIN}-step-3", {"completions": 2, "completionMode": "Indexed"},
+                    {"completedIndexes": "0", "failedIndexes": "1",
+                     "conditions": [{"type": "Failed", "status": "True"}]}))
+    st = summarise(TRAIN, jobs, [], [], []).stages["eval"]
+    assert (st.completions, st.completed, st.failed) == (4, [0, 1, 2], [3])
+
+
+def test_a_failed_stage_stops_its_clock_and_has_no_eta(cluster, store):
+    run = "rewrite-demo-1122-0800-ff05"
+    cluster.add(JOBS, job(run, "rewrite", run, {"completions": 8, "completionMode": "Indexed"},
+                          {"startTime": ts(60), "completedIndexes": "0-1", "failedIndexes": "2",
+                           "conditions": [{"type": "Failed", "status": "True", "reason": "FailedIndexes",
+                                           "message": "Job has failed indexes", "lastTransitionTime": ts(10)}]}))
+    text = " ".join(run_cli(store, "status", run, "--no-store").output.split())
+    assert "rewrite: Failed" in text and "elapsed 50m00s" in text, text
+    assert "indexes/hour" in text and "ETA" not in text
