@@ -41,6 +41,8 @@ def _root(
         help="Store root: gs://BUCKET/PREFIX or a local folder [default: ~/.local/share/laclip].",
     ),
 ) -> None:
+    if root is not None and not root.strip():  # `--root "$UNSET"` must not fall back to the default root
+        raise typer.BadParameter("is empty: give gs://BUCKET/PREFIX or a folder", param_hint="--root")
     state.root = root
 
 

@@ -48,13 +48,17 @@ def test_synth_then_show(tmp_path):
 
 
 def test_errors_are_messages_not_tracebacks(tmp_path):
-    env = {**os.environ, "LACLIP_ROOT": str(tmp_path)}
+    # cwd and XDG_DATA_HOME in tmp_path: a wrongly accepted root writes there, not in the checkout or ~
+    env = {**os.environ, "LACLIP_ROOT": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "xdg")}
     for args, needle, code in [
         (["datasets", "show", "nope"], "unknown dataset 'nope'", 1),
         (["--root", "s3://bucket", "datasets", "list"], "unknown storage scheme", 2),
         (["datasets", "show", "Bad_Name"], "invalid dataset name", 2),
+        (["--root", "gs://My_Bucket/laclip", "datasets", "list"], "not a valid bucket name", 2),
+        (["--root", "gs:/my-bucket/laclip", "data", "synth"], "is not a URL", 2),
+        (["--root", "", "data", "synth"], "Invalid value for --root: is empty", 2),  # not the default root
     ]:
-        proc = subprocess.run([LACLIP, *args], capture_output=True, text=True, env=env)
+        proc = subprocess.run([LACLIP, *args], capture_output=True, text=True, env=env, cwd=tmp_path)
         assert proc.returncode == code, (args, proc.stderr)
         assert needle in proc.stderr and "Traceback" not in proc.stderr
 

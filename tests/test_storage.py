@@ -236,3 +236,57 @@ def test_local_write_that_cannot_happen_is_a_storage_error(tmp_path):
         store.write_bytes("a/b.bin", b"1")
     assert store.list() == ["a"]
 
+
+
+@pytest.mark.parametrize("url, needle", [
+    ("gs://Bad_Bucket/x", "'Bad_Bucket' in 'gs://Bad_Bucket/x' is not a valid bucket name"),
+    ("gs://ab", "'ab' in 'gs://ab' is not a valid bucket name"),
+    ("gs://-bucket-/x", "is not a valid bucket name"),
+    ("gs://" + "b" * 64, "is not a valid bucket name"),
+    ("gs://", "'gs://' names no bucket"),  # said 'gs:' (the URL cut at its last slash)
+    ("gs:/bucket/x", "'gs:/bucket/x' is not a URL: write gs://"),  # was a folder ./gs:/bucket/x
+    ("gs:bucket", "is not a URL"),
+    ("file://", "names no folder"),  # was the current directory
+])
+def test_malformed_roots_are_usage_errors(url, needle, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+        open_store(url)
+    assert list(tmp_path.iterdir()) == []  # nothing was written under the current directory
+
+
+def test_valid_bucket_names_are_accepted():
+    for url in ("gs://abc", "gs://my_bucket-1/p", "gs://data.example.com/p/q", "gs://" + "b" * 63):
+        assert open_store(url).bucket_name == url[5:].split("/")[0]
+
+
+def test_bad_timeout_in_environment_is_a_usage_error(monkeypatch):
+    monkeypatch.setenv("LACLIP_GCS_RETRY_TIMEOUT", "2m")
+    with pytest.raises(UsageError, match="LACLIP_GCS_RETRY_TIMEOUT='2m' is not a number of seconds"):
+        open_store("gs://bucket/p")
+    monkeypatch.setenv("LACLIP_GCS_RETRY_TIMEOUT", "0")
+    with pytest.raises(UsageError, match="must be a positive number"):
+        open_store("gs://bucket/p")
+
+
+def test_download_where_no_file_can_be_made_is_a_storage_error(store, tmp_path):
+    from laclip.errors import StorageError
+
+    store.write_bytes("obj", b"1")
+    (tmp_path / "a-file").write_bytes(b"")
+    with pytest.raises(StorageError, match="cannot copy .*obj to .*a-file/sub/obj"):
+        store.download_file("obj", tmp_path / "a-file" / "sub" / "obj")
+
+
+def test_local_folder_is_not_an_object(tmp_path):
+    from laclip.errors import StorageError
+
+    store = open_store(str(tmp_path))
+    store.write_bytes("d/a", b"1")
+    with pytest.raises(NotFound, match="is a folder, not an object"):
+        store.open_read("d")
+    with pytest.raises(NotFound, match="is a folder, not an object"):
+        store.delete("d")
+    with pytest.raises(StorageError, match="cannot write .*/d: a folder has that name"):
+        store.write_bytes("d", b"x")
+    assert store.list() == ["d/a"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,10 +30,17 @@ def open_store(root: str | None = None, **options) -> "Store":
     url = resolve_root(root)
     scheme, sep, rest = url.partition("://")
     if not sep:
+        # "gs:/bucket" or "gs:bucket" is a mistyped URL, not a folder named "gs:" under the
+        # current directory (which is where the data would silently go).
+        typo = re.match(r"(gs|file):", url)
+        if typo:
+            raise UsageError(f"root {url!r} is not a URL: write {typo.group(1)}://..., or ./{url} for a folder")
         from laclip.storage.local import LocalStore
 
         return LocalStore(url)
     if scheme == "file":
+        if not rest:  # would be the current directory, wherever that happens to be
+            raise UsageError(f"root {url!r} names no folder: use file:///ABSOLUTE/PATH or a folder")
         from laclip.storage.local import LocalStore
 
         return LocalStore(rest)

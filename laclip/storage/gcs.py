@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from pathlib import Path
 from typing import BinaryIO
 
@@ -25,12 +26,40 @@ AUTH_HINT = (
 )
 
 
+# GCS's naming rules, checked here because without credentials a bad name reads as an
+# auth error, and with them GCS answers a bare 400 (the emulator accepts anything).
+BUCKET_RULE = ("3-63 characters (up to 222 with dots, 63 between dots) of lower-case letters, digits, "
+               "'-', '_' and '.', starting and ending with a letter or digit")
+
+
+def _valid_bucket(name: str) -> bool:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*[a-z0-9]", name):
+        return False
+    if "." in name:
+        return len(name) <= 222 and all(0 < len(part) <= 63 for part in name.split("."))
+    return 3 <= len(name) <= 63
+
+
 def _parse(url: str) -> tuple[str, str]:
     rest = url[len("gs://"):]
     bucket, _, prefix = rest.partition("/")
     if not bucket:
         raise UsageError(f"{url!r} names no bucket: use gs://BUCKET[/PREFIX]")
+    if not _valid_bucket(bucket):
+        raise UsageError(f"{bucket!r} in {url!r} is not a valid bucket name: use {BUCKET_RULE}")
     return bucket, prefix.strip("/")
+
+
+def _seconds(value, env: str, default: float) -> float:
+    """A timeout from the caller, else from $env; a bad value is a usage error, not a traceback."""
+    raw = value if value is not None else os.environ.get(env, default)
+    try:
+        seconds = float(raw)
+    except (TypeError, ValueError):
+        raise UsageError(f"{env}={raw!r} is not a number of seconds") from None
+    if not seconds > 0:
+        raise UsageError(f"{env}={raw!r} must be a positive number of seconds")
+    return seconds
 
 
 class GCSStore(Store):
@@ -43,10 +72,10 @@ class GCSStore(Store):
         request_timeout: float | None = None,
         upload_chunk_size: int | None = None,
     ):
+        self.bucket_name, self.prefix = _parse(url)  # before rstrip: "gs://" must not read as "gs:"
         self.url = url.rstrip("/")
-        self.bucket_name, self.prefix = _parse(self.url)
-        self.retry_timeout = float(retry_timeout or os.environ.get("LACLIP_GCS_RETRY_TIMEOUT", 120))
-        self.request_timeout = float(request_timeout or os.environ.get("LACLIP_GCS_REQUEST_TIMEOUT", 60))
+        self.retry_timeout = _seconds(retry_timeout, "LACLIP_GCS_RETRY_TIMEOUT", 120)
+        self.request_timeout = _seconds(request_timeout, "LACLIP_GCS_REQUEST_TIMEOUT", 60)
         self.upload_chunk_size = upload_chunk_size  # None: the client's default (resumable above 8 MiB)
         self._client = client
         self._bucket = None
@@ -139,15 +168,18 @@ class GCSStore(Store):
     def download_file(self, path: str, local: str | Path) -> None:
         # Download beside the target, then rename: a broken download leaves no file.
         local = Path(local)
-        local.parent.mkdir(parents=True, exist_ok=True)
         tmp = local.with_name(f".{local.name}.part")
         blob = self.bucket.blob(self._key(path))
         try:
+            local.parent.mkdir(parents=True, exist_ok=True)
             self._call("download", path, lambda: blob.download_to_filename(
                 str(tmp), retry=self._retry, timeout=self.request_timeout))
             os.replace(tmp, local)
+        except OSError as exc:  # the local side: a message, as from the local store, not a traceback
+            raise StorageError(f"cannot copy {self.url_of(path)} to {local}: {exc.strerror or exc}") from None
         finally:
-            tmp.unlink(missing_ok=True)
+            if tmp.exists():  # False, not an error, where the target's folder could not be made
+                tmp.unlink()
 
     def exists(self, path: str) -> bool:
         blob = self.bucket.blob(self._key(path))

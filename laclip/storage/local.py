@@ -50,6 +50,8 @@ class LocalStore(Store):
             return open(self._path(path), "rb")
         except FileNotFoundError:
             raise NotFound(f"{self.url_of(path)} does not exist") from None
+        except IsADirectoryError:
+            raise NotFound(f"{self.url_of(path)} is a folder, not an object") from None
 
     def _publish(self, tmp: Path, dest: Path, create_only: bool, path: str) -> None:
         # os.link fails if dest exists: the atomic create-only primitive of POSIX.
@@ -65,6 +67,8 @@ class LocalStore(Store):
                     os.rename(tmp, dest)
             else:
                 os.replace(tmp, dest)
+        except IsADirectoryError:  # a folder holds the name: a message, not a traceback
+            raise StorageError(f"cannot write {self.url_of(path)}: a folder has that name") from None
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -119,7 +123,8 @@ class LocalStore(Store):
         except OSError as exc:
             raise StorageError(f"cannot copy {self.url_of(path)} to {local}: {exc.strerror or exc}") from None
         finally:
-            tmp.unlink(missing_ok=True)
+            if tmp.exists():  # False, not an error, where the target's folder could not be made
+                tmp.unlink()
 
     def exists(self, path: str) -> bool:
         return self._path(path).is_file()
@@ -145,3 +150,5 @@ class LocalStore(Store):
             self._path(path).unlink()
         except FileNotFoundError:
             raise NotFound(f"{self.url_of(path)} does not exist") from None
+        except IsADirectoryError:
+            raise NotFound(f"{self.url_of(path)} is a folder, not an object") from None
