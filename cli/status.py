@@ -124,7 +124,7 @@ def _print_json(cluster, run: str, store) -> None:
             try:
                 entry["store"] = dataclasses.asdict(store_progress(
                     store, name, run, _label(owners[0], "laclip.dev/dataset"),
-                    (meta.get("annotations") or {}).get("laclip.dev/rewrite-id")))
+                    (meta.get("annotations") or {}).get("laclip.dev/rewrite-id"), _shards(owners)))
             except LaclipError as exc:
                 entry["store"] = {"error": str(exc)}
         doc["stages"][name] = entry
@@ -144,7 +144,7 @@ def _show_run(cluster, run: str, namespace: str, store):
         dataset = next((d for o in owners if (d := _label(o, "laclip.dev/dataset"))), None)
         rewrite_id = next((r for o in owners if (r := ((o.get("metadata") or {}).get("annotations") or {})
                                                  .get("laclip.dev/rewrite-id"))), None)
-        _print_stage(run, st, dataset, store, now, rewrite_id)
+        _print_stage(run, st, dataset, store, now, rewrite_id, _shards(owners))
     if vjobs:
         _twin(f"kubectl get jobs.batch.volcano.sh,podgroups -n {namespace} -l {selector}")
     _twin(f"kubectl get events -n {namespace} --field-selector type=Warning --sort-by=.lastTimestamp")
@@ -155,6 +155,16 @@ def _label(obj: dict, key: str) -> str | None:
     return ((obj.get("metadata") or {}).get("labels") or {}).get(key)
 
 
+def _shards(owners: list[dict]) -> int | None:
+    """The shards a rewrite Job covers (its `laclip.dev/shards` annotation; `--num-shards` may
+    make it fewer than the dataset has)."""
+    for o in owners:
+        value = str(((o.get("metadata") or {}).get("annotations") or {}).get("laclip.dev/shards", ""))
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return None
+
+
 def _open_store():
     try:
         return state.store()
@@ -163,7 +173,8 @@ def _open_store():
         return None
 
 
-def _print_stage(run: str, st, dataset: str | None, store, now: dt.datetime, rewrite_id: str | None) -> None:
+def _print_stage(run: str, st, dataset: str | None, store, now: dt.datetime, rewrite_id: str | None,
+                 shards: int | None = None) -> None:
     from laclip_jobs.progress import store_progress
     from laclip_jobs.status import format_indexes, rate_and_eta
 
@@ -179,7 +190,7 @@ def _print_stage(run: str, st, dataset: str | None, store, now: dt.datetime, rew
     done, total, unit = len(st.completed), st.completions, "indexes"
     if store is not None:
         try:
-            prog = store_progress(store, st.stage, run, dataset, rewrite_id)
+            prog = store_progress(store, st.stage, run, dataset, rewrite_id, shards)
         except LaclipError as exc:
             prog = None
             table.add_row("store", f"[yellow]{escape(str(exc))}[/]")

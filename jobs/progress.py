@@ -80,13 +80,14 @@ def eval_results(store: Store, run: str) -> list[str]:
 
 
 def store_progress(store: Store, stage: str, run: str, dataset: str | None,
-                   rewrite_id: str | None = None) -> StoreProgress:
+                   rewrite_id: str | None = None, shards: int | None = None) -> StoreProgress:
     """What the store says about one stage of `run`. A rewrite writes under its rewrite id
-    (the Job's `laclip.dev/rewrite-id` annotation), which defaults to the run id."""
+    (the Job's `laclip.dev/rewrite-id` annotation), which defaults to the run id, and covers
+    `shards` shards (its `laclip.dev/shards` annotation), else every shard of the dataset."""
     out = StoreProgress()
     if stage == "rewrite" and dataset:
         out.shards_done = rewritten_shards(store, dataset, rewrite_id or run)
-        out.shards_total = dataset_shards(store, dataset)
+        out.shards_total = shards or dataset_shards(store, dataset)
     elif stage == "train":
         steps = checkpoint_steps(store, run)
         out.checkpoints = len(steps)

@@ -380,3 +380,18 @@ def test_a_failed_stage_stops_its_clock_and_has_no_eta(cluster, store):
     text = " ".join(run_cli(store, "status", run, "--no-store").output.split())
     assert "rewrite: Failed" in text and "elapsed 50m00s" in text, text
     assert "indexes/hour" in text and "ETA" not in text
+
+
+def test_rewrite_of_some_shards_counts_against_its_own_total(cluster, store):
+    """`submit rewrite --num-shards 3`: the Job says it covers 3 shards (laclip.dev/shards); its
+    progress and ETA are out of 3, not out of every shard the dataset has (4 here)."""
+    run = "rewrite-demo-1122-0830-aa06"
+    cluster.add(JOBS, job(run, "rewrite", run, {"completions": 3, "completionMode": "Indexed"},
+                          {"startTime": ts(60), "active": 1, "ready": 1, "completedIndexes": "0-1"},
+                          annotations={"laclip.dev/rewrite-id": REWRITE_ID, "laclip.dev/shards": "3"}))
+    text = " ".join(run_cli(store, "status", run).output.split())
+    assert "2 of 3 shards rewritten" in text and re.search(r"ETA 30m0\ds", text), text  # 1 shard at 2/hour
+    import json
+
+    doc = json.loads(run_cli(store, "status", run, "--json").stdout)
+    assert doc["stages"]["rewrite"]["store"]["shards_total"] == 3
