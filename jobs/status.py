@@ -184,11 +184,15 @@ def volcano_state(vjob: dict) -> ObjectState:
 
 
 def workload_reason(workload: dict) -> str | None:
-    """Why Kueue has not admitted a Workload yet (QuotaReserved False carries the message)."""
-    if _condition(workload, "Admitted"):
+    """Why Kueue has not admitted a Workload yet (QuotaReserved False carries the message).
+    A finished Workload waits for nothing (newer Kueue clears its admission when it finishes);
+    a True QuotaReserved ("Quota reserved in ClusterQueue ...") is progress, not a reason."""
+    if _condition(workload, "Admitted") or _condition(workload, "Finished"):
         return None
-    for cond in (workload.get("status") or {}).get("conditions") or []:
-        if cond.get("type") in ("QuotaReserved", "Admitted", "Evicted") and cond.get("message"):
+    conditions = (workload.get("status") or {}).get("conditions") or []
+    for cond in sorted(conditions, key=lambda c: c.get("type") != "Evicted"):  # a preemption first
+        explains = cond.get("status") == "True" if cond.get("type") == "Evicted" else cond.get("status") != "True"
+        if cond.get("type") in ("QuotaReserved", "Admitted", "Evicted") and explains and cond.get("message"):
             return f"Kueue: {cond['message']}"
     queue = (workload.get("spec") or {}).get("queueName")
     return f"Kueue: waiting for admission in LocalQueue {queue}" if queue else "Kueue: not admitted yet"

@@ -395,3 +395,23 @@ def test_rewrite_of_some_shards_counts_against_its_own_total(cluster, store):
 
     doc = json.loads(run_cli(store, "status", run, "--json").stdout)
     assert doc["stages"]["rewrite"]["store"]["shards_total"] == 3
+
+
+def test_kueue_reason_is_what_blocks_admission():
+    from laclip_jobs.status import workload_reason
+
+    def wl(*conditions):
+        return {"spec": {"queueName": "laclip-a100"},
+                "status": {"conditions": [{"type": t, "status": s, "message": m} for t, s, m in conditions]}}
+
+    reserved = ("QuotaReserved", "True", "Quota reserved in ClusterQueue laclip")
+    # quota reserved, admission checks pending: the reserved quota is not why it waits
+    assert workload_reason(wl(reserved, ("Admitted", "False", "The workload has not all checks ready"))) \
+        == "Kueue: The workload has not all checks ready"
+    assert workload_reason(wl(("QuotaReserved", "False", "insufficient quota"),
+                              ("Evicted", "True", "Preempted to accommodate a higher priority Workload"))) \
+        == "Kueue: Preempted to accommodate a higher priority Workload"
+    # a finished Workload (newer Kueue clears Admitted on finish) waits for nothing
+    assert workload_reason(wl(("Admitted", "False", "The workload has no reservation"),
+                              ("Finished", "True", "Job finished successfully"))) is None
+    assert workload_reason(wl()) == "Kueue: waiting for admission in LocalQueue laclip-a100"
