@@ -62,6 +62,23 @@ def test_an_interrupted_build_resumes_to_the_same_bytes(tmp_path):
     assert all(cut.read_bytes(p) == whole.read_bytes(p) for p in whole.list())
 
 
+def test_resuming_with_other_settings_is_refused(tmp_path):
+    """Kept shards of 8 samples from seed 0 must not be reported as a 2-shard, 16-sample, seed-3 build."""
+    store = open_store(str(tmp_path))
+    small = dict(eval_train_per_class=1, eval_test_per_class=1)
+    synth_demo(store, shards=4, per_shard=8, **small)
+    store.delete("datasets/demo/synth.json")  # interrupted before the marker
+    with pytest.raises(DataError, match=r"built with other settings \(seed 0 \(now 3\), shards 4 \(now 2\), "
+                                        r"per_shard 8 \(now 16\)\).*--overwrite"):
+        synth_demo(store, shards=2, per_shard=16, seed=3, **small)
+    assert not is_complete(store)
+    synth_demo(store, shards=4, per_shard=8, **small)  # the same settings complete it
+    assert is_complete(store) and sum(check_shard(store, s) for s in resolve_shards(store, "demo")) == 32
+    synth_demo(store, shards=2, per_shard=16, seed=3, overwrite=True, **small)
+    assert sum(check_shard(store, s) for s in resolve_shards(store, "demo")) == 32
+    assert [s.id for s in resolve_shards(store, "demo")] == ["00000", "00001"]
+
+
 def test_overwrite_leaves_no_shard_of_a_larger_build(tmp_path):
     store = open_store(str(tmp_path))
     synth_demo(store, shards=3, per_shard=4, eval_train_per_class=1, eval_test_per_class=1)

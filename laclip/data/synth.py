@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageDraw
 
 from laclip.data.shards import shard_id, write_shard
+from laclip.errors import DataError
 from laclip.storage.base import Store, join
 
 SHAPES = ["circle", "square", "triangle", "star", "diamond", "cross", "hexagon", "ring"]
@@ -150,6 +151,7 @@ def draw_sample(rng: random.Random, size: int = 64, shape: str | None = None) ->
 
 
 MARKER = "synth.json"  # written last: its presence means the dataset and its eval set are whole
+SETTINGS = "synth-build.json"  # written first: what a resumed build must match
 
 
 def is_complete(store: Store, name: str = "demo") -> bool:
@@ -172,13 +174,27 @@ def synth_demo(
     """Write the demo training shards and its evaluation set; returns a summary.
 
     Every object is drawn from the seed alone and written atomically, so a build that was
-    interrupted resumes: objects already there are whole and kept. `overwrite` first deletes
-    both folders, so no shard of an earlier, larger build survives.
+    interrupted resumes: objects already there are whole and kept. Resuming with other
+    settings is refused, since the kept objects would not match them. `overwrite` first
+    deletes both folders, so no shard of an earlier, larger build survives.
     """
     folder, eval_folder = f"datasets/{name}", f"datasets/{name}-eval"
     if overwrite:
         for path in store.list(folder + "/") + store.list(eval_folder + "/"):
             store.delete(path)
+    settings = {"seed": seed, "shards": shards, "per_shard": per_shard, "image_size": image_size,
+                "eval_train_per_class": eval_train_per_class, "eval_test_per_class": eval_test_per_class}
+    settings_path = f"{folder}/{SETTINGS}"
+    if store.exists(settings_path):
+        earlier = json.loads(store.read_text(settings_path))
+        if earlier != settings:
+            differ = ", ".join(f"{k} {earlier.get(k)} (now {v})" for k, v in settings.items() if earlier.get(k) != v)
+            raise DataError(
+                f"{store.url_of(folder)}/ was built with other settings ({differ}): kept objects would not "
+                f"match them; run `laclip data synth` with the earlier settings, or with --overwrite to rebuild"
+            )
+    else:
+        store.write_text(settings_path, json.dumps(settings, indent=2) + "\n")
     for i in range(shards):
         sid = shard_id(i)
         if store.exists(f"{folder}/{sid}.parquet"):  # the parquet is written last: the shard is whole
