@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 
@@ -202,6 +203,22 @@ def test_missing_credentials_says_how_to_authenticate(monkeypatch, tmp_path):
     store = GCSStore("gs://some-bucket/prefix")
     with pytest.raises(AuthError, match="gcloud auth application-default login"):
         store.exists("x")
+
+
+@pytest.mark.parametrize("content, reason", [
+    (None, "was not found"),
+    ('{"type": "service_account"}', "Failed to load service account credentials"),
+])
+def test_unusable_credentials_file_is_named(content, reason, monkeypatch, tmp_path):
+    """The key file wins over a gcloud login: the message must blame it, not ask for a login only."""
+    key = tmp_path / "key.json"
+    if content is not None:
+        key.write_text(content)
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key))
+    expected = f"GOOGLE_APPLICATION_CREDENTIALS={re.escape(str(key))} gives no usable credentials for gs://some-bucket"
+    with pytest.raises(AuthError, match=f"{expected}/prefix .*{reason}.*fix or unset it"):
+        GCSStore("gs://some-bucket/prefix").exists("x")
 
 
 def test_local_objects_get_the_usual_file_mode(tmp_path):

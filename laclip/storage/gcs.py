@@ -90,7 +90,13 @@ class GCSStore(Store):
             if self._client is None:
                 try:
                     self._client = storage.Client()
-                except DefaultCredentialsError:
+                except DefaultCredentialsError as exc:
+                    key_file = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+                    if key_file:  # it wins over a gcloud login, so logging in would not help: say what is wrong
+                        raise AuthError(
+                            f"GOOGLE_APPLICATION_CREDENTIALS={key_file} gives no usable credentials for "
+                            f"{self.url} ({exc.args[0] if exc.args else exc}): fix or unset it; {AUTH_HINT}"
+                        ) from None
                     raise AuthError(f"no Google Cloud credentials found for {self.url}: {AUTH_HINT}") from None
             self._bucket = self._client.bucket(self.bucket_name)
         return self._bucket
