@@ -119,7 +119,10 @@ def _print_json(cluster, run: str, store) -> None:
         entry.update(state=st.state, reasons=st.reasons, pods=dict(st.pods))
         entry.pop("problems")
         owners = [o for o in jobs + vjobs if _label(o, "app.kubernetes.io/component") == name]
-        if store is not None and owners:
+        elsewhere = _written_elsewhere(owners, store)
+        if elsewhere:
+            entry["store"] = {"error": _elsewhere_note(elsewhere)}
+        elif store is not None and owners:
             meta = owners[0].get("metadata") or {}
             try:
                 entry["store"] = dataclasses.asdict(store_progress(
@@ -144,7 +147,10 @@ def _show_run(cluster, run: str, namespace: str, store):
         dataset = next((d for o in owners if (d := _label(o, "laclip.dev/dataset"))), None)
         rewrite_id = next((r for o in owners if (r := ((o.get("metadata") or {}).get("annotations") or {})
                                                  .get("laclip.dev/rewrite-id"))), None)
-        _print_stage(run, st, dataset, store, now, rewrite_id, _shards(owners))
+        elsewhere = _written_elsewhere(owners, store)
+        _print_stage(run, st, dataset, None if elsewhere else store, now, rewrite_id, _shards(owners))
+        if elsewhere:
+            out.print(f"  [yellow]store:[/] {escape(_elsewhere_note(elsewhere))}", soft_wrap=True)
     if vjobs:
         _twin(f"kubectl get jobs.batch.volcano.sh,podgroups -n {namespace} -l {selector}")
     _twin(f"kubectl get events -n {namespace} --field-selector type=Warning --sort-by=.lastTimestamp")
@@ -153,6 +159,23 @@ def _show_run(cluster, run: str, namespace: str, store):
 
 def _label(obj: dict, key: str) -> str | None:
     return ((obj.get("metadata") or {}).get("labels") or {}).get(key)
+
+
+def _written_elsewhere(owners: list[dict], store) -> str | None:
+    """The root a rewrite Job writes to (its `laclip.dev/output` annotation), when that is not
+    the store laclip reads here: its progress there would read as 0 shards."""
+    output = next((a for o in owners if (a := ((o.get("metadata") or {}).get("annotations") or {})
+                                         .get("laclip.dev/output"))), None)
+    if store is None or not output or output.rstrip("/").count("/") < 3:
+        return None
+    root, here = output.rstrip("/").rsplit("/", 3)[0], store.url.rstrip("/")  # ROOT/rewrites/DATASET/ID
+    # Only a gs:// side is compared: a local folder may be written as a path or as a file: URL.
+    return root if root != here and "gs://" in (root[:5], here[:5]) else None
+
+
+def _elsewhere_note(root: str) -> str:
+    return (f"this run writes to {root}, not to the store read here; for its progress, "
+            f"export LACLIP_ROOT={root} (or run `laclip --root {root} status ...`)")
 
 
 def _shards(owners: list[dict]) -> int | None:

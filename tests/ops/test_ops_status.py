@@ -415,3 +415,22 @@ def test_kueue_reason_is_what_blocks_admission():
     assert workload_reason(wl(("Admitted", "False", "The workload has no reservation"),
                               ("Finished", "True", "Job finished successfully"))) is None
     assert workload_reason(wl()) == "Kueue: waiting for admission in LocalQueue laclip-a100"
+
+
+def test_progress_of_a_run_in_another_store_is_not_read_as_zero(cluster, store):
+    """A shell without $LACLIP_ROOT reads the local default store: a rewrite writing to a bucket
+    must not show 0 shards there; status says where it writes instead."""
+    run = "rewrite-demo-1122-0845-bb07"
+    cluster.add(JOBS, job(run, "rewrite", run, {"completions": 4, "completionMode": "Indexed"},
+                          {"startTime": ts(60), "active": 1, "ready": 1, "completedIndexes": "0"},
+                          annotations={"laclip.dev/rewrite-id": REWRITE_ID, "laclip.dev/shards": "4",
+                                       "laclip.dev/output": f"gs://prod-bucket/laclip/rewrites/demo/{REWRITE_ID}/"}))
+    text = " ".join(run_cli(store, "status", run).output.split())
+    assert "shards rewritten" not in text, text
+    assert "this run writes to gs://prod-bucket/laclip" in text
+    assert "laclip --root gs://prod-bucket/laclip status" in text
+    assert "1 of 4 completed" in text and "indexes/hour" in text  # the Job's own progress still shows
+    import json
+
+    doc = json.loads(run_cli(store, "status", run, "--json").stdout)
+    assert "gs://prod-bucket/laclip" in doc["stages"]["rewrite"]["store"]["error"]
