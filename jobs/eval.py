@@ -49,12 +49,15 @@ def _slug(text: str) -> str:
 
 
 def job_name(cfg: EvalConfig) -> str:
-    """`eval-<run>-<checkpoint>`, shortened with a hash when over 63 characters."""
+    """`eval-<run>-<checkpoint>`, shortened with a hash when too long: at most 63 characters, less
+    the `-<index>` that the API server requires room for in an Indexed Job's pod hostnames."""
+    n = len(cfg.datasets)
+    limit = 63 - (len(f"-{n - 1}") if n > 1 else 0)
     name = f"eval-{_slug(cfg.run)}-{_slug(cfg.checkpoint_name)}".strip("-")
-    if len(name) > 63:
+    if len(name) > limit:
         digest = hashlib.sha256(f"{cfg.run}/{cfg.checkpoint_name}".encode()).hexdigest()[:6]
-        name = name[:56].rstrip("-") + "-" + digest
-    return check_name(name, "eval job name")
+        name = name[:limit - 7].rstrip("-") + "-" + digest
+    return check_name(name, "eval job name", limit)
 
 
 def dataset_label(cfg: EvalConfig) -> str:

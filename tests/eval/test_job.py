@@ -84,6 +84,11 @@ def test_long_names_are_shortened_and_bad_ones_refused():
     name = job_name(cfg)
     assert len(name) <= 63 and name.startswith("eval-a-very-long")
     assert job_name(cfg) == name  # stable: the same checkpoint maps to the same Job
+    # An Indexed Job's pods are named <job>-<index>, which the API server requires to be a DNS label.
+    many = cfg.model_copy(update={"datasets": [f"d{i}" for i in range(12)]})
+    (job,) = valid(render_eval_job(many))
+    assert job["spec"]["completionMode"] == "Indexed"
+    assert len(f"{job['metadata']['name']}-11") <= 63 and job["metadata"]["name"].startswith("eval-a-very-long")
     with pytest.raises(UsageError, match="run id"):
         render_eval_job(EvalConfig.for_checkpoint("gs://b/checkpoints/Bad Run!/step_1"))
 
