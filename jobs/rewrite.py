@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from laclip.errors import UsageError
 from laclip.rewrite.config import RewriteConfig
 from laclip_jobs.common import (
     apply_gke_pod_spec, base_env, check_name, image_for, kubelet_literal, labels, object_labels, resources,
@@ -28,6 +29,8 @@ MODELS_MOUNT = "/models"
 EXIT_PERMANENT = 3  # laclip.rewrite.worker.EXIT_PERMANENT (not imported: keep jobs/ light)
 GCSFUSE_DRIVER = "gcsfuse.csi.storage.gke.io"
 DEFAULT_PARALLELISM = 64  # pods at once unless --parallelism says otherwise (Kueue may admit fewer)
+# Above this many completions the API server needs maxFailedIndexes and parallelism of at most 10,000.
+MAX_INDEXES = 100_000
 
 
 def completions(num_shards: int, shards_per_pod: int) -> int:
@@ -52,6 +55,12 @@ def render_rewrite_job(cfg: RewriteConfig, *, run: str, root: str, num_shards: i
     check_name(run, "run id")
     cluster = cfg.cluster
     n = completions(num_shards, cfg.shards_per_pod)
+    if n > MAX_INDEXES:
+        raise UsageError(f"{num_shards} shards at {cfg.shards_per_pod} per pod make {n} indexes; a Job takes at most "
+                         f"{MAX_INDEXES:,}: raise --shards-per-pod")
+    if cfg.max_failed_indexes is not None and cfg.max_failed_indexes > n:
+        raise UsageError(f"--max-failed-indexes {cfg.max_failed_indexes} is more than the Job's {n} indexes "
+                         "(Kubernetes refuses it)")
     parallelism = min(cfg.parallelism or DEFAULT_PARALLELISM, n)
     max_failed = cfg.max_failed_indexes if cfg.max_failed_indexes is not None else max(1, n // 100)
     model_in_pod, volume, mount = model_volume(cfg.model)

@@ -77,6 +77,20 @@ def test_bad_names_fail_before_rendering():
         render_rewrite_job(cfg, run=RUN, root="gs://b", num_shards=3)
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--num-shards", "1200", "--max-failed-indexes", "5000"], "--max-failed-indexes 5000 is more than the Job's 1200"),
+    (["--num-shards", "99999999999999999999"], "raise --shards-per-pod"),
+])
+def test_index_counts_the_api_server_refuses_are_refused_here(extra, message):
+    result = runner.invoke(app, ["--root", "gs://bkt/laclip", "submit", "rewrite", "--dataset", "cc12m", *extra,
+                                 "--dry-run"])
+    assert isinstance(result.exception, UsageError) and message in str(result.exception), result.output
+    ok = runner.invoke(app, ["--root", "gs://bkt/laclip", "submit", "rewrite", "--dataset", "cc12m", "--num-shards",
+                             "200000", "--shards-per-pod", "2", "--max-failed-indexes", "100000", "--dry-run"])
+    (job,) = [d for d in yaml.safe_load_all(ok.stdout[ok.stdout.index("apiVersion"):]) if d]
+    assert job["spec"]["completions"] == job["spec"]["maxFailedIndexes"] == 100_000
+
+
 def test_dry_run_cc12m_passes_the_strict_schema(tmp_path):
     result = runner.invoke(app, ["--root", "gs://bkt/laclip", "submit", "rewrite", "--dataset", "cc12m", "--dry-run"])
     assert result.exit_code == 0, result.output
