@@ -13,6 +13,7 @@ import copy
 import re
 from typing import Any
 
+from laclip.errors import UsageError
 from laclip.train.config import TrainConfig
 from laclip_jobs.common import (apply_gke_pod_spec, base_env, check_name, image_for, kubelet_literal, labels,
                                 resources)
@@ -21,6 +22,8 @@ COMPONENT = "train"
 VOLCANO_API = "batch.volcano.sh/v1alpha1"
 ENTRY_MODULE = "laclip.train.main"
 DEFAULT_VOLCANO_QUEUE = "default"
+# TorchX renders one Volcano task per node (~4 KB each); past this the Job nears etcd's 1.5 MiB object limit.
+MAX_NODES = 256
 
 
 def _mem_mb(quantity: str) -> int:
@@ -55,6 +58,9 @@ def app_def(cfg: TrainConfig, root: str, *, local: bool = False, image: str | No
 
     check_name(cfg.run, "run id")
     lo, hi = cfg.nnodes()
+    if not local and hi > MAX_NODES:
+        raise UsageError(f"--nodes {cfg.nodes}: at most {MAX_NODES} nodes (one Volcano task each; a larger Job "
+                         "exceeds the API server's object size limit)")
     nproc = cfg.nproc()
     if local:
         j, gpus, env = f"1x{nproc}", 0, {"LACLIP_ROOT": root, "LACLIP_RUN": cfg.run, "PYTHONUNBUFFERED": "1",
