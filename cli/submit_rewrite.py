@@ -141,8 +141,12 @@ def rewrite(
 
     if dry_run and local:
         raise UsageError("--dry-run and --local exclude each other")
+    if workers is not None and not local:
+        raise UsageError("--workers sets the processes of a --local run; on the cluster, --parallelism sets the pods")
     root = resolve_root(state.root)
     engine = engine or ("eda" if local else "vllm")
+    if endpoint and engine != "openai":
+        raise UsageError(f"--endpoint is for --engine openai; the {engine} engine would ignore it")
     if engine == "vllm" and not model and not local:
         model = f"{root.rstrip('/')}/{DEFAULT_MODEL_DIR}" if root.startswith("gs://") else f"gs://YOUR_BUCKET/{DEFAULT_MODEL_DIR}"
     source_list = [s.strip() for s in sources.split(",") if s.strip()]

@@ -160,6 +160,8 @@ def train(
 
     if dry_run and local:
         raise UsageError("--dry-run and --local exclude each other")
+    if nproc is not None and not local:
+        raise UsageError("--nproc sets the processes of a --local run; on the cluster, --gpus-per-node sets them")
     from pydantic import ValidationError
 
     from laclip.config import explain

@@ -82,6 +82,8 @@ FIELDS = [  # (stage, option, how the drawn text is placed)
     ("eval", "--checkpoint", "gs://bucket/checkpoints/{}/step_1000"), ("eval", "--model", "{}"),
     ("eval", "--datasets", "{}"),
 ]
+# Flags an option needs beside it to be accepted at all.
+COMPANIONS = {("rewrite", "--endpoint"): ["--engine", "openai", "--model", "m"]}
 
 
 def replace_option(args: list[str], option: str, value: str) -> list[str]:
@@ -226,7 +228,7 @@ def render_and_check(stage, option, template, text, tmp_path):
         text = text.replace(",", "")  # comma-separated lists by design: a comma splits on purpose
     drawn = MARK_L + text + MARK_R
     value = template.format(drawn)
-    args = replace_option(STAGE_ARGS[stage], option, value)
+    args = replace_option(STAGE_ARGS[stage], option, value) + COMPANIONS.get((stage, option), [])
     from .render import ROOT
     from laclip_cli.main import app
     from typer.testing import CliRunner

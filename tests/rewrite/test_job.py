@@ -91,6 +91,16 @@ def test_index_counts_the_api_server_refuses_are_refused_here(extra, message):
     assert job["spec"]["completions"] == job["spec"]["maxFailedIndexes"] == 100_000
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--endpoint", "http://vllm:8000/v1"], "--endpoint is for --engine openai; the vllm engine would ignore it"),
+    (["--workers", "2"], "--workers sets the processes of a --local run"),
+])
+def test_flags_that_would_be_ignored_are_refused(extra, message):
+    result = runner.invoke(app, ["--root", "gs://bkt/laclip", "submit", "rewrite", "--dataset", "cc12m", *extra,
+                                 "--dry-run"])
+    assert isinstance(result.exception, UsageError) and message in str(result.exception), result.output
+
+
 def test_dry_run_cc12m_passes_the_strict_schema(tmp_path):
     result = runner.invoke(app, ["--root", "gs://bkt/laclip", "submit", "rewrite", "--dataset", "cc12m", "--dry-run"])
     assert result.exit_code == 0, result.output

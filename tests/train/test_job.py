@@ -85,6 +85,7 @@ def test_cli_dry_run_renders_torchrun_nnodes(tmp_path):
     (["--model", "ViT-Q-99"], "unknown model 'ViT-Q-99'"),
     (["--nodes", "4:2"], "--nodes '4:2' must be N or MIN:MAX"),
     (["--nodes", "2:257"], "--nodes 2:257: at most 256 nodes"),  # 1e20 nodes rendered 1e20 tasks (a hang)
+    (["--nproc", "4"], "--nproc sets the processes of a --local run"),  # was ignored
     (["--run", "Bad_Name"], "not a valid Kubernetes name"),
     (["--loss", "multitext"], "texts-per-image of at least 2"),
     (["--local-loss"], "--local-loss needs --gather-with-grad"),
