@@ -83,7 +83,7 @@ def _decode_caption(value, where: str, key) -> str:
     return str(value)
 
 
-def _arrow_owned(data: bytes) -> pa.Buffer:
+def arrow_owned(data: bytes) -> pa.Buffer:
     """A copy of `data` in Arrow's memory. Arrow's pool threads release what they read late, even
     after the interpreter began to exit; releasing a Python object then needs the GIL and aborts the
     process ("terminate called without an active exception", exit 134 after `laclip data synth`
@@ -101,7 +101,7 @@ def read_table(store: Store, path: str) -> pa.Table:
     except NotFound:
         raise NotFound(f"shard metadata {store.url_of(path)} is missing") from None
     try:
-        return pq.read_table(pa.BufferReader(_arrow_owned(data)))
+        return pq.read_table(pa.BufferReader(arrow_owned(data)))
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"{store.url_of(path)} is not a readable parquet file: {exc}") from None
 

@@ -29,6 +29,7 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from laclip.data.shards import arrow_owned
 from laclip.rewrite.config import REJECT_SUFFIX
 from laclip.storage.base import Store, join
 
@@ -69,7 +70,8 @@ def table_bytes(table: pa.Table) -> bytes:
 
 
 def read_shard(store: Store, dataset: str, rewrite_id: str, shard_id: str) -> pa.Table:
-    return pq.read_table(io.BytesIO(store.read_bytes(shard_output(dataset, rewrite_id, shard_id))))
+    data = store.read_bytes(shard_output(dataset, rewrite_id, shard_id))
+    return pq.read_table(pa.BufferReader(arrow_owned(data)))  # not BytesIO: see arrow_owned
 
 
 def source_columns(table: pa.Table) -> list[str]:
