@@ -47,6 +47,8 @@ def run_local(cfg, *, in_process: bool = False, quiet: bool = False) -> list[dic
 
 
 def build_config(checkpoint: str, **options):
+    from pydantic import ValidationError
+
     from laclip.config import ClusterOptions
     from laclip.eval.config import EvalConfig
 
@@ -57,6 +59,11 @@ def build_config(checkpoint: str, **options):
     try:
         return EvalConfig.for_checkpoint(checkpoint, root=state.root, cluster=ClusterOptions(**cluster),
                                          fewshot=fewshot, **rest)
+    except ValidationError as exc:  # pydantic: an unknown task name, an empty dataset list...
+        first = exc.errors()[0]
+        flag = "--" + "-".join(str(p) for p in first["loc"] if not isinstance(p, int)).replace("_", "-")
+        given = f" {first['input']!r}" if isinstance(first.get("input"), str) else ""
+        raise UsageError(f"invalid {flag}{given}: {first['msg'].removeprefix('Value error, ')}") from None
     except ValueError as exc:  # pydantic: an unknown task name, a negative batch size...
         raise UsageError(str(exc).replace("\n", " ")) from None
 
@@ -99,6 +106,12 @@ def eval_command(
         service_account=service_account,
     )
     objects = render_eval_job(cfg)  # also checks names and labels before anything runs
+    unreadable = [r for r in (cfg.checkpoint_root, cfg.root) if not local and not r.startswith("gs://")]
+    if unreadable and not dry_run:
+        raise UsageError(f"pods cannot read the local folder {unreadable[0]}: pass a gs:// checkpoint (or --root "
+                         "gs://BUCKET/PREFIX), or use --local to run here, --dry-run to print")
+    if unreadable:
+        err.print(f"note: {unreadable[0]} is a local folder; pods need a gs:// checkpoint and root", soft_wrap=True)
     est = None if local else _estimate(cfg)
     show_estimate(est, dry_run)
     if dry_run:

@@ -116,6 +116,22 @@ def test_dry_run_bad_flags_fail_cleanly():
     result = CliRunner().invoke(app, ["submit", "eval", "--checkpoint", CKPT, "--tasks", "zeroshot,bogus",
                                       "--dry-run"])
     assert result.exit_code != 0 and "bogus" in str(result.exception or result.output)
+    empty = CliRunner().invoke(app, ["submit", "eval", "--checkpoint", CKPT, "--datasets", ",", "--dry-run"])
+    # one readable line naming the flag, not pydantic's report with its documentation link
+    assert isinstance(empty.exception, UsageError) and str(empty.exception).startswith("invalid --datasets: ")
+    assert "errors.pydantic.dev" not in str(empty.exception)
+
+
+def test_a_job_on_a_local_folder_is_refused(tmp_path):
+    from typer.testing import CliRunner
+
+    from laclip_cli.main import app
+
+    args = ["--root", str(tmp_path), "submit", "eval", "--checkpoint", "run/step_1"]
+    result = CliRunner().invoke(app, args, env={"KUBECONFIG": str(tmp_path / "missing")})
+    assert isinstance(result.exception, UsageError) and "pods cannot read the local folder" in str(result.exception)
+    printed = CliRunner().invoke(app, [*args, "--dry-run"])
+    assert printed.exit_code == 0 and "is a local folder" in printed.stderr
 
 
 GOLDEN = Path(__file__).parent / "golden" / "eval-job.yaml"
