@@ -147,6 +147,9 @@ def train(
     cpu: Optional[str] = typer.Option(None, "--cpu", help="CPU request per node."),
     memory: Optional[str] = typer.Option(None, "--memory", help="Memory per node, e.g. 600Gi."),
     max_restarts: Optional[int] = typer.Option(None, "--max-restarts", help="torchrun restarts of the worker group."),
+    max_job_retries: Optional[int] = typer.Option(
+        None, "--max-job-retries", help="Volcano restarts of the whole Job after a pod fails or is evicted, each "
+        "from the newest checkpoint [default: --max-restarts; 20 with --spot]."),
     eval_datasets: Optional[str] = typer.Option(
         None, "--eval-datasets", help="Comma-separated eval datasets: an eval Job on each checkpoint "
         "(needs manifests/components/train-submits-eval)."),
@@ -173,6 +176,7 @@ def train(
                            grad_checkpointing=grad_checkpointing, local_loss=local_loss,
                            gather_with_grad=gather_with_grad, workers=workers, checkpoint_every=checkpoint_every,
                            keep_last=keep_last, resume=resume, seed=seed, nodes=nodes, max_restarts=max_restarts,
+                           max_job_retries=max_job_retries,
                            gpus=gpus_per_node, accelerator=accelerator, spot=spot, queue=queue,
                            priority_class=priority_class, namespace=namespace, service_account=service_account,
                            image=image, cpu=cpu, memory=memory,

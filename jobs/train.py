@@ -119,7 +119,10 @@ def render(cfg: TrainConfig, root: str) -> list[dict[str, Any]]:
            "metadata": {"name": cfg.run, "namespace": cluster.namespace, "labels": dict(own)},
            "spec": job["spec"]}
     job["spec"]["ttlSecondsAfterFinished"] = cluster.ttl_seconds_after_finished
+    retries = cfg.job_retries()  # TorchX sets max_restarts; on Spot preemptions need more (TrainConfig)
+    job["spec"]["maxRetry"] = retries
     for task in job["spec"]["tasks"]:
+        task["maxRetry"] = retries
         template = task["template"]
         template["metadata"].setdefault("labels", {}).update(own)
         spec = template["spec"]

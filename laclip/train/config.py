@@ -15,6 +15,9 @@ from laclip.errors import UsageError
 Augment = Literal["laclip", "none"]
 LossKind = Literal["clip", "multitext"]
 Precision = Literal["auto", "amp_bf16", "amp", "fp32"]
+# Whole-Job restarts on Spot VMs unless --max-job-retries says otherwise: a multi-day run survives
+# that many preemptions, while a run that crashes on every start still ends.
+SPOT_JOB_RETRIES = 20
 
 
 class TrainConfig(BaseModel):
@@ -70,6 +73,9 @@ class TrainConfig(BaseModel):
     nodes: str = "1"  # torchrun --nnodes: "N" or "MIN:MAX"
     procs_per_node: Optional[int] = Field(None, ge=1)  # None: cluster.gpus (1 without GPUs)
     max_restarts: int = Field(3, ge=0)
+    # Volcano restarts of the whole Job (a pod failed or evicted); each resumes from the newest
+    # checkpoint. None: max_restarts, or SPOT_JOB_RETRIES on Spot VMs (see job_retries()).
+    max_job_retries: Optional[int] = Field(None, ge=0)
 
     @model_validator(mode="after")
     def _check(self) -> "TrainConfig":
@@ -96,6 +102,14 @@ class TrainConfig(BaseModel):
         if lo is None or not 1 <= lo <= hi:
             raise ValueError(f"--nodes {self.nodes!r} must be N or MIN:MAX with 1 <= MIN <= MAX")
         return lo, hi
+
+    def job_retries(self) -> int:
+        """Volcano counts every restart, a preemption as much as a crash. GKE can reclaim a Spot VM
+        at any time, so a run of days can see many; a fixed budget of 3 would end it while the
+        checkpoints make each restart cost at most checkpoint_every steps."""
+        if self.max_job_retries is not None:
+            return self.max_job_retries
+        return max(self.max_restarts, SPOT_JOB_RETRIES) if self.cluster.spot else self.max_restarts
 
     def nproc(self) -> int:
         return self.procs_per_node or max(1, self.cluster.gpus)

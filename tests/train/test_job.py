@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from laclip.config import ClusterOptions
 from laclip.errors import UsageError
-from laclip.train.config import parse_config, preset
+from laclip.train.config import SPOT_JOB_RETRIES, parse_config, preset
 from laclip_cli.main import app
 from laclip_jobs.train import pod_templates, render
 
@@ -57,6 +57,23 @@ def test_volcano_job_shape_and_gke_patches():
             update={"root": "gs://bucket/laclip"}).model_dump()
         env = {e["name"]: e["value"] for e in c["env"]}
         assert env["LACLIP_ROOT"] == "gs://bucket/laclip" and env["LACLIP_LOG_FORMAT"] == "json"
+
+
+def test_volcano_retry_budget_survives_spot_preemptions():
+    """Volcano counts a preemption (pod evicted or failed) like a crash; on Spot the default budget
+    is larger, and --max-job-retries sets it for the Job and every task."""
+    def budget(job):
+        assert {t["maxRetry"] for t in job["spec"]["tasks"]} == {job["spec"]["maxRetry"]}
+        return job["spec"]["maxRetry"]
+
+    assert budget(render(cc12m(), "gs://b")[0]) == 3  # on-demand: --max-restarts
+    assert budget(render(cc12m(spot=True), "gs://b")[0]) == SPOT_JOB_RETRIES > 3
+    explicit = cc12m(spot=True).model_copy(update={"max_job_retries": 5})
+    assert budget(render(explicit, "gs://b")[0]) == 5
+    result = CliRunner().invoke(app, ["--root", "gs://bucket/x", "submit", "train", "--dataset", "cc12m",
+                                      "--rewrites", "X", "--spot", "--max-job-retries", "7", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert budget(yaml.safe_load(result.stdout)) == 7
 
 
 def test_render_is_deterministic():
