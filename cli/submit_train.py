@@ -197,15 +197,17 @@ def train(
     from laclip_jobs.common import dump_yaml
     from laclip_jobs.train import render
 
+    if not root.startswith("gs://"):  # pods would train on nothing and keep checkpoints on their own disks
+        if not dry_run:
+            raise UsageError(f"pods cannot read the local folder {root}: pass --root gs://BUCKET/PREFIX "
+                             "(or use --local to run here, --dry-run to print)")
+        err.print(f"note: root {root} is a local folder; pods need --root gs://BUCKET/PREFIX", soft_wrap=True)
     objects = render(cfg, root)
     est = _estimate(cfg)
     show_estimate(est, dry_run)
     if dry_run:
         sys.stdout.write(dump_yaml(objects))
         return
-    if not root.startswith("gs://"):
-        err.print(f"[yellow]warning:[/] the store root {root} is a local folder; pods cannot read it "
-                  "(use --root gs://BUCKET/PREFIX)")
     _create(objects, cfg.cluster.namespace, context)
 
 

@@ -39,6 +39,8 @@ class Emulator:
             # Resources a cluster serves even when it holds none of them.
             for res in [JOBS, PODS, EVENTS, CONFIGMAPS] + [VOLCANO] * self.volcano + [WORKLOADS] * self.kueue:
                 emu.resources[res] = {}
+            if not self.volcano:  # without the CRD every request for it is a 404 (kmock would serve creates)
+                emu[VOLCANO] << 404
             # The log subresource: each pod's log names the pod, so a test sees which one was read.
             emu["get", PODS, kmock.subresource("log")] << (
                 lambda request: f"step 1 of pod {request.name}\nstep 2 of pod {request.name}\n".encode())

@@ -129,3 +129,41 @@ def test_presets_size_pods_unless_told_otherwise():
     assert (build_config("cc3m", None, "c3").cluster.gpus, build_config("cc3m", None, "c3").nproc()) == (8, 8)
     laion = build_config("laion400m", None, "l1")
     assert laion.model == "ViT-B-32" and laion.local_loss and laion.gather_with_grad
+
+
+def test_create_through_the_kubernetes_client(tmp_path, monkeypatch):
+    """The Volcano Job is created through the real client (kmock's API emulator); a second submit
+    with the same run id and a cluster without Volcano end in one-line messages."""
+    from tests.ops.conftest import VOLCANO, Emulator
+
+    args = ["--root", "gs://bkt/laclip", "submit", "train", "--dataset", "cc12m", "--rewrites", "X",
+            "--nodes", "2:4", "--run", RUN]
+    for volcano in (True, False):
+        emu = Emulator(volcano=volcano)
+        try:
+            kubeconfig = tmp_path / "kubeconfig"
+            kubeconfig.write_text(yaml.safe_dump({
+                "apiVersion": "v1", "kind": "Config", "current-context": "emu",
+                "clusters": [{"name": "emu", "cluster": {"server": emu.url}}],
+                "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "dev"}}],
+                "users": [{"name": "dev", "user": {}}]}))
+            monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+            result = CliRunner().invoke(app, args, env={"COLUMNS": "250"})
+            if not volcano:
+                assert "the batch.volcano.sh CRD or namespace 'laclip' is missing" in str(result.exception)
+                continue
+            assert result.exit_code == 0, result.output
+            assert emu.names(VOLCANO) == {RUN} and f"created volcano job {RUN}" in result.output
+            (job,) = [o for (res, _, name), o in emu.emu.objects.items() if res == VOLCANO]
+            assert len(job["spec"]["tasks"]) == 4 and job["metadata"]["labels"]["laclip.dev/run"] == RUN
+            again = CliRunner().invoke(app, args)
+            assert "already exists in 'laclip': pick another --run" in str(again.exception)
+        finally:
+            emu.close()
+
+
+def test_cluster_submit_refuses_a_local_root(tmp_path):
+    result = CliRunner().invoke(app, ["--root", str(tmp_path), "submit", "train", "--dataset", "cc12m"])
+    assert isinstance(result.exception, UsageError) and "pods cannot read the local folder" in str(result.exception)
+    printed = CliRunner().invoke(app, ["--root", str(tmp_path), "submit", "train", "--dataset", "cc12m", "--dry-run"])
+    assert printed.exit_code == 0 and "is a local folder" in printed.stderr
