@@ -42,6 +42,8 @@ def model_volume(model: str | None) -> tuple[str | None, dict | None, dict | Non
     if not model or not model.startswith("gs://"):
         return model, None, None
     bucket, _, path = model[len("gs://"):].partition("/")
+    if not bucket:  # gcsfuse would mount nothing and vLLM fail in every pod
+        raise UsageError(f"--model {model!r} names no bucket (gs://BUCKET/path/to/model)")
     path = path.strip("/")
     name = path.rsplit("/", 1)[-1] if path else bucket
     attrs = {"bucketName": bucket, "mountOptions": "implicit-dirs" + (f",only-dir={path}" if path else "")}

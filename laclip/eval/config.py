@@ -111,9 +111,13 @@ class EvalConfig(BaseModel):
             raise UsageError("--checkpoint is empty")
         is_url = "://" in ref or ref.startswith(("/", "./", "../", "~"))
         if is_url:
-            ref = ref.rstrip("/")
             scheme, sep, rest = ref.partition("://")
-            body = rest if sep else ref
+            body = rest.rstrip("/") if sep else (ref.rstrip("/") or "/")
+            if sep and not body.split("/", 1)[0]:
+                raise UsageError(f"checkpoint {checkpoint!r} names no bucket")
+            if sep and "/" not in body:
+                raise UsageError(f"checkpoint {checkpoint!r} names a bucket but no checkpoint in it "
+                                 f"({scheme}://BUCKET/.../checkpoints/RUN/step_N)")
             marker = f"/{CHECKPOINTS_DIR}/"
             if marker in body:
                 prefix, _, tail = body.rpartition(marker)

@@ -37,8 +37,12 @@ def test_checkpoint_references():
     assert other.root == "gs://results" and other.checkpoint_url == CKPT
     loose = EvalConfig.for_checkpoint("/tmp/models/run7/final.pt")
     assert (loose.checkpoint_root, loose.checkpoint_path, loose.run) == ("/tmp/models/run7", "final.pt", "run7")
-    with pytest.raises(UsageError, match="names no bucket"):
-        EvalConfig.for_checkpoint("gs:///checkpoints/run/step_1")
+    for ref in ("gs:///checkpoints/run/step_1", "gs://", "gs:///"):  # 'gs://' read as the local path /gs:
+        with pytest.raises(UsageError, match="names no bucket"):
+            EvalConfig.for_checkpoint(ref)
+    for ref in ("gs://bkt", "gs://bkt/"):  # a bucket alone said 'names no bucket'
+        with pytest.raises(UsageError, match="names a bucket but no checkpoint"):
+            EvalConfig.for_checkpoint(ref)
     assert EvalConfig.for_checkpoint(CKPT, tasks="zs,knn,lp").tasks == ["zeroshot", "fewshot", "linear_probe"]
     with pytest.raises(ValueError, match="tasks"):
         EvalConfig.for_checkpoint(CKPT, tasks="zeroshot,captioning")
