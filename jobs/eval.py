@@ -100,7 +100,9 @@ def render_eval_job(cfg: EvalConfig) -> list[dict[str, Any]]:
     if n > 1:
         spec["completionMode"] = "Indexed"  # pod i evaluates datasets[i] (JOB_COMPLETION_INDEX)
         spec["backoffLimitPerIndex"] = RETRIES_PER_DATASET
-        spec["backoffLimit"] = RETRIES_PER_DATASET * n
+        # every index may fail RETRIES_PER_DATASET + 1 times before it is failed on its own; a
+        # smaller Job-wide limit would end the Job, and the datasets still running, before that
+        spec["backoffLimit"] = (RETRIES_PER_DATASET + 1) * n
     else:
         spec["backoffLimit"] = RETRIES_PER_DATASET
     if cluster.queue:

@@ -75,6 +75,7 @@ def test_indexed_job_over_datasets_with_kueue_and_spot():
     spec = job["spec"]
     assert spec["completionMode"] == "Indexed" and spec["completions"] == spec["parallelism"] == 3
     assert spec["backoffLimitPerIndex"] == 2 and spec["suspend"] is True
+    assert spec["backoffLimit"] == 3 * 3  # never ends the Job before each index used its own retries
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "a100-queue"
     rules = spec["podFailurePolicy"]["rules"]
     assert rules[0]["action"] == "Ignore" and rules[1]["action"] == "FailIndex"
