@@ -84,12 +84,26 @@ def status(
     store = _open_store() if store_progress else None
     if as_json:
         return _print_json(cluster, run, store)
+    shown = False
     while True:
-        summary = _show_run(cluster, run, namespace, store)
+        try:
+            summary = _show_run(cluster, run, namespace, store)
+        except NoObjects:
+            if not shown:
+                raise
+            # watched objects vanished: `laclip cancel` or the TTL removed them; not an error
+            out.print(f"run {run}: its jobs and pods are gone from namespace {namespace} (cancelled, or "
+                      "removed after their TTL); outputs in the store are kept")
+            return
+        shown = True
         if watch is None or all(st.state in ("Succeeded", "Failed") for st in summary.stages.values()):
             return
         time.sleep(watch)
         out.rule()
+
+
+class NoObjects(LaclipError):
+    """The run has no Jobs or pods (never submitted here, cancelled, or past its TTL)."""
 
 
 def _fetch(cluster, run: str):
@@ -98,7 +112,7 @@ def _fetch(cluster, run: str):
     selector = _selector(run)
     jobs, vjobs, pods = (of_run(fetch(selector), run) for fetch in (cluster.jobs, cluster.volcano_jobs, cluster.pods))
     if not (jobs or vjobs or pods):
-        raise LaclipError(f"run {run!r} has no jobs or pods in namespace {cluster.namespace!r} "
+        raise NoObjects(f"run {run!r} has no jobs or pods in namespace {cluster.namespace!r} "
                           f"(finished jobs are removed after their TTL); `laclip status` lists the runs there")
     return jobs, vjobs, pods
 

@@ -208,6 +208,19 @@ def test_watch_refreshes_until_the_run_finishes(populated, store):
     assert result.output.index("eval: Running") < result.output.index("eval: Succeeded")
 
 
+def test_watch_ends_cleanly_when_the_run_is_cancelled(populated, store):
+    import threading
+
+    run = "eval-demo-1122-0930-ff05"
+    populated.add(JOBS, job(run, "eval", run, {"completions": 1}, {"startTime": ts(3), "active": 1}))
+    timer = threading.Timer(0.8, lambda: populated.emu.objects[JOBS, NS, run].delete())  # `laclip cancel`
+    timer.start()
+    result = run_cli(store, "status", run, "--watch", "0.2")
+    timer.join()
+    assert result.exit_code == 0, repr(result.exception)  # it was an error: 'has no jobs or pods'
+    assert "eval: Pending" in result.output and "its jobs and pods are gone" in " ".join(result.output.split())
+
+
 def test_logs_pick_the_index_and_follow(populated, store):
     result = run_cli(store, "logs", REWRITE, "--stage", "rewrite", "--index", "6")
     assert result.exit_code == 0, repr(result.exception)
