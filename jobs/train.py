@@ -100,7 +100,8 @@ def render(cfg: TrainConfig, root: str) -> list[dict[str, Any]]:
 
     cluster = cfg.cluster
     app = app_def(cfg, root)
-    opts = {"namespace": check_name(cluster.namespace, "namespace"), "queue": cluster.queue or DEFAULT_VOLCANO_QUEUE,
+    opts = {"namespace": check_name(cluster.namespace, "namespace"),
+            "queue": check_name(cluster.queue or DEFAULT_VOLCANO_QUEUE, "Volcano queue name"),
             "service_account": cluster.service_account}
     if cluster.priority_class:
         opts["priority_class"] = cluster.priority_class

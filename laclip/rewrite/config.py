@@ -100,6 +100,9 @@ class RewriteConfig(BaseModel):
             parse_meta_pairs("\n".join(f"{a} => {b}" for a, b in pairs), f"meta pairs of source {name!r}")
         if self.engine in ("vllm", "hf") and not self.model:
             raise UsageError(f"the {self.engine} engine needs --model (a checkpoint folder or model id)")
+        if self.engine in ("eda", "null") and self.model:  # a forgotten --engine would give rule-based rewrites
+            raise UsageError(f"--model {self.model!r} does nothing with the {self.engine} engine: "
+                             "pass --engine vllm, hf or openai to use it")
         if self.engine == "openai" and not (self.endpoint and self.model):
             raise UsageError("the openai engine needs --endpoint URL and --model NAME")
         if self.rewrite_id is not None:

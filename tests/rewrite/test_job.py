@@ -141,6 +141,7 @@ def test_dry_run_embeds_user_meta_pairs(tmp_path):
     (["--dataset", "Bad_Name"], "invalid dataset name"),
     (["--memory", "64GB"], "invalid --memory: '64GB' is not a Kubernetes quantity"),
     (["--model", "gs://"], "--model 'gs://' names no bucket"),  # rendered a gcsfuse volume with bucketName ''
+    (["--engine", "eda", "--model", "llama-7b"], "does nothing with the eda engine"),  # was silently ignored
 ])
 def test_dry_run_errors_are_usage_errors(args, message):
     base = ["--root", "gs://bkt/x", "submit", "rewrite", "--dry-run"]

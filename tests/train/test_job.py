@@ -106,6 +106,7 @@ def test_cli_dry_run_renders_torchrun_nnodes(tmp_path):
     (["--run", "Bad_Name"], "not a valid Kubernetes name"),
     (["--loss", "multitext"], "texts-per-image of at least 2"),
     (["--local-loss"], "--local-loss needs --gather-with-grad"),
+    (["--queue", "Team A"], "not a valid Kubernetes name"),  # went into the Volcano Job unchecked
     (["--preset", "imagenet"], "unknown training preset 'imagenet'"),
     (["--memory", "64GB"], "'64GB' is not a Kubernetes quantity such as 64Gi"),
     (["--cpu", "lots"], "'lots' is not a Kubernetes quantity such as 8 or 500m"),
