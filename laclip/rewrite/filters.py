@@ -40,7 +40,8 @@ _QUOTES = "\"'`"
 def continuation(text: str) -> str:
     """The first line of the continuation, stripped of spaces and wrapping quotes."""
     line = text.split("\n", 1)[0].strip()
-    if len(line) >= 2 and line[0] == line[-1] and line[0] in _QUOTES:
+    # Only a quote pair around the whole line: `"a dog" and "a cat"` keeps its quotes.
+    if len(line) >= 2 and line[0] == line[-1] and line[0] in _QUOTES and line[0] not in line[1:-1]:
         line = line[1:-1].strip()
     return line
 

@@ -45,6 +45,8 @@ def test_reasons(output, reason):
 def test_continuation_takes_the_first_line_only():
     assert continuation(" one two\nthree => four\n") == "one two"
     assert continuation("'quoted words'") == "quoted words"
+    # Quotes that open and close inner phrases are not a pair around the line: kept as written.
+    assert continuation(' "A dog" and "a cat" ') == '"A dog" and "a cat"'
 
 
 def test_huge_output_is_bounded():
