@@ -189,7 +189,10 @@ def train(cfg: TrainConfig) -> int:
                 else torch.autocast(device.type, dtype=torch.float16) if precision == "amp" and device.type == "cuda"
                 else contextlib.nullcontext())
     metrics = MetricsLog(store, cfg.run, total, cfg.tensorboard) if rank == 0 else None
-    positions = dict(start or {})
+    # this rank's workers only: the checkpoint merges every rank's dict, and another rank's start
+    # positions (stale once that rank has trained) must not overwrite what it reports
+    per_rank = max(1, cfg.workers)
+    positions = {w: p for w, p in (start or {}).items() if w // per_rank == rank}
     counts: Counter = Counter()
     window = Counter()
     batches = iter(loader)

@@ -182,6 +182,10 @@ def test_elastic_restart_resumes_from_last_checkpoint(demo_copy, tmp_path):
     for step, path in ckpt.list_steps(demo_copy, "elastic"):  # every checkpoint whole and open_clip-loadable
         state = torch.load(demo_copy.local_path(path), weights_only=True)
         assert state["step"] == step and state["data"]["workers_total"] == 2
+        # each rank's worker has read 16 samples a step, 256 an epoch, resumed or not (a resumed
+        # rank's start positions of the other rank's workers must not overwrite theirs)
+        epoch, consumed = divmod(step * 16 - 1, 256)
+        assert state["data"]["positions"] == {"0": [epoch, consumed + 1], "1": [epoch, consumed + 1]}, step
         open_clip.create_model_and_transforms("laclip-tiny", pretrained=str(demo_copy.local_path(path)))
     assert '"run": "elastic"' in demo_copy.read_text("checkpoints/elastic/config.json")
 
