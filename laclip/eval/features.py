@@ -203,15 +203,18 @@ def cache_path(cfg: EvalConfig, dataset: str, split: str) -> str:
 
 def _cached_source(meta: dict) -> tuple:
     # `.pt` may be left off a checkpoint reference: with or without, it is the same file.
+    # The precision too: amp (bf16/fp16) features differ from fp32 ones, and a task must not pair one
+    # split's amp features with another's fp32 ones. A cache that does not record it is recomputed.
     checkpoint, dataset = str(meta.get("checkpoint", "")), str(meta.get("dataset", ""))
-    return meta.get("model"), checkpoint.removesuffix(".pt"), dataset.rstrip("/")
+    return meta.get("model"), checkpoint.removesuffix(".pt"), dataset.rstrip("/"), meta.get("precision")
 
 
 def split_features(cfg: EvalConfig, lm: LoadedModel, ds: EvalDataset, split: str, store: Store) -> Features:
-    """Image features of a split: from the cache when it holds this model, checkpoint and dataset,
+    """Image features of a split: from the cache when it holds this model, checkpoint, dataset and precision,
     else computed and cached (create-only, or over a stale cache)."""
     path = cache_path(cfg, ds.name, split)
-    meta = {"model": lm.name, "checkpoint": cfg.checkpoint_url, "dataset": ds.url(), "split": split}
+    meta = {"model": lm.name, "checkpoint": cfg.checkpoint_url, "dataset": ds.url(), "split": split,
+            "precision": cfg.precision}
     stale = False
     if cfg.cache_features:
         try:
@@ -221,9 +224,10 @@ def split_features(cfg: EvalConfig, lm: LoadedModel, ds: EvalDataset, split: str
                     log.info("features from cache %s", store.url_of(path))
                     return Features(z["features"], z["labels"], cached["keys"], cached["captions"])
             # Say, a dataset of the same folder name elsewhere, or the checkpoint under another --model.
-            log.warning("features cache %s holds %s of %s (%s), not %s of %s (%s): computing them again",
+            log.warning("features cache %s holds %s of %s (%s, %s), not %s of %s (%s, %s): computing them again",
                         store.url_of(path), cached.get("dataset"), cached.get("checkpoint"), cached.get("model"),
-                        meta["dataset"], meta["checkpoint"], meta["model"])
+                        cached.get("precision"), meta["dataset"], meta["checkpoint"], meta["model"],
+                        meta["precision"])
             stale = True
         except (NotFound, FileNotFoundError):
             pass

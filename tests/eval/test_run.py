@@ -104,6 +104,17 @@ def test_features_are_cached_and_finished_tasks_skipped(ckpt_store):
                                         "checkpoint_name": "step_1", "run": "other"}))
 
 
+def test_features_cached_at_another_precision_are_computed_again(ckpt_store, caplog):
+    """amp features are not fp32 features: a task must not mix a cached amp split with fp32 ones."""
+    cfg = EvalConfig.for_checkpoint("clip-run/step_1", root=root_of(ckpt_store), tasks="zeroshot",
+                                    precision="amp", **FAST)
+    run_eval(cfg)
+    ckpt_store.delete("datasets/demo-eval/test/0.tar")  # only the (amp) cache could supply them now
+    with pytest.raises(DataError, match="test/0.tar is missing"):
+        run_eval(cfg.model_copy(update={"tasks": ["retrieval"], "precision": "fp32"}))
+    assert "computing them again" in caplog.text
+
+
 def test_checkpoint_of_another_architecture(ckpt_store):
     save_checkpoint(ckpt_store, "wide", 2, TINY_WIDE)
     cfg = EvalConfig.for_checkpoint("wide/step_2", root=root_of(ckpt_store), model=TINY, **FAST)
