@@ -38,7 +38,8 @@ def rewrite_path(dataset: str, rewrite_id: str, shard: Shard) -> str:
 
 
 def load_rewrites(store: Store, dataset: str, rewrite_id: str, shard: Shard) -> dict[str, list[str]] | None:
-    """key -> rewrites of the shard (every string column but key/caption); None if no parquet."""
+    """key -> rewrites of the shard (every string column but key/caption), less the rejected
+    ones (`<source>_rejected` set); None if no parquet."""
     import pyarrow as pa
 
     path = rewrite_path(dataset, rewrite_id, shard)
@@ -53,7 +54,11 @@ def load_rewrites(store: Store, dataset: str, rewrite_id: str, shard: Shard) -> 
                and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))]
     keys = table.column("key").to_pylist()
     columns = [table.column(s).to_pylist() for s in sources]
-    return {str(k): [c[i] for c in columns if c[i]] for i, k in enumerate(keys)}
+    # A rejected rewrite holds the caption itself: drawing it would weigh the original up.
+    none = [None] * len(keys)
+    rejected = [table.column(s + "_rejected").to_pylist() if s + "_rejected" in table.column_names else none
+                for s in sources]
+    return {str(k): [c[i] for c, r in zip(columns, rejected) if c[i] and r[i] is None] for i, k in enumerate(keys)}
 
 
 def choose_texts(original: str, rewrites: list[str], rng: random.Random, n: int,

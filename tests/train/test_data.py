@@ -62,6 +62,22 @@ def test_loader_draws_uniformly_through_real_shards(demo_copy):
     assert chisquare(list(seen.values())).pvalue > 1e-3, seen
 
 
+def test_rejected_rewrites_are_not_drawn(demo_copy):
+    """A rejected rewrite holds the caption itself: drawing it would make the original twice as
+    likely as each rewrite. The draw is uniform over the original and the kept rewrites."""
+    write_rewrites(demo_copy, rejected={"bard"})
+    seen = Counter()
+    for _, tokens, _ in islice(iter(stream(demo_copy, batch_size=64)), 24):  # 1536 draws, 3 epochs
+        for text in decode(tokens):
+            head = text.split(":")[0].strip()
+            seen[head if head in SOURCES else "original"] += 1
+    assert set(seen) == {"original", "chatgpt", "coco", "human"}
+    assert chisquare(list(seen.values())).pvalue > 1e-3, seen
+    for _, tokens, _ in islice(iter(stream(demo_copy, texts_per_image=4)), 4):
+        texts = decode(tokens)
+        assert all(len(set(texts[i:i + 4])) == 4 for i in range(0, len(texts), 4))
+
+
 def test_missing_rewrites_and_keys_train_on_originals_and_are_counted(demo_copy):
     shards = resolve_shards(demo_copy, "demo")
     write_rewrites(demo_copy, skip_shards={shards[0].id}, drop_keys=5)

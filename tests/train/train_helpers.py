@@ -14,9 +14,12 @@ from laclip.data.shards import read_captions
 SOURCES = ("chatgpt", "bard", "coco", "human")
 
 
-def write_rewrites(store, dataset="demo", rewrite_id="rw1", skip_shards=(), drop_keys=0, short_every=0):
+def write_rewrites(store, dataset="demo", rewrite_id="rw1", skip_shards=(), drop_keys=0, short_every=0,
+                   rejected=()):
     """rewrites/<dataset>/<id>/NNNNN.parquet with key, caption and one column per source.
-    Rewrite j of a caption is `<source>: <caption>` so tests can tell which text was drawn."""
+    Rewrite j of a caption is `<source>: <caption>` so tests can tell which text was drawn.
+    Sources in `rejected` hold the caption itself with a `<source>_rejected` reason, as the
+    rewrite stage writes a rejected output."""
     for shard in resolve_shards(store, dataset):
         if shard.id in skip_shards:
             continue
@@ -25,6 +28,10 @@ def write_rewrites(store, dataset="demo", rewrite_id="rw1", skip_shards=(), drop
         for j, src in enumerate(SOURCES):
             cols[src] = [("x" if short_every and i % short_every == 0 and j == 0 else f"{src}: {c}")
                          for i, (_, c) in enumerate(rows)]
+            if src in rejected:
+                cols[src] = [c for _, c in rows]
+        for src in SOURCES:
+            cols[f"{src}_rejected"] = ["echo" if src in rejected else None for _ in rows]
         buf = io.BytesIO()
         pq.write_table(pa.table(cols), buf)
         store.write_bytes(f"rewrites/{dataset}/{rewrite_id}/{shard.id}.parquet", buf.getvalue())
