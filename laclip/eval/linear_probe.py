@@ -79,7 +79,7 @@ def evaluate(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_
 
 def _evaluate(train_x, train_y, test_x, test_y, val_x, val_y, *, reg_min, reg_max, grid, refine_steps, max_iter,
               val_fraction, seed, device) -> dict:
-    classes = int(max(train_y.max(), test_y.max()) + 1)
+    classes = int(max(train_y.max(), test_y.max(), val_y.max() if val_y is not None else 0) + 1)
     if val_x is None:
         tr, va = holdout(train_y, val_fraction, seed)
         val_x, val_y, fit_x, fit_y = train_x[va], train_y[va], train_x[tr], train_y[tr]

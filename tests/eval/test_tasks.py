@@ -89,6 +89,10 @@ def test_linear_probe_uses_a_given_validation_split():
     vx, vy = clusters(6, 5, spread=0.5, seed=1)
     m = linear_probe.evaluate(x, y, x, y, vx, vy, grid=3, refine_steps=0)
     assert m["val_size"] == 30 and m["train_size"] == 180
+    # A class only the validation split has still gets a column (cross-entropy raised IndexError).
+    vy = vy.copy()
+    vy[-1] = 5
+    assert linear_probe.evaluate(x, y, x, y, vx, vy, grid=3, refine_steps=0)["val_size"] == 30
 
 
 def test_holdout_is_stratified():
