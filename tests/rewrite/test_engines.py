@@ -167,7 +167,7 @@ def test_vllm_is_a_clear_error_without_vllm():
         make_engine(RewriteConfig(dataset="demo", engine="vllm", model="/models/llama-7b"))
 
 
-def test_vllm_adapter_passes_the_paper_settings(monkeypatch):
+def test_vllm_adapter_passes_the_paper_settings(monkeypatch, tmp_path):
     """vLLM cannot be installed on a CPU machine; a stand-in module with its two entry points
     (LLM, SamplingParams) checks what the adapter asks of it."""
     import sys
@@ -201,6 +201,12 @@ def test_vllm_adapter_passes_the_paper_settings(monkeypatch):
                             "seed": reqs[0].seed % 2**31}
     with pytest.raises(UsageError, match="does not exist"):
         make_engine(cfg.model_copy(update={"model": "/no/such/model"}))
+    home = tmp_path / "home"
+    (home / "llama").mkdir(parents=True)
+    (home / "llama" / "config.json").write_text("{}")
+    monkeypatch.setenv("HOME", str(home))
+    make_engine(cfg.model_copy(update={"model": "~/llama"}))
+    assert calls["llm"]["model"] == str(home / "llama")  # expanded: vLLM would read `~/llama` as a hub id
     unseeded = make_engine(cfg.model_copy(update={"engine_options": {"seeded": False}}))
     unseeded(reqs)
     assert calls["generate"][1][0].kw["seed"] is None and unseeded.info()["seeded"] is False

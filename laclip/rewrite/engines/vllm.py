@@ -33,7 +33,7 @@ class VLLMEngine(Engine):
         if model.startswith(("/", "./", "~")):
             from laclip.rewrite.engines.base import check_model_dir
 
-            check_model_dir(model, self.name)
+            model = str(check_model_dir(model, self.name))  # vLLM does not expand `~`: it would take a hub id
         self._vllm = vllm
         self.model_path = model
         self.sampling = sampling
