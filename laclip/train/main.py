@@ -17,6 +17,7 @@ import datetime
 import logging
 import math
 import os
+import random
 import sys
 import time
 from collections import Counter
@@ -195,6 +196,9 @@ def train(cfg: TrainConfig) -> int:
     positions = {w: p for w, p in (start or {}).items() if w // per_rank == rank}
     counts: Counter = Counter()
     window = Counter()
+    # The random crops draw from the global generator (and iter() seeds the loader workers from
+    # it): seeded as the model was, every rank would crop alike, and every resume replay step 0's.
+    torch.manual_seed(random.Random(f"loader-{cfg.seed}-{rank}-{step}").getrandbits(63))
     batches = iter(loader)
     t_window = time.perf_counter()
     if metrics and step == 0:

@@ -78,6 +78,20 @@ def test_resume_none_or_a_path_applies_only_until_the_run_has_checkpoints(demo_c
         assert f"continuing from the newest, not --resume {resume}" in err and "dst/step_6.pt at step 6 of 6" in err
 
 
+def test_loader_randomness_is_not_replayed_on_resume(demo_copy, monkeypatch):
+    """The random crops draw from torch's global generator (workers' seeds too, with workers):
+    a resumed run must not crop its new samples as step 0 cropped the first ones."""
+    from laclip.train.data import TrainStream
+
+    draws = []
+    setup = TrainStream._setup
+    monkeypatch.setattr(TrainStream, "_setup", lambda self: (draws.append(torch.rand(4).tolist()), setup(self)))
+    cfg = config(demo_copy, "rng", steps=2, checkpoint_every=1, workers=0, rewrites=None, augment="none")
+    assert main(["--config", cfg.model_dump_json()]) == 0
+    assert main(["--config", cfg.model_copy(update={"steps": 3}).model_dump_json()]) == 0
+    assert len(draws) == 2 and draws[0] != draws[1]
+
+
 def test_schedule_caps_warmup_and_keeps_it_when_the_world_size_changes():
     cfg = preset("cc12m", run="x")  # 1 warm-up epoch of 35, 128 per GPU
     assert plan_schedule(cfg, None, 1_000_000, 8) == (34180, 977)
