@@ -8,7 +8,7 @@ from __future__ import annotations
 import posixpath
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from laclip.config import ClusterOptions
 from laclip.errors import UsageError
@@ -93,6 +93,13 @@ class EvalConfig(BaseModel):
         if isinstance(value, str):
             value = value.split(",")
         return list(dict.fromkeys(v.strip() for v in value if v.strip()))
+
+    @model_validator(mode="after")
+    def _no_test_leak(self) -> "EvalConfig":
+        # few-shot supports and the probe's fit (or its regularisation choice) would see the test images
+        if self.test_split in (self.train_split, self.val_split):
+            raise ValueError(f"the test split {self.test_split!r} is also the train or validation split")
+        return self
 
     @property
     def out_dir(self) -> str:

@@ -25,6 +25,9 @@ REJECT_SUFFIX = "_rejected"  # per-source column naming why a rewrite fell back 
 # Engine options that change how a run executes, never what it writes: left out of the rewrite id, so
 # that e.g. lowering vLLM's GPU memory after an OOM resumes the run. Any other option (seeded, dtype,
 # max_model_len, alpha, wordnet, device, fixed_length, or one unknown here) is part of the id.
+# Bumped when laclip.rewrite.filters changes what it keeps: a changed filter is a new rewrite id, so
+# a resumed run never mixes shards filtered both ways. 2: quotes stripped only when they wrap the line.
+FILTER_VERSION = 2
 EXECUTION_OPTIONS = frozenset({"delay_s", "gpu_memory_utilization", "timeout_s", "retries"})
 
 
@@ -125,6 +128,7 @@ class RewriteConfig(BaseModel):
             "seed": self.seed,
             "max_caption_words": self.max_caption_words,
             "max_caption_chars": self.max_caption_chars,
+            "filter_version": FILTER_VERSION,
         }
 
     def fingerprint_hash(self) -> str:

@@ -40,6 +40,9 @@ def test_checkpoint_references():
     for ref in ("gs:///checkpoints/run/step_1", "gs://", "gs:///"):  # 'gs://' read as the local path /gs:
         with pytest.raises(UsageError, match="names no bucket"):
             EvalConfig.for_checkpoint(ref)
+    for splits in ({"train_split": "test"}, {"val_split": "test"}):  # supports or the probe would see test images
+        with pytest.raises(ValueError, match="test split 'test' is also the train or validation split"):
+            EvalConfig.for_checkpoint(CKPT, **splits)
     for ref in ("gs://bkt", "gs://bkt/"):  # a bucket alone said 'names no bucket'
         with pytest.raises(UsageError, match="names a bucket but no checkpoint"):
             EvalConfig.for_checkpoint(ref)

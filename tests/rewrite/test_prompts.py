@@ -133,6 +133,15 @@ def test_rewrite_id_is_stable_and_tracks_settings():
         RewriteConfig(dataset="cc12m", engine="eda", rewrite_id="Bad Id").check()
 
 
+def test_a_changed_output_filter_is_a_new_rewrite_id(monkeypatch):
+    """A resumed run must not mix shards filtered by an older filter with newer ones."""
+    import laclip.rewrite.config as config
+
+    before = RewriteConfig(dataset="cc12m", model="/m/llama-7b").resolved_rewrite_id()
+    monkeypatch.setattr(config, "FILTER_VERSION", config.FILTER_VERSION + 1)
+    assert RewriteConfig(dataset="cc12m", model="/m/llama-7b").resolved_rewrite_id() != before
+
+
 @pytest.mark.parametrize("engine, execution, output", [
     ("vllm", {"gpu_memory_utilization": 0.8}, {"seeded": False}),  # lower GPU memory after an OOM: resume
     ("vllm", {"gpu_memory_utilization": 0.7}, {"dtype": "float16"}),
