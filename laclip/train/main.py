@@ -4,7 +4,8 @@
 
 env:// rendezvous (torchrun sets RANK/WORLD_SIZE/...), nccl on GPU and gloo on CPU. Resumes
 from the newest complete checkpoint of the run, so an elastic restart continues where the
-last checkpoint left off, with the same loader position when the number of workers is unchanged.
+last checkpoint left off, with the same loader position when the number of workers, the seed
+and the shuffle buffer are unchanged.
 `--resume none` or a checkpoint path applies only while the run has no checkpoint of its own:
 every restart passes the same config, and must not go back to where the run began.
 """
@@ -165,9 +166,11 @@ def train(cfg: TrainConfig) -> int:
             scaler.load_state_dict(state["scaler"])
         step = state["step"]
         data = state.get("data") or {}
-        if data.get("workers_total") == world * max(1, cfg.workers):
+        # a position counts samples into an order that the seed and shuffle buffer also decide
+        same_order = all(state["config"].get(k) == config[k] for k in ("seed", "shuffle_buffer"))
+        if same_order and data.get("workers_total") == world * max(1, cfg.workers):
             start = {int(k): tuple(v) for k, v in data["positions"].items()}
-        else:  # elastic resize: the shard split changed, start the next epoch afresh
+        else:  # elastic resize or another order: the positions mean nothing now, start the next epoch afresh
             epoch = 1 + max((v[0] for v in data.get("positions", {}).values()), default=-1)
             start = {w: (epoch, 0) for w in range(world * max(1, cfg.workers))}
         log.info("resumed from %s at step %d of %d", store.url_of(where), step, total)

@@ -92,6 +92,15 @@ def test_loader_randomness_is_not_replayed_on_resume(demo_copy, monkeypatch):
     assert len(draws) == 2 and draws[0] != draws[1]
 
 
+def test_resume_with_another_data_order_starts_the_next_epoch(demo_copy):
+    """A position is a count into the order the seed and shuffle buffer decide: under another
+    order it would skip samples never trained on and repeat others."""
+    cfg = config(demo_copy, "order", steps=2, checkpoint_every=1, workers=0, rewrites=None, augment="none")
+    assert main(["--config", cfg.model_dump_json()]) == 0
+    assert main(["--config", cfg.model_copy(update={"steps": 3, "seed": 1}).model_dump_json()]) == 0
+    assert ckpt.load(demo_copy, "checkpoints/order/step_3.pt")["data"]["positions"] == {"0": [1, 16]}
+
+
 def test_schedule_caps_warmup_and_keeps_it_when_the_world_size_changes():
     cfg = preset("cc12m", run="x")  # 1 warm-up epoch of 35, 128 per GPU
     assert plan_schedule(cfg, None, 1_000_000, 8) == (34180, 977)
