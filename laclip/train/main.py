@@ -290,7 +290,7 @@ def read_config_file(path: str) -> str:
         with open(path) as f:
             return f.read()
     except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read --config-file {path}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot read --config-file {path}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

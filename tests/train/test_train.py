@@ -139,6 +139,9 @@ def test_missing_config_file_is_a_clear_error(tmp_path, capsys):
     assert main(["--config-file", str(tmp_path / "missing.json")]) == 2
     assert f"error: cannot read --config-file {tmp_path}/missing.json: No such file or directory" in \
         capsys.readouterr().err
+    (tmp_path / "binary.json").write_bytes(b"\xff\xfe\x00")  # not UTF-8 (it raised AttributeError)
+    assert main(["--config-file", str(tmp_path / "binary.json")]) == 2
+    assert "error: cannot read --config-file" in capsys.readouterr().err
 
 
 def test_multitext_training_runs(demo_copy):
