@@ -49,7 +49,7 @@ def run_local(cfg, *, in_process: bool = False, quiet: bool = False) -> list[dic
 def build_config(checkpoint: str, **options):
     from pydantic import ValidationError
 
-    from laclip.config import ClusterOptions
+    from laclip.config import ClusterOptions, flag_error
     from laclip.eval.config import EvalConfig
 
     cluster_keys = set(ClusterOptions.model_fields)
@@ -60,10 +60,7 @@ def build_config(checkpoint: str, **options):
         return EvalConfig.for_checkpoint(checkpoint, root=state.root, cluster=ClusterOptions(**cluster),
                                          fewshot=fewshot, **rest)
     except ValidationError as exc:  # pydantic: an unknown task name, an empty dataset list...
-        first = exc.errors()[0]
-        flag = "--" + "-".join(str(p) for p in first["loc"] if not isinstance(p, int)).replace("_", "-")
-        given = f" {first['input']!r}" if isinstance(first.get("input"), str) else ""
-        raise UsageError(f"invalid {flag}{given}: {first['msg'].removeprefix('Value error, ')}") from None
+        raise UsageError(flag_error(exc)) from None
     except ValueError as exc:  # pydantic: an unknown task name, a negative batch size...
         raise UsageError(str(exc).replace("\n", " ")) from None
 

@@ -28,7 +28,7 @@ def build_config(**kw):
     """A checked RewriteConfig from flag values, with pydantic's complaints turned into UsageError."""
     from pydantic import ValidationError
 
-    from laclip.config import ClusterOptions
+    from laclip.config import ClusterOptions, flag_error
     from laclip.rewrite.config import RewriteConfig
 
     cluster_keys = set(ClusterOptions.model_fields)
@@ -37,12 +37,9 @@ def build_config(**kw):
     try:
         cfg = RewriteConfig(cluster=ClusterOptions(**cluster), **rest)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        if where == "engine":
+        if exc.errors()[0]["loc"] == ("engine",):
             raise UsageError(f"unknown engine {kw.get('engine')!r}: choose vllm, hf, eda, openai or null") from None
-        msg = first["msg"].removeprefix("Value error, ")
-        raise UsageError(f"invalid --{where.replace('_', '-')}: {msg}") from None
+        raise UsageError(flag_error(exc)) from None
     return cfg.check()
 
 

@@ -23,6 +23,17 @@ def explain(exc) -> str:
     )
 
 
+def flag_error(exc) -> str:
+    """The first error of a pydantic ValidationError as a CLI message, `invalid --flag 'given': why`
+    (the value is shown when the reason does not already quote it)."""
+    first = exc.errors()[0]
+    flag = "--" + ".".join(str(p) for p in first["loc"] if not isinstance(p, int)).replace("_", "-")
+    msg = first["msg"].removeprefix("Value error, ")
+    given = first.get("input")
+    shown = f" {given!r}" if isinstance(given, str) and repr(given) not in msg else ""
+    return f"invalid {flag}{shown}: {msg}"
+
+
 def _quantity(pattern: str, example: str):
     def check(value: str) -> str:
         if not re.fullmatch(pattern, value):
