@@ -137,11 +137,10 @@ def _print_json(cluster, run: str, store) -> None:
         if elsewhere:
             entry["store"] = {"error": _elsewhere_note(elsewhere)}
         elif store is not None and owners:
-            meta = owners[0].get("metadata") or {}
             try:
                 entry["store"] = dataclasses.asdict(store_progress(
-                    store, name, run, _label(owners[0], "laclip.dev/dataset"),
-                    (meta.get("annotations") or {}).get("laclip.dev/rewrite-id"), _shards(owners)))
+                    store, name, run, _first(owners, "laclip.dev/dataset"),
+                    _first(owners, "laclip.dev/rewrite-id", "annotations"), _shards(owners)))
             except LaclipError as exc:
                 entry["store"] = {"error": str(exc)}
         doc["stages"][name] = entry
@@ -158,9 +157,8 @@ def _show_run(cluster, run: str, namespace: str, store):
     now = dt.datetime.now(dt.timezone.utc)
     for st in summary.stages.values():
         owners = [o for o in jobs + vjobs if _label(o, "app.kubernetes.io/component") == st.stage]
-        dataset = next((d for o in owners if (d := _label(o, "laclip.dev/dataset"))), None)
-        rewrite_id = next((r for o in owners if (r := ((o.get("metadata") or {}).get("annotations") or {})
-                                                 .get("laclip.dev/rewrite-id"))), None)
+        dataset = _first(owners, "laclip.dev/dataset")
+        rewrite_id = _first(owners, "laclip.dev/rewrite-id", "annotations")
         elsewhere = _written_elsewhere(owners, store)
         _print_stage(run, st, dataset, None if elsewhere else store, now, rewrite_id, _shards(owners))
         if elsewhere:
@@ -175,11 +173,15 @@ def _label(obj: dict, key: str) -> str | None:
     return ((obj.get("metadata") or {}).get("labels") or {}).get(key)
 
 
+def _first(owners: list[dict], key: str, where: str = "labels") -> str | None:
+    """The first non-empty label (or annotation) `key` among a stage's Jobs."""
+    return next((v for o in owners if (v := ((o.get("metadata") or {}).get(where) or {}).get(key))), None)
+
+
 def _written_elsewhere(owners: list[dict], store) -> str | None:
     """The root a rewrite Job writes to (its `laclip.dev/output` annotation), when that is not
     the store laclip reads here: its progress there would read as 0 shards."""
-    output = next((a for o in owners if (a := ((o.get("metadata") or {}).get("annotations") or {})
-                                         .get("laclip.dev/output"))), None)
+    output = _first(owners, "laclip.dev/output", "annotations")
     if store is None or not output or output.rstrip("/").count("/") < 3:
         return None
     root, here = output.rstrip("/").rsplit("/", 3)[0], store.url.rstrip("/")  # ROOT/rewrites/DATASET/ID
@@ -195,11 +197,8 @@ def _elsewhere_note(root: str) -> str:
 def _shards(owners: list[dict]) -> int | None:
     """The shards a rewrite Job covers (its `laclip.dev/shards` annotation; `--num-shards` may
     make it fewer than the dataset has)."""
-    for o in owners:
-        value = str(((o.get("metadata") or {}).get("annotations") or {}).get("laclip.dev/shards", ""))
-        if value.isdigit() and int(value) > 0:
-            return int(value)
-    return None
+    value = str(_first(owners, "laclip.dev/shards", "annotations") or "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 def _open_store():
