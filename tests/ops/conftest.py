@@ -64,10 +64,8 @@ class Emulator:
         self._thread.join(10)
 
 
-@pytest.fixture
-def cluster(tmp_path, monkeypatch):
-    """An emulated API server and a kubeconfig that points at it ($KUBECONFIG)."""
-    emu = Emulator()
+def point_kubeconfig(emu: Emulator, tmp_path, monkeypatch) -> None:
+    """A kubeconfig at $KUBECONFIG whose current context is the emulator, like a user's laptop."""
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config", "current-context": "emu",
@@ -81,5 +79,12 @@ def cluster(tmp_path, monkeypatch):
     from kubernetes.config import kube_config
 
     monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
+
+
+@pytest.fixture
+def cluster(tmp_path, monkeypatch):
+    """An emulated API server and a kubeconfig that points at it ($KUBECONFIG)."""
+    emu = Emulator()
+    point_kubeconfig(emu, tmp_path, monkeypatch)
     yield emu
     emu.close()

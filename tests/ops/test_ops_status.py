@@ -268,15 +268,11 @@ def test_cancel_deletes_jobs_with_propagation(populated, store):
 
 def test_cluster_without_volcano_or_kueue(tmp_path, monkeypatch, store):
     """CRDs that are not installed answer 404: status still works from batch Jobs."""
-    from .conftest import Emulator
+    from .conftest import Emulator, point_kubeconfig
 
     emu = Emulator(volcano=False, kueue=False)
     try:
-        kube = tmp_path / "kc"
-        kube.write_text(f"apiVersion: v1\nkind: Config\ncurrent-context: e\nclusters: [{{name: e, cluster: "
-                        f"{{server: '{emu.url}'}}}}]\ncontexts: [{{name: e, context: {{cluster: e, user: u}}}}]\n"
-                        "users: [{name: u, user: {}}]\n")
-        monkeypatch.setenv("KUBECONFIG", str(kube))
+        point_kubeconfig(emu, tmp_path, monkeypatch)
         emu.add(JOBS, job(EVAL, "eval", EVAL, {"completions": 1}, {"startTime": ts(5), "active": 1}))
         text = " ".join(run_cli(store, "status", EVAL).output.split())
         assert "eval: Pending" in text or "eval: Running" in text

@@ -152,18 +152,11 @@ def test_dry_run_errors_are_usage_errors(args, message):
 
 
 def test_create_through_the_kubernetes_client(monkeypatch, tmp_path):
-    from tests.ops.conftest import JOBS, Emulator
+    from tests.ops.conftest import JOBS, Emulator, point_kubeconfig
 
     emu = Emulator()
     try:
-        kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "emu",
-            "clusters": [{"name": "emu", "cluster": {"server": emu.url}}],
-            "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "dev"}}],
-            "users": [{"name": "dev", "user": {}}],
-        }))
-        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        point_kubeconfig(emu, tmp_path, monkeypatch)
         result = runner.invoke(app, ["--root", "gs://bkt/laclip", "submit", "rewrite", "--dataset", "cc12m",
                                      "--num-shards", "10"], env={"COLUMNS": "250"})
         assert result.exit_code == 0, result.output

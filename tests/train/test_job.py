@@ -135,20 +135,14 @@ def test_presets_size_pods_unless_told_otherwise():
 def test_create_through_the_kubernetes_client(tmp_path, monkeypatch):
     """The Volcano Job is created through the real client (kmock's API emulator); a second submit
     with the same run id and a cluster without Volcano end in one-line messages."""
-    from tests.ops.conftest import VOLCANO, Emulator
+    from tests.ops.conftest import VOLCANO, Emulator, point_kubeconfig
 
     args = ["--root", "gs://bkt/laclip", "submit", "train", "--dataset", "cc12m", "--rewrites", "X",
             "--nodes", "2:4", "--run", RUN]
     for volcano in (True, False):
         emu = Emulator(volcano=volcano)
         try:
-            kubeconfig = tmp_path / "kubeconfig"
-            kubeconfig.write_text(yaml.safe_dump({
-                "apiVersion": "v1", "kind": "Config", "current-context": "emu",
-                "clusters": [{"name": "emu", "cluster": {"server": emu.url}}],
-                "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "dev"}}],
-                "users": [{"name": "dev", "user": {}}]}))
-            monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+            point_kubeconfig(emu, tmp_path, monkeypatch)
             result = CliRunner().invoke(app, args, env={"COLUMNS": "250"})
             if not volcano:
                 assert "the batch.volcano.sh CRD or namespace 'laclip' is missing" in str(result.exception)
