@@ -16,7 +16,7 @@ from typing import Optional
 import typer
 
 from laclip.errors import LaclipError, UsageError
-from laclip_cli.console import err, out, show_estimate
+from laclip_cli.console import err, out, require_bucket, show_estimate
 from laclip_cli.state import state
 
 
@@ -103,12 +103,9 @@ def eval_command(
         service_account=service_account,
     )
     objects = render_eval_job(cfg)  # also checks names and labels before anything runs
-    unreadable = [r for r in (cfg.checkpoint_root, cfg.root) if not local and not r.startswith("gs://")]
-    if unreadable and not dry_run:
-        raise UsageError(f"pods cannot read the local folder {unreadable[0]}: pass a gs:// checkpoint (or --root "
-                         "gs://BUCKET/PREFIX), or use --local to run here, --dry-run to print")
-    if unreadable:
-        err.print(f"note: {unreadable[0]} is a local folder; pods need a gs:// checkpoint and root", soft_wrap=True)
+    if not local:
+        for path in dict.fromkeys((cfg.checkpoint_root, cfg.root)):
+            require_bucket(path, dry_run, "a gs:// checkpoint and --root gs://BUCKET/PREFIX")
     est = None if local else _estimate(cfg)
     show_estimate(est, dry_run)
     if dry_run:

@@ -8,7 +8,7 @@ from typing import Callable, List, Optional
 import typer
 
 from laclip.errors import LaclipError, UsageError
-from laclip_cli.console import err, out, show_estimate
+from laclip_cli.console import err, out, require_bucket, show_estimate
 from laclip_cli.state import state
 from laclip_cli.submit import app
 
@@ -163,11 +163,7 @@ def rewrite(
     from laclip_jobs.common import new_run_id, dump_yaml
     from laclip_jobs.rewrite import render_rewrite_job
 
-    if not root.startswith("gs://"):
-        if not dry_run:
-            raise UsageError(f"pods cannot read the local folder {root}: pass --root gs://BUCKET/PREFIX "
-                             "(or use --local to run here, --dry-run to print)")
-        err.print(f"note: root {root} is a local folder; pods need --root gs://BUCKET/PREFIX")
+    require_bucket(root, dry_run)
     n = shard_count(root, dataset, num_shards, dry_run)
     run = new_run_id("rewrite", dataset)
     objects = render_rewrite_job(cfg, run=run, root=root, num_shards=n)

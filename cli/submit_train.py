@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 
 from laclip.errors import LaclipError, UsageError
-from laclip_cli.console import err, out, show_estimate
+from laclip_cli.console import err, out, require_bucket, show_estimate
 from laclip_cli.state import state
 from laclip_cli.submit import app
 
@@ -197,11 +197,7 @@ def train(
     from laclip_jobs.common import dump_yaml
     from laclip_jobs.train import render
 
-    if not root.startswith("gs://"):  # pods would train on nothing and keep checkpoints on their own disks
-        if not dry_run:
-            raise UsageError(f"pods cannot read the local folder {root}: pass --root gs://BUCKET/PREFIX "
-                             "(or use --local to run here, --dry-run to print)")
-        err.print(f"note: root {root} is a local folder; pods need --root gs://BUCKET/PREFIX", soft_wrap=True)
+    require_bucket(root, dry_run)  # pods would train on nothing and keep checkpoints on their own disks
     objects = render(cfg, root)
     est = _estimate(cfg)
     show_estimate(est, dry_run)
