@@ -6,6 +6,7 @@ import time
 
 import typer
 
+from laclip import layout
 from laclip_cli.console import out
 from laclip_cli.state import state
 
@@ -27,7 +28,8 @@ def synth(
 
     store = state.store()
     if is_complete(store) and not overwrite:
-        out.print(f"demo dataset already in {store.url_of('datasets/demo')}/ (use --overwrite to rebuild)")
+        out.print(f"demo dataset already in {store.url_of(layout.dataset_folder('demo'))}/ "
+                  "(use --overwrite to rebuild)", markup=False)
     else:
         if "demo" in discover(store) and not overwrite:
             out.print("completing an interrupted build (shards already written are kept)")

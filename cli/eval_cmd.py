@@ -7,6 +7,7 @@ from typing import List, Optional
 
 import typer
 
+from laclip import layout
 from laclip.errors import NotFound
 from laclip_cli.console import out
 from laclip_cli.state import state
@@ -29,7 +30,7 @@ def report(
     for run in runs:
         found = load_rows(store, run)
         if not found:
-            raise NotFound(f"no evaluation results under {store.url_of(f'evals/{run}')}/: "
+            raise NotFound(f"no evaluation results under {store.url_of(layout.evals_of(run))}/: "
                            f"run `laclip submit eval --checkpoint {run}/step_N` first")
         rows.extend(found)
     header, body = table(rows)

@@ -6,6 +6,7 @@ are imported inside the commands that need them so that `laclip --help` stays fa
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Optional
 
@@ -64,7 +65,18 @@ status_cmd.register(app)
 app.command("plan")(plan_cmd.plan)
 
 
+class _Notes(logging.Handler):
+    """Warnings of the library (laclip.cluster, laclip.lease...) as notes on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err.print(f"note: {record.getMessage()}", markup=False, highlight=False, soft_wrap=True)
+
+
 def main() -> None:
+    library = logging.getLogger("laclip")
+    if not library.handlers:
+        library.addHandler(_Notes(logging.WARNING))
+        library.propagate = False
     try:
         app()
     except LaclipError as exc:

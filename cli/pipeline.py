@@ -13,11 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional
 
 import typer
@@ -57,22 +54,23 @@ def pipeline(
             "the pipeline runs on this machine only (--local); on a cluster, submit the stages one by one: "
             "`laclip submit rewrite`, `laclip submit train`, `laclip submit eval` (see the README)"
         )
+    from laclip.config import load_config
+    from laclip.rewrite.config import RewriteConfig
     from laclip.storage import open_store, resolve_root
 
     root = resolve_root(state.root)
     if root.startswith("gs://"):
         raise UsageError("`laclip pipeline --local` needs a local folder as --root / LACLIP_ROOT, not a bucket")
-    from laclip_cli.submit_rewrite import build_config
-
     if engine not in ("eda", "hf"):
         raise UsageError(f"--engine {engine!r}: the local pipeline runs eda, or hf with --model DIR")
-    rewrite_cfg = build_config(dataset="demo", engine=engine, model=model, seed=seed)  # bad flags fail here
+    rewrite_cfg = load_config(RewriteConfig, {"dataset": "demo", "engine": engine, "model": model, "seed": seed,
+                                              "root": root}).check()  # bad flags fail here
     store = open_store(root)
     timings = Timings()
     out.print(f"store: {store.url}")
 
     timings.run("data: demo dataset", _ensure_demo, store)
-    rewrite_id = timings.run(f"rewrite: {engine} over demo", _rewrite, rewrite_cfg, root)
+    rewrite_id = timings.run(f"rewrite: {engine} over demo", _rewrite, rewrite_cfg)
     kept = _rewrite_stats(store, rewrite_id)
     tag = hashlib.sha256(json.dumps([rewrite_id, steps, seed, nproc]).encode()).hexdigest()[:6]
     runs = {"CLIP": f"demo-clip-{tag}", "LaCLIP": f"demo-laclip-{tag}"}
@@ -92,32 +90,23 @@ def _ensure_demo(store) -> None:
         synth_demo(store)
 
 
-def _rewrite(cfg, root: str) -> str:
+def _rewrite(cfg) -> str:
     from rich.progress import Progress
 
-    from laclip.storage import open_store
-    from laclip_cli.submit_rewrite import run_local
+    from laclip_cli.stages.rewrite import run_here
 
     with Progress(console=out, transient=True) as progress:
         task = progress.add_task("shards rewritten", total=None)
-        return run_local(cfg, open_store(root),
-                         progress=lambda done, total: progress.update(task, completed=done, total=total))
+        return run_here(cfg, progress=lambda done, total: progress.update(task, completed=done, total=total))
 
 
 def _rewrite_stats(store, rewrite_id: str) -> dict:
-    """Rewrites kept vs fallen back to the original, summed over the shards' stats files."""
-    from collections import Counter
+    """Rewrites kept vs fallen back to the original, summed over the shards' stats."""
+    from laclip.rewrite.output import summarize
 
-    prefix = f"rewrites/demo/{rewrite_id}/"
-    kept, prompts, reasons = 0, 0, Counter()
-    for path in store.list(prefix):
-        if path.endswith(".stats.json"):
-            stats = json.loads(store.read_text(path))
-            prompts += stats["prompts"]
-            for source in stats["sources"].values():
-                kept += source["rewritten"]
-                reasons.update(source.get("fallbacks", {}))
-    why = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
+    total = summarize(store, "demo", rewrite_id)
+    kept, prompts, reasons = total["kept"], total["prompts"], total["fallbacks"]
+    why = ", ".join(f"{n} {reason}" for reason, n in reasons.items())
     rest = f" (the rest keep the original caption: {why})" if why else ""
     out.print(f"rewrites kept: {kept:,} of {prompts:,}{rest}")
     if prompts and not kept:
@@ -127,29 +116,28 @@ def _rewrite_stats(store, rewrite_id: str) -> dict:
 
 def _train(root: str, run: str, rewrite_id: Optional[str], steps: Optional[int], seed: int, nproc: int) -> str:
     """Train one model (or find it already trained); returns its final checkpoint path in the store."""
+    from laclip import layout
     from laclip.storage import open_store
-    from laclip.train.config import PRESETS
-    from laclip_cli.submit_train import build_config, run_local
+    from laclip.train.config import PRESETS, TrainConfig
+    from laclip_cli.stages.train import train_here
 
     augment = "laclip" if rewrite_id else "none"
-    cfg = build_config("demo", "demo", run, augment=augment, rewrites=rewrite_id, seed=seed, steps=steps, root=root)
-    final = f"checkpoints/{run}/step_{steps or PRESETS['demo']['steps']}.pt"
+    cfg = TrainConfig(preset="demo", run=run, root=root, augment=augment, rewrites=rewrite_id, seed=seed,
+                      procs_per_node=nproc, **({"steps": steps} if steps else {}))
+    final = layout.checkpoint(run, steps or PRESETS["demo"]["steps"])
     if open_store(root).exists(final):
-        out.print(f"reusing {final}")
+        out.print(f"reusing {final}", markup=False)
     else:
-        with tempfile.TemporaryDirectory(prefix="laclip-torchx-") as log_dir, _LogProgress(log_dir):
-            run_local(cfg, root=root, nproc=nproc, log_dir=log_dir, echo=False)
+        with _LogProgress() as bar:
+            train_here(cfg, echo=bar.line)
     return final
 
 
 class _LogProgress:
-    """A progress bar fed by the `step N/M ... loss L` lines rank 0 writes to its TorchX log."""
+    """A progress bar fed by the `step N/M ... loss L` lines rank 0 prints; other lines are kept
+    and shown when training fails."""
 
     STEP = re.compile(r"step (\d+)/(\d+).*?loss ([0-9.]+)")
-
-    def __init__(self, log_dir: str):
-        self.log_dir = Path(log_dir)
-        self.stop = threading.Event()
 
     def __enter__(self):
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -158,48 +146,35 @@ class _LogProgress:
                                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
                                  TimeRemainingColumn(), console=out, transient=True)
         self.task = self.progress.add_task("starting torchrun", total=None)
+        self.lines: list[str] = []
         self.progress.start()
-        self.thread = threading.Thread(target=self._poll, daemon=True)
-        self.thread.start()
         return self
 
-    def _poll(self) -> None:
-        while not self.stop.wait(0.5):
-            logs = sorted(self.log_dir.glob("**/main/0/stdout.log"))
-            if not logs:
-                continue
-            lines = logs[-1].read_text(errors="replace").splitlines()
-            for line in reversed(lines):
-                m = self.STEP.search(line)
-                if m:
-                    step, total, loss = int(m.group(1)), int(m.group(2)), m.group(3)
-                    self.progress.update(self.task, completed=step, total=total, description=f"training, loss {loss}")
-                    break
+    def line(self, text: str) -> None:
+        m = self.STEP.search(text)
+        if m:
+            step, total, loss = int(m.group(1)), int(m.group(2)), m.group(3)
+            self.progress.update(self.task, completed=step, total=total, description=f"training, loss {loss}")
+        else:
+            self.lines = (self.lines + [text])[-40:]
 
     def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
         self.progress.stop()
+        if exc[0] is not None:  # the run failed: show what it said
+            for text in self.lines:
+                out.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def _evaluate(root: str, checkpoint: str, seed: int) -> dict[str, dict]:
-    from laclip_cli.submit_eval import build_config, run_local
+    from laclip.eval.config import EvalConfig
+    from laclip_cli.stages.eval import results, run_here
 
-    previous, state.root = state.root, root
-    try:
-        cfg = build_config(checkpoint, datasets=EVAL_SET, tasks=",".join(TASKS), seed=seed, workers=0,
-                           batch_size=256, episodes=200)
-    finally:
-        state.root = previous
-    from laclip.eval.config import TASK_RESULT_NAMES
-    from laclip.eval.results import result_path
-    from laclip.storage import open_store
-
-    store = open_store(root)
-    if all(store.exists(result_path(cfg.run, cfg.checkpoint_name, EVAL_SET, TASK_RESULT_NAMES[t])) for t in TASKS):
-        out.print(f"reusing the results for {checkpoint}")
+    cfg = EvalConfig(checkpoint=checkpoint, root=root, datasets=[EVAL_SET], tasks=TASKS, seed=seed, workers=0,
+                     batch_size=256, fewshot={"episodes": 200})
+    if len(results(cfg)) == len(TASKS):
+        out.print(f"reusing the results for {checkpoint}", markup=False)
     with out.status("embedding images and fitting classifiers"):
-        records = run_local(cfg, quiet=True)
+        records = run_here(cfg, quiet=True)
     return {r["task"]: r["metrics"] for r in records}
 
 
@@ -246,7 +221,9 @@ def _report(store, tag, rewrite_id, kept, runs, checkpoints, results, timings: T
 
     summary = {"rewrite_id": rewrite_id, "rewrites": kept, "runs": runs, "checkpoints": checkpoints, "results": results,
                "seconds": timings.seconds}
-    base = f"evals/pipeline-{tag}"
+    from laclip import layout
+
+    base = layout.pipeline_folder(tag)
     store.write_text(f"{base}/summary.json", json.dumps(summary, indent=2))
     store.write_bytes(f"{base}/clip_vs_laclip.png", _chart(rows, list(runs)))
     out.print(f"summary and chart: {store.url_of(base)}/summary.json, clip_vs_laclip.png")

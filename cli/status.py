@@ -13,6 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from laclip import layout
 from laclip.errors import LaclipError, UsageError
 from laclip_cli.console import err, out
 from laclip_cli.state import state
@@ -30,7 +31,7 @@ def _ns(namespace: str | None) -> str:
 
 
 def _cluster(namespace: str, context: str | None):
-    from laclip_cli.kube import Cluster, connect
+    from laclip.cluster import Cluster, connect
 
     return Cluster(connect(context), namespace)
 
@@ -232,7 +233,7 @@ def _print_stage(run: str, st, dataset: str | None, store, now: dt.datetime, rew
             table.add_row("store", f"[yellow]{escape(str(exc))}[/]")
         if prog and prog.shards_done is not None:
             table.add_row("store", f"{prog.shards_done} of {prog.shards_total or '?'} shards rewritten "
-                          f"({store.url_of(f'rewrites/{dataset}/{rewrite_id or run}')}/)")
+                          f"({store.url_of(layout.rewrite_folder(dataset, rewrite_id or run))}/)")
             done, total, unit = prog.shards_done, prog.shards_total or total, "shards"
         if prog and st.stage == "train":
             of = f" of {prog.total_steps:,}" if prog.total_steps else ""

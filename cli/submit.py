@@ -1,14 +1,15 @@
 """`laclip submit rewrite|train|eval`: render, print (--dry-run), run here (--local) or create.
 
-Each stage registers its command here from its own module.
+Every stage is declared once (laclip_cli.stages) and driven the same way (laclip_cli.stage).
 """
 
 import typer
 
+from laclip_cli.stage import command
+from laclip_cli.stages import eval as eval_stage
+from laclip_cli.stages import rewrite, train
+
 app = typer.Typer(help="Submit a stage as a Kubernetes job, print it, or run it here.", no_args_is_help=True)
-
-from laclip_cli import submit_train  # noqa: E402,F401  (registers `submit train`)
-
-from laclip_cli import submit_eval  # noqa: E402,F401  (registers `submit eval`)
-
-from laclip_cli import submit_rewrite  # noqa: E402,F401  (registers `submit rewrite`)
+STAGES = {s.name: s for s in (rewrite.STAGE, train.STAGE, eval_stage.STAGE)}
+for _stage in STAGES.values():
+    app.command(_stage.name, help=_stage.help)(command(_stage))

@@ -9,8 +9,9 @@ from typing import Any
 
 import yaml
 
+from laclip.cluster import kubelet_literal, stamp  # noqa: F401  (renderers import them from here)
 from laclip.config import ClusterOptions, default_image
-from laclip.errors import UsageError
+from laclip.errors import EXIT_PERMANENT, UsageError  # noqa: F401
 
 APP = "laclip"
 RUN_LABEL = "laclip.dev/run"
@@ -23,6 +24,7 @@ SPOT_LABEL = "cloud.google.com/gke-spot"
 RUN_AS_USER = 1000  # the non-root user the images create
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 
@@ -35,6 +37,14 @@ def check_name(name: str, what: str = "name", limit: int = 63) -> str:
             f"{what} {name!r} is not a valid Kubernetes name: use lower-case letters, digits and '-', "
             "starting and ending with a letter or digit (RFC 1123)"
         )
+    return name
+
+
+def check_subdomain(name: str, what: str) -> str:
+    """Names Kubernetes checks as DNS subdomains (PriorityClass, ServiceAccount, LocalQueue): dots allowed."""
+    if len(name) > 253 or not _DNS_SUBDOMAIN.fullmatch(name):
+        raise UsageError(f"{what} {name!r} is not a valid Kubernetes name: at most 253 lower-case letters, digits, "
+                         "'-' and '.', each dot-separated part starting and ending with a letter or digit")
     return name
 
 
@@ -69,7 +79,8 @@ def object_labels(component: str, run: str, dataset: str, cluster: ClusterOption
     """Labels for the top-level object: the pod labels plus the Kueue queue when asked."""
     out = labels(component, run, dataset)
     if cluster.queue:
-        out[QUEUE_LABEL] = check_name(cluster.queue, "Kueue LocalQueue name")
+        out[QUEUE_LABEL] = check_label_value(check_subdomain(cluster.queue, "Kueue LocalQueue name"),
+                                             "Kueue LocalQueue name")
     return out
 
 
@@ -158,11 +169,11 @@ def scratch_volumes(cluster: ClusterOptions) -> tuple[list[dict], list[dict]]:
 def apply_gke_pod_spec(spec: dict[str, Any], cluster: ClusterOptions) -> dict[str, Any]:
     """Patch a pod spec in place for GKE: scheduling, identity, security, scratch space."""
     spec.update(node_scheduling(cluster))
-    spec["serviceAccountName"] = check_name(cluster.service_account, "service account")
+    spec["serviceAccountName"] = check_subdomain(cluster.service_account, "service account")
     spec["automountServiceAccountToken"] = True  # Workload Identity exchanges this token for GCP credentials
     spec["securityContext"] = pod_security_context()
     if cluster.priority_class:
-        spec["priorityClassName"] = check_name(cluster.priority_class, "priority class")
+        spec["priorityClassName"] = check_subdomain(cluster.priority_class, "priority class")
     volumes, mounts = scratch_volumes(cluster)
     names = {v["name"] for v in spec.get("volumes", [])}
     spec.setdefault("volumes", []).extend(v for v in volumes if v["name"] not in names)
@@ -173,13 +184,6 @@ def apply_gke_pod_spec(spec: dict[str, Any], cluster: ClusterOptions) -> dict[st
     return spec
 
 
-def kubelet_literal(value: str) -> str:
-    """`value` as a command, args or env element that reaches the process unchanged. The
-    kubelet expands `$(NAME)` to the value of env var NAME and turns `$$` into `$`, so a user
-    string with a `$` must have each one doubled (TorchX's own `${macro}` pass needs its own)."""
-    return value.replace("$", "$$")
-
-
 def dump_yaml(objects: list[dict[str, Any]]) -> str:
     """Objects as one multi-document YAML stream, keys in the order they were built."""
     return yaml.safe_dump_all(objects, sort_keys=False, default_flow_style=False, width=120)
@@ -187,9 +191,10 @@ def dump_yaml(objects: list[dict[str, Any]]) -> str:
 
 def base_env(root: str, run: str) -> list[dict[str, str]]:
     """Environment every laclip container gets. HOME and caches point at the writable /tmp
-    because the root filesystem is read-only; logs are JSON lines for Cloud Logging."""
+    because the root filesystem is read-only; logs are JSON lines for Cloud Logging. The
+    kubelet expands `$(VAR)` in env values too: user text goes in as kubelet_literal."""
     return [
-        {"name": "LACLIP_ROOT", "value": root},
+        {"name": "LACLIP_ROOT", "value": kubelet_literal(root)},
         {"name": "LACLIP_RUN", "value": run},
         {"name": "LACLIP_LOG_FORMAT", "value": "json"},
         {"name": "PYTHONUNBUFFERED", "value": "1"},

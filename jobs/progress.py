@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from laclip import layout
 from laclip.storage.base import Store
 
-SHARD_OUTPUT = re.compile(r"^\d{5,}\.parquet$")
-CHECKPOINT = re.compile(r"^step_(\d+)\.pt$")
+SHARD_OUTPUT = re.compile(r"^\d{5,}$")
 
 
 @dataclass
@@ -27,13 +27,8 @@ class StoreProgress:
     eval_results: list[str] = field(default_factory=list)  # paths relative to evals/<run>/
 
 
-def _children(store: Store, folder: str) -> list[str]:
-    prefix = folder.rstrip("/") + "/"
-    return [p[len(prefix):] for p in store.list(prefix) if "/" not in p[len(prefix):]]
-
-
 def rewritten_shards(store: Store, dataset: str, run: str) -> int:
-    return sum(1 for name in _children(store, f"rewrites/{dataset}/{run}") if SHARD_OUTPUT.fullmatch(name))
+    return sum(1 for sid in layout.rewritten_shards(store, dataset, run) if SHARD_OUTPUT.fullmatch(sid))
 
 
 def dataset_shards(store: Store, dataset: str) -> int | None:
@@ -51,8 +46,7 @@ def dataset_shards(store: Store, dataset: str) -> int | None:
 
 
 def checkpoint_steps(store: Store, run: str) -> list[int]:
-    steps = [int(m.group(1)) for name in _children(store, f"checkpoints/{run}") if (m := CHECKPOINT.fullmatch(name))]
-    return sorted(steps)
+    return [step for step, _ in layout.checkpoint_steps(store, run)]
 
 
 def planned_steps(store: Store, run: str) -> int | None:
@@ -61,7 +55,7 @@ def planned_steps(store: Store, run: str) -> int | None:
 
     from laclip.errors import LaclipError
 
-    path = f"checkpoints/{run}/config.json"
+    path = layout.run_record(run)
     try:
         if not store.exists(path):
             return None
@@ -73,10 +67,9 @@ def planned_steps(store: Store, run: str) -> int | None:
 
 
 def eval_results(store: Store, run: str) -> list[str]:
-    """Result files, `<checkpoint>/<dataset>/<task>.json` (not the per-checkpoint config.json)."""
-    prefix = f"evals/{run}/"
-    rel = (p[len(prefix):] for p in store.list(prefix) if p.endswith(".json"))
-    return sorted(r for r in rel if r.count("/") == 2)
+    """Result files, `<checkpoint>/<dataset>/<task>-<id>.json` (not the per-checkpoint config.json)."""
+    prefix = layout.evals_of(run) + "/"
+    return sorted(path[len(prefix):] for *_, path in layout.eval_results(store, run))
 
 
 def store_progress(store: Store, stage: str, run: str, dataset: str | None,

@@ -3,8 +3,8 @@
 One completion index = `shards_per_pod` shards; the pod learns its index from
 JOB_COMPLETION_INDEX. Failures are handled per index (backoffLimitPerIndex,
 maxFailedIndexes, Kubernetes 1.33 GA); preemption of Spot VMs (`DisruptionTarget`) is
-not counted as a failure, and the worker's permanent-error exit code (3: bad config or
-data) fails its index at once instead of retrying.
+not counted as a failure, and the worker's EXIT_PERMANENT (bad config or data) fails its
+index at once instead of retrying.
 
 How the model reaches the pod: `--model gs://BUCKET/PATH` is mounted read-only through
 the Cloud Storage FUSE CSI driver at /models/<name> (pod annotation
@@ -17,16 +17,24 @@ from __future__ import annotations
 
 from typing import Any
 
+import re
+
+from laclip import layout
 from laclip.errors import UsageError
 from laclip.rewrite.config import RewriteConfig
+from laclip.storage.gcs import BUCKET_RULE, valid_bucket
 from laclip_jobs.common import (
-    apply_gke_pod_spec, base_env, check_name, image_for, kubelet_literal, labels, object_labels, resources,
+    EXIT_PERMANENT, apply_gke_pod_spec, base_env, check_name, image_for, kubelet_literal, labels, object_labels,
+    resources, stamp,
 )
 
 COMPONENT = "rewrite"
 CONTAINER = "rewrite"
+ENTRY_MODULE = "laclip.rewrite.main"
 MODELS_MOUNT = "/models"
-EXIT_PERMANENT = 3  # laclip.rewrite.worker.EXIT_PERMANENT (not imported: keep jobs/ light)
+# What an object path may hold to become a gcsfuse `only-dir=` mount option: no ',' (it would add
+# options), no '=' or white space.
+_MOUNT_PATH = re.compile(r"[A-Za-z0-9._~@+/-]*")
 GCSFUSE_DRIVER = "gcsfuse.csi.storage.gke.io"
 DEFAULT_PARALLELISM = 64  # pods at once unless --parallelism says otherwise (Kueue may admit fewer)
 # Above this many completions the API server needs maxFailedIndexes and parallelism of at most 10,000.
@@ -44,7 +52,12 @@ def model_volume(model: str | None) -> tuple[str | None, dict | None, dict | Non
     bucket, _, path = model[len("gs://"):].partition("/")
     if not bucket:  # gcsfuse would mount nothing and vLLM fail in every pod
         raise UsageError(f"--model {model!r} names no bucket (gs://BUCKET/path/to/model)")
+    if not valid_bucket(bucket):
+        raise UsageError(f"--model {model!r}: {bucket!r} is not a bucket name ({BUCKET_RULE})")
     path = path.strip("/")
+    if not _MOUNT_PATH.fullmatch(path) or "//" in path or any(p in (".", "..") for p in path.split("/")):
+        raise UsageError(f"--model {model!r}: the folder in the bucket may hold letters, digits and . _ ~ @ + - / "
+                         "only (gcsfuse reads ',' and '=' as mount options)")
     name = path.rsplit("/", 1)[-1] if path else bucket
     attrs = {"bucketName": bucket, "mountOptions": "implicit-dirs" + (f",only-dir={path}" if path else "")}
     volume = {"name": "model", "csi": {"driver": GCSFUSE_DRIVER, "readOnly": True, "volumeAttributes": attrs}}
@@ -52,8 +65,11 @@ def model_volume(model: str | None) -> tuple[str | None, dict | None, dict | Non
     return mount_path, volume, {"name": "model", "mountPath": mount_path, "readOnly": True}
 
 
-def render_rewrite_job(cfg: RewriteConfig, *, run: str, root: str, num_shards: int) -> list[dict[str, Any]]:
-    """The Job that rewrites `num_shards` shards of cfg.dataset; `run` names it."""
+def render(cfg: RewriteConfig) -> list[dict[str, Any]]:
+    """The Job that rewrites cfg.num_shards shards of cfg.dataset; cfg.run names it."""
+    run, root, num_shards = cfg.run, cfg.root, cfg.num_shards
+    if not (run and root and num_shards):
+        raise UsageError("the rewrite Job needs the run id, the store root and the shard count (submit sets them)")
     check_name(run, "run id")
     cluster = cfg.cluster
     n = completions(num_shards, cfg.shards_per_pod)
@@ -68,7 +84,8 @@ def render_rewrite_job(cfg: RewriteConfig, *, run: str, root: str, num_shards: i
     model_in_pod, volume, mount = model_volume(cfg.model)
     rewrite_id = cfg.resolved_rewrite_id()  # fixed here: the pod sees another model path
     worker_cfg = cfg.model_copy(update={"model": model_in_pod, "num_shards": num_shards, "rewrite_id": rewrite_id,
-                                        "model_origin": cfg.model if volume else None})
+                                        "model_origin": cfg.model if volume else None,
+                                        "tensor_parallel": cfg.gpus_per_pod})
     env = base_env(root, run) + [
         {"name": "HF_HOME", "value": "/tmp/.cache/huggingface"},
         {"name": "VLLM_CACHE_ROOT", "value": "/tmp/.cache/vllm"},
@@ -76,7 +93,7 @@ def render_rewrite_job(cfg: RewriteConfig, *, run: str, root: str, num_shards: i
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": image_for(COMPONENT, cluster),
-        "command": ["python", "-m", "laclip.rewrite.worker"],
+        "command": ["python", "-m", ENTRY_MODULE],
         # kubelet_literal: a `$` in user text (a model path, an endpoint) reaches the worker as typed
         "args": ["--config", kubelet_literal(worker_cfg.worker_json())],
         "env": env,
@@ -118,10 +135,10 @@ def render_rewrite_job(cfg: RewriteConfig, *, run: str, root: str, num_shards: i
             "labels": object_labels(COMPONENT, run, cfg.dataset, cluster),
             "annotations": {
                 "laclip.dev/rewrite-id": rewrite_id,
-                "laclip.dev/output": f"{root.rstrip('/')}/rewrites/{cfg.dataset}/{rewrite_id}/",
+                "laclip.dev/output": f"{root.rstrip('/')}/{layout.rewrite_folder(cfg.dataset, rewrite_id)}/",
                 "laclip.dev/shards": str(num_shards),
             },
         },
         "spec": job_spec,
     }
-    return [job]
+    return [stamp(job)]

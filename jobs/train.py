@@ -3,8 +3,10 @@
 
 TorchX owns the torchrun command line (elastic `--nnodes MIN:MAX`, c10d rendezvous on the
 first task's Volcano host) and the Volcano task layout; we add what TorchX cannot express:
-torchrun `--max-restarts`, A100 nodeSelector and tolerations, Workload Identity, non-root
-security contexts, /dev/shm and /tmp, the laclip labels, and the run id as the object name.
+torchrun `--max-restarts` under laclip.train.launch (which ends the run on a permanent error
+instead of letting torchrun retry it), A100 nodeSelector and tolerations, Workload Identity,
+non-root security contexts, /dev/shm and /tmp, the laclip labels, the run id as the object
+name, and a Volcano policy that ends the Job on EXIT_PERMANENT instead of restarting it.
 """
 
 from __future__ import annotations
@@ -13,14 +15,16 @@ import copy
 import re
 from typing import Any
 
+from laclip import layout
 from laclip.errors import UsageError
 from laclip.train.config import TrainConfig
-from laclip_jobs.common import (apply_gke_pod_spec, base_env, check_name, image_for, kubelet_literal, labels,
-                                resources)
+from laclip_jobs.common import (EXIT_PERMANENT, apply_gke_pod_spec, base_env, check_name, image_for,
+                                kubelet_literal, labels, resources, stamp)
 
 COMPONENT = "train"
 VOLCANO_API = "batch.volcano.sh/v1alpha1"
 ENTRY_MODULE = "laclip.train.main"
+LAUNCHER = "python -m laclip.train.launch"  # runs torchrun (laclip.train.launch)
 DEFAULT_VOLCANO_QUEUE = "default"
 # TorchX renders one Volcano task per node (~4 KB each); past this the Job nears etcd's 1.5 MiB object limit.
 MAX_NODES = 256
@@ -47,16 +51,37 @@ ELASTIC_ENV = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
 def env_for(cfg: TrainConfig, root: str) -> dict[str, str]:
     env = {e["name"]: e["value"] for e in base_env(root, cfg.run)}
     env["OMP_NUM_THREADS"] = env.get("OMP_NUM_THREADS", "4")
-    if cfg.eval_datasets:  # the eval image as this machine resolves it ($LACLIP_REGISTRY), for eval_hook
-        env["LACLIP_EVAL_IMAGE"] = image_for("eval", cfg.cluster.model_copy(update={"image": None}))
     return {**env, **ELASTIC_ENV}
 
 
-def app_def(cfg: TrainConfig, root: str, *, local: bool = False, image: str | None = None):
-    """The TorchX AppDef. `local`: one node on this machine (TorchX local_cwd), plain logs."""
+def eval_template(cfg: TrainConfig, root: str) -> dict | None:
+    """The eval Job the run asks for on each checkpoint (laclip.train.eval_hook), rendered now for
+    its first checkpoint: the eval pods go where the training pods go, in the eval image."""
+    if not cfg.eval_datasets:
+        return None
+    from laclip.config import ClusterOptions
+    from laclip.eval.config import EvalConfig
+    from laclip_jobs.eval import render as render_eval
+
+    c = cfg.cluster
+    cluster = ClusterOptions(namespace=c.namespace, service_account=c.service_account, accelerator=c.accelerator,
+                             spot=c.spot, queue=c.queue, priority_class=c.priority_class)
+    checkpoint = f"{root.rstrip('/')}/{layout.checkpoint(cfg.run, 0)}"
+    try:
+        [job] = render_eval(EvalConfig(checkpoint=checkpoint, datasets=cfg.eval_datasets, cluster=cluster))
+    except ValueError as exc:  # pydantic: a bad dataset list
+        raise UsageError(f"--eval-datasets: {' '.join(str(exc).split())}") from None
+    return job
+
+
+def app_def(cfg: TrainConfig, *, local: bool = False, image: str | None = None):
+    """The TorchX AppDef. `local`: one node on this machine, plain logs (laclip_cli.local.run_role)."""
     from torchx.components.dist import ddp
 
     check_name(cfg.run, "run id")
+    root = cfg.root
+    if not root:
+        raise UsageError("the training job needs the store root (submit sets it)")
     lo, hi = cfg.nnodes()
     if not local and hi > MAX_NODES:
         raise UsageError(f"--nodes {cfg.nodes}: at most {MAX_NODES} nodes (one Volcano task each; a larger Job "
@@ -68,19 +93,27 @@ def app_def(cfg: TrainConfig, root: str, *, local: bool = False, image: str | No
     else:
         j, gpus, env = (f"{lo}:{hi}x{nproc}" if lo != hi else f"{hi}x{nproc}"), cfg.cluster.gpus, env_for(cfg, root)
     # Each pass that reads `$` turns `$$` into `$`: TorchX's ${macro} substitution, then on a
-    # cluster the kubelet's $(VAR) expansion. Doubling per pass lets a `$` in user text (a
-    # rewrites id, an image) reach laclip.train.main as typed; the shell sees it single-quoted.
-    config_arg = kubelet_literal(cfg.model_copy(update={"root": root}).to_arg())
+    # cluster the kubelet's $(VAR) expansion (env_for has done that one for the environment).
+    # Doubling per pass lets a `$` in user text (a root, a rewrites id) reach laclip.train.main as
+    # typed; the shell sees it single-quoted.
+    env = {k: kubelet_literal(v) for k, v in env.items()}
+    config_arg = kubelet_literal(cfg.model_copy(update={"root": root, "eval_job": cfg.eval_job if local else
+                                                        eval_template(cfg, root)}).to_arg())
     if not local:
         config_arg = kubelet_literal(config_arg)
     app = ddp("--config", config_arg, m=ENTRY_MODULE, image=image or image_for(COMPONENT, cfg.cluster),
               name=cfg.run, cpu=_cpu(cfg.cluster.cpu), gpu=gpus, memMB=_mem_mb(cfg.cluster.memory), j=j,
               env=env, max_retries=0 if local else cfg.max_restarts)
-    # torchrun restarts the worker group in place (elastic); TorchX's ddp has no flag for it.
+    # torchrun restarts the worker group in place (elastic); TorchX's ddp has no flag for it. The
+    # launcher runs torchrun and ends the run at once on a permanent error. Locally, no --tee: the
+    # output goes straight to the terminal and no log folder is left behind.
     role = app.roles[0]
     shell = role.args[-1]
-    assert shell.startswith("torchrun "), shell
-    role.args[-1] = shell.replace("torchrun ", f"torchrun --max-restarts {cfg.max_restarts} ", 1)
+    if not shell.startswith("torchrun "):
+        raise UsageError(f"unexpected command from TorchX's ddp component: {shell[:80]!r}")
+    if local:
+        shell = shell.replace(" --tee 3 ", " ", 1)
+    role.args[-1] = shell.replace("torchrun ", f"{LAUNCHER} --max-restarts {cfg.max_restarts} ", 1)
     return app
 
 
@@ -94,12 +127,12 @@ def _replace(obj: Any, old: str, new: str) -> Any:
     return obj
 
 
-def render(cfg: TrainConfig, root: str) -> list[dict[str, Any]]:
+def render(cfg: TrainConfig) -> list[dict[str, Any]]:
     """The Volcano Job, as TorchX renders it, patched for GKE."""
     from torchx.schedulers.kubernetes_scheduler import create_scheduler
 
     cluster = cfg.cluster
-    app = app_def(cfg, root)
+    app = app_def(cfg)
     opts = {"namespace": check_name(cluster.namespace, "namespace"),
             "queue": check_name(cluster.queue or DEFAULT_VOLCANO_QUEUE, "Volcano queue name"),
             "service_account": cluster.service_account}
@@ -124,6 +157,9 @@ def render(cfg: TrainConfig, root: str) -> list[dict[str, Any]]:
     job["spec"]["maxRetry"] = retries
     for task in job["spec"]["tasks"]:
         task["maxRetry"] = retries
+        # Volcano takes the first task policy that matches a pod's end: the permanent exit code
+        # must come before TorchX's "PodFailed -> RestartJob", or a typo would restart the Job.
+        task["policies"] = [{"exitCode": EXIT_PERMANENT, "action": "TerminateJob"}] + task.get("policies", [])
         template = task["template"]
         template["metadata"].setdefault("labels", {}).update(own)
         spec = template["spec"]
@@ -134,7 +170,7 @@ def render(cfg: TrainConfig, root: str) -> list[dict[str, Any]]:
         for container in spec["containers"]:
             container["resources"] = resources(cluster)
         apply_gke_pod_spec(spec, cluster)
-    return [job]
+    return [stamp(job)]
 
 
 def pod_templates(job: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,39 +1,153 @@
-"""Typed options shared by every job: where it runs on the cluster.
+"""What every stage config shares: where pods run (ClusterOptions), and how a config is read.
 
-Stage configs (laclip.rewrite.config, laclip.train.config, laclip.eval.config) embed
-ClusterOptions; the CLI fills them from flags, jobs/ renders them, the entrypoints
-read them back. This module must stay importable without torch.
+A stage config is one pydantic model. The CLI, the renderers and the container entrypoints all
+build it the same way, `load_config(Model, base, file=..., sets=[...])`:
+
+    base values (a preset, the CLI's flags)  <  --config-file FILE (JSON or YAML)  <  --set FIELD=VALUE
+
+and every validation error reads as one line through `explain`. This module must stay importable
+without torch.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
-from typing import Annotated, Literal
+import types
+import typing
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-Accelerator = Literal["nvidia-tesla-a100", "nvidia-a100-80gb"]
+from laclip.errors import UsageError
 
-
-def explain(exc) -> str:
-    """A pydantic ValidationError as one line: `field: what is wrong; ...`."""
-    return "; ".join(
-        (f"{'.'.join(str(p) for p in e['loc'])}: " if e["loc"] else "") + e["msg"].removeprefix("Value error, ")
-        for e in exc.errors()
-    )
+Accelerator = Literal["nvidia-tesla-a100", "nvidia-a100-80gb", "nvidia-h100-80gb", "nvidia-h100-mega-80gb"]
 
 
-def flag_error(exc) -> str:
-    """The first error of a pydantic ValidationError as a CLI message, `invalid --flag 'given': why`
-    (the value is shown when the reason does not already quote it)."""
-    first = exc.errors()[0]
-    flag = "--" + ".".join(str(p) for p in first["loc"] if not isinstance(p, int)).replace("_", "-")
-    msg = first["msg"].removeprefix("Value error, ")
+# -- reading a config ---------------------------------------------------------------------------
+def explain(exc: ValidationError, flags: dict[str, str] | None = None) -> str:
+    """A pydantic error as one line: `invalid --flag 'given': why` for the first problem (the flag the
+    user typed when `flags` maps the field to one, else `--set FIELD`), and how many more there are."""
+    errors = exc.errors()
+    first = errors[0]
+    path = ".".join(str(p) for p in first["loc"] if not isinstance(p, int))
+    flag = (flags or {}).get(path) or (f"--set {path}" if path else "config")
+    msg = " ".join(first["msg"].removeprefix("Value error, ").split())
     given = first.get("input")
-    shown = f" {given!r}" if isinstance(given, str) and repr(given) not in msg else ""
-    return f"invalid {flag}{shown}: {msg}"
+    shown = f" {given!r}" if isinstance(given, (str, int, float)) and not isinstance(given, bool) \
+        and repr(given) not in msg and len(repr(given)) < 200 else ""
+    more = f" (and {len(errors) - 1} more problem{'s' * (len(errors) > 2)})" if len(errors) > 1 else ""
+    return f"invalid {flag}{shown}: {msg}{more}"
 
 
+def read_config_file(path: str) -> dict:
+    """A config file (JSON or YAML) as a dict; a missing, unreadable or malformed file is a UsageError."""
+    import yaml
+
+    try:
+        with open(os.path.expanduser(path), encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read config file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        data = yaml.safe_load(text) if text.strip() else {}
+    except yaml.YAMLError as exc:
+        raise UsageError(f"config file {path} is not JSON or YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"config file {path} must hold a mapping of field names to values")
+    return data
+
+
+def _unwrap(annotation):
+    """The model class inside Optional[...] / Annotated[...], else None."""
+    for arg in (annotation, *typing.get_args(annotation)):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None
+
+
+def _takes_text(annotation) -> bool:
+    """Whether a field's type accepts a plain string (then a --set value stays text, never JSON)."""
+    if annotation is str:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return any(isinstance(a, str) for a in typing.get_args(annotation))
+    if origin in (typing.Union, types.UnionType, Annotated):
+        return any(_takes_text(a) for a in typing.get_args(annotation) if a is not type(None))
+    return False
+
+
+def _is_list(annotation) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin in (list, tuple):
+        return True
+    return origin is not None and any(_is_list(a) for a in typing.get_args(annotation))
+
+
+def parse_value(raw: str, annotation) -> Any:
+    """A --set value for a field: text for text fields, JSON for others, `a,b` for lists of text."""
+    if _takes_text(annotation):
+        return raw
+    try:
+        return json.loads(raw)
+    except ValueError:
+        if _is_list(annotation):
+            return [part.strip() for part in raw.split(",") if part.strip()]
+        return raw
+
+
+def apply_set(data: dict, assignment: str, model: type[BaseModel]) -> dict:
+    """`FIELD=VALUE` (FIELD may be dotted, e.g. cluster.queue) into the nested values `data`."""
+    path, eq, raw = assignment.partition("=")
+    path = path.strip()
+    if not eq or not path:
+        raise UsageError(f"--set {assignment!r}: expected FIELD=VALUE, e.g. --set cluster.queue=a100")
+    target, cls, parts = data, model, path.split(".")
+    for i, name in enumerate(parts):
+        field = cls.model_fields.get(name) if cls is not None else None
+        if field is None:
+            known = ", ".join(sorted(cls.model_fields)) if cls is not None else "none (not a nested config)"
+            raise UsageError(f"--set {path}: no field {name!r} in {'.'.join(parts[:i]) or 'the config'} "
+                             f"(fields: {known})")
+        if i == len(parts) - 1:
+            target[name] = parse_value(raw, field.annotation)
+        else:
+            inner = target.get(name)
+            if not isinstance(inner, dict):  # a nested model given as an object: set fields on a copy
+                inner = inner.model_dump() if isinstance(inner, BaseModel) else {}
+            target[name] = dict(inner)
+            target, cls = target[name], _unwrap(field.annotation)
+    return data
+
+
+def merge(base: dict, override: dict) -> dict:
+    """`override` over `base`, nested dicts merged key by key."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(model: type[BaseModel], base: dict | None = None, *, file: str | None = None,
+                sets: list[str] = (), flags: dict[str, str] | None = None):
+    """`model` from base values, a --config-file and --set assignments (later ones win)."""
+    data = dict(base or {})
+    if file:
+        data = merge(data, read_config_file(file))
+    for assignment in sets:
+        data = apply_set(data, assignment, model)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise UsageError(explain(exc, flags)) from None
+
+
+# -- where pods run -----------------------------------------------------------------------------
 def _quantity(pattern: str, example: str):
     def check(value: str) -> str:
         if not re.fullmatch(pattern, value):
@@ -54,8 +168,6 @@ IMAGE_TAG = "0.1.0"  # images/build.sh pushes every image with this tag
 
 def default_image(component: str) -> str:
     """The image a stage runs in, as pushed by images/build.sh (override with --image)."""
-    import os
-
     registry = os.environ.get("LACLIP_REGISTRY", DEFAULT_REGISTRY)
     return f"{registry}/{component}:{os.environ.get('LACLIP_IMAGE_TAG', IMAGE_TAG)}"
 
@@ -65,15 +177,16 @@ class ClusterOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    namespace: str = DEFAULT_NAMESPACE
-    service_account: str = DEFAULT_SERVICE_ACCOUNT
-    image: str | None = None  # None: default_image(component)
-    accelerator: Accelerator = "nvidia-tesla-a100"
-    gpus: int = Field(1, ge=0, le=16)
-    cpu: CpuQuantity = "8"
-    memory: MemoryQuantity = "64Gi"
-    shm: MemoryQuantity = "16Gi"
-    spot: bool = False
-    queue: str | None = None  # Kueue LocalQueue name
-    priority_class: str | None = None
-    ttl_seconds_after_finished: int = 7 * 24 * 3600
+    namespace: str = Field("laclip", description="Kubernetes namespace")
+    service_account: str = Field(DEFAULT_SERVICE_ACCOUNT,
+                                 description="Kubernetes ServiceAccount bound to a Google one (Workload Identity)")
+    image: str | None = Field(None, description="container image [default: $LACLIP_REGISTRY/<stage>:<tag>]")
+    accelerator: Accelerator = Field("nvidia-tesla-a100", description="GKE accelerator of the GPU node pool")
+    gpus: int = Field(1, ge=0, le=16, description="GPUs per pod")
+    cpu: CpuQuantity = Field("8", description="CPU request per pod")
+    memory: MemoryQuantity = Field("64Gi", description="memory per pod")
+    shm: MemoryQuantity = Field("16Gi", description="size of the pod's /dev/shm")
+    spot: bool = Field(False, description="run on Spot VMs (preemptions are not counted as failures)")
+    queue: str | None = Field(None, description="Kueue LocalQueue: the job waits there for quota")
+    priority_class: str | None = Field(None, description="PriorityClass of the pods")
+    ttl_seconds_after_finished: int = Field(7 * 24 * 3600, ge=0, description="seconds a finished job is kept")

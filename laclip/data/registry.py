@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from laclip import layout
 from laclip.data.shards import SHARD_RE, Shard, list_shards
 from laclip.errors import DataError, UsageError
 from laclip.storage.base import Store
 
-DATASETS_PREFIX = "datasets"
 SAMPLES_PER_SHARD = 10_000  # img2dataset's default
 
 
@@ -26,7 +26,7 @@ class Preset:
 
     @property
     def folder(self) -> str:
-        return f"{DATASETS_PREFIX}/{self.name}"
+        return layout.dataset_folder(self.name)
 
 
 PRESETS: dict[str, Preset] = {
@@ -64,11 +64,11 @@ class DatasetInfo:
 def discover(store: Store) -> dict[str, DatasetInfo]:
     """Every dataset folder under `datasets/`, with its shard count."""
     counts: dict[str, dict[str, set]] = {}
-    for path in store.list(DATASETS_PREFIX + "/"):
+    for path in store.list(layout.DATASETS + "/"):
         parts = path.split("/")
-        if len(parts) < 3:
+        name = layout.dataset_name(path)
+        if name is None:
             continue
-        name = parts[1]
         entry = counts.setdefault(name, {"img2dataset": set(), "clip_benchmark": set()})
         if len(parts) == 3 and SHARD_RE.fullmatch(parts[2]):
             entry["img2dataset"].add(parts[2].split(".")[0])
@@ -79,12 +79,12 @@ def discover(store: Store) -> dict[str, DatasetInfo]:
         kind = "img2dataset" if entry["img2dataset"] else ("clip_benchmark" if entry["clip_benchmark"] else None)
         if kind is None:
             continue
-        found[name] = DatasetInfo(name, f"{DATASETS_PREFIX}/{name}", kind, len(entry[kind]), PRESETS.get(name))
+        found[name] = DatasetInfo(name, layout.dataset_folder(name), kind, len(entry[kind]), PRESETS.get(name))
     return found
 
 
 def dataset_folder(name: str) -> str:
-    return f"{DATASETS_PREFIX}/{check_name(name)}"
+    return layout.dataset_folder(check_name(name))
 
 
 def resolve_shards(store: Store, name: str) -> list[Shard]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
 
+from laclip import layout
 from laclip.data.shards import shard_id, write_shard
 from laclip.errors import DataError
 from laclip.storage.base import Store, join
@@ -155,7 +156,7 @@ SETTINGS = "synth-build.json"  # written first: what a resumed build must match
 
 
 def is_complete(store: Store, name: str = "demo") -> bool:
-    return store.exists(f"datasets/{name}/{MARKER}")
+    return store.exists(join(layout.dataset_folder(name), MARKER))
 
 
 def synth_demo(
@@ -178,7 +179,7 @@ def synth_demo(
     settings is refused, since the kept objects would not match them. `overwrite` first
     deletes both folders, so no shard of an earlier, larger build survives.
     """
-    folder, eval_folder = f"datasets/{name}", f"datasets/{name}-eval"
+    folder, eval_folder = layout.dataset_folder(name), layout.dataset_folder(f"{name}-eval")
     if overwrite:
         for path in store.list(folder + "/") + store.list(eval_folder + "/"):
             store.delete(path)

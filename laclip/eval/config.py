@@ -5,13 +5,14 @@ No torch here: the CLI builds and renders this config without the [eval] extra.
 
 from __future__ import annotations
 
+import os
 import posixpath
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from laclip.config import ClusterOptions
-from laclip.errors import UsageError
 
 Task = Literal["zeroshot", "fewshot", "linear_probe", "retrieval"]
 ALL_TASKS: tuple[str, ...] = ("zeroshot", "fewshot", "linear_probe", "retrieval")
@@ -24,8 +25,7 @@ TASK_RESULT_NAMES = {
 }
 TASK_ALIASES = {"zs": "zeroshot", "zeroshot_classification": "zeroshot", "knn": "fewshot", "fewshot_knn": "fewshot",
                 "linear": "linear_probe", "lp": "linear_probe", "zeroshot_retrieval": "retrieval"}
-CHECKPOINTS_DIR = "checkpoints"
-EVALS_DIR = "evals"
+from laclip.layout import CHECKPOINTS  # noqa: E402  (the run folder marker in checkpoint URLs)
 
 
 class FewShotOptions(BaseModel):
@@ -56,24 +56,27 @@ class EvalConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    root: str = Field(description="store root holding datasets/ and evals/")
-    checkpoint_root: str = Field(description="store root holding the checkpoint")
-    checkpoint_path: str = Field(description="checkpoint path in that store (.pt optional)")
-    run: str = Field(description="training run: results go to evals/<run>/<checkpoint_name>/")
-    checkpoint_name: str
-    model: str | None = Field(None, description="open_clip model name; default: the checkpoint's config.model")
-    datasets: list[str] = Field(default_factory=lambda: ["demo-eval"], min_length=1)
-    tasks: list[Task] = Field(default_factory=lambda: list(ALL_TASKS), min_length=1)
-    templates: str = Field("auto", description="auto (dataset file, else CLIP's 80), clip80, dataset, or a path/URL")
-    classnames: str = Field("auto", description="auto (dataset file, else shipped ImageNet-1k), imagenet1k, path/URL")
+    checkpoint: str = Field(description="gs://BUCKET/.../checkpoints/RUN/step_N[.pt], a local path, or RUN/step_N "
+                                        "(in --root)")
+    root: str | None = Field(None, description="store root holding datasets/ and evals/ [default: the "
+                                               "checkpoint's root, or --root for RUN/step_N]")
+    run: str | None = Field(None, description="results go to evals/<run>/<checkpoint>/ [default: the checkpoint's "
+                                              "run folder]")
+    model: str | None = Field(None, description="open_clip model name [default: the checkpoint's config.model]")
+    datasets: list[str] = Field(default_factory=lambda: ["demo-eval"], min_length=1,
+                                description="comma-separated names under datasets/ or folder URLs")
+    tasks: list[Task] = Field(default_factory=lambda: list(ALL_TASKS), min_length=1,
+                              description="comma-separated: zeroshot, fewshot, linear_probe, retrieval")
+    templates: str = Field("auto", description="auto | clip80 | dataset | path of a template file ({c} = class)")
+    classnames: str = Field("auto", description="auto | imagenet1k | path of a class-name file")
     test_split: str = "test"
     train_split: str = "train"
     val_split: str | None = None
-    batch_size: int = Field(256, ge=1)
-    workers: int = Field(4, ge=0)
+    batch_size: int = Field(256, ge=1, le=65536, description="images per batch")
+    workers: int = Field(4, ge=0, le=256, description="data-loader processes")
     device: str = "auto"
-    precision: Literal["fp32", "amp"] = "fp32"
-    seed: int = 0
+    precision: Literal["fp32", "amp"] = Field("fp32", description="fp32 | amp")
+    seed: int = Field(0, ge=0, le=2**63 - 1)
     recall_k: list[int] = Field(default_factory=lambda: [1, 5, 10])
     cache_features: bool = True
     fewshot: FewShotOptions = Field(default_factory=FewShotOptions)
@@ -95,64 +98,103 @@ class EvalConfig(BaseModel):
         return list(dict.fromkeys(v.strip() for v in value if v.strip()))
 
     @model_validator(mode="after")
-    def _no_test_leak(self) -> "EvalConfig":
+    def _resolve(self) -> "EvalConfig":
         # few-shot supports and the probe's fit (or its regularisation choice) would see the test images
         if self.test_split in (self.train_split, self.val_split):
             raise ValueError(f"the test split {self.test_split!r} is also the train or validation split")
+        ckpt_root, ckpt_path = _locate(self.checkpoint, self.root)
+        self.checkpoint = ckpt_root.rstrip("/") + "/" + ckpt_path
+        self.root = self.root or ckpt_root
+        if self.run is None:
+            parent = posixpath.basename(posixpath.dirname(ckpt_path))
+            self.run = parent if parent and parent != CHECKPOINTS else \
+                (posixpath.basename(ckpt_root.rstrip("/")) or "adhoc")
+        if not RUN_RE.fullmatch(self.run):
+            raise ValueError(f"run name {self.run!r} must be at most 63 letters, digits, '.', '_' and '-' (it names "
+                             "the results folder and labels the Job): pass --run NAME")
         return self
 
     @property
-    def out_dir(self) -> str:
-        return f"{EVALS_DIR}/{self.run}/{self.checkpoint_name}"
+    def checkpoint_root(self) -> str:
+        return _locate(self.checkpoint, self.root)[0]
 
-    @classmethod
-    def for_checkpoint(cls, checkpoint: str, root: str | None = None, **options) -> "EvalConfig":
-        """Build a config from a checkpoint reference as a user writes it.
+    @property
+    def checkpoint_path(self) -> str:
+        return _locate(self.checkpoint, self.root)[1]
 
-        `gs://b/p/checkpoints/RUN/step_N[.pt]` or a local path: the store root is what comes
-        before `checkpoints/`, and it is also the data root unless `root` is given.
-        `checkpoints/RUN/step_N` or `RUN/step_N`: relative to `root`.
-        """
-        ref = checkpoint.strip()
-        if not ref:
-            raise UsageError("--checkpoint is empty")
-        is_url = "://" in ref or ref.startswith(("/", "./", "../", "~"))
-        if is_url:
-            scheme, sep, rest = ref.partition("://")
-            body = rest.rstrip("/") if sep else (ref.rstrip("/") or "/")
-            if sep and not body.split("/", 1)[0]:
-                raise UsageError(f"checkpoint {checkpoint!r} names no bucket")
-            if sep and "/" not in body:
-                raise UsageError(f"checkpoint {checkpoint!r} names a bucket but no checkpoint in it "
-                                 f"({scheme}://BUCKET/.../checkpoints/RUN/step_N)")
-            marker = f"/{CHECKPOINTS_DIR}/"
-            if marker in body:
-                prefix, _, tail = body.rpartition(marker)
-                ckpt_root = (scheme + sep + prefix) if sep else (prefix or "/")
-                ckpt_path = f"{CHECKPOINTS_DIR}/{tail}"
-            else:
-                ckpt_root, ckpt_path = (scheme + sep + posixpath.dirname(body)) if sep else posixpath.dirname(body), \
-                    posixpath.basename(body)
-            if sep and not ckpt_root[len(scheme) + 3:].strip("/"):
-                raise UsageError(f"checkpoint {checkpoint!r} names no bucket")
-        else:
-            if root is None:
-                from laclip.storage import resolve_root
-
-                root = resolve_root(None)
-            ckpt_root = root
-            ckpt_path = ref.strip("/")
-            if not ckpt_path.startswith(CHECKPOINTS_DIR + "/"):
-                ckpt_path = f"{CHECKPOINTS_DIR}/{ckpt_path}"
-        parent, name = posixpath.split(ckpt_path)
-        run = posixpath.basename(parent) or posixpath.basename(ckpt_root.rstrip("/")) or "adhoc"
-        if name.endswith(".pt"):
-            name = name[:-3]
-        if not name:
-            raise UsageError(f"checkpoint {checkpoint!r} names no file")
-        return cls(root=root or ckpt_root, checkpoint_root=ckpt_root, checkpoint_path=ckpt_path, run=run,
-                   checkpoint_name=name, **options)
+    @property
+    def checkpoint_name(self) -> str:
+        return posixpath.basename(self.checkpoint_path).removesuffix(".pt")
 
     @property
     def checkpoint_url(self) -> str:
-        return self.checkpoint_root.rstrip("/") + "/" + self.checkpoint_path
+        return self.checkpoint
+
+    @property
+    def out_dir(self) -> str:
+        from laclip import layout
+
+        return layout.eval_folder(self.run, self.checkpoint_name)
+
+    @classmethod
+    def for_checkpoint(cls, checkpoint: str, root: str | None = None, **options) -> "EvalConfig":
+        return cls(checkpoint=checkpoint, root=root, **options)
+
+    def job_name(self) -> str:
+        """`eval-<run>-<checkpoint>`, shortened with a hash when too long: at most 63 characters, less
+        the `-<index>` that the API server requires room for in an Indexed Job's pod hostnames."""
+        import hashlib
+
+        n = len(self.datasets)
+        limit = 63 - (len(f"-{n - 1}") if n > 1 else 0)
+        name = f"eval-{slug(self.run)}-{slug(self.checkpoint_name)}".strip("-")
+        if len(name) > limit:
+            digest = hashlib.sha256(f"{self.run}/{self.checkpoint_name}".encode()).hexdigest()[:6]
+            name = name[:limit - 7].rstrip("-") + "-" + digest
+        return name
+
+
+RUN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
+
+
+def _locate(checkpoint: str, root: str | None) -> tuple[str, str]:
+    """(store root, path in it) of a checkpoint reference as a user writes it.
+
+    `gs://b/p/checkpoints/RUN/step_N[.pt]` or a local path: the store root is what comes before
+    `checkpoints/`. `checkpoints/RUN/step_N` or `RUN/step_N`: relative to `root`."""
+    from laclip import layout
+
+    ref = checkpoint.strip()
+    if not ref:
+        raise ValueError("--checkpoint is empty")
+    if "\n" in ref or "\r" in ref:
+        raise ValueError(f"checkpoint {checkpoint!r} holds a line break")
+    scheme, sep, rest = ref.partition("://")
+    if sep or ref.startswith(("/", "./", "../", "~")):
+        if sep:
+            body = rest.rstrip("/")
+            if not body.split("/", 1)[0]:
+                raise ValueError(f"checkpoint {checkpoint!r} names no bucket")
+            if "/" not in body:
+                raise ValueError(f"checkpoint {checkpoint!r} names a bucket but no checkpoint in it "
+                                 f"({scheme}://BUCKET/.../checkpoints/RUN/step_N)")
+            body = f"{scheme}://{body}"
+        else:
+            body = os.path.abspath(os.path.expanduser(ref)).rstrip("/") or "/"
+        found = layout.split_checkpoint_url(body)
+        ckpt_root, ckpt_path = found if found else (posixpath.dirname(body), posixpath.basename(body))
+        if sep and not ckpt_root[len(scheme) + 3:].strip("/"):
+            raise ValueError(f"checkpoint {checkpoint!r} names no bucket")
+    else:
+        if root is None:
+            from laclip.storage import resolve_root
+
+            root = resolve_root(None)
+        ckpt_root, ckpt_path = root, layout.in_run_folder(ref)
+    if not posixpath.basename(ckpt_path).removesuffix(".pt"):
+        raise ValueError(f"checkpoint {checkpoint!r} names no file")
+    return ckpt_root or "/", ckpt_path

@@ -58,6 +58,9 @@ class EvalDataset:
     def _path(self, *parts: str) -> str:
         return join(self.folder, *parts)
 
+    def has_file(self, name: str) -> bool:
+        return self._path(name) in self.files
+
     def has_split(self, split: str) -> bool:
         prefix = self._path(split) + "/"
         return any(f.startswith(prefix) for f in self.files)
@@ -249,7 +252,9 @@ def open_eval_dataset(root_store: Store, ref: str) -> EvalDataset:
         check_name(ref)
     except UsageError as exc:
         raise UsageError(f"unknown evaluation dataset: {exc}") from None
-    ds = EvalDataset(ref, root_store, f"datasets/{ref}")
+    from laclip import layout
+
+    ds = EvalDataset(ref, root_store, layout.dataset_folder(ref))
     if not any(f.endswith("nshards.txt") for f in ds.files):
         known = sorted(n for n, info in discover(root_store).items() if info.kind == "clip_benchmark")
         hint = "run `laclip data synth` for demo-eval" if ref == "demo-eval" else (

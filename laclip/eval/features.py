@@ -70,18 +70,15 @@ def _register_project_models() -> None:
 
 def fetch_checkpoint(cfg: EvalConfig, workdir: str) -> str:
     """A local file for the checkpoint (`.pt` may be left off), downloading it when remote."""
-    store = open_store(cfg.checkpoint_root)
-    candidates = [cfg.checkpoint_path] if cfg.checkpoint_path.endswith(".pt") else \
-        [cfg.checkpoint_path + ".pt", cfg.checkpoint_path]
-    for path in candidates:
-        if store.exists(path):
-            local = store.local_path(path)
-            if local is not None:
-                return str(local)
-            dest = os.path.join(workdir, os.path.basename(path))
-            store.download_file(path, dest)
-            return dest
-    raise NotFound(f"checkpoint {store.url_of(candidates[0])} does not exist")
+    from laclip.eval.results import checkpoint_file
+
+    store, path = checkpoint_file(cfg)
+    local = store.local_path(path)
+    if local is not None:
+        return str(local)
+    dest = os.path.join(workdir, os.path.basename(path))
+    store.download_file(path, dest)
+    return dest
 
 
 def load_model(cfg: EvalConfig) -> LoadedModel:
@@ -198,7 +195,9 @@ def encode_texts(lm: LoadedModel, texts: list[str], batch_size: int = 256) -> to
 
 
 def cache_path(cfg: EvalConfig, dataset: str, split: str) -> str:
-    return f"{cfg.out_dir}/features/{dataset}/{split}.npz"
+    from laclip import layout
+
+    return layout.eval_features(cfg.run, cfg.checkpoint_name, dataset, split)
 
 
 def _cached_source(meta: dict) -> tuple:
@@ -206,15 +205,20 @@ def _cached_source(meta: dict) -> tuple:
     # The precision too: amp (bf16/fp16) features differ from fp32 ones, and a task must not pair one
     # split's amp features with another's fp32 ones. A cache that does not record it is recomputed.
     checkpoint, dataset = str(meta.get("checkpoint", "")), str(meta.get("dataset", ""))
-    return meta.get("model"), checkpoint.removesuffix(".pt"), dataset.rstrip("/"), meta.get("precision")
+    return (meta.get("model"), checkpoint.removesuffix(".pt"), dataset.rstrip("/"), meta.get("precision"),
+            meta.get("versions"))
 
 
 def split_features(cfg: EvalConfig, lm: LoadedModel, ds: EvalDataset, split: str, store: Store) -> Features:
     """Image features of a split: from the cache when it holds this model, checkpoint, dataset and precision,
     else computed and cached (create-only, or over a stale cache)."""
+    from laclip.eval.results import checkpoint_version, dataset_version
+
     path = cache_path(cfg, ds.name, split)
+    # The checkpoint's and the dataset's versions too: a checkpoint written again under the same
+    # name, or a dataset downloaded again, must not reuse the features of the old one.
     meta = {"model": lm.name, "checkpoint": cfg.checkpoint_url, "dataset": ds.url(), "split": split,
-            "precision": cfg.precision}
+            "precision": cfg.precision, "versions": [checkpoint_version(cfg)["version"], dataset_version(ds)]}
     stale = False
     if cfg.cache_features:
         try:

@@ -1,8 +1,13 @@
-"""Result files and the report across checkpoints.
+"""Result files, what decides them, and the report across checkpoints.
 
-One JSON per (checkpoint, dataset, task) at `evals/<run>/<checkpoint>/<dataset>/<task>.json`,
-shaped like CLIP_benchmark's output ({dataset, model, pretrained, task, metrics, language}) so
+One JSON per (checkpoint, dataset, task, settings) at
+`evals/<run>/<checkpoint>/<dataset>/<task>-<id>.json` (laclip.layout), shaped like
+CLIP_benchmark's output ({dataset, model, pretrained, task, metrics, language}) so
 `clip_benchmark build` and other tooling read it; laclip's own details sit under "laclip".
+<id> is a digest of everything that decides the numbers (`identity`): the checkpoint file
+(its URL and version), the dataset's files, the model, the precision, the splits, the class
+names and templates (zero-shot), the task's options and seed. A result is reused only when a
+new request has the same id; any changed setting gives a new file, and the old one stays.
 No torch here: `laclip eval report` runs on a laptop.
 """
 
@@ -13,7 +18,9 @@ import math
 import re
 from dataclasses import dataclass
 
+from laclip import layout
 from laclip.errors import AlreadyExists, LaclipError, NotFound
+from laclip.identity import digest, listing_digest
 from laclip.storage.base import Store
 
 # The one number per task a table shows, in CLIP_benchmark's metric names.
@@ -25,10 +32,53 @@ HEADLINE = {
 }
 SHORT = {"zeroshot_classification": "zero-shot", "fewshot_knn": "few-shot", "linear_probe": "linear",
          "zeroshot_retrieval": "t2i R@1"}
+RESULTS_VERSION = 1  # bumped when the evaluation code changes what a task computes
 
 
-def result_path(run: str, checkpoint: str, dataset: str, task: str) -> str:
-    return f"evals/{run}/{checkpoint}/{dataset}/{task}.json"
+def checkpoint_file(cfg) -> tuple[Store, str]:
+    """(store, path) of cfg's checkpoint; `.pt` may be left off the reference."""
+    from laclip.storage import open_store
+
+    store = open_store(cfg.checkpoint_root)
+    path = cfg.checkpoint_path
+    candidates = [path] if path.endswith(".pt") else [path + ".pt", path]
+    for candidate in candidates:
+        if store.exists(candidate):
+            return store, candidate
+    raise NotFound(f"checkpoint {store.url_of(candidates[0])} does not exist")
+
+
+def checkpoint_version(cfg) -> dict:
+    store, path = checkpoint_file(cfg)
+    version = store.versions(path).get(path)
+    return {"url": store.url_of(path), "version": version}
+
+
+def dataset_version(ds) -> str:
+    """The dataset's files as one digest: a re-exported or re-downloaded set is another dataset."""
+    prefix = ds.folder + "/" if ds.folder else ""
+    return listing_digest({p[len(prefix):]: v for p, v in ds.store.versions(prefix).items()})
+
+
+def identity(cfg, task: str, ds, checkpoint: dict, dataset: str, inputs: dict | None = None) -> dict:
+    """Everything that decides the numbers of `task` on `ds`. `inputs`: task inputs read from files
+    (the class names and templates of zero-shot)."""
+    base = {"version": RESULTS_VERSION, "task": task, "checkpoint": checkpoint, "model": cfg.model,
+            "precision": cfg.precision, "dataset": {"url": ds.url(), "files": dataset}, "test_split": cfg.test_split}
+    if task == "zeroshot":
+        base["inputs"] = inputs
+    elif task == "fewshot":
+        base.update(fewshot=cfg.fewshot.model_dump(), seed=cfg.seed, train_split=cfg.train_split)
+    elif task == "linear_probe":
+        base.update(linear_probe=cfg.linear_probe.model_dump(), seed=cfg.seed, train_split=cfg.train_split,
+                    val_split=cfg.val_split)
+    elif task == "retrieval":
+        base.update(recall_k=cfg.recall_k)
+    return base
+
+
+def result_id(ident: dict) -> str:
+    return digest(ident, 12)
 
 
 def write_result(store: Store, path: str, record: dict) -> bool:
@@ -58,10 +108,16 @@ class Row:
     dataset: str
     task: str
     record: dict
+    result_id: str | None = None
 
     @property
     def value(self) -> float | None:
         return self.record.get("metrics", {}).get(HEADLINE.get(self.task, "acc1"))
+
+    @property
+    def created(self) -> str:
+        info = self.record.get("laclip")
+        return str(info.get("created", "")) if isinstance(info, dict) else ""
 
 
 def _step(name: str) -> tuple:
@@ -69,18 +125,24 @@ def _step(name: str) -> tuple:
     return (0, int(m.group(1)), name) if m else (1, 0, name)
 
 
-def load_rows(store: Store, run: str) -> list[Row]:
+def load_rows(store: Store, run: str, newest: bool = True) -> list[Row]:
+    """The results of a run. `newest`: of several results of one (checkpoint, dataset, task) made
+    with other settings, the newest only (the others stay in the store)."""
     rows = []
-    for path in store.list(f"evals/{run}/"):
-        parts = path.split("/")
-        if len(parts) != 5 or not path.endswith(".json") or parts[3] == "features":
-            continue
+    for ckpt, dataset, task, rid, path in layout.eval_results(store, run):
         try:
             record = json.loads(store.read_text(path))
         except (NotFound, ValueError):
             continue
-        if "metrics" in record:
-            rows.append(Row(run, parts[2], parts[3], parts[4][:-5], record))
+        if isinstance(record, dict) and "metrics" in record:
+            rows.append(Row(run, ckpt, dataset, task, record, rid))
+    if newest:
+        best: dict[tuple, Row] = {}
+        for r in rows:
+            key = (r.checkpoint, r.dataset, r.task)
+            if key not in best or (r.created, r.result_id or "") > (best[key].created, best[key].result_id or ""):
+                best[key] = r
+        rows = list(best.values())
     rows.sort(key=lambda r: (r.run, _step(r.checkpoint), r.dataset, r.task))
     return rows
 

@@ -1,52 +1,83 @@
-"""Eval pod entrypoint: `python -m laclip.eval.worker --config '<EvalConfig JSON>'`.
+"""The eval stage's work: evaluate one checkpoint on datasets and tasks (laclip.eval.main).
 
 In an Indexed Job, pod i evaluates dataset i (`JOB_COMPLETION_INDEX`); otherwise every dataset.
-A (dataset, task) is done when its result JSON exists, so a retried pod redoes only what is
-missing, and features already cached are read rather than recomputed.
+`plan` reads and checks every input first (the checkpoint's version, each dataset's files, the
+class names and templates) and names each result by what decides it (laclip.eval.results): a
+(dataset, task) is done when the result for these settings exists, so a retried pod redoes only
+what is missing, and a changed setting never returns the old numbers. Features already cached
+are read rather than recomputed.
 """
 
 from __future__ import annotations
 
-import argparse
+import datetime as dt
 import json
 import logging
 import os
-import sys
 import time
+from dataclasses import dataclass
 
-from pydantic import ValidationError
-
-from laclip import __version__
-from laclip.errors import DataError, LaclipError, NotFound, UsageError
+from laclip import __version__, layout
+from laclip.errors import DataError, NotFound, UsageError
 from laclip.eval.config import TASK_RESULT_NAMES, EvalConfig
+from laclip.identity import digest
 from laclip.storage import open_store
 
 log = logging.getLogger("laclip.eval")
-EXIT_BAD_INPUT = 3  # laclip_jobs.eval.EXIT_BAD_INPUT
-CONFIG_ENV = "LACLIP_EVAL_CONFIG"
 
 
-def pending_tasks(cfg: EvalConfig, ds, store) -> list[str]:
-    """The tasks without a result for ds. Results are kept by dataset folder name, so one left by
-    another dataset of the same name (say cifar10 and gs://x/eval/cifar10) is an error, not a result."""
-    from laclip.eval.results import result_path
+@dataclass
+class Planned:
+    """One (dataset, task) of a request: where its result goes and what decides it."""
 
-    todo = []
-    for task in cfg.tasks:
-        path = result_path(cfg.run, cfg.checkpoint_name, ds.name, TASK_RESULT_NAMES[task])
+    ds: object
+    task: str
+    path: str
+    identity: dict
+    classnames: list[str] | None = None
+    templates: list[str] | None = None
+
+
+def _zeroshot_inputs(cfg: EvalConfig, ds) -> tuple[list[str], list[str]]:
+    names, templates = ds.classnames(cfg.classnames), ds.templates(cfg.templates)
+    own = ds.classnames("auto") if cfg.classnames != "auto" and ds.has_file("classnames.txt") else None
+    if own is not None and len(own) != len(names):  # caught here, before any checkpoint is loaded
+        raise DataError(f"--classnames {cfg.classnames} has {len(names)} names but {ds.url('classnames.txt')} "
+                        f"lists {len(own)} classes")
+    return names, templates
+
+
+def plan(cfg: EvalConfig, store, datasets: list[str] | None = None) -> list[Planned]:
+    """Every (dataset, task) asked for, inputs checked; raises on the first bad one."""
+    from laclip.eval.datasets import open_eval_dataset
+    from laclip.eval.results import checkpoint_version, dataset_version, identity, result_id
+
+    checkpoint = checkpoint_version(cfg)
+    found = [open_eval_dataset(store, ref) for ref in datasets or cfg.datasets]
+    planned = []
+    for ds in found:
+        files = dataset_version(ds)
+        for task in supported_tasks(cfg, ds, cfg.tasks):
+            names = templates = inputs = None
+            if task == "zeroshot":
+                names, templates = _zeroshot_inputs(cfg, ds)
+                inputs = {"classnames": digest(names), "templates": digest(templates)}
+            ident = identity(cfg, task, ds, checkpoint, files, inputs)
+            path = layout.eval_result(cfg.run, cfg.checkpoint_name, ds.name, TASK_RESULT_NAMES[task],
+                                      result_id(ident))
+            planned.append(Planned(ds, task, path, ident, names, templates))
+    return planned
+
+
+def read_results(store, planned: list[Planned]) -> list[dict]:
+    """The result records of `planned` that exist."""
+    records = []
+    for p in planned:
         try:
-            record = json.loads(store.read_text(path))
-        except NotFound:
-            todo.append(task)
-            continue
-        except ValueError:
-            continue  # written but unreadable: it stands, as every create-only result does
-        info = record.get("laclip") if isinstance(record, dict) else None
-        theirs = info.get("dataset_url") if isinstance(info, dict) else None
-        if theirs and theirs.rstrip("/") != ds.url().rstrip("/"):
-            raise UsageError(f"{store.url_of(path)} is a result of dataset {theirs}, not {ds.url()}: both are "
-                             f"named {ds.name!r}; rename one folder, or delete that result to evaluate this one")
-    return todo
+            records.append(json.loads(store.read_text(p.path)))
+        except (NotFound, ValueError):
+            pass
+    return records
 
 
 def supported_tasks(cfg: EvalConfig, ds, tasks: list[str]) -> list[str]:
@@ -79,13 +110,11 @@ def _require_labels(feats, where: str, task: str) -> None:
                         "on every sample")
 
 
-def evaluate_dataset(cfg: EvalConfig, ds, lm, store, todo: list[str] | None = None) -> list[dict]:
+def evaluate_dataset(cfg: EvalConfig, ds, lm, store, todo: list[Planned]) -> list[dict]:
     from laclip.eval import fewshot, linear_probe, retrieval, zeroshot
     from laclip.eval.features import split_features
-    from laclip.eval.results import result_path, write_result
+    from laclip.eval.results import write_result
 
-    if todo is None:
-        todo = supported_tasks(cfg, ds, pending_tasks(cfg, ds, store))
     feats = {}
 
     def split(name: str, task: str | None = None):
@@ -98,14 +127,14 @@ def evaluate_dataset(cfg: EvalConfig, ds, lm, store, todo: list[str] | None = No
 
     has_train = ds.has_split(cfg.train_split)
     done = []
-    for task in todo:
-        start = time.perf_counter()
+    for item in todo:
+        task, start = item.task, time.perf_counter()
         test = split(cfg.test_split, None if task == "retrieval" else task)
         extra: dict = {"split": cfg.test_split}
         if task == "retrieval":
             metrics = retrieval.evaluate(lm, test.features, test.captions, cfg.recall_k, where=ds.url(cfg.test_split))
         elif task == "zeroshot":
-            classnames, templates = ds.classnames(cfg.classnames), ds.templates(cfg.templates)
+            classnames, templates = item.classnames, item.templates
             metrics = zeroshot.evaluate(lm, test.features, test.labels, classnames, templates,
                                         where=ds.url(cfg.test_split))
             extra.update(classes=len(classnames), templates=len(templates))
@@ -133,9 +162,11 @@ def evaluate_dataset(cfg: EvalConfig, ds, lm, store, todo: list[str] | None = No
             "task": TASK_RESULT_NAMES[task], "metrics": metrics, "language": "en",
             "laclip": {"run": cfg.run, "checkpoint": cfg.checkpoint_name, "dataset_url": ds.url(),
                        "images": int(len(test.labels)), "seconds": round(time.perf_counter() - start, 3),
-                       "seed": cfg.seed, "version": __version__, **extra},
+                       "seed": cfg.seed, "version": __version__, "result_id": item.path.rsplit("-", 1)[-1][:-5],
+                       "identity": item.identity,
+                       "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"), **extra},
         }
-        write_result(store, result_path(cfg.run, cfg.checkpoint_name, ds.name, TASK_RESULT_NAMES[task]), record)
+        write_result(store, item.path, record)
         log.info("%s %s: %s", ds.name, task, json.dumps(metrics))
         done.append(record)
     return done
@@ -143,92 +174,50 @@ def evaluate_dataset(cfg: EvalConfig, ds, lm, store, todo: list[str] | None = No
 
 def _check_same_checkpoint(cfg: EvalConfig, store) -> None:
     """evals/<run>/<name>/ belongs to one checkpoint: two files with the same run folder and
-    name (say /a/run7/final.pt and /b/run7/final.pt) must not share cached features or results."""
-    path = f"{cfg.out_dir}/config.json"
+    name (say /a/run7/final.pt and /b/run7/final.pt) must not share one folder of results."""
+    path = layout.eval_record(cfg.run, cfg.checkpoint_name)
     try:
         before = json.loads(store.read_text(path))["config"]
     except (NotFound, ValueError, KeyError, TypeError):
         return
-    url = before.get("checkpoint_root", "").rstrip("/") + "/" + before.get("checkpoint_path", "")
+    url = before.get("checkpoint") or (before.get("checkpoint_root", "").rstrip("/") + "/"
+                                       + before.get("checkpoint_path", ""))
     if url.removesuffix(".pt") != cfg.checkpoint_url.removesuffix(".pt"):
         raise UsageError(f"{store.url_of(cfg.out_dir)}/ holds the evaluation of {url}, not of "
-                         f"{cfg.checkpoint_url}: give this checkpoint its own run folder or name")
+                         f"{cfg.checkpoint_url}: give this checkpoint its own --run or name")
 
 
 def run_eval(cfg: EvalConfig, datasets: list[str] | None = None) -> list[dict]:
-    """Evaluate the checkpoint on `datasets` (default: all in the config); the new result records."""
-    from laclip.eval.datasets import open_eval_dataset
+    """Evaluate the checkpoint on `datasets` (default: all in the config); every result record of
+    this request, those made now and those that already existed for the same settings."""
     from laclip.eval.results import write_result
 
     store = open_store(cfg.root)
     _check_same_checkpoint(cfg, store)
-    # Every dataset is checked before the (possibly large) checkpoint is fetched and loaded.
-    found = [open_eval_dataset(store, ref) for ref in datasets or cfg.datasets]
-    todo = {ds: supported_tasks(cfg, ds, pending_tasks(cfg, ds, store)) for ds in found}
-    for ds in found:
-        if not todo[ds]:
-            log.info("%s: every task it can do already has a result", ds.name)
-    work = [ds for ds in found if todo[ds]]
-    if not work:
-        return []
-    from laclip.eval.features import load_model  # torch and open_clip: only once there is work
+    # Every input is checked before the (possibly large) checkpoint is fetched and loaded.
+    planned = plan(cfg, store, datasets)
+    todo = [p for p in planned if not store.exists(p.path)]
+    for p in planned:
+        if p not in todo:
+            log.info("%s %s: a result for these settings exists (%s)", p.ds.name, p.task, store.url_of(p.path))
+    if todo:
+        from laclip.eval.features import load_model  # torch and open_clip: only once there is work
 
-    lm = load_model(cfg)
-    # The record of what produced this folder (the first attempt's config stands).
-    write_result(store, f"{cfg.out_dir}/config.json",
-                 {"config": cfg.model_dump(exclude={"cluster"}), "model": lm.name, "version": __version__})
-    results = []
-    for ds in work:
-        results.extend(evaluate_dataset(cfg, ds, lm, store, todo[ds]))
-    return results
+        lm = load_model(cfg)
+        # The record of what produced this folder (the first attempt's config stands).
+        write_result(store, layout.eval_record(cfg.run, cfg.checkpoint_name),
+                     {"config": cfg.model_dump(exclude={"cluster"}), "model": lm.name, "version": __version__})
+        for ds in dict.fromkeys(p.ds for p in todo):
+            evaluate_dataset(cfg, ds, lm, store, [p for p in todo if p.ds is ds])
+    return read_results(store, planned)
 
 
-class _JsonLines(logging.Formatter):
-    """One JSON object per line, the shape Cloud Logging parses (severity, message)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({"severity": record.levelname, "logger": record.name, "message": record.getMessage()})
-
-
-def _setup_logging() -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if os.environ.get("LACLIP_LOG_FORMAT") == "json":
-        handler.setFormatter(_JsonLines())
+def run(cfg: EvalConfig) -> None:
+    """The pod's work: dataset i of an Indexed Job ($JOB_COMPLETION_INDEX), else all of them."""
+    index = os.environ.get("JOB_COMPLETION_INDEX")
+    if index is not None and len(cfg.datasets) > 1:
+        if not index.strip().isdigit() or int(index) >= len(cfg.datasets):
+            raise UsageError(f"JOB_COMPLETION_INDEX={index!r} names none of the {len(cfg.datasets)} datasets")
+        run_eval(cfg, [cfg.datasets[int(index)]])
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=logging.WARNING, handlers=[handler])
-    logging.getLogger("laclip").setLevel(logging.INFO)  # open_clip logs its set-up chatter on the root logger
-
-
-def _read_config(text: str | None) -> EvalConfig:
-    text = text if text is not None else os.environ.get(CONFIG_ENV)
-    if not text:
-        raise UsageError(f"no eval config: pass --config '<EvalConfig JSON>' or set ${CONFIG_ENV}")
-    try:
-        return EvalConfig.model_validate_json(text)
-    except ValidationError as exc:  # pydantic's message spans lines: one line per problem, joined
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
-        raise UsageError(f"invalid eval config: {problems}") from None
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m laclip.eval.worker", description=__doc__)
-    parser.add_argument("--config", help=f"EvalConfig as JSON (default: ${CONFIG_ENV})")
-    args = parser.parse_args(argv)
-    _setup_logging()
-    try:
-        cfg = _read_config(args.config)
-        index = os.environ.get("JOB_COMPLETION_INDEX")
-        datasets = [cfg.datasets[int(index)]] if index is not None and len(cfg.datasets) > 1 else None
-        run_eval(cfg, datasets)
-    except (DataError, UsageError, NotFound) as exc:
-        log.error("%s", exc)
-        return EXIT_BAD_INPUT  # the Job's podFailurePolicy fails the index: a retry cannot help
-    except LaclipError as exc:
-        log.error("%s", exc)
-        return exc.exit_code
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        run_eval(cfg)

@@ -47,29 +47,36 @@ class RewriteConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dataset: str
-    sources: list[str] = Field(default_factory=lambda: list(BUILTIN_SOURCES))
-    engine: Literal["vllm", "hf", "eda", "openai", "null"] = "vllm"
-    model: str | None = None  # checkpoint dir / hub id (vllm, hf), model name (openai)
+    dataset: str = Field(description="dataset under datasets/ (cc12m, laion400m, demo...)")
+    run: str | None = Field(None, description="run id: names the Job [default: rewrite-<dataset>-<time>-<random>]")
+    root: str | None = Field(None, description="store root [default: --root / $LACLIP_ROOT]")
+    sources: list[str] = Field(default_factory=lambda: list(BUILTIN_SOURCES),
+                               description="meta-pair sources, comma-separated: one rewrite column each")
+    engine: Literal["vllm", "hf", "eda", "openai", "null"] = Field(
+        "vllm", description="vllm | hf | eda | openai | null  [default: vllm; eda with --local]")
+    model: str | None = Field(None, description="checkpoint: gs://BUCKET/PATH (mounted with gcsfuse), a folder, "
+                                                "or a model id  [default for vllm: ROOT/models/llama-7b]")
     model_origin: str | None = None  # where `model` was mounted from (gs://...), for the record
     # Custom meta pairs by source, content not paths: the pod cannot read the user's laptop.
     meta_pairs: dict[str, list[tuple[str, str]]] = Field(default_factory=dict)
     sampling: Sampling = Field(default_factory=Sampling)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="seeds the example draw and the sampling")
     max_caption_words: int = Field(64, ge=4, le=1024)  # captions are cut cleanly to this budget
     max_caption_chars: int = Field(400, ge=16, le=20_000)
     # Execution knobs: they do not change the outputs, so they are not part of the rewrite id.
-    rewrite_id: str | None = None
-    shards_per_pod: int = Field(1, ge=1, le=10_000)
-    batch_size: int | None = Field(None, ge=1)  # None: the engine's own default
-    tensor_parallel: int = Field(1, ge=1, le=16)
-    endpoint: str | None = None  # openai engine: base URL of an OpenAI-compatible server
+    rewrite_id: str | None = Field(None, description="output folder name [default: derived from the settings, "
+                                                     "so the same command resumes]")
+    shards_per_pod: int = Field(1, ge=1, le=10_000, description="shards each index (pod) rewrites")
+    batch_size: int | None = Field(None, ge=1, description="prompts per engine call [default: per engine]")
+    tensor_parallel: int | None = Field(None, ge=1, le=16)  # None: the pod's GPUs (vLLM tensor parallel)
+    endpoint: str | None = Field(None, description="openai engine: base URL, e.g. http://vllm:8000/v1")
     engine_options: dict[str, float | int | str | bool] = Field(default_factory=dict)  # partly in the id
-    num_shards: int | None = None  # set at submit time; the pods fail (permanently) if the listing changed
+    num_shards: int | None = Field(None, ge=1, description="shards to cover (fixed at submit; dry runs of "
+                                                          "unlisted datasets)")
     cluster: ClusterOptions = Field(default_factory=ClusterOptions)
-    parallelism: int | None = Field(None, ge=1)
-    backoff_limit_per_index: int = Field(3, ge=0, le=100)
-    max_failed_indexes: int | None = Field(None, ge=0)
+    parallelism: int | None = Field(None, ge=1, description="pods at once [default: min(64, indexes)]")
+    backoff_limit_per_index: int = Field(3, ge=0, le=100, description="retries of one index before it fails")
+    max_failed_indexes: int | None = Field(None, ge=0, description="[default: 1% of indexes, at least 1]")
 
     @field_validator("sources")
     @classmethod
@@ -85,6 +92,10 @@ class RewriteConfig(BaseModel):
                     f"not 'key' or 'caption' and not ending in {REJECT_SUFFIX!r}"
                 )
         return value
+
+    @property
+    def gpus_per_pod(self) -> int:
+        return self.tensor_parallel or max(1, self.cluster.gpus)
 
     def check(self) -> "RewriteConfig":
         """Cross-field checks that need a readable message naming what is wrong."""
@@ -152,7 +163,7 @@ class RewriteConfig(BaseModel):
     def worker_json(self) -> str:
         """The config as the pod receives it: compact, without the cluster options."""
         return self.model_dump_json(exclude={"cluster", "parallelism", "backoff_limit_per_index",
-                                             "max_failed_indexes"}, exclude_none=True)
+                                             "max_failed_indexes", "run"}, exclude_none=True)
 
 
 def prompt_set_hash(instruction: str, pairs: dict[str, list[tuple[str, str]]], version: int) -> str:

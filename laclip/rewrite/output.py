@@ -25,30 +25,19 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from laclip import layout
 from laclip.data.shards import arrow_owned
+from laclip.errors import DataError, NotFound
 from laclip.rewrite.config import REJECT_SUFFIX
-from laclip.storage.base import Store, join
+from laclip.storage.base import Store
 
-REWRITES_PREFIX = "rewrites"
-RUN_RECORD = "config.json"
 META_SOURCES = b"laclip.sources"
 META_STATS = b"laclip.stats"
-
-
-def rewrite_folder(dataset: str, rewrite_id: str) -> str:
-    return join(REWRITES_PREFIX, dataset, rewrite_id)
-
-
-def shard_output(dataset: str, rewrite_id: str, shard_id: str) -> str:
-    return join(rewrite_folder(dataset, rewrite_id), f"{shard_id}.parquet")
-
-
-def shard_stats(dataset: str, rewrite_id: str, shard_id: str) -> str:
-    return join(rewrite_folder(dataset, rewrite_id), f"{shard_id}.stats.json")
 
 
 def build_table(keys: list[str], captions: list[str], sources: list[str], rewrites: list[list[str]],
@@ -69,9 +58,25 @@ def table_bytes(table: pa.Table) -> bytes:
     return buf.getvalue()
 
 
-def read_shard(store: Store, dataset: str, rewrite_id: str, shard_id: str) -> pa.Table:
-    data = store.read_bytes(shard_output(dataset, rewrite_id, shard_id))
-    return pq.read_table(pa.BufferReader(arrow_owned(data)))  # not BytesIO: see arrow_owned
+def read_shard(store: Store, dataset: str, rewrite_id: str, shard_id: str,
+               columns: list[str] | None = None) -> pa.Table:
+    path = layout.rewrite_shard(dataset, rewrite_id, shard_id)
+    data = store.read_bytes(path)
+    try:
+        return pq.read_table(pa.BufferReader(arrow_owned(data)), columns=columns)  # not BytesIO: see arrow_owned
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"{store.url_of(path)} is not a readable rewrite parquet: {exc}") from None
+
+
+def read_schema(store: Store, dataset: str, rewrite_id: str, shard_id: str) -> pa.Schema:
+    with store.open_read(layout.rewrite_shard(dataset, rewrite_id, shard_id)) as f:
+        return pq.read_schema(f)
+
+
+def read_originals(store: Store, dataset: str, rewrite_id: str, shard_id: str) -> list[tuple[str, str]]:
+    """(key, original caption) of every row: what the shard's rewrites were made from."""
+    table = read_shard(store, dataset, rewrite_id, shard_id, columns=["key", "caption"])
+    return list(zip(table.column("key").to_pylist(), table.column("caption").to_pylist()))
 
 
 def source_columns(table: pa.Table) -> list[str]:
@@ -81,15 +86,66 @@ def source_columns(table: pa.Table) -> list[str]:
     return [c for c in table.column_names if c not in ("key", "caption") and not c.endswith(REJECT_SUFFIX)]
 
 
+@dataclass
+class ShardRewrites:
+    """One shard's rewrites as a trainer uses them: key -> (original caption, kept rewrites)."""
+
+    sources: list[str]
+    rows: dict[str, tuple[str, list[str]]]
+
+    def get(self, key: str) -> tuple[str, list[str]] | None:
+        return self.rows.get(key)
+
+
+def _text(field: pa.Field) -> bool:
+    return pa.types.is_string(field.type) or pa.types.is_large_string(field.type)
+
+
+def read_rewrites(store: Store, dataset: str, rewrite_id: str, shard_id: str) -> ShardRewrites:
+    """The shard's rewrites: per key the original caption and the rewrites that were kept (a
+    rejected one holds the caption itself, and drawing it would weigh the original up). NotFound
+    when the shard has none; DataError for a parquet that is not laid out as documented above."""
+    where = store.url_of(layout.rewrite_shard(dataset, rewrite_id, shard_id))
+    table = read_shard(store, dataset, rewrite_id, shard_id)
+    schema = table.schema
+    sources = source_columns(table)
+    for name in ("key", "caption", *sources):
+        if name not in schema.names or not _text(schema.field(name)):
+            raise DataError(f"{where} has no text column {name!r} (columns: {', '.join(schema.names)})")
+    keys, captions = table.column("key").to_pylist(), table.column("caption").to_pylist()
+    texts = [table.column(s).to_pylist() for s in sources]
+    none = [None] * len(keys)
+    rejected = [table.column(s + REJECT_SUFFIX).to_pylist() if s + REJECT_SUFFIX in schema.names else none
+                for s in sources]
+    rows = {}
+    for i, key in enumerate(keys):
+        if key is None or captions[i] is None:
+            continue  # no sample can match it
+        rows[key] = (captions[i], [t[i] for t, r in zip(texts, rejected) if t[i] and r[i] is None])
+    return ShardRewrites(sources, rows)
+
+
+def read_record(store: Store, dataset: str, rewrite_id: str) -> dict:
+    """The run record (config.json) of a rewrite set; DataError naming the sets there are when absent."""
+    path = layout.rewrite_record(dataset, rewrite_id)
+    try:
+        record = json.loads(store.read_text(path))
+    except NotFound:
+        found = layout.rewrite_ids(store, dataset)
+        raise DataError(f"no rewrites {rewrite_id!r} for dataset {dataset!r} in "
+                        f"{store.url_of(layout.rewrite_folder(dataset, rewrite_id))}/ "
+                        f"(rewrite sets of {dataset}: {', '.join(found) or 'none'})") from None
+    except ValueError as exc:
+        raise DataError(f"{store.url_of(path)} is not a readable run record: {exc}") from None
+    if not layout.rewritten_shards(store, dataset, rewrite_id):
+        raise DataError(f"rewrites {rewrite_id!r} of dataset {dataset!r} have no finished shard yet in "
+                        f"{store.url_of(layout.rewrite_folder(dataset, rewrite_id))}/")
+    return record
+
+
 def stats_of(table_or_schema) -> dict:
     schema = getattr(table_or_schema, "schema", table_or_schema)
     return json.loads((schema.metadata or {}).get(META_STATS, b"{}"))
-
-
-def list_done(store: Store, dataset: str, rewrite_id: str) -> list[str]:
-    """Shard ids whose rewrite parquet exists."""
-    folder = rewrite_folder(dataset, rewrite_id) + "/"
-    return [p[len(folder):-len(".parquet")] for p in store.list(folder) if p.endswith(".parquet")]
 
 
 def summarize(store: Store, dataset: str, rewrite_id: str) -> dict:
@@ -98,17 +154,17 @@ def summarize(store: Store, dataset: str, rewrite_id: str) -> dict:
 
     from laclip.errors import LaclipError
 
-    done = list_done(store, dataset, rewrite_id)
-    total = {"shards": len(done), "captions": 0, "prompts": 0, "fallbacks": Counter(), "engine": {}}
+    done = layout.rewritten_shards(store, dataset, rewrite_id)
+    total = {"shards": len(done), "captions": 0, "prompts": 0, "kept": 0, "fallbacks": Counter(), "engine": {}}
     for sid in done:
         try:
-            stats = json.loads(store.read_text(shard_stats(dataset, rewrite_id, sid)))
+            stats = json.loads(store.read_text(layout.rewrite_stats(dataset, rewrite_id, sid)))
         except (LaclipError, ValueError):  # a pod killed between parquet and stats: the parquet has them too
-            with store.open_read(shard_output(dataset, rewrite_id, sid)) as f:
-                stats = stats_of(pq.read_schema(f))
+            stats = stats_of(read_schema(store, dataset, rewrite_id, sid))
         total["captions"] += stats.get("captions", 0)
         total["prompts"] += stats.get("prompts", 0)
         for per_source in stats.get("sources", {}).values():
+            total["kept"] += per_source.get("rewritten", 0)
             total["fallbacks"].update(per_source.get("fallbacks", {}))
         total["engine"] = stats.get("engine") or total["engine"]
     total["fallbacks"] = dict(total["fallbacks"].most_common())

@@ -1,31 +1,31 @@
-"""Container entrypoint: `python -m laclip.rewrite.worker --config JSON [--index N] [--shards-per-pod K]`.
+"""The rewrite stage's work in one pod: the shards of one completion index (laclip.rewrite.main).
 
-Index N (flag, else $JOB_COMPLETION_INDEX) takes shards N*K .. N*K+K-1 of the dataset's
-sorted shard list. Per shard: read the captions from its parquet (not the tar), build one
+Index N ($JOB_COMPLETION_INDEX) takes shards N*K .. N*K+K-1 of the dataset's sorted shard list
+(K = shards_per_pod). Per shard: read the captions from its parquet (not the tar), build one
 prompt per (caption, source), generate, filter, and publish the output parquet create-only
-(layout and schema: laclip.rewrite.output). A shard whose output exists is skipped; a
-crash at any point leaves nothing visible, and the next attempt redoes the shard.
-
-Exit codes: 0 done; 3 permanent error (bad config or args, bad data, a shard listing that changed
-since submit: Kubernetes `FailIndex`, no retry); 1 anything else (retried up to backoffLimitPerIndex).
+(layout and schema: laclip.rewrite.output). A shard whose output exists is skipped only when
+it was made from the captions the shard holds now (the recorded input digest): a shard that
+changed since (a re-download from a changed URL list gives the same keys to other images) is a
+permanent error, since its rewrites would describe other images. A crash at any point leaves
+nothing visible, and the next attempt redoes the shard.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import hashlib
 import json
+import logging
 import os
 import socket
-import sys
 import time
 from operator import itemgetter
 
-from laclip import __version__
+from laclip import __version__, layout
 from laclip.data.registry import resolve_shards
 from laclip.data.shards import Shard, read_captions
-from laclip.errors import AlreadyExists, DataError, LaclipError, UsageError
+from laclip.errors import AlreadyExists, DataError, NotFound, UsageError
+from laclip.identity import rows_digest
+from laclip.logs import event
 from laclip.rewrite import output as out
 from laclip.rewrite.config import REJECT_SUFFIX, RewriteConfig
 from laclip.rewrite.filters import REASONS, check, normal
@@ -33,20 +33,16 @@ from laclip.rewrite.prompts import INSTRUCTION, PromptBuilder, clean_caption, lo
 from laclip.storage import open_store
 from laclip.storage.base import Store
 
-EXIT_PERMANENT = 3
+logger = logging.getLogger("laclip.rewrite")
 
 
-def log(event: str, **fields) -> None:
-    if os.environ.get("LACLIP_LOG_FORMAT") == "json":
-        print(json.dumps({"event": event, "component": "rewrite", **fields}), file=sys.stderr, flush=True)
-    else:
-        extra = " ".join(f"{k}={v}" for k, v in fields.items())
-        print(f"[rewrite] {event} {extra}", file=sys.stderr, flush=True)
+def log(name: str, **fields) -> None:
+    event(logger, name, **fields)
 
 
 def ensure_run_record(store: Store, cfg: RewriteConfig, rewrite_id: str, pairs: dict) -> None:
     """config.json of the output folder: written once; a later run must have the same settings."""
-    path = out.rewrite_folder(cfg.dataset, rewrite_id) + "/" + out.RUN_RECORD
+    path = layout.rewrite_record(cfg.dataset, rewrite_id)
     digest = cfg.fingerprint_hash()
     record = {
         "rewrite_id": rewrite_id, "dataset": cfg.dataset, "sources": cfg.sources,
@@ -89,9 +85,7 @@ class ShardRewriter:
         keys = [k for k, _ in rows]
         if len(set(keys)) != len(keys):
             raise DataError(f"{self.store.url_of(shard.parquet)} repeats keys; each sample needs a unique key")
-        digest = hashlib.blake2b(digest_size=16)
-        for k, c in rows:
-            digest.update(f"{k}\t{c}\x00".encode("utf-8", "surrogatepass"))
+        digest = rows_digest(rows)
         t_read = time.perf_counter()
 
         n, sources = len(rows), cfg.sources
@@ -143,7 +137,7 @@ class ShardRewriter:
             "prompts": len(todo), "sources": per_source,
             "fallbacks_total": sum(sum(v["fallbacks"].values()) for v in per_source.values()),
             "engine": self.engine_info, "model": cfg.model, "sampling": cfg.sampling.model_dump(),
-            "prompt_set_hash": self.prompt_set_hash, "input_digest": digest.hexdigest(),
+            "prompt_set_hash": self.prompt_set_hash, "input_digest": digest,
             "laclip_version": __version__, "host": socket.gethostname(),
             "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }
@@ -153,7 +147,7 @@ class ShardRewriter:
         stats["captions_per_s"] = round(n / secs["total"], 1) if secs["total"] else None
         data = out.table_bytes(out.build_table(keys, originals, sources, rewrites, rejected, stats))
         try:
-            self.store.write_bytes(out.shard_output(cfg.dataset, self.rewrite_id, shard.id), data, create_only=True)
+            self.store.write_bytes(layout.rewrite_shard(cfg.dataset, self.rewrite_id, shard.id), data, create_only=True)
         except AlreadyExists:
             log("shard-raced", shard=shard.id, note="another attempt published it first")
             return None
@@ -164,7 +158,7 @@ class ShardRewriter:
         stats["seconds"] = {k: round(v, 4) for k, v in secs.items()}
         stats["captions_per_s"] = round(n / secs["total"], 1)
         stats["pipeline_captions_per_s"] = round(n / cpu, 1) if cpu > 0 else None
-        write_stats(self.store, out.shard_stats(cfg.dataset, self.rewrite_id, shard.id), stats)
+        write_stats(self.store, layout.rewrite_stats(cfg.dataset, self.rewrite_id, shard.id), stats)
         return stats
 
 
@@ -175,14 +169,37 @@ def write_stats(store: Store, path: str, stats: dict) -> None:
         pass
 
 
-def restore_stats(store: Store, dataset: str, rewrite_id: str, shard: Shard) -> None:
-    """A pod killed between the parquet and its stats: copy them out of the parquet metadata."""
-    path = out.shard_stats(dataset, rewrite_id, shard.id)
-    if not store.exists(path):
-        import pyarrow.parquet as pq
+def recorded_stats(store: Store, dataset: str, rewrite_id: str, shard: Shard) -> dict:
+    """The stats of a published shard; a pod killed between the parquet and its .stats.json gets
+    them restored from the parquet's own copy."""
+    path = layout.rewrite_stats(dataset, rewrite_id, shard.id)
+    try:
+        return json.loads(store.read_text(path))
+    except (NotFound, ValueError):  # missing or unreadable: the parquet has a copy
+        pass
+    stats = out.stats_of(out.read_schema(store, dataset, rewrite_id, shard.id))
+    write_stats(store, path, stats)
+    return stats
 
-        with store.open_read(out.shard_output(dataset, rewrite_id, shard.id)) as f:
-            write_stats(store, path, out.stats_of(pq.read_schema(f)))
+
+def check_unchanged(store: Store, cfg: RewriteConfig, rewrite_id: str, shard: Shard, stats: dict) -> None:
+    """A finished shard is reused only when it was made from the captions the shard holds now."""
+    rows = read_captions(store, shard)
+    recorded = stats.get("input_digest")
+    if recorded == rows_digest(rows):
+        return
+    old = dict(out.read_originals(store, cfg.dataset, rewrite_id, shard.id))
+    now = dict(rows)
+    changed = sum(1 for k, c in now.items() if k in old and old[k] != c)
+    added, removed = len(now.keys() - old.keys()), len(old.keys() - now.keys())
+    what = (f"{changed} of {len(now)} captions differ, {added} keys added, {removed} removed"
+            if recorded else "its rewrites record no input digest")
+    raise DataError(
+        f"shard {store.url_of(shard.parquet)} changed since rewrite {rewrite_id!r} was made from it ({what}; a "
+        "re-download from a changed URL list gives the same keys to other images): its rewrites would describe "
+        f"other images. Rewrite it afresh under a new id (--rewrite-id NEW), or delete "
+        f"{store.url_of(layout.rewrite_folder(cfg.dataset, rewrite_id))}/ to redo this one"
+    )
 
 
 def run_index(cfg: RewriteConfig, store: Store, index: int, engine=None) -> list[dict]:
@@ -204,7 +221,7 @@ def run_index(cfg: RewriteConfig, store: Store, index: int, engine=None) -> list
         return []
     pairs = load_meta_pairs(cfg.sources, cfg.meta_pairs)
     ensure_run_record(store, cfg, rewrite_id, pairs)
-    todo = [s for s in mine if not store.exists(out.shard_output(cfg.dataset, rewrite_id, s.id))]
+    todo = [s for s in mine if not store.exists(layout.rewrite_shard(cfg.dataset, rewrite_id, s.id))]
     own_engine = engine is None and bool(todo)
     if own_engine:
         from laclip.rewrite.engines import make_engine
@@ -214,8 +231,8 @@ def run_index(cfg: RewriteConfig, store: Store, index: int, engine=None) -> list
     results = []
     for shard in mine:
         if shard not in todo:
-            log("shard-skipped", shard=shard.id, reason="output exists")
-            restore_stats(store, cfg.dataset, rewrite_id, shard)
+            check_unchanged(store, cfg, rewrite_id, shard, recorded_stats(store, cfg.dataset, rewrite_id, shard))
+            log("shard-skipped", shard=shard.id, reason="output exists, made from these captions")
             continue
         log("shard-start", shard=shard.id, rewrite_id=rewrite_id, engine=cfg.engine)
         stats = rewriter.rewrite(shard)
@@ -228,63 +245,20 @@ def run_index(cfg: RewriteConfig, store: Store, index: int, engine=None) -> list
     return results
 
 
-def parse_config(value: str, shards_per_pod: int | None = None) -> RewriteConfig:
-    text = value
-    if value.startswith("@"):
-        try:
-            with open(value[1:], encoding="utf-8") as f:
-                text = f.read()
-        except OSError as exc:
-            raise UsageError(f"cannot read the config file {value[1:]!r}: {exc.strerror or exc}") from None
+def completion_index() -> int:
+    """The completion index Kubernetes gives an Indexed Job's pod ($JOB_COMPLETION_INDEX)."""
+    raw = os.environ.get("JOB_COMPLETION_INDEX")
+    if raw is None:
+        raise UsageError("no completion index: set JOB_COMPLETION_INDEX (Kubernetes sets it in an Indexed Job)")
     try:
-        cfg = RewriteConfig.model_validate_json(text)
-        if shards_per_pod is not None:  # validated like the rest (model_copy would not check it)
-            cfg = RewriteConfig.model_validate({**cfg.model_dump(), "shards_per_pod": shards_per_pod})
-        return cfg
-    except ValueError as exc:
-        raise UsageError(f"invalid rewrite config: {exc}") from None
-
-
-def parse_index(flag: int | None, env: str | None) -> int:
-    """The completion index: --index, else $JOB_COMPLETION_INDEX (set by Kubernetes)."""
-    if flag is None and env is None:
-        raise UsageError("no index: pass --index N or set JOB_COMPLETION_INDEX")
-    where = "--index" if flag is not None else "JOB_COMPLETION_INDEX"
-    raw = flag if flag is not None else env.strip()
-    try:
-        index = int(raw)
+        index = int(raw.strip())
     except ValueError:
         index = -1
     if index < 0:
-        raise UsageError(f"{where} must be a whole number >= 0, not {raw!r}")
+        raise UsageError(f"JOB_COMPLETION_INDEX must be a whole number >= 0, not {raw!r}")
     return index
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # bad container args are permanent: no retry (argparse exits 2)
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_PERMANENT, f"{self.prog}: error: {message}\n")
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = _Parser(prog="python -m laclip.rewrite.worker", description=__doc__.split("\n")[0])
-    ap.add_argument("--config", required=True, help="RewriteConfig as JSON, or @FILE")
-    ap.add_argument("--index", type=int, default=None, help="completion index [default: $JOB_COMPLETION_INDEX]")
-    ap.add_argument("--shards-per-pod", type=int, default=None)
-    ap.add_argument("--root", default=None, help="store root [default: $LACLIP_ROOT]")
-    args = ap.parse_args(argv)
-    try:
-        cfg = parse_config(args.config, args.shards_per_pod)
-        index = parse_index(args.index, os.environ.get("JOB_COMPLETION_INDEX"))
-        run_index(cfg, open_store(args.root), index)
-        return 0
-    except (UsageError, DataError) as exc:
-        log("failed", error=str(exc), permanent=True)
-        return EXIT_PERMANENT
-    except LaclipError as exc:
-        log("failed", error=str(exc), permanent=False)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def run(cfg: RewriteConfig) -> list[dict]:
+    """The pod's work: the shards of this pod's completion index."""
+    return run_index(cfg, open_store(cfg.root), completion_index())

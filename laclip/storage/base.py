@@ -1,57 +1,11 @@
-"""The Store interface, root resolution and the operations shared by every backend."""
+"""The Store interface and the operations shared by every backend."""
 
 from __future__ import annotations
 
-import os
-import re
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, Iterable, Sequence
-
-from laclip.errors import UsageError
-
-ROOT_ENV = "LACLIP_ROOT"
-
-
-def default_root() -> str:
-    """The local folder used when neither --root nor $LACLIP_ROOT is given."""
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return os.path.join(base, "laclip")
-
-
-def resolve_root(root: str | None = None) -> str:
-    """--root wins over $LACLIP_ROOT, which wins over the default folder."""
-    return root or os.environ.get(ROOT_ENV) or default_root()
-
-
-def open_store(root: str | None = None, **options) -> "Store":
-    """Open the store at `root`: a gs:// URL, a file:// URL or a folder."""
-    url = resolve_root(root)
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        # "gs:/bucket" or "gs:bucket" is a mistyped URL, not a folder named "gs:" under the
-        # current directory (which is where the data would silently go).
-        typo = re.match(r"(gs|file):", url)
-        if typo:
-            raise UsageError(f"root {url!r} is not a URL: write {typo.group(1)}://..., or ./{url} for a folder")
-        from laclip.storage.local import LocalStore
-
-        return LocalStore(url)
-    if scheme == "file":
-        if not rest:  # would be the current directory, wherever that happens to be
-            raise UsageError(f"root {url!r} names no folder: use file:///ABSOLUTE/PATH or a folder")
-        from laclip.storage.local import LocalStore
-
-        return LocalStore(rest)
-    if scheme == "gs":
-        from laclip.storage.gcs import GCSStore
-
-        return GCSStore(url, **options)
-    raise UsageError(
-        f"unknown storage scheme {scheme + '://'!r} in root {url!r}: "
-        "use gs://BUCKET[/PREFIX] or a local folder"
-    )
 
 
 def join(*parts: str) -> str:
@@ -94,6 +48,11 @@ class Store(ABC):
     @abstractmethod
     def open_read(self, path: str) -> BinaryIO:
         """A readable binary stream, for large objects such as shards."""
+
+    @abstractmethod
+    def versions(self, prefix: str = "") -> dict[str, str]:
+        """{path: version} of the objects under `prefix`: a version changes whenever an object is
+        written again (size and modification time in a folder, size and generation on gs://)."""
 
     def local_path(self, path: str) -> Path | None:
         """The file behind `path` when the store is a folder, else None."""

@@ -32,7 +32,7 @@ BUCKET_RULE = ("3-63 characters (up to 222 with dots, 63 between dots) of lower-
                "'-', '_' and '.', starting and ending with a letter or digit")
 
 
-def _valid_bucket(name: str) -> bool:
+def valid_bucket(name: str) -> bool:
     if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*[a-z0-9]", name):
         return False
     if "." in name:
@@ -45,7 +45,7 @@ def _parse(url: str) -> tuple[str, str]:
     bucket, _, prefix = rest.partition("/")
     if not bucket:
         raise UsageError(f"{url!r} names no bucket: use gs://BUCKET[/PREFIX]")
-    if not _valid_bucket(bucket):
+    if not valid_bucket(bucket):
         raise UsageError(f"{bucket!r} in {url!r} is not a valid bucket name: use {BUCKET_RULE}")
     return bucket, prefix.strip("/")
 
@@ -200,6 +200,17 @@ class GCSStore(Store):
             blobs = self.bucket.client.list_blobs(self.bucket_name, prefix=search or None,
                                                   retry=self._retry, timeout=self.request_timeout)
             return sorted(b.name[len(base):] for b in blobs if not b.name.endswith("/"))
+
+        return self._call("list", prefix, run)
+
+    def versions(self, prefix: str = "") -> dict[str, str]:
+        base = f"{self.prefix}/" if self.prefix else ""
+        search = base + prefix.lstrip("/")
+
+        def run():
+            blobs = self.bucket.client.list_blobs(self.bucket_name, prefix=search or None,
+                                                  retry=self._retry, timeout=self.request_timeout)
+            return {b.name[len(base):]: f"{b.size}-{b.generation}" for b in blobs if not b.name.endswith("/")}
 
         return self._call("list", prefix, run)
 

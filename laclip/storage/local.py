@@ -129,6 +129,16 @@ class LocalStore(Store):
     def exists(self, path: str) -> bool:
         return self._path(path).is_file()
 
+    def versions(self, prefix: str = "") -> dict[str, str]:
+        found = {}
+        for rel in self.list(prefix):
+            try:
+                st = os.stat(self.root / rel)
+            except OSError:  # deleted since the listing
+                continue
+            found[rel] = f"{st.st_size}-{st.st_mtime_ns}"
+        return found
+
     def list(self, prefix: str = "") -> list[str]:
         base = self._path(prefix) if prefix else self.root
         # A prefix may name a folder ("datasets/demo/") or a name start ("datasets/demo/000").

@@ -14,67 +14,53 @@ import json
 import logging
 import os
 import pickle
-import re
 import tempfile
 import zipfile
 from pathlib import Path
 
 import torch
 
-from laclip.errors import AlreadyExists, DataError, NotFound, StorageError, UsageError
-from laclip.storage.base import Store, join
+from laclip import layout
+from laclip.errors import AlreadyExists, DataError, LeaseHeld, NotFound, StorageError, StoreFull, UsageError
+from laclip.storage.base import Store
+from laclip.storage.local import FILE_MODE
 
 log = logging.getLogger("laclip.train")
-STEP_RE = re.compile(r"^step_(\d+)\.pt$")
 # What torch.load raises for a truncated or corrupt file (OSError: EINVAL for some cut files).
 # StorageError is none of these: the store failing is not the file being broken.
 LOAD_ERRORS = (RuntimeError, EOFError, OSError, ValueError, UnicodeDecodeError, pickle.UnpicklingError,
                zipfile.BadZipFile)
 
 
-def run_folder(run: str) -> str:
-    return join("checkpoints", run)
+run_folder = layout.run_folder
+step_path = layout.checkpoint
+list_steps = layout.checkpoint_steps
 
 
-def step_path(run: str, step: int) -> str:
-    return join(run_folder(run), f"step_{step}.pt")
-
-
-def list_steps(store: Store, run: str) -> list[tuple[int, str]]:
-    """(step, path) of every checkpoint of the run, oldest first."""
-    out = []
-    for path in store.list(run_folder(run) + "/"):
-        m = STEP_RE.fullmatch(path.rsplit("/", 1)[-1])
-        if m and path.count("/") == 2:
-            out.append((int(m.group(1)), path))
-    return sorted(out)
-
-
-def save(store: Store, run: str, step: int, payload: dict, keep_last: int) -> str:
+def save(store: Store, run: str, step: int, payload: dict, keep_last: int, replaceable: list[str] = ()) -> str:
     """Write step_<step>.pt atomically, then delete all but the newest `keep_last`.
 
-    A checkpoint already at this step is replaced, with a warning: a run only gets back to a
-    step it has saved when that file was skipped as unreadable at resume, and the run
-    continues from the state written now."""
+    A checkpoint already at this step is replaced only when it is one the run skipped as
+    unreadable at resume (`replaceable`); any other is another process's, and is never
+    silently overwritten."""
     path = step_path(run, step)
     local = store.local_path(path)
     folder = local.parent if local is not None else Path(tempfile.gettempdir())
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".step_{step}.", suffix=".tmp")
+    os.fchmod(fd, FILE_MODE)  # mkstemp's 0600 would keep a pod's other user and colleagues out
     os.close(fd)
     try:
-        torch.save(payload, tmp)
+        _write(payload, tmp, store.url_of(path))
         if local is not None:
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
             if local.exists():
-                _warn_replacing(store, path)
+                _may_replace(store, path, replaceable)
             os.replace(tmp, local)
         else:
             try:
                 store.upload_file(tmp, path, create_only=True)
             except AlreadyExists:
-                _warn_replacing(store, path)
+                _may_replace(store, path, replaceable)
                 store.upload_file(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -83,9 +69,29 @@ def save(store: Store, run: str, step: int, payload: dict, keep_last: int) -> st
     return path
 
 
-def _warn_replacing(store: Store, path: str) -> None:
-    log.warning("checkpoint %s already exists (unreadable at resume, or another job writes this run): "
-                "replacing it with this run's state", store.url_of(path))
+def _write(payload: dict, tmp: str, where: str) -> None:
+    """torch.save to a local temp file, fsynced; a full disk is one line naming the file, not torch's
+    C++ stream error, and permanent (retrying on the same node fills the same disk)."""
+    import errno
+
+    try:
+        torch.save(payload, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+    except (OSError, RuntimeError) as exc:
+        full = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc) \
+            or "file write failed" in str(exc)
+        if full:
+            raise StoreFull(f"cannot write checkpoint {where}: No space left on device (in {os.path.dirname(tmp)})") \
+                from None
+        raise StorageError(f"cannot write checkpoint {where}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def _may_replace(store: Store, path: str, replaceable) -> None:
+    if path not in replaceable:
+        raise LeaseHeld(f"checkpoint {store.url_of(path)} already exists and this run did not skip it as "
+                        "unreadable: another process writes this run; not replacing it")
+    log.warning("checkpoint %s was unreadable at resume: replacing it with this run's state", store.url_of(path))
 
 
 def load(store: Store, path: str) -> dict:
@@ -101,10 +107,10 @@ def load(store: Store, path: str) -> dict:
         return torch.load(dest, map_location="cpu", weights_only=True)
 
 
-def load_latest(store: Store, run: str) -> tuple[str, dict] | None:
-    """The newest checkpoint that loads whole; broken ones are logged and skipped. None when the
-    run has no checkpoint. A StorageError propagates (the pod fails and is restarted), and so does
-    a run whose every checkpoint is broken: starting at step 0 would overwrite them."""
+def load_latest(store: Store, run: str, broken: list | None = None) -> tuple[str, dict] | None:
+    """The newest checkpoint that loads whole; broken ones are logged, skipped and added to `broken`.
+    None when the run has no checkpoint. A StorageError propagates (the pod fails and is restarted),
+    and so does a run whose every checkpoint is broken: starting at step 0 would overwrite them."""
     steps = list_steps(store, run)
     for _, path in reversed(steps):
         try:
@@ -113,6 +119,8 @@ def load_latest(store: Store, run: str) -> tuple[str, dict] | None:
             raise
         except LOAD_ERRORS as exc:
             log.warning("skipping unreadable checkpoint %s (%s: %s)", store.url_of(path), type(exc).__name__, exc)
+            if broken is not None:
+                broken.append(path)
     if steps:
         raise DataError(f"none of the {len(steps)} checkpoints in {store.url_of(run_folder(run))}/ loads "
                         "(see the warnings above): delete them to start the run over, or use another run id")
@@ -129,7 +137,7 @@ def check_compatible(ckpt_config: dict, config: dict, keys, where: str) -> None:
 
 def write_run_config(store: Store, run: str, config: dict, keys) -> None:
     """checkpoints/<run>/config.json, written once; a later start must agree with it."""
-    path = join(run_folder(run), "config.json")
+    path = layout.run_record(run)
     data = json.dumps(config, indent=2, sort_keys=True)
     try:
         store.write_text(path, data + "\n", create_only=True)

@@ -7,7 +7,7 @@ import json
 import math
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from laclip.config import ClusterOptions, explain
 from laclip.errors import UsageError
@@ -25,57 +25,99 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    run: str
-    root: Optional[str] = None  # store root; None: $LACLIP_ROOT or the default folder
-    dataset: str = "demo"
-    rewrites: Optional[str] = None  # rewrite id under rewrites/<dataset>/
-    augment: Augment = "laclip"
+    run: str = Field(description="run id [default: train-<clip|laclip>-<dataset>-<time>-<random>]")
+    root: Optional[str] = Field(None, description="store root; None: $LACLIP_ROOT or the default folder")
+    preset: Optional[str] = Field(None, description="recipe the defaults come from: cc3m, cc12m, redcaps, "
+                                                    "laion400m, demo [default: the dataset's, else cc12m]")
+    owner: Optional[str] = None  # the lease owner token of one submission (laclip.lease), set by the CLI
+    dataset: str = Field("demo", description="dataset under datasets/ (cc3m, cc12m, laion400m, demo...)")
+    rewrites: Optional[str] = Field(None, description="rewrite id under rewrites/<dataset>/ (none: plain CLIP)")
+    augment: Augment = Field("laclip", description="laclip: draw each text from original+rewrites; none: CLIP")
     min_words: int = Field(2, ge=0)  # reference fallback: texts under 2 words use the original
+    # more rows than this whose rewrite was made from another caption: the set is refused (laclip.train.inputs)
+    max_rewrite_mismatch: float = Field(0.01, ge=0, le=1)
 
     # model and optimisation
-    model: str = "ViT-B-16"
-    batch_size: int = Field(256, ge=1)  # per process
-    steps: Optional[int] = Field(None, ge=1)  # total optimiser steps; None: from epochs
-    epochs: float = Field(35, gt=0)
-    lr: float = Field(1e-3, gt=0)
-    wd: float = Field(0.5, ge=0)
+    model: str = Field("ViT-B-16", description="open_clip model name, e.g. ViT-B-16 or laclip-tiny")
+    batch_size: int = Field(256, ge=1, description="per-process batch size")
+    steps: Optional[int] = Field(None, ge=1, le=10**9, description="total steps [default: from the epochs]")
+    epochs: float = Field(35, gt=0, le=10**6, allow_inf_nan=False)
+    lr: float = Field(1e-3, gt=0, allow_inf_nan=False)
+    wd: float = Field(0.5, ge=0, allow_inf_nan=False)
     beta1: float = 0.9
     beta2: float = 0.98
     eps: float = 1e-8
-    warmup_epochs: float = Field(1.0, ge=0)
-    warmup_steps: Optional[int] = Field(None, ge=0)  # overrides warmup_epochs
-    loss: LossKind = "clip"
-    texts_per_image: int = Field(1, ge=1, le=8)
+    warmup_epochs: float = Field(1.0, ge=0, allow_inf_nan=False)
+    warmup_steps: Optional[int] = Field(None, ge=0, le=10**9)  # overrides warmup_epochs
+    loss: LossKind = Field("clip", description="clip or multitext")
+    texts_per_image: int = Field(1, ge=1, le=8, description="texts per image with --loss multitext")
     local_loss: bool = False
     gather_with_grad: bool = False
-    precision: Precision = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
+    precision: Precision = Field("auto", description="auto (bf16 autocast on GPU, fp32 on CPU), amp_bf16, amp, fp32")
     grad_checkpointing: bool = False
     crop_scale: tuple[float, float] = (0.5, 1.0)
     grad_clip: Optional[float] = None
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**63 - 1)
 
     # data loading
-    workers: int = Field(4, ge=0)
+    workers: int = Field(4, ge=0, le=256, description="data loader workers per process")
     shuffle_buffer: int = Field(1000, ge=1)
 
     # durability and logging
-    checkpoint_every: int = Field(1000, ge=1)  # steps
-    keep_last: int = Field(3, ge=1)
+    checkpoint_every: int = Field(1000, ge=1, description="steps between checkpoints")
+    keep_last: int = Field(3, ge=1, description="checkpoints kept")
     # "latest", "none", or a checkpoint path in the store; none/a path only while the run has no checkpoint
-    resume: str = "latest"
+    resume: str = Field("latest", description="latest, none, or a checkpoint path in the store (none and a path "
+                                              "apply only while the run has no checkpoint of its own)")
     log_every: int = Field(20, ge=1)
     tensorboard: bool = True
+    # one owner per run (laclip.lease): a lease not refreshed for this long may be taken over
+    lease_timeout_s: float = Field(600, ge=5)
     # an eval Job per checkpoint written to a bucket (laclip.train.eval_hook); empty: none
-    eval_datasets: list[str] = Field(default_factory=list)
+    eval_datasets: list[str] = Field(default_factory=list, description="comma-separated eval datasets: an eval "
+                                     "Job on each checkpoint (needs manifests/components/train-submits-eval)")
+    # the eval Job the CLI rendered for this run (laclip_jobs.eval), copied per checkpoint by rank 0
+    eval_job: Optional[dict] = None
 
     # where it runs (jobs/ only)
     cluster: ClusterOptions = Field(default_factory=ClusterOptions)
-    nodes: str = "1"  # torchrun --nnodes: "N" or "MIN:MAX"
-    procs_per_node: Optional[int] = Field(None, ge=1)  # None: cluster.gpus (1 without GPUs)
-    max_restarts: int = Field(3, ge=0)
+    nodes: str = Field("1", description="nodes: N or MIN:MAX (elastic)")
+    procs_per_node: Optional[int] = Field(None, ge=1, le=64)  # None: cluster.gpus (1 without GPUs)
+    max_restarts: int = Field(3, ge=0, le=1000, description="torchrun restarts of the worker group")
     # Volcano restarts of the whole Job (a pod failed or evicted); each resumes from the newest
     # checkpoint. None: max_restarts, or SPOT_JOB_RETRIES on Spot VMs (see job_retries()).
-    max_job_retries: Optional[int] = Field(None, ge=0)
+    max_job_retries: Optional[int] = Field(None, ge=0, le=10_000, description=
+                                           "restarts of the whole job after a pod fails or is evicted, each from "
+                                           "the newest checkpoint [default: --max-restarts; 20 with --spot]")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, values):
+        """A preset's values under the given ones (its pod size under the cluster options given)."""
+        if not isinstance(values, dict) or not values.get("preset"):
+            return values
+        from laclip.config import merge
+
+        name = values["preset"]
+        if name == "auto":  # the CLI's default: the dataset's own recipe, else the paper's CC12M one
+            dataset = values.get("dataset") or cls.model_fields["dataset"].default
+            name = dataset if dataset in PRESETS else "cc12m"
+            values = {**values, "preset": name, "dataset": dataset}
+        if name not in PRESETS:
+            raise ValueError(f"unknown training preset {name!r}: choose one of {', '.join(PRESETS)}")
+        recipe = {k: v for k, v in PRESETS[name].items() if k not in _CLUSTER_KEYS}
+        sizing = {k: v for k, v in PRESETS[name].items() if k in _CLUSTER_KEYS}
+        cluster = values.get("cluster")
+        if isinstance(cluster, BaseModel):  # only what was set explicitly counts as given
+            cluster = cluster.model_dump(include=cluster.model_fields_set)
+        return merge({**recipe, "cluster": sizing}, {**values, "cluster": cluster or {}})
+
+    @field_validator("rewrites")
+    @classmethod
+    def _rewrites(cls, value):
+        if value is not None and not value.strip():  # `--rewrites "$UNSET"` must not silently train CLIP
+            raise ValueError("is empty (an unset variable?): give a rewrite id, or leave it out for plain CLIP")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> "TrainConfig":
@@ -132,13 +174,6 @@ class TrainConfig(BaseModel):
 RESUME_KEYS = ("model", "dataset", "loss", "texts_per_image")
 
 
-def parse_config(text: str) -> TrainConfig:
-    try:
-        return TrainConfig.model_validate_json(text)
-    except ValidationError as exc:
-        raise UsageError(f"invalid training config: {exc}") from None
-
-
 # Paper recipes (reference.md). Batch sizes are per process: 8192 = 8 nodes x 8 GPUs x 128.
 # Pods fill an a2-highgpu-8g node (8 A100s, 96 vCPUs, 680 GB) less what GKE reserves.
 _A2_NODE = dict(gpus=8, cpu="88", memory="600Gi")
@@ -165,14 +200,8 @@ _CLUSTER_KEYS = {"gpus", "cpu", "memory"}
 
 def preset(name: str, **overrides) -> TrainConfig:
     """A TrainConfig from a preset, with explicit overrides (None means 'keep the preset')."""
-    if name not in PRESETS:
-        raise UsageError(f"unknown training preset {name!r}: choose one of {', '.join(PRESETS)}")
-    values = {k: v for k, v in PRESETS[name].items() if k not in _CLUSTER_KEYS}
-    cluster = overrides.pop("cluster", None) or ClusterOptions()
-    sizing = {k: v for k, v in PRESETS[name].items() if k in _CLUSTER_KEYS and k not in cluster.model_fields_set}
-    cluster = cluster.model_copy(update=sizing)  # the preset's pod size, unless given explicitly
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    values = {k: v for k, v in overrides.items() if v is not None}
     try:
-        return TrainConfig(cluster=cluster, **values)
+        return TrainConfig(preset=name, **values)
     except ValidationError as exc:
         raise UsageError(explain(exc)) from None

@@ -7,7 +7,9 @@ rank can always take the same number of steps. Images are decoded after the shuf
 so resuming skips already-trained samples by reading their bytes without decoding them.
 
 Bad input is counted, never fatal and never silent: broken images, unreadable shards, data
-shards without a readable rewrite parquet and keys without a rewrite row (both trained on originals).
+shards without a readable rewrite parquet, keys without a rewrite row, and rows whose rewrites
+were made from another caption than the sample's (all three trained on the original caption).
+Rewrites are read through the rewrite stage's own reader (laclip.rewrite.output.read_rewrites).
 """
 
 from __future__ import annotations
@@ -23,42 +25,22 @@ import torch
 from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
-from laclip.data.shards import Shard, iter_tar, read_table
+from laclip.data.shards import Shard, iter_tar
 from laclip.errors import DataError, NotFound
-from laclip.storage.base import Store, join
+from laclip.rewrite.output import ShardRewrites, read_rewrites
+from laclip.storage.base import Store
 
 log = logging.getLogger("laclip.train")
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
-NOT_REWRITES = {"key", "caption", "status", "error_message", "url"}
 
 
-def rewrite_path(dataset: str, rewrite_id: str, shard: Shard) -> str:
-    return join("rewrites", dataset, rewrite_id, f"{shard.id}.parquet")
-
-
-def load_rewrites(store: Store, dataset: str, rewrite_id: str, shard: Shard) -> dict[str, list[str]] | None:
-    """key -> rewrites of the shard (every string column but key/caption), less the rejected
-    ones (`<source>_rejected` set); None if no parquet."""
-    import pyarrow as pa
-
-    path = rewrite_path(dataset, rewrite_id, shard)
+def load_rewrites(store: Store, dataset: str, rewrite_id: str, shard: Shard) -> ShardRewrites | None:
+    """The shard's rewrites, or None when it has none (its samples train on their originals)."""
     try:
-        table = read_table(store, path)
+        return read_rewrites(store, dataset, rewrite_id, shard.id)
     except NotFound:
         return None
-    if "key" not in table.column_names:
-        raise DataError(f"{store.url_of(path)} has no 'key' column (columns: {', '.join(table.column_names)})")
-    # `<source>_rejected` columns (the rewrite stage's fallback reasons) are bookkeeping, not text.
-    sources = [f.name for f in table.schema if f.name not in NOT_REWRITES and not f.name.endswith("_rejected")
-               and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))]
-    keys = table.column("key").to_pylist()
-    columns = [table.column(s).to_pylist() for s in sources]
-    # A rejected rewrite holds the caption itself: drawing it would weigh the original up.
-    none = [None] * len(keys)
-    rejected = [table.column(s + "_rejected").to_pylist() if s + "_rejected" in table.column_names else none
-                for s in sources]
-    return {str(k): [c[i] for c, r in zip(columns, rejected) if c[i] and r[i] is None] for i, k in enumerate(keys)}
 
 
 def choose_texts(original: str, rewrites: list[str], rng: random.Random, n: int,
@@ -187,8 +169,10 @@ class TrainStream(IterableDataset):
             row = table.get(key)
             if row is None:
                 stats["keys_without_rewrites"] += 1
+            elif row[0].strip() != original:  # made from another caption: they describe another image
+                stats["rewrite_caption_mismatches"] += 1
             else:
-                rewrites = row
+                rewrites = row[1]
         elif self.rewrites and self.augment == "laclip":
             stats["samples_without_rewrites"] += 1
         if self.augment == "none":

@@ -1,4 +1,4 @@
-"""The training entrypoint, run by torchrun on every process:
+"""The training entrypoint, run by torchrun (under laclip.train.launch) on every process:
 
     torchrun --nproc_per_node N -m laclip.train.main --config '<TrainConfig JSON>'
 
@@ -12,7 +12,6 @@ every restart passes the same config, and must not go back to where the run bega
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime
 import logging
@@ -26,12 +25,20 @@ from collections import Counter
 import torch
 import torch.distributed as dist
 
-from laclip.errors import DataError, LaclipError, UsageError
+from laclip.errors import LaclipError, UsageError
+from laclip.lease import Lease, owner_token
+from laclip.logs import setup
+from laclip.storage import open_store
 from laclip.train import checkpoint as ckpt
-from laclip.train.config import RESUME_KEYS, TrainConfig, parse_config
-from laclip.train.logs import setup_logging
+from laclip.train import model as models
+from laclip.train.config import RESUME_KEYS, TrainConfig
+from laclip.train.data import TrainStream, count_samples
+from laclip.train.eval_hook import request_eval
+from laclip.train.inputs import check_inputs
+from laclip.train.metrics import MetricsLog
+from laclip.train.loss import build_loss
 
-log = logging.getLogger("laclip.train")  # setup_logging configures it
+log = logging.getLogger("laclip.train")
 
 
 def lr_at(step: int, base: float, warmup: int, total: int) -> float:
@@ -104,40 +111,35 @@ def worker_error(exc: LaclipError) -> LaclipError:
     return type(exc)(text.rsplit(head, 1)[1].strip())
 
 
-def check_rewrites(store, cfg: TrainConfig) -> None:
-    """A rewrite id with no parquet at all is a typo, not 'missing for some shards'."""
-    if not cfg.rewrites or cfg.augment == "none":
-        return
-    prefix = f"rewrites/{cfg.dataset}/"
-    if not any(p.endswith(".parquet") for p in store.list(f"{prefix}{cfg.rewrites}/")):
-        found = sorted({p[len(prefix):].split("/")[0] for p in store.list(prefix)})
-        raise DataError(f"no rewrites {cfg.rewrites!r} for dataset {cfg.dataset!r} in "
-                        f"{store.url_of(prefix + cfg.rewrites)}/ (found: {', '.join(found) or 'none'})")
-
-
 def train(cfg: TrainConfig) -> int:
     """Run (or continue) the training run; returns the final step."""
-    global log
-    from torch.utils.data import DataLoader
-
-    from laclip.data.registry import resolve_shards
-    from laclip.storage import open_store
-    from laclip.train import model as models
-    from laclip.train.data import TrainStream, count_samples
-    from laclip.train.eval_hook import request_eval
-    from laclip.train.logs import MetricsLog
-    from laclip.train.loss import build_loss
-
     rank, world, _, device = init_distributed()
-    log = setup_logging(rank)
+    setup("train", rank)
     models.check_model(cfg.model)
     store = open_store(cfg.root)
-    shards = resolve_shards(store, cfg.dataset)
-    check_rewrites(store, cfg)
-    config = cfg.model_dump(mode="json")
+    shards = check_inputs(cfg, store)
+    config = cfg.model_dump(mode="json", exclude={"eval_job"})
+    # One owner per run: rank 0 holds the run's lease while it trains; a second trainer of the
+    # same run (another `laclip submit`, a leftover process) refuses to start, naming the holder.
+    lease = Lease(store, cfg.run, cfg.owner or owner_token(), cfg.lease_timeout_s) if rank == 0 else None
+    if lease is not None:
+        lease.acquire().keep_alive()
+    try:
+        step = _loop(cfg, rank, world, device, store, shards, config, lease)
+    finally:
+        if lease is not None:
+            lease.release()
+    if world > 1:
+        dist.destroy_process_group()
+    return step
+
+
+def _loop(cfg: TrainConfig, rank: int, world: int, device, store, shards, config: dict, lease) -> int:
+    from torch.utils.data import DataLoader
 
     state, where = None, None
-    found = ckpt.load_latest(store, cfg.run)
+    broken: list[str] = []  # skipped at resume as unreadable: the run may write those steps again
+    found = ckpt.load_latest(store, cfg.run, broken)
     if found:
         where, state = found
         if cfg.resume != "latest":
@@ -264,10 +266,11 @@ def train(cfg: TrainConfig) -> int:
                            "total_steps": total, "warmup_steps": warmup, "config": config,
                            "data": {"workers_total": world * max(1, cfg.workers),
                                     "positions": {str(k): list(v) for k, v in all_positions.items()}}}
-                path = ckpt.save(store, cfg.run, step, payload, cfg.keep_last)
+                lease.check()  # taken over while paused? then nothing is written
+                path = ckpt.save(store, cfg.run, step, payload, cfg.keep_last, replaceable=broken)
                 metrics.flush()
                 metrics.event("checkpoint", step=step, path=store.url_of(path))
-                request_eval(cfg, store.url_of(path), log)
+                request_eval(cfg, store.url_of(path))
             if world > 1:
                 dist.barrier()
     summary = Counter()
@@ -277,35 +280,27 @@ def train(cfg: TrainConfig) -> int:
         metrics.event("done", step=step, **{k: summary[k] for k in sorted(summary)})
         metrics.close()
         bad = {k: summary[k] for k in ("broken_images", "unreadable_shards", "missing_captions",
-                                       "shards_without_rewrites", "keys_without_rewrites") if summary[k]}
+                                       "shards_without_rewrites", "keys_without_rewrites",
+                                       "rewrite_caption_mismatches") if summary[k]}
         if bad:
             log.warning("bad input seen and skipped or trained on originals: %s", bad)
-    if world > 1:
-        dist.destroy_process_group()
     return step
 
 
-def read_config_file(path: str) -> str:
+def run(cfg: TrainConfig) -> None:
+    from laclip.procs import die_with_parent
+
+    die_with_parent()  # torchrun (or the local CLI) gone: so is this worker, not left training alone
     try:
-        with open(path) as f:
-            return f.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read --config-file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        train(cfg)
+    except LaclipError as exc:
+        raise worker_error(exc) from None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m laclip.train.main", description=__doc__.split("\n\n")[0])
-    src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--config", help="TrainConfig as JSON")
-    src.add_argument("--config-file", help="a file holding the TrainConfig JSON")
-    args = parser.parse_args(argv)
-    try:
-        text = args.config if args.config is not None else read_config_file(args.config_file)
-        train(parse_config(text))
-    except (LaclipError, UsageError) as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        return exc.exit_code
-    return 0
+    from laclip.entrypoint import main as entry
+
+    return entry("train", TrainConfig, run, argv, log_setup=lambda: setup("train", int(os.environ.get("RANK", "0"))))
 
 
 if __name__ == "__main__":

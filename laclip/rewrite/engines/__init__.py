@@ -33,7 +33,7 @@ def _make(cfg, opts: dict) -> Engine:
     if cfg.engine == "vllm":
         from laclip.rewrite.engines.vllm import VLLMEngine
 
-        return VLLMEngine(cfg.model, cfg.sampling, tensor_parallel=cfg.tensor_parallel, seed=cfg.seed, **opts)
+        return VLLMEngine(cfg.model, cfg.sampling, tensor_parallel=cfg.gpus_per_pod, seed=cfg.seed, **opts)
     if cfg.engine == "openai":
         from laclip.rewrite.engines.openai import OpenAIEngine
 

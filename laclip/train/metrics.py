@@ -4,34 +4,13 @@ TensorBoard event files under checkpoints/<run>/tensorboard/ (uploaded at checkp
 from __future__ import annotations
 
 import json
-import logging
 import os
-import sys
 import tempfile
-import time
 
-from laclip.storage.base import Store, join
+from laclip import layout
+from laclip.storage.base import Store
 
 JSON = os.environ.get("LACLIP_LOG_FORMAT") == "json"
-
-
-def setup_logging(rank: int) -> logging.Logger:
-    log = logging.getLogger("laclip.train")
-    for old in list(log.handlers):  # sys.stderr may have been replaced since (tests, notebooks)
-        log.removeHandler(old)
-    handler = logging.StreamHandler(sys.stderr)
-    if JSON:
-        class _Json(logging.Formatter):
-            def format(self, r):
-                return json.dumps({"severity": r.levelname, "message": r.getMessage(), "rank": rank,
-                                   "time": time.time()})
-        handler.setFormatter(_Json())
-    else:
-        handler.setFormatter(logging.Formatter(f"[rank {rank}] %(levelname)s %(message)s"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    return log
 
 
 class MetricsLog:
@@ -48,7 +27,7 @@ class MetricsLog:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            local = store.local_path(join("checkpoints", run, "tensorboard"))
+            local = store.local_path(layout.tensorboard(run))
             self.remote = local is None
             self.tb_dir = str(local) if local is not None else tempfile.mkdtemp(prefix="laclip-tb-")
             self.writer = SummaryWriter(self.tb_dir)
@@ -82,7 +61,7 @@ class MetricsLog:
         if self.remote:
             for name in os.listdir(self.tb_dir):
                 self.store.upload_file(os.path.join(self.tb_dir, name),
-                                       join("checkpoints", self.run, "tensorboard", name))
+                                       layout.tensorboard(self.run, name))
 
     def close(self) -> None:
         self.flush()

@@ -1,19 +1,51 @@
-"""The one place the CLI talks to a Kubernetes API server (the `kubernetes` client).
+"""The one module that talks to a Kubernetes API server (the `kubernetes` client): the CLI's
+submit, status, logs and cancel, and a training pod asking for its evaluations.
 
-Credentials come from the user's kubeconfig ($KUBECONFIG or ~/.kube/config, like kubectl),
-or from the pod's service account when laclip itself runs in the cluster. Objects are
-returned as plain dicts (the API's JSON) so the pure logic in laclip_jobs.status reads them.
+Credentials are resolved in one place, `connect`, like kubectl: $KUBECONFIG or ~/.kube/config
+when there is one, else the pod's ServiceAccount (in-cluster). Objects go in and come back as
+plain dicts (the API's JSON), so the pure logic of laclip_jobs reads them.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Any, Callable
 
-from laclip.errors import LaclipError, NotFound
+from laclip.errors import LaclipError, NotFound, UsageError
+
+log = logging.getLogger("laclip.cluster")
 
 VOLCANO = ("batch.volcano.sh", "v1alpha1", "jobs")
+JOBSET = ("jobset.x-k8s.io", "v1alpha2", "jobsets")
 KUEUE_WORKLOADS = ("kueue.x-k8s.io", "v1beta1", "workloads")
+KUEUE_PROVISIONING = ("autoscaling.x-k8s.io", "v1", "provisioningrequests")
+# What a rendered object asks for (laclip_jobs.common.finish): a second create of the same name
+# is harmless when this matches, and refused when it does not.
+REQUEST_ANNOTATION = "laclip.dev/request"
+# The custom resources laclip creates, and what to install when a cluster does not serve one.
+CUSTOM_KINDS = {
+    ("batch.volcano.sh/v1alpha1", "Job"): (VOLCANO, "Volcano Job", "install Volcano "
+                                           "(helm install volcano volcano-sh/volcano -n volcano-system)"),
+    ("jobset.x-k8s.io/v1alpha2", "JobSet"): (JOBSET, "JobSet", "install JobSet (kubectl apply --server-side -f "
+                                             "https://github.com/kubernetes-sigs/jobset/releases/download/"
+                                             "v0.10.1/manifests.yaml)"),
+}
+
+
+def kubelet_literal(value: str) -> str:
+    """`value` as a command, args or env element that reaches the process unchanged. The kubelet
+    expands `$(NAME)` to the value of env var NAME and turns `$$` into `$`, so a user string with
+    a `$` must have each one doubled (TorchX's own `${macro}` pass needs its own)."""
+    return value.replace("$", "$$")
+
+
+def stamp(obj: dict) -> dict:
+    """Record what a rendered object asks for (a digest of its spec) in its annotations."""
+    from laclip.identity import digest
+
+    obj["metadata"].setdefault("annotations", {})[REQUEST_ANNOTATION] = digest(obj["spec"], 16)
+    return obj
 
 
 class ClusterError(LaclipError):
@@ -21,7 +53,8 @@ class ClusterError(LaclipError):
 
 
 def connect(context: str | None = None):
-    """An ApiClient for the current kubeconfig context (or `context`), else in-cluster."""
+    """An ApiClient for the kubeconfig's current context (or `context`), else the pod's own
+    ServiceAccount when running in a cluster."""
     import os
 
     import yaml
@@ -108,10 +141,8 @@ class Cluster:
             if exc.status == 403 and crd in self.optional:
                 if crd not in self.warned:  # status still works from Jobs and pods; say what is missing
                     self.warned.add(crd)
-                    from laclip_cli.console import err
-
-                    err.print(f"[yellow]note:[/] no right to list {crd[2]}.{crd[0]} in {self.namespace}; "
-                              "skipping them (apply manifests/ for the laclip-user Role)")
+                    log.warning("no right to list %s.%s in %s; skipping them (apply manifests/ for the "
+                                "laclip-user Role)", crd[2], crd[0], self.namespace)
                 return []
             raise
         return found.get("items", [])
@@ -174,3 +205,73 @@ class Cluster:
     @_translate
     def delete_configmap(self, name: str) -> None:
         self.core.delete_namespaced_config_map(name, self.namespace)
+
+
+# -- creating what a stage rendered --------------------------------------------------------------
+def _describe(obj: dict) -> tuple[str, str, str]:
+    meta = obj["metadata"]
+    kind = CUSTOM_KINDS.get((obj["apiVersion"], obj["kind"]), (None, obj["kind"], ""))[1]
+    return kind, meta["name"], meta.get("namespace", "default")
+
+
+def create(objects: list[dict], api_client=None, context: str | None = None) -> list[tuple[str, str, str]]:
+    """Create rendered objects in order; (kind, name, outcome) each, the outcome one of "created",
+    "same" (an object of that name already asks for exactly this: it stands, so asking twice is
+    harmless) and "unchecked" (it exists, and this account may not read it to compare). An object
+    of that name that asks for something else is refused: it would silently run the old request."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    api_client = api_client or connect(context)
+    batch, custom = client.BatchV1Api(api_client), client.CustomObjectsApi(api_client)
+    done = []
+    for obj in objects:
+        kind, name, ns = _describe(obj)
+        crd = CUSTOM_KINDS.get((obj["apiVersion"], obj["kind"]))
+        if crd is None and (obj["apiVersion"], obj["kind"]) != ("batch/v1", "Job"):
+            raise UsageError(f"laclip does not create {obj['apiVersion']} {obj['kind']} objects")
+
+        def call(fn, *args):
+            try:
+                return fn(*args)
+            except HTTPError as exc:
+                raise ClusterError(f"cannot reach the Kubernetes API server "
+                                   f"({api_client.configuration.host}): {exc}") from None
+
+        try:
+            if crd is None:
+                call(batch.create_namespaced_job, ns, obj)
+            else:
+                group, version, plural = crd[0]
+                call(custom.create_namespaced_custom_object, group, version, ns, plural, obj)
+            done.append((kind, name, "created"))
+            continue
+        except ApiException as exc:
+            if exc.status == 404 and crd is not None:
+                raise ClusterError(f"cannot create {kind} {ns}/{name}: the cluster does not serve "
+                                   f"{crd[0][2]}.{crd[0][0]} (or namespace {ns!r} is missing): {crd[2]}, "
+                                   "and apply manifests/") from None
+            if exc.status == 403:
+                raise ClusterError(f"creating {kind} {ns}/{name} is forbidden: apply manifests/ (Role laclip-user) "
+                                   "or ask for the right to create it") from None
+            if exc.status != 409:
+                reason = " ".join((exc.body or exc.reason or "").split())[:300]
+                raise ClusterError(f"the API server refused {kind} {ns}/{name}: {exc.status} {reason}") from None
+        try:
+            existing = (call(batch.read_namespaced_job, name, ns).metadata.annotations or {}) if crd is None else \
+                (call(custom.get_namespaced_custom_object, *crd[0][:2], ns, crd[0][2], name)
+                 .get("metadata", {}).get("annotations") or {})
+        except ApiException as exc:
+            if exc.status == 403:  # a training pod's Role may only create: the object stands, as asked before
+                done.append((kind, name, "unchecked"))
+                continue
+            raise ClusterError(f"{kind} {ns}/{name} exists but cannot be read: {exc.status} {exc.reason}") from None
+        want = obj["metadata"].get("annotations", {}).get(REQUEST_ANNOTATION)
+        if want is None or existing.get(REQUEST_ANNOTATION) != want:
+            what = "jobset" if crd and crd[0] == JOBSET else ("jobs.batch.volcano.sh" if crd else "job")
+            raise ClusterError(f"{kind} {ns}/{name} already exists and asks for something else: delete it first "
+                               f"(`kubectl delete {what} -n {ns} {name}`; its outputs in the store stay) "
+                               "or pick another --run")
+        done.append((kind, name, "same"))
+    return done

@@ -1,0 +1,233 @@
+"""`laclip submit rewrite`: rewrite a dataset's captions as an Indexed Job, print it, or run it here."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable, Optional
+
+from laclip.errors import LaclipError, UsageError
+from laclip.rewrite.config import RewriteConfig
+from laclip_cli.console import err, out
+from laclip_cli.stage import Context, Flag, Option, Stage
+
+DEFAULT_MODEL = "llama-7b"  # gs://ROOT/models/llama-7b: upload the weights there once
+
+
+def _meta_pairs(values: list[str]) -> dict:
+    from laclip.rewrite.prompts import read_meta_pairs_file
+
+    found = {}
+    for v in values:
+        name, eq, path = v.partition("=")
+        if not eq or not name.strip() or not path.strip():
+            raise UsageError(f"--meta-pairs {v!r}: expected SOURCE=PATH")
+        found[name.strip()] = read_meta_pairs_file(path.strip())
+    return found
+
+
+def _engine_options(values: list[str]) -> dict:
+    found: dict = {}
+    for v in values:
+        key, eq, raw = v.partition("=")
+        if not eq or not key.strip():
+            raise UsageError(f"--engine-option {v!r}: expected KEY=VALUE")
+        value: object = raw
+        if raw.lower() in ("true", "false"):
+            value = raw.lower() == "true"
+        else:
+            for kind in (int, float):
+                try:
+                    value = kind(raw)
+                    break
+                except ValueError:
+                    pass
+        found[key.strip()] = value
+    return found
+
+
+def _sources(text: str) -> list[str]:
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+FLAGS = [
+    Flag("dataset", ("--dataset", "-d")),
+    Flag("sources", ("--sources",), parse=_sources, kind=str),
+    Flag("engine", ("--engine",)),
+    Flag("model", ("--model",)),
+    Flag("meta_pairs", ("--meta-pairs",), "SOURCE=PATH: your own pairs file (repeatable).", _meta_pairs, list[str]),
+    Flag("rewrite_id", ("--rewrite-id",)),
+    Flag("shards_per_pod", ("--shards-per-pod",)),
+    Flag("cluster.gpus", ("--gpus-per-pod",), "GPUs per pod (vLLM tensor parallel size)  [default: 1]"),
+    Flag("cluster.accelerator", ("--accelerator",)),
+    Flag("cluster.spot", ("--spot",)),
+    Flag("cluster.queue", ("--queue",)),
+    Flag("parallelism", ("--parallelism",)),
+    Flag("cluster.namespace", ("--namespace",)),
+    Flag("cluster.service_account", ("--service-account",)),
+    Flag("cluster.image", ("--image",)),
+    Flag("cluster.priority_class", ("--priority-class",)),
+    Flag("cluster.cpu", ("--cpu",)),
+    Flag("cluster.memory", ("--memory",)),
+    Flag("endpoint", ("--endpoint",)),
+    Flag("engine_options", ("--engine-option",), "KEY=VALUE passed to the engine, e.g. gpu_memory_utilization=0.85 "
+         "(vllm), retries=0 (openai). Repeatable.", _engine_options, list[str]),
+    Flag("batch_size", ("--batch-size",)),
+    Flag("seed", ("--seed",)),
+    Flag("sampling.temperature", ("--temperature",), "sampling temperature  [default: 0.9]"),
+    Flag("sampling.top_p", ("--top-p",), "nucleus sampling  [default: 0.95]"),
+    Flag("sampling.max_new_tokens", ("--max-new-tokens",), "tokens generated at most  [default: 77]"),
+    Flag("num_shards", ("--num-shards",)),
+    Flag("max_failed_indexes", ("--max-failed-indexes",)),
+    Flag("backoff_limit_per_index", ("--backoff-limit-per-index",)),
+    Flag("run", ("--run",)),
+]
+OPTIONS = [Option("workers", ("--workers",), Optional[int], None, "--local: processes at once [default: cores].")]
+
+
+def build(stage: Stage, values: dict, sets: list[str], ctx: Context) -> RewriteConfig:
+    from laclip import layout
+    from laclip.config import load_config, merge
+    from laclip_jobs.common import new_run_id
+
+    if ctx.options.get("workers") is not None and not ctx.local:
+        raise UsageError("--workers sets the processes of a --local run; on the cluster, --parallelism sets the pods")
+    defaults = {"engine": "eda" if ctx.local else "vllm", "root": ctx.root}
+    cfg = load_config(stage.config, merge(defaults, values), sets=sets, flags=stage.flag_names())
+    update: dict = {}
+    if cfg.engine == "vllm" and not cfg.model and not ctx.local:
+        bucket = cfg.root.rstrip("/") if cfg.root.startswith("gs://") else "gs://YOUR_BUCKET"
+        update["model"] = f"{bucket}/{layout.model_folder(DEFAULT_MODEL)}"
+    if cfg.endpoint and cfg.engine != "openai":
+        raise UsageError(f"--endpoint is for --engine openai; the {cfg.engine} engine would ignore it")
+    update["run"] = cfg.run or new_run_id("rewrite", cfg.dataset)
+    if not ctx.local:
+        update["num_shards"] = cfg.num_shards or _shard_count(cfg, ctx)
+    return cfg.model_copy(update=update).check()
+
+
+def _shard_count(cfg: RewriteConfig, ctx: Context) -> int:
+    """The listing (a local folder, or any root when not a dry run), else the preset's count."""
+    from laclip.data.registry import PRESETS, resolve_shards
+    from laclip.storage import open_store
+
+    if not ctx.dry_run or not cfg.root.startswith("gs://"):
+        try:
+            return len(resolve_shards(open_store(cfg.root), cfg.dataset))
+        except LaclipError:
+            if not ctx.dry_run or cfg.dataset not in PRESETS:
+                raise
+    if cfg.dataset in PRESETS:
+        return PRESETS[cfg.dataset].shards
+    raise UsageError(f"dataset {cfg.dataset!r} is not a preset: pass --num-shards N for a dry run")
+
+
+def render(cfg: RewriteConfig) -> list[dict]:
+    from laclip_jobs.rewrite import render as render_job
+
+    return render_job(cfg)
+
+
+def estimate(cfg: RewriteConfig):
+    from laclip.plan import try_estimate
+    from laclip_jobs.rewrite import DEFAULT_PARALLELISM, completions
+
+    if cfg.engine not in ("vllm", "hf"):
+        return None
+    n = completions(cfg.num_shards, cfg.shards_per_pod)
+    gpus = max(1, cfg.cluster.gpus) * min(cfg.parallelism or DEFAULT_PARALLELISM, n)
+    return try_estimate("rewrite", cfg.dataset, gpus, sources=len(cfg.sources))
+
+
+def submitted(cfg: RewriteConfig, objects: list[dict], outcomes: list, ctx: Context) -> None:
+    job = objects[0]
+    ns = job["metadata"]["namespace"]
+    out.print(f"{job['spec']['completions']} indexes, rewrite id {cfg.resolved_rewrite_id()}", markup=False)
+    out.print(f"watch: kubectl get jobs,pods -n {ns} -l laclip.dev/run={cfg.run}  (or `laclip status {cfg.run}`)",
+              markup=False, soft_wrap=True)
+    out.print(f"output: {job['metadata']['annotations']['laclip.dev/output']}", markup=False, soft_wrap=True)
+
+
+def run_here(cfg: RewriteConfig, *, workers: int | None = None,
+             progress: Callable[[int, int], None] | None = None) -> str:
+    """Rewrite cfg.dataset with local worker processes, as the Job's pods would; the rewrite id.
+    An index whose shards are all done (parquet and stats) starts no process."""
+    from laclip import layout
+    from laclip.data.registry import resolve_shards
+    from laclip.storage import open_store
+    from laclip_cli.local import run_indexed
+
+    store = open_store(cfg.root)
+    cfg = cfg.check()
+    if cfg.engine == "hf":
+        from laclip.rewrite.engines.base import check_model_dir
+
+        check_model_dir(cfg.model, cfg.engine)
+    shards = [s.id for s in resolve_shards(store, cfg.dataset)]
+    cfg = cfg.model_copy(update={"num_shards": len(shards), "rewrite_id": cfg.resolved_rewrite_id()})
+    k = cfg.shards_per_pod
+    n = -(-len(shards) // k)
+    listed = set(store.list(layout.rewrite_folder(cfg.dataset, cfg.rewrite_id) + "/"))
+    done = {sid for sid in shards if {layout.rewrite_shard(cfg.dataset, cfg.rewrite_id, sid),
+                                      layout.rewrite_stats(cfg.dataset, cfg.rewrite_id, sid)} <= listed}
+    pending = [i for i in range(n) if not set(shards[i * k:(i + 1) * k]) <= done]
+    if progress:
+        progress(n - len(pending), n)
+    workers = max(1, min(workers or os.cpu_count() or 1, len(pending) or 1))
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    run_indexed("laclip.rewrite.main", cfg.worker_json(), pending, workers=workers, retries=1,
+                progress=(lambda d, t: progress(n - len(pending) + d, n)) if progress else None,
+                env={"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", threads), "TOKENIZERS_PARALLELISM": "false"},
+                what=f"rewrite {cfg.rewrite_id}")
+    return cfg.rewrite_id
+
+
+def run_local(cfg: RewriteConfig, ctx: Context) -> None:
+    from rich.markup import escape
+    from rich.progress import Progress
+
+    from laclip import layout
+    from laclip.rewrite import output as rout
+    from laclip.storage import open_store
+
+    start = time.perf_counter()
+    with Progress(transient=True, console=err) as bar:
+        task = bar.add_task(f"rewriting {escape(cfg.dataset)} with {cfg.engine}", total=None)
+        rid = run_here(cfg, workers=ctx.options.get("workers"),
+                       progress=lambda done, total: bar.update(task, completed=done, total=total))
+    store = open_store(cfg.root)
+    total = rout.summarize(store, cfg.dataset, rid)
+    if total["engine"].get("wordnet") is False:
+        err.print("warning: eda found no WordNet corpus here (nltk.download('wordnet') where a network is "
+                  "available): it used random swap and deletion only", soft_wrap=True)
+    slots = total["captions"] * len(cfg.sources)
+    kept = sum(total["fallbacks"].values())
+    reasons = ", ".join(f"{r} {c:,}" for r, c in total["fallbacks"].items())
+    out.print(f"rewrite {rid}: {total['shards']} shards, {total['captions']:,} captions x {len(cfg.sources)} sources, "
+              f"{kept:,} of {slots:,} kept the original ({100 * kept / max(1, slots):.1f}%"
+              f"{': ' + reasons if reasons else ''}), {time.perf_counter() - start:.1f}s", soft_wrap=True, markup=False)
+    _show_examples(store, cfg, rid)
+    out.print(f"output: {store.url_of(layout.rewrite_folder(cfg.dataset, rid))}/", markup=False, soft_wrap=True)
+    out.print(f"train on it: laclip submit train --dataset {cfg.dataset} --rewrites {rid} --local",
+              soft_wrap=True, markup=False)
+
+
+def _show_examples(store, cfg: RewriteConfig, rid: str, n: int = 3) -> None:
+    """A few rewritten captions, so the user sees what the run produced."""
+    from laclip import layout
+    from laclip.rewrite import output as rout
+
+    done = layout.rewritten_shards(store, cfg.dataset, rid)
+    if not done:
+        return
+    rows = rout.read_shard(store, cfg.dataset, rid, done[0]).slice(0, 50).to_pylist()
+    s = cfg.sources[0]
+    for r in [r for r in rows if r.get(f"{s}_rejected") is None][:n]:
+        out.print(f"  {r['caption'][:80]}  ->  [{s}] {r[s][:100]}", soft_wrap=True, markup=False)
+
+
+STAGE = Stage(
+    name="rewrite", help="Rewrite every caption of a dataset with an LLM (one column per meta-pair source).",
+    config=RewriteConfig, flags=FLAGS, options=OPTIONS, build=build, render=render, run_local=run_local,
+    estimate=estimate, submitted=submitted,
+)
