@@ -23,23 +23,27 @@ def machine() -> str:
 
 
 def demo_store(root: str | None = None):
-    """A store holding datasets/demo and rewrites/demo/bench (made once per root)."""
+    """A store holding the demo dataset and its rewrite set `bench` (made once per root), laid out as
+    the rewrite stage lays it out (laclip.layout: one parquet per shard and the set's run record)."""
     import io
+    import json
 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from laclip import layout
     from laclip.data.registry import resolve_shards
     from laclip.data.shards import read_captions
     from laclip.data.synth import synth_demo
     from laclip.storage import open_store
+    from laclip.storage.base import join
 
     root = root or os.path.join(tempfile.gettempdir(), "laclip-bench-train")
     store = open_store(root)
-    if not store.exists("datasets/demo/00007.parquet"):
+    if not store.exists(join(layout.dataset_folder("demo"), "00007.parquet")):
         synth_demo(store, shards=8, per_shard=512, overwrite=True)
     for shard in resolve_shards(store, "demo"):
-        path = f"rewrites/demo/bench/{shard.id}.parquet"
+        path = layout.rewrite_shard("demo", "bench", shard.id)
         if store.exists(path):
             continue
         rows = read_captions(store, shard)
@@ -49,6 +53,10 @@ def demo_store(root: str | None = None):
         buf = io.BytesIO()
         pq.write_table(pa.table(cols), buf)
         store.write_bytes(path, buf.getvalue())
+    if not store.exists(layout.rewrite_record("demo", "bench")):
+        store.write_text(layout.rewrite_record("demo", "bench"),
+                         json.dumps({"dataset": "demo", "rewrite_id": "bench", "engine": "bench (fixed strings)",
+                                     "sources": ["chatgpt", "bard", "coco", "human"]}) + "\n")
     return store
 
 

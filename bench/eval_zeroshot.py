@@ -17,6 +17,9 @@ import statistics
 import tempfile
 import time
 
+from laclip import layout
+from laclip.storage.base import join
+
 
 def make_data(root: str, per_class: int, model_name: str, shards: int = 1):
     import torch
@@ -29,14 +32,14 @@ def make_data(root: str, per_class: int, model_name: str, shards: int = 1):
     if shards > 1:
         from laclip.eval.datasets import reshard
 
-        reshard(store, "datasets/demo-eval/test", shards)
+        reshard(store, join(layout.dataset_folder("demo-eval"), "test"), shards)
     import open_clip
 
     torch.manual_seed(0)
     model = open_clip.create_model(model_name)
     buf = io.BytesIO()
     torch.save({"state_dict": model.state_dict(), "config": {"model": model_name}}, buf)
-    store.write_bytes("checkpoints/bench/step_0.pt", buf.getvalue())
+    store.write_bytes(layout.checkpoint("bench", 0), buf.getvalue())
     return store
 
 
@@ -84,7 +87,8 @@ def main() -> None:
         return evaluate(lm, feats.features, feats.labels, classnames, templates)
 
     def peer():
-        data = build_dataset("wds/demo-eval", root=f"{root}/datasets/demo-eval", transform=lm.preprocess,
+        data = build_dataset("wds/demo-eval", root=f"{root}/{layout.dataset_folder('demo-eval')}",
+                             transform=lm.preprocess,
                              split="test", task="zeroshot_classification")
         loader = torch.utils.data.DataLoader(data.batched(args.batch_size), batch_size=None,
                                              num_workers=args.workers)

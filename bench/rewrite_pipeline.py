@@ -48,12 +48,13 @@ def captions(n: int, seed: int = 0) -> list[str]:
 
 
 def make_store(n: int):
+    from laclip import layout
     from laclip.data.shards import write_shard
     from laclip.storage import open_store
 
     store = open_store(tempfile.mkdtemp(prefix="bench-rewrite-"))
     samples = [{"key": f"{i:09d}", "caption": c, "jpg": b"\xff\xd8"} for i, c in enumerate(captions(n))]
-    write_shard(store, "datasets/bench", 0, samples)
+    write_shard(store, layout.dataset_folder("bench"), 0, samples)
     return store
 
 

@@ -20,6 +20,7 @@ import time
 from types import SimpleNamespace
 
 from bench._train_common import MODEL, demo_store, machine, patch_open_clip_train
+from laclip import layout
 
 BATCH = 64
 
@@ -58,7 +59,7 @@ def peer(store, batches: int) -> float:
     patch_open_clip_train()
     size, mean, std = image_geometry(MODEL)
     transform = open_clip.image_transform(size, is_train=True, mean=mean, std=std, aug_cfg={"scale": (0.9, 1.0)})
-    folder = store.local_path("datasets/demo")
+    folder = store.local_path(layout.dataset_folder("demo"))
     args = SimpleNamespace(train_data=f"{folder}/{{00000..00007}}.tar", train_num_samples=4096,
                            train_data_upsampling_factors=None, dataset_resampled=False, seed=0, batch_size=BATCH,
                            workers=0, world_size=1, val_data=None)

@@ -25,6 +25,7 @@ import tempfile
 import time
 
 from bench._train_common import MODEL, demo_store, machine
+from laclip import layout
 
 BATCH = 64
 
@@ -51,7 +52,7 @@ def ours(store, steps: int, tag: str) -> list[str]:
 
 
 def peer(store, steps: int, logs: str) -> list[str]:
-    folder = store.local_path("datasets/demo")
+    folder = store.local_path(layout.dataset_folder("demo"))
     return [sys.executable, "-m", "bench._openclip_peer", "--train-data", f"{folder}/{{00000..00007}}.tar",
             "--train-num-samples", str(steps * BATCH), "--dataset-type", "webdataset", "--batch-size", str(BATCH),
             "--model", MODEL, "--epochs", "1", "--workers", "1", "--lr", "2e-3", "--wd", "0.1", "--warmup", "10",

@@ -184,6 +184,20 @@ def apply_gke_pod_spec(spec: dict[str, Any], cluster: ClusterOptions) -> dict[st
     return spec
 
 
+def as_json(value: Any) -> Any:
+    """kubernetes client models (what TorchX renders) as the API's JSON: camelCase keys, no nulls."""
+    if isinstance(value, list):
+        return [as_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: as_json(v) for k, v in value.items() if v is not None}
+    if hasattr(value, "openapi_types") and hasattr(value, "attribute_map"):
+        return {value.attribute_map[k]: as_json(getattr(value, k)) for k in value.openapi_types
+                if getattr(value, k) is not None}
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    return value
+
+
 def dump_yaml(objects: list[dict[str, Any]]) -> str:
     """Objects as one multi-document YAML stream, keys in the order they were built."""
     return yaml.safe_dump_all(objects, sort_keys=False, default_flow_style=False, width=120)

@@ -18,7 +18,7 @@ from typing import Any
 from laclip import layout
 from laclip.errors import UsageError
 from laclip.train.config import TrainConfig
-from laclip_jobs.common import (EXIT_PERMANENT, apply_gke_pod_spec, base_env, check_name, image_for,
+from laclip_jobs.common import (EXIT_PERMANENT, apply_gke_pod_spec, as_json, base_env, check_name, image_for,
                                 kubelet_literal, labels, resources, stamp)
 
 COMPONENT = "train"
@@ -143,9 +143,7 @@ def render(cfg: TrainConfig) -> list[dict[str, Any]]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TorchX warns that Volcano retries are imperfect; we restart in torchrun
         info = create_scheduler("laclip").submit_dryrun(app, opts)
-    from kubernetes.client import ApiClient
-
-    job = ApiClient().sanitize_for_serialization(copy.deepcopy(info.request.resource))  # V1Pod models -> dicts
+    job = as_json(copy.deepcopy(info.request.resource))  # V1Pod models -> dicts
     # TorchX names the job <app>-<random>; use the run id so kubectl and laclip agree
     job = _replace(job, job["metadata"]["name"], cfg.run)
     own = labels(COMPONENT, cfg.run, cfg.dataset)

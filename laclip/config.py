@@ -26,13 +26,18 @@ Accelerator = Literal["nvidia-tesla-a100", "nvidia-a100-80gb", "nvidia-h100-80gb
 
 
 # -- reading a config ---------------------------------------------------------------------------
-def explain(exc: ValidationError, flags: dict[str, str] | None = None) -> str:
-    """A pydantic error as one line: `invalid --flag 'given': why` for the first problem (the flag the
-    user typed when `flags` maps the field to one, else `--set FIELD`), and how many more there are."""
+def explain(exc: ValidationError, flags: dict[str, str] | None = None, file: str | None = None,
+            set_paths: tuple[str, ...] = ()) -> str:
+    """A pydantic error as one line: `invalid --flag 'given': why` for the first problem (`--set FIELD`
+    when the value came from one, the flag the user types for the field, else the field of the config
+    file), and how many more there are."""
     errors = exc.errors()
     first = errors[0]
     path = ".".join(str(p) for p in first["loc"] if not isinstance(p, int))
-    flag = (flags or {}).get(path) or (f"--set {path}" if path else "config")
+    if path in set_paths or (not file and path not in (flags or {})):
+        flag = f"--set {path}" if path else "config"
+    else:
+        flag = (flags or {}).get(path) or f"{path} (in {file})"
     msg = " ".join(first["msg"].removeprefix("Value error, ").split())
     given = first.get("input")
     shown = f" {given!r}" if isinstance(given, (str, int, float)) and not isinstance(given, bool) \
@@ -144,7 +149,8 @@ def load_config(model: type[BaseModel], base: dict | None = None, *, file: str |
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise UsageError(explain(exc, flags)) from None
+        paths = tuple(a.partition("=")[0].strip() for a in sets)
+        raise UsageError(explain(exc, flags, file, paths)) from None
 
 
 # -- where pods run -----------------------------------------------------------------------------

@@ -65,14 +65,22 @@ def test_errors_are_messages_not_tracebacks(tmp_path):
 
 @pytest.mark.parametrize("stage_args", [
     ["rewrite", "--dataset", "cc12m", "--num-shards", "2"],
-    ["train", "--dataset", "cc12m"],
+    ["train", "--dataset", "demo"],
     ["eval", "--checkpoint", "gs://bkt/laclip/checkpoints/r1/step_10"],
 ])
-def test_submit_refuses_the_placeholder_registry(stage_args, monkeypatch, tmp_path):
+def test_submit_refuses_the_placeholder_registry(stage_args, monkeypatch, tmp_path, request):
     monkeypatch.delenv("LACLIP_REGISTRY")
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "never-read"))
-    proc = subprocess.run([LACLIP, "--root", "gs://bkt/laclip", "submit", *stage_args],
-                          capture_output=True, text=True)
+    root = "gs://bkt/laclip"
+    if stage_args[0] == "train":
+        # A cluster submit of train checks its inputs in the store first: give it a bucket (fake-gcs-server)
+        # holding the dataset, so that the image is the one problem left.
+        from laclip.storage import open_store
+
+        root, demo = request.getfixturevalue("gcs_bucket") + "/laclip", request.getfixturevalue("demo_store")
+        bucket = open_store(root)
+        for path in demo.list("datasets/demo/"):
+            bucket.write_bytes(path, demo.read_bytes(path))
+    proc = subprocess.run([LACLIP, "--root", root, "submit", *stage_args], capture_output=True, text=True)
     assert proc.returncode == 2 and "placeholder registry: set LACLIP_REGISTRY" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
-

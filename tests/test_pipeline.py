@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 LACLIP = str(Path(sys.executable).with_name("laclip"))
 
 
@@ -39,10 +40,22 @@ def test_pipeline_runs_every_stage_then_reuses_them(demo_copy):
     assert lac["rewrites"] == summary["rewrite_id"] and not clip.get("rewrites")
     assert (lac["seed"], lac["steps"]) == (clip["seed"], clip["steps"]) == (1, 6)
 
+    # one result per (checkpoint, task), each named by what decided it: evals/<run>/step_6/demo-eval/<task>-<id>.json
+    from laclip import layout
+
+    for run in summary["runs"].values():
+        found = layout.eval_results(demo_copy, run)
+        assert sorted((ckpt, ds, task) for ckpt, ds, task, _, _ in found) == [
+            ("step_6", "demo-eval", t) for t in ("fewshot_knn", "linear_probe", "zeroshot_classification")]
+        assert all(rid and path.endswith(f"{task}-{rid}.json") for _, _, task, rid, path in found)
+    evaluated = {p: demo_copy.read_bytes(p) for p in demo_copy.list("evals/") if "/pipeline-" not in p}
+
     second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert second.returncode == 0, second.stderr
     assert second.stdout.count("reusing") >= 2, second.stdout
     assert json.loads(demo_copy.read_text(summary_path))["results"] == summary["results"]
+    # nothing evaluated again: the same result files, byte for byte, and no new ones
+    assert {p: demo_copy.read_bytes(p) for p in demo_copy.list("evals/") if "/pipeline-" not in p} == evaluated
 
 
 def test_pipeline_refuses_bad_flags_before_any_work(tmp_path):

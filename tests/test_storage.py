@@ -55,6 +55,29 @@ def test_list_stays_inside_the_store_folder(store):
     assert sibling.list() == ["datasets/x/00009.tar"]
 
 
+def test_versions_change_when_an_object_is_written_again(store):
+    for path in ["datasets/x/00000.tar", "datasets/x/00001.tar", "datasets/xy/00000.tar"]:
+        store.write_bytes(path, b"same size")
+    before = store.versions("datasets/x/")
+    assert sorted(before) == store.list("datasets/x/") == ["datasets/x/00000.tar", "datasets/x/00001.tar"]
+    assert all(isinstance(v, str) and v for v in before.values())
+    assert store.versions("datasets/x/") == before  # reading changes nothing
+    assert set(store.versions()) == set(store.list())
+    store.write_bytes("datasets/x/00001.tar", b"SAME SIZE")  # rewritten, same length
+    after = store.versions("datasets/x/")
+    assert after["datasets/x/00000.tar"] == before["datasets/x/00000.tar"]
+    assert after["datasets/x/00001.tar"] != before["datasets/x/00001.tar"]
+    store.delete("datasets/x/00000.tar")
+    assert list(store.versions("datasets/x/")) == ["datasets/x/00001.tar"]
+    assert store.versions("nothing/") == {}
+
+
+def test_versions_stay_inside_the_store_folder(store):
+    store.write_bytes("a", b"1")
+    open_store(store.url + "-old").write_bytes("b", b"2")
+    assert list(store.versions()) == ["a"]
+
+
 def test_create_only(store):
     store.write_bytes("out/00000.parquet", b"first", create_only=True)
     with pytest.raises(AlreadyExists, match="already exists"):

@@ -92,8 +92,14 @@ def build(stage: Stage, values: dict, sets: list[str], ctx: Context) -> RewriteC
 
     if ctx.options.get("workers") is not None and not ctx.local:
         raise UsageError("--workers sets the processes of a --local run; on the cluster, --parallelism sets the pods")
+    from laclip.data.registry import check_name
+    from laclip_cli.console import require_bucket
+
     defaults = {"engine": "eda" if ctx.local else "vllm", "root": ctx.root}
     cfg = load_config(stage.config, merge(defaults, values), sets=sets, flags=stage.flag_names())
+    check_name(cfg.dataset)
+    if not ctx.local and not ctx.dry_run:
+        require_bucket(cfg.root, False)  # before the listing: pods cannot read a local folder
     update: dict = {}
     if cfg.engine == "vllm" and not cfg.model and not ctx.local:
         bucket = cfg.root.rstrip("/") if cfg.root.startswith("gs://") else "gs://YOUR_BUCKET"
@@ -163,13 +169,20 @@ def run_here(cfg: RewriteConfig, *, workers: int | None = None,
         from laclip.rewrite.engines.base import check_model_dir
 
         check_model_dir(cfg.model, cfg.engine)
-    shards = [s.id for s in resolve_shards(store, cfg.dataset)]
+    found = resolve_shards(store, cfg.dataset)
+    shards = [s.id for s in found]
     cfg = cfg.model_copy(update={"num_shards": len(shards), "rewrite_id": cfg.resolved_rewrite_id()})
     k = cfg.shards_per_pod
     n = -(-len(shards) // k)
     listed = set(store.list(layout.rewrite_folder(cfg.dataset, cfg.rewrite_id) + "/"))
     done = {sid for sid in shards if {layout.rewrite_shard(cfg.dataset, cfg.rewrite_id, sid),
                                       layout.rewrite_stats(cfg.dataset, cfg.rewrite_id, sid)} <= listed}
+    from laclip.rewrite.worker import check_unchanged, recorded_stats
+
+    for shard in found:  # a finished shard is reused only when it was made from the captions there now
+        if shard.id in done:
+            stats = recorded_stats(store, cfg.dataset, cfg.rewrite_id, shard)
+            check_unchanged(store, cfg, cfg.rewrite_id, shard, stats)
     pending = [i for i in range(n) if not set(shards[i * k:(i + 1) * k]) <= done]
     if progress:
         progress(n - len(pending), n)

@@ -76,6 +76,9 @@ def build(stage: Stage, values: dict, sets: list[str], ctx: Context) -> TrainCon
         tag = "laclip" if cfg.augment != "none" and cfg.rewrites else "clip"
         cfg = cfg.model_copy(update={"run": new_run_id(f"train-{tag}", cfg.dataset)})
     check_name(cfg.run, "run id")
+    from laclip.train.model_names import check_model_name
+
+    check_model_name(cfg.model)  # a typo'd --model is refused by --dry-run too
     if nproc:
         cfg = cfg.model_copy(update={"procs_per_node": nproc})
     return cfg

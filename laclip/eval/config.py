@@ -181,7 +181,7 @@ def _locate(checkpoint: str, root: str | None) -> tuple[str, str]:
                 raise ValueError(f"checkpoint {checkpoint!r} names no bucket")
             if "/" not in body:
                 raise ValueError(f"checkpoint {checkpoint!r} names a bucket but no checkpoint in it "
-                                 f"({scheme}://BUCKET/.../checkpoints/RUN/step_N)")
+                                 f"({scheme}://BUCKET/.../{CHECKPOINTS}/RUN/step_N)")
             body = f"{scheme}://{body}"
         else:
             body = os.path.abspath(os.path.expanduser(ref)).rstrip("/") or "/"

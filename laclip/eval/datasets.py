@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+import zlib
 from contextlib import closing
 from dataclasses import dataclass
 from functools import cached_property
@@ -221,20 +222,24 @@ def _iter_tar_groups(store: Store, path: str) -> Iterator[tuple[str, dict[str, b
     except (NotFound, FileNotFoundError):
         raise DataError(f"shard {store.url_of(path)} is missing") from None
     key, parts = None, {}
-    with stream, tarfile.open(fileobj=stream, mode="r|*") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            base = member.name.rsplit("/", 1)[-1]
-            stem, dot, ext = base.partition(".")
-            if not dot:
-                continue
-            full_key = member.name[: len(member.name) - len(base)] + stem
-            if full_key != key and parts:
-                yield key, parts
-                parts = {}
-            key = full_key
-            parts[ext.lower()] = tar.extractfile(member).read()
+    try:
+        with stream, tarfile.open(fileobj=stream, mode="r|*") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                base = member.name.rsplit("/", 1)[-1]
+                stem, dot, ext = base.partition(".")
+                if not dot:
+                    continue
+                full_key = member.name[: len(member.name) - len(base)] + stem
+                if full_key != key and parts:
+                    yield key, parts
+                    parts = {}
+                key = full_key
+                parts[ext.lower()] = tar.extractfile(member).read()
+    except (tarfile.TarError, EOFError, zlib.error) as exc:
+        raise DataError(f"shard {store.url_of(path)} is not a readable tar file (corrupt or truncated): {exc}") \
+            from None
     if parts:
         yield key, parts
 

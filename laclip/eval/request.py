@@ -22,11 +22,11 @@ def _container(job: dict) -> dict:
     return job["spec"]["template"]["spec"]["containers"][0]
 
 
-def config_of(job: dict) -> EvalConfig:
+def config_of(job: dict, model: type[EvalConfig] = EvalConfig) -> EvalConfig:
     """The EvalConfig in an eval Job's container args (`--config JSON`)."""
     args = _container(job)["args"]
     text = args[args.index("--config") + 1].replace("$$", "$")
-    return EvalConfig.model_validate(json.loads(text))
+    return model.model_validate(json.loads(text))
 
 
 def apply_checkpoint(job: dict, cfg: EvalConfig) -> dict:
@@ -42,8 +42,8 @@ def apply_checkpoint(job: dict, cfg: EvalConfig) -> dict:
     return stamp(job)
 
 
-def for_checkpoint(template: dict, checkpoint_url: str) -> dict:
+def for_checkpoint(template: dict, checkpoint_url: str, model: type[EvalConfig] = EvalConfig) -> dict:
     """A copy of `template` that evaluates `checkpoint_url` (a checkpoint of the same run)."""
-    base = config_of(template)
-    cfg = EvalConfig.model_validate({**base.model_dump(exclude={"checkpoint"}), "checkpoint": checkpoint_url})
+    base = config_of(template, model)
+    cfg = model.model_validate({**base.model_dump(exclude={"checkpoint"}), "checkpoint": checkpoint_url})
     return apply_checkpoint(copy.deepcopy(template), cfg)

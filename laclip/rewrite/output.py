@@ -126,21 +126,22 @@ def read_rewrites(store: Store, dataset: str, rewrite_id: str, shard_id: str) ->
 
 
 def read_record(store: Store, dataset: str, rewrite_id: str) -> dict:
-    """The run record (config.json) of a rewrite set; DataError naming the sets there are when absent."""
-    path = layout.rewrite_record(dataset, rewrite_id)
-    try:
-        record = json.loads(store.read_text(path))
-    except NotFound:
-        found = layout.rewrite_ids(store, dataset)
-        raise DataError(f"no rewrites {rewrite_id!r} for dataset {dataset!r} in "
-                        f"{store.url_of(layout.rewrite_folder(dataset, rewrite_id))}/ "
-                        f"(rewrite sets of {dataset}: {', '.join(found) or 'none'})") from None
-    except ValueError as exc:
-        raise DataError(f"{store.url_of(path)} is not a readable run record: {exc}") from None
+    """The run record (config.json) of a rewrite set that has finished shards ({} for a set written
+    by other tools without one); DataError naming the sets there are when it has no shard."""
+    folder = layout.rewrite_folder(dataset, rewrite_id)
     if not layout.rewritten_shards(store, dataset, rewrite_id):
-        raise DataError(f"rewrites {rewrite_id!r} of dataset {dataset!r} have no finished shard yet in "
-                        f"{store.url_of(layout.rewrite_folder(dataset, rewrite_id))}/")
-    return record
+        found = layout.rewrite_ids(store, dataset)
+        what = "have no finished shard yet in" if rewrite_id in found else "do not exist:"
+        raise DataError(f"rewrites {rewrite_id!r} of dataset {dataset!r} {what} {store.url_of(folder)}/ "
+                        f"(rewrite sets of {dataset}: {', '.join(found) or 'none'})")
+    try:
+        record = json.loads(store.read_text(layout.rewrite_record(dataset, rewrite_id)))
+    except NotFound:
+        return {}
+    except ValueError as exc:
+        raise DataError(f"{store.url_of(layout.rewrite_record(dataset, rewrite_id))} is not a readable run "
+                        f"record: {exc}") from None
+    return record if isinstance(record, dict) else {}
 
 
 def stats_of(table_or_schema) -> dict:

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
+from pydantic import ValidationError
 
+from laclip.cluster import REQUEST_ANNOTATION
 from laclip.config import ClusterOptions
 from laclip.errors import UsageError
 from laclip.eval.config import EvalConfig
-from laclip_jobs.eval import job_name, render_eval_job
+from laclip_jobs.eval import render
 
 CKPT = "gs://bucket/checkpoints/run/step_1000"
 
@@ -37,14 +40,20 @@ def test_checkpoint_references():
     assert other.root == "gs://results" and other.checkpoint_url == CKPT
     loose = EvalConfig.for_checkpoint("/tmp/models/run7/final.pt")
     assert (loose.checkpoint_root, loose.checkpoint_path, loose.run) == ("/tmp/models/run7", "final.pt", "run7")
+    # `checkpoint` is one field, normalised to the absolute reference; root and run are filled from it
+    assert (cfg.checkpoint, cfg.checkpoint_url) == ("gs://bkt/team/checkpoints/cc12m-laclip/step_1000.pt",) * 2
+    assert rel.checkpoint == "/data/store/checkpoints/myrun/step_5" and (rel.root, rel.run) == ("/data/store", "myrun")
+    assert EvalConfig.for_checkpoint(CKPT, run="mine").out_dir == "evals/mine/step_1000"  # --run names the folder
+    # the pod reads back exactly this config from its JSON (the checkpoint already absolute)
+    assert EvalConfig.model_validate_json(rel.model_dump_json()) == rel
     for ref in ("gs:///checkpoints/run/step_1", "gs://", "gs:///"):  # 'gs://' read as the local path /gs:
-        with pytest.raises(UsageError, match="names no bucket"):
+        with pytest.raises(ValidationError, match="names no bucket"):
             EvalConfig.for_checkpoint(ref)
     for splits in ({"train_split": "test"}, {"val_split": "test"}):  # supports or the probe would see test images
         with pytest.raises(ValueError, match="test split 'test' is also the train or validation split"):
             EvalConfig.for_checkpoint(CKPT, **splits)
     for ref in ("gs://bkt", "gs://bkt/"):  # a bucket alone said 'names no bucket'
-        with pytest.raises(UsageError, match="names a bucket but no checkpoint"):
+        with pytest.raises(ValidationError, match="names a bucket but no checkpoint"):
             EvalConfig.for_checkpoint(ref)
     assert EvalConfig.for_checkpoint(CKPT, tasks="zs,knn,lp").tasks == ["zeroshot", "fewshot", "linear_probe"]
     with pytest.raises(ValueError, match="tasks"):
@@ -53,7 +62,7 @@ def test_checkpoint_references():
 
 def test_single_dataset_job():
     cfg = EvalConfig.for_checkpoint(CKPT, datasets="imagenet1k")
-    (job,) = valid(render_eval_job(cfg))
+    (job,) = valid(render(cfg))
     spec, pod = job["spec"], job["spec"]["template"]["spec"]
     assert job["metadata"]["name"] == "eval-run-step-1000" and "completionMode" not in spec
     assert spec["completions"] == 1 and spec["backoffLimit"] == 2
@@ -61,7 +70,8 @@ def test_single_dataset_job():
         assert labels["app.kubernetes.io/component"] == "eval" and labels["laclip.dev/run"] == "run"
         assert labels["laclip.dev/dataset"] == "imagenet1k" and labels["laclip.dev/checkpoint"] == "step-1000"
     (container,) = pod["containers"]
-    assert container["command"] == ["python", "-m", "laclip.eval.worker"]
+    assert container["command"] == ["python", "-m", "laclip.eval.main"]
+    assert container["args"][0] == "--config"
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert pod["nodeSelector"]["cloud.google.com/gke-accelerator"] == "nvidia-tesla-a100"
     assert pod["restartPolicy"] == "Never" and pod["securityContext"]["runAsNonRoot"] is True
@@ -69,12 +79,19 @@ def test_single_dataset_job():
     back = EvalConfig.model_validate_json(container["args"][1])
     assert back.model_dump(exclude={"cluster"}) == cfg.model_dump(exclude={"cluster"})
     assert {"name": "LACLIP_ROOT", "value": "gs://bucket"} in container["env"]
+    assert (back.checkpoint, back.root, back.run) == (CKPT, "gs://bucket", "run")
+    # what the Job asks for, so that creating it twice is harmless and another request is refused
+    assert re.fullmatch(r"[0-9a-f]{16}", job["metadata"]["annotations"][REQUEST_ANNOTATION])
+    again = render(EvalConfig.for_checkpoint(CKPT, datasets="imagenet1k"))[0]
+    assert again["metadata"]["annotations"][REQUEST_ANNOTATION] == job["metadata"]["annotations"][REQUEST_ANNOTATION]
+    other = render(EvalConfig.for_checkpoint(CKPT, datasets="imagenet1k", tasks="zeroshot"))[0]
+    assert other["metadata"]["annotations"][REQUEST_ANNOTATION] != job["metadata"]["annotations"][REQUEST_ANNOTATION]
 
 
 def test_indexed_job_over_datasets_with_kueue_and_spot():
     cluster = ClusterOptions(queue="a100-queue", spot=True, accelerator="nvidia-a100-80gb")
     cfg = EvalConfig.for_checkpoint(CKPT, datasets="imagenet1k,cifar10,demo-eval", cluster=cluster)
-    (job,) = valid(render_eval_job(cfg))
+    (job,) = valid(render(cfg))
     spec = job["spec"]
     assert spec["completionMode"] == "Indexed" and spec["completions"] == spec["parallelism"] == 3
     assert spec["backoffLimitPerIndex"] == 2 and spec["suspend"] is True
@@ -89,16 +106,19 @@ def test_indexed_job_over_datasets_with_kueue_and_spot():
 
 def test_long_names_are_shortened_and_bad_ones_refused():
     cfg = EvalConfig.for_checkpoint("gs://b/checkpoints/" + "a-very-long-training-run-name-" * 2 + "x/step_123456")
-    name = job_name(cfg)
+    name = cfg.job_name()
     assert len(name) <= 63 and name.startswith("eval-a-very-long")
-    assert job_name(cfg) == name  # stable: the same checkpoint maps to the same Job
+    assert cfg.job_name() == name  # stable: the same checkpoint maps to the same Job
     # An Indexed Job's pods are named <job>-<index>, which the API server requires to be a DNS label.
     many = cfg.model_copy(update={"datasets": [f"d{i}" for i in range(12)]})
-    (job,) = valid(render_eval_job(many))
+    (job,) = valid(render(many))
     assert job["spec"]["completionMode"] == "Indexed"
     assert len(f"{job['metadata']['name']}-11") <= 63 and job["metadata"]["name"].startswith("eval-a-very-long")
-    with pytest.raises(UsageError, match="run id"):
-        render_eval_job(EvalConfig.for_checkpoint("gs://b/checkpoints/Bad Run!/step_1"))
+    # A run folder that cannot label the Job is refused when the config is made, naming --run.
+    with pytest.raises(ValidationError, match="run name 'Bad Run!' must be .*pass --run NAME"):
+        EvalConfig.for_checkpoint("gs://b/checkpoints/Bad Run!/step_1")
+    with pytest.raises(UsageError, match="run id"):  # a valid run name that is no label value
+        render(EvalConfig.for_checkpoint("gs://b/checkpoints/run_/step_1"))
 
 
 def test_dry_run_prints_a_valid_job_and_contacts_nothing(tmp_path):
@@ -123,7 +143,10 @@ def test_dry_run_bad_flags_fail_cleanly():
 
     result = CliRunner().invoke(app, ["submit", "eval", "--checkpoint", CKPT, "--tasks", "zeroshot,bogus",
                                       "--dry-run"])
-    assert result.exit_code != 0 and "bogus" in str(result.exception or result.output)
+    # the flag, the value given and why: one line (laclip.config.explain)
+    assert isinstance(result.exception, UsageError)
+    assert str(result.exception) == ("invalid --tasks 'bogus': Input should be 'zeroshot', 'fewshot', 'linear_probe' "
+                                     "or 'retrieval'")
     empty = CliRunner().invoke(app, ["submit", "eval", "--checkpoint", CKPT, "--datasets", ",", "--dry-run"])
     # one readable line naming the flag, not pydantic's report with its documentation link
     assert isinstance(empty.exception, UsageError) and str(empty.exception).startswith("invalid --datasets: ")
@@ -149,7 +172,7 @@ def test_render_matches_golden():
     cluster = ClusterOptions(image="us-docker.pkg.dev/p/laclip/eval:0.1.0", queue="team-a", spot=True)
     cfg = EvalConfig.for_checkpoint("gs://bkt/laclip/checkpoints/cc12m-laclip/step_35000",
                                     datasets="imagenet1k,cifar10", model="ViT-B-16", cluster=cluster)
-    (job,) = valid(render_eval_job(cfg))
+    (job,) = valid(render(cfg))
     if os.environ.get("LACLIP_UPDATE_GOLDEN"):  # regenerate on purpose, then review the diff
         GOLDEN.write_text(yaml.safe_dump(job, sort_keys=False))
     assert job == yaml.safe_load(GOLDEN.read_text())

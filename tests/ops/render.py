@@ -14,9 +14,11 @@ STAGE_ARGS = {
 
 
 def registered_stages() -> set[str]:
-    from laclip_cli.submit import app as submit_app
+    """The stages `laclip submit` offers: laclip_cli.submit.STAGES, each a command of its typer app."""
+    from laclip_cli.submit import STAGES, app as submit_app
 
-    return {c.name or c.callback.__name__ for c in submit_app.registered_commands}
+    commands = {c.name or c.callback.__name__ for c in submit_app.registered_commands}
+    return {name for name in STAGES if name in commands}
 
 
 def dry_run(stage: str, *extra: str):

@@ -115,6 +115,8 @@ def test_kueue_objects_have_the_crd_shape(example):
             assert [r["name"] for r in fl["resources"]] == covered  # Kueue requires the same order
             for r in fl["resources"]:
                 assert re.fullmatch(r"\d+(\.\d+)?(Ki|Mi|Gi|Ti|m)?", str(r["nominalQuota"]))
+    # the ClusterQueue has quota entries for every flavor (one without any is never used)
+    assert {fl["name"] for group in cq["spec"]["resourceGroups"] for fl in group["flavors"]} == set(flavors)
     assert lq["spec"] == {"clusterQueue": cq["metadata"]["name"]}
     ClusterOptions(queue=lq["metadata"]["name"])  # usable as `--queue`
 
@@ -167,11 +169,12 @@ def test_runner_may_only_create_jobs(example, base):
     assert role["rules"] == [{"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create"]}]
 
 
-def test_role_grants_every_request_the_cli_makes(base, cluster):
-    """Drive submit (every stage), status, logs and cancel against the emulator, then check
-    each request the CLI made against the Role."""
+def test_role_grants_every_request_the_cli_makes(base, cluster, demo_store, gcs_bucket):
+    """Drive submit (every stage, and again: an object that exists is read to compare), status,
+    logs and cancel against the emulator, then check each request the CLI made against the Role."""
     from typer.testing import CliRunner
 
+    from laclip.storage import open_store
     from laclip_cli.main import app
 
     from .conftest import JOBS, PODS
@@ -180,15 +183,28 @@ def test_role_grants_every_request_the_cli_makes(base, cluster):
     run = "rewrite-demo-1122-0412-a3f9"
     cluster.add(JOBS, job(run, "rewrite", run, {"completions": 2, "completionMode": "Indexed"}, {"active": 1}))
     cluster.add(PODS, pod(run, "rewrite", f"{run}-0-aaaaa", "Running", 0))
-    from .render import STAGE_ARGS, registered_stages
+    from .render import ROOT, STAGE_ARGS, registered_stages
 
+    # A cluster submit of train first checks its inputs in the store: a bucket (fake-gcs-server) with the dataset.
+    bucket = open_store(gcs_bucket)
+    for path in demo_store.list("datasets/demo/"):
+        bucket.write_bytes(path, demo_store.read_bytes(path))
+    stage_args = {**STAGE_ARGS, "rewrite": STAGE_ARGS["rewrite"] + ["--num-shards", "4"],
+                  "train": ["--dataset", "demo", "--nodes", "2:8", "--run", "train-demo-rbac"]}
+    roots = {"train": gcs_bucket}
     runner = CliRunner()
-    submits = [["submit", stage, *STAGE_ARGS[stage]] + (["--num-shards", "4"] if stage == "rewrite" else [])
+    submits = [["--root", roots.get(stage, ROOT), "submit", stage, *stage_args[stage]]
                for stage in STAGE_ARGS if stage in registered_stages()]
-    watch = [["status"], ["status", run, "--no-store"], ["logs", run, "--stage", "rewrite"], ["cancel", run, "--yes"]]
+    watch = [["--root", ROOT, *args] for args in
+             (["status"], ["status", run, "--no-store"], ["logs", run, "--stage", "rewrite"], ["cancel", run, "--yes"])]
     for args in submits + watch:
-        result = runner.invoke(app, ["--root", "gs://laclip-bucket/prod", *args])
+        result = runner.invoke(app, args)
         assert result.exit_code == 0, (args, repr(result.exception))
+    again = runner.invoke(app, next(a for a in submits if "eval" in a))  # the same request: it stands
+    assert again.exit_code == 0 and "already exists (the same request)" in again.stderr, again.output
+    if "train" in registered_stages():  # another submission of that run (a new owner token): refused
+        again = runner.invoke(app, next(a for a in submits if "train" in a))
+        assert again.exit_code != 0 and "already exists and asks for something else" in str(again.exception)
     (role,) = by_kind(base, "Role")
     verbs = {"GET": "get", "DELETE": "delete", "POST": "create"}
     seen = set()
@@ -200,8 +216,9 @@ def test_role_grants_every_request_the_cli_makes(base, cluster):
         seen.add((req.resource.group, plural, verb))
         assert granted(role, req.resource.group, plural, verb), f"the Role lacks {verb} {req.resource.group}/{plural}"
     assert {("batch", "jobs", "list"), ("", "pods/log", "get"), ("batch", "jobs", "delete")} <= seen
+    assert ("batch", "jobs", "get") in seen  # the second eval submit read the Job it found
     if "train" in registered_stages():
-        assert ("batch.volcano.sh", "jobs", "create") in seen
+        assert {("batch.volcano.sh", "jobs", "create"), ("batch.volcano.sh", "jobs", "get")} <= seen
     # and no right to create anything the CLI never creates
     created = {(g, res) for r in role["rules"] if "create" in r["verbs"]
                for g in r["apiGroups"] for res in r["resources"]}

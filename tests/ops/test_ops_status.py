@@ -12,7 +12,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from laclip.eval.results import result_path
+from laclip import layout
 from laclip_cli.main import app
 from laclip_jobs.status import format_indexes, parse_indexes, rate_and_eta, summarise
 
@@ -24,6 +24,7 @@ TRAIN = "train-demo-1122-0500-bb01"
 EVAL = "eval-demo-1122-0600-cc02"
 QUEUED = "rewrite-demo-1122-0700-dd03"
 REWRITE_ID = "vllm-llama-7b-31f31af8d1"  # where the rewrite writes: rewrites/<dataset>/<rewrite-id>/
+RESULT_ID = "5d41402abc4b"  # names the settings of an eval result (laclip.eval.results.result_id)
 NOW = dt.datetime.now(dt.timezone.utc)
 
 
@@ -137,9 +138,12 @@ def store(demo_copy):
     for step in (500, 1000):
         demo_copy.write_bytes(f"checkpoints/{TRAIN}/step_{step}.pt", b"x")
     demo_copy.write_text(f"checkpoints/{TRAIN}/config.json", '{"model": "ViT-B-16", "steps": 4000}')
-    # the eval worker's layout (laclip.eval.results.result_path); config.json is not a result
-    demo_copy.write_bytes(result_path(EVAL, "step_1000", "demo-eval", "zeroshot_classification"), b"{}")
+    # the eval worker's layout (laclip.layout.eval_result: <task>-<result id>.json); config.json and the
+    # features cache are not results
+    demo_copy.write_bytes(layout.eval_result(EVAL, "step_1000", "demo-eval", "zeroshot_classification", RESULT_ID),
+                          b"{}")
     demo_copy.write_bytes(f"evals/{EVAL}/step_1000/config.json", b"{}")
+    demo_copy.write_bytes(f"evals/{EVAL}/step_1000/features/demo-eval/test.npz", b"x")
     return demo_copy
 
 
@@ -171,7 +175,8 @@ def test_status_of_train_eval_and_queued_runs(populated, store):
     assert re.search(r"(499\.\d|500\.0) steps/hour, ETA (5h59m|6h00m)", text), text
     text = " ".join(run_cli(store, "status", EVAL).output.split())
     assert "eval: Succeeded" in text and "1 Succeeded" in text and "1 of 1 completed" in text
-    assert "eval results 1: step_1000/demo-eval/zeroshot_classification.json" in text and "ETA" not in text
+    assert f"eval results 1: step_1000/demo-eval/zeroshot_classification-{RESULT_ID}.json" in text
+    assert "ETA" not in text
     text = " ".join(run_cli(store, "status", QUEUED).output.split())
     assert "rewrite: Suspended" in text
     assert "waiting for Kueue admission in LocalQueue laclip-a100" in text
@@ -362,7 +367,12 @@ def test_forbidden_kueue_workloads_are_skipped_but_forbidden_jobs_are_an_error(p
     result = run_cli(store, "status", QUEUED)
     assert result.exit_code == 0, repr(result.exception)
     assert "waiting for Kueue admission" in " ".join(result.output.split())
-    assert "no right to list workloads.kueue.x-k8s.io" in " ".join(result.output.split())
+    # The library logs what it skipped (laclip.cluster); the console script shows it as a note.
+    proc = subprocess.run([sys.executable, "-m", "laclip_cli.main", "--root", store.url, "status", QUEUED],
+                          capture_output=True, text=True, timeout=60)  # $KUBECONFIG: the emulator
+    assert proc.returncode == 0, proc.stderr
+    assert "waiting for Kueue admission" in " ".join(proc.stdout.split())
+    assert "note: no right to list workloads.kueue.x-k8s.io in laclip; skipping them" in proc.stderr
     populated.emu["list", JOBS] << 403
     result = run_cli(store, "status", QUEUED)
     assert "forbidden in namespace 'laclip'" in str(result.exception)

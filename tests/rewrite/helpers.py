@@ -2,6 +2,7 @@
 
 import json
 
+from laclip import layout
 from laclip.data.registry import resolve_shards
 from laclip.data.shards import read_captions
 from laclip.rewrite import output as rout
@@ -19,4 +20,4 @@ def check_complete(store, dataset, rewrite_id, sources=SOURCES):
         assert rout.source_columns(table) == sources
         for s in sources:
             assert table.column(s).null_count == 0
-        assert json.loads(store.read_text(rout.shard_stats(dataset, rewrite_id, shard.id)))["captions"] == len(rows)
+        assert json.loads(store.read_text(layout.rewrite_stats(dataset, rewrite_id, shard.id)))["captions"] == len(rows)

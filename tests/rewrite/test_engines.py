@@ -210,6 +210,13 @@ def test_vllm_adapter_passes_the_paper_settings(monkeypatch, tmp_path):
     unseeded = make_engine(cfg.model_copy(update={"engine_options": {"seeded": False}}))
     unseeded(reqs)
     assert calls["generate"][1][0].kw["seed"] is None and unseeded.info()["seeded"] is False
+    # No tensor_parallel: the pod's GPUs decide it (cfg.gpus_per_pod).
+    from laclip.config import ClusterOptions
+
+    make_engine(cfg.model_copy(update={"tensor_parallel": None, "cluster": ClusterOptions(gpus=4)}))
+    assert calls["llm"]["tensor_parallel_size"] == 4
+    make_engine(cfg.model_copy(update={"tensor_parallel": None, "cluster": ClusterOptions(gpus=0)}))
+    assert calls["llm"]["tensor_parallel_size"] == 1
 
 
 def test_unknown_engine_option_is_a_usage_error():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from laclip import layout
 from laclip.data.registry import resolve_shards
 from laclip.rewrite import output as rout
 from laclip.rewrite.config import RewriteConfig
@@ -34,4 +35,4 @@ def test_worker_on_gcs_and_a_race(demo_store, gcs_bucket):
     won = first.rewrite(shard)
     assert won is not None and second.rewrite(shard) is None
     assert rout.read_shard(store, "demo", "race", "00000").num_rows == won["captions"]
-    assert rout.list_done(store, "demo", "race") == ["00000"]
+    assert layout.rewritten_shards(store, "demo", "race") == ["00000"]

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+from laclip import layout
 from laclip.rewrite import output as rout
 from laclip.rewrite.config import RewriteConfig
 
@@ -19,23 +20,23 @@ def test_killed_worker_resumes_without_loss_or_duplicates(demo_copy):
     store = demo_copy
     # 128 captions x 4 sources in batches of 32 at 0.04 s each: about 0.6 s per shard.
     cfg = RewriteConfig(dataset="demo", engine="null", engine_options={"delay_s": 0.04}, batch_size=32,
-                        shards_per_pod=4)
+                        shards_per_pod=4, root=str(store.root))
     rid = cfg.resolved_rewrite_id()
-    cmd = [sys.executable, "-m", "laclip.rewrite.worker", "--root", str(store.root), "--config", cfg.worker_json()]
+    cmd = [sys.executable, "-m", "laclip.rewrite.main", "--config", cfg.worker_json()]
     env = {**os.environ, "JOB_COMPLETION_INDEX": "0"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
-    while not rout.list_done(store, "demo", rid):
+    while not layout.rewritten_shards(store, "demo", rid):
         assert proc.poll() is None, proc.stderr.read().decode()
         assert time.monotonic() < deadline
         time.sleep(0.01)
     time.sleep(0.25)  # well inside the second shard
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done = rout.list_done(store, "demo", rid)
+    done = layout.rewritten_shards(store, "demo", rid)
     assert 1 <= len(done) < 4, done
     # Nothing half-written is visible: every listed object is a whole parquet or JSON.
-    for path in store.list(rout.rewrite_folder("demo", rid) + "/"):
+    for path in store.list(layout.rewrite_folder("demo", rid) + "/"):
         if path.endswith(".parquet"):
             rout.read_shard(store, "demo", rid, path.rsplit("/", 1)[-1][:-8])
         else:
@@ -45,6 +46,6 @@ def test_killed_worker_resumes_without_loss_or_duplicates(demo_copy):
     assert again.returncode == 0, again.stderr
     assert again.stderr.count("shard-skipped") == len(done)
     check_complete(store, "demo", rid)
-    keys = [k for sid in rout.list_done(store, "demo", rid)
+    keys = [k for sid in layout.rewritten_shards(store, "demo", rid)
             for k in rout.read_shard(store, "demo", rid, sid).column("key").to_pylist()]
     assert len(keys) == len(set(keys)) == 4 * 128

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
+from laclip import layout
+from laclip.errors import LaclipError
 from laclip.rewrite import output as rout
 from laclip.rewrite.config import RewriteConfig
 from laclip_cli.main import app
-from laclip_cli.submit_rewrite import run_local
+from laclip_cli.stages.rewrite import run_here
 
 from tests.rewrite.helpers import check_complete
 
@@ -27,18 +30,18 @@ def test_local_demo_with_eda(demo_copy):
     check_complete(demo_copy, "demo", rid)
     # The one-command pipeline's entry point: the same id, nothing redone.
     seen = []
-    assert run_local(RewriteConfig(dataset="demo", engine="eda"), demo_copy,
-                     progress=lambda done, total: seen.append((done, total))) == rid
+    assert run_here(RewriteConfig(dataset="demo", engine="eda", root=root),
+                    progress=lambda done, total: seen.append((done, total))) == rid
     assert seen == [(4, 4)]  # every index already done: no process started
 
     # A worker killed between a parquet and its stats: the summary still counts that shard, and a
     # re-run restores the stats file (the index's worker starts only to do that).
-    store, stats_path = demo_copy, rout.shard_stats("demo", rid, "00002")
+    store, stats_path = demo_copy, layout.rewrite_stats("demo", rid, "00002")
     full = rout.summarize(store, "demo", rid)
     store.delete(stats_path)
     assert rout.summarize(store, "demo", rid) == full
     seen.clear()
-    assert run_local(RewriteConfig(dataset="demo", engine="eda"), store, progress=lambda d, t: seen.append(d)) == rid
+    assert run_here(RewriteConfig(dataset="demo", engine="eda", root=root), progress=lambda d, t: seen.append(d)) == rid
     assert seen == [3, 4] and json.loads(store.read_text(stats_path))["shard"] == "00002"
 
 
@@ -52,7 +55,7 @@ def test_local_demo_with_tiny_hf_model(demo_copy, tiny_llama):
     (rid,) = [p.split("/")[2] for p in demo_copy.list("rewrites/demo/") if p.endswith("config.json")]
     assert rid.startswith("hf-")
     check_complete(demo_copy, "demo", rid, sources=["chatgpt", "human"])
-    stats = json.loads(demo_copy.read_text(rout.shard_stats("demo", rid, "00000")))
+    stats = json.loads(demo_copy.read_text(layout.rewrite_stats("demo", rid, "00000")))
     assert stats["engine"]["engine"] == "hf" and stats["sampling"]["max_new_tokens"] == 6
     assert stats["prompts"] == 2 * stats["captions"]
 
@@ -67,3 +70,63 @@ def test_local_failure_names_the_index(demo_copy):
     assert "1 of 1 indexes failed" in str(result.exception) and "index 0 (exit 1)" in str(result.exception)
     assert "127.0.0.1:9" in str(result.exception)
     assert [p for p in demo_copy.list("rewrites/") if p.endswith(".parquet")] == []
+
+
+def test_local_run_from_a_folder_holding_a_laclip_package(demo_copy, tmp_path, monkeypatch):
+    """The children run `python -m laclip.rewrite.main` with PYTHONSAFEPATH: a ./laclip/ in the current
+    folder (a checkout's parent, a stray copy) is not imported in place of the installed package."""
+    cwd = tmp_path / "elsewhere"
+    (cwd / "laclip").mkdir(parents=True)
+    (cwd / "laclip" / "__init__.py").write_text("")
+    monkeypatch.chdir(cwd)
+    monkeypatch.delenv("PYTHONSAFEPATH", raising=False)  # what the children get must come from laclip
+    result = runner.invoke(app, ["--root", str(demo_copy.root), "submit", "rewrite", "--dataset", "demo", "--local",
+                                 "--engine", "null", "--shards-per-pod", "2"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, (result.output, result.exception)
+    rid = RewriteConfig(dataset="demo", engine="null").resolved_rewrite_id()
+    assert f"rewrite {rid}: 4 shards, 512 captions x 4 sources" in result.stdout
+    check_complete(demo_copy, "demo", rid)
+    assert sorted(p.name for p in (cwd / "laclip").iterdir()) == ["__init__.py"]  # nothing written there
+
+
+def test_local_children_see_the_shadowing_package_without_the_safe_path(demo_copy, tmp_path):
+    """The hazard the previous test guards against is real: without PYTHONSAFEPATH, `python -m` from that
+    folder imports the empty ./laclip/ as the package, and the worker cannot start."""
+    import os
+    import subprocess
+    import sys
+
+    from laclip_cli.local import child_env
+
+    (tmp_path / "laclip").mkdir()
+    (tmp_path / "laclip" / "__init__.py").write_text("")
+    cfg = RewriteConfig(dataset="demo", engine="null", shards_per_pod=4, root=str(demo_copy.root))
+    cmd = [sys.executable, "-m", "laclip.rewrite.main", "--config", cfg.worker_json()]
+    plain = {k: v for k, v in os.environ.items() if k != "PYTHONSAFEPATH"}
+    shadowed = subprocess.run(cmd, cwd=tmp_path, env={**plain, "JOB_COMPLETION_INDEX": "0"}, capture_output=True,
+                              text=True, timeout=120)
+    assert shadowed.returncode != 0 and str(tmp_path / "laclip" / "__init__.py") in shadowed.stderr
+    assert layout.rewritten_shards(demo_copy, "demo", cfg.resolved_rewrite_id()) == []
+    safe = subprocess.run(cmd, cwd=tmp_path, env=child_env({"JOB_COMPLETION_INDEX": "0"}), capture_output=True,
+                          text=True, timeout=120)
+    assert safe.returncode == 0, safe.stderr
+    check_complete(demo_copy, "demo", cfg.resolved_rewrite_id())
+
+
+def test_local_rerun_refuses_a_shard_that_changed_since(demo_copy):
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cfg = RewriteConfig(dataset="demo", engine="null", shards_per_pod=2, root=str(demo_copy.root))
+    rid = run_here(cfg)
+    assert run_here(cfg) == rid  # unchanged: reused
+    path = "datasets/demo/00001.parquet"
+    table = pq.read_table(pa.BufferReader(demo_copy.read_bytes(path))).slice(0, 100)  # rows dropped
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    demo_copy.write_bytes(path, buf.getvalue())
+    with pytest.raises(LaclipError, match="changed since rewrite") as info:
+        run_here(cfg)
+    assert demo_copy.url_of(path) in str(info.value)

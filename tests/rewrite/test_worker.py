@@ -7,15 +7,37 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from laclip.data.shards import write_shard
-from laclip.errors import UsageError
+from laclip import entrypoint, layout
+from laclip.data.registry import resolve_shards
+from laclip.data.shards import read_captions, write_shard
+from laclip.errors import EXIT_PERMANENT, DataError, UsageError
+from laclip.rewrite import main as rewrite_main
 from laclip.rewrite import output as rout
 from laclip.rewrite.config import RewriteConfig
 from laclip.rewrite.engines import EngineError
 from laclip.rewrite.engines.base import Engine, NullEngine
-from laclip.rewrite.worker import EXIT_PERMANENT, main, run_index
+from laclip.rewrite.worker import run_index
 
 from tests.rewrite.helpers import SOURCES, check_complete
+
+
+@pytest.fixture(autouse=True)
+def laclip_logging():
+    """The entrypoint routes the `laclip` loggers to the stderr of its test (capsys): put them back after."""
+    import logging
+
+    log = logging.getLogger("laclip")
+    saved = list(log.handlers), log.level, log.propagate
+    yield
+    log.handlers[:], log.level, log.propagate = saved[0], saved[1], saved[2]
+
+
+def main(argv: list[str]) -> int:
+    """`python -m laclip.rewrite.main ARGV` in this process: its exit code (argparse's too)."""
+    try:
+        return entrypoint.main("rewrite", RewriteConfig, rewrite_main.run, argv)
+    except SystemExit as exc:
+        return exc.code
 
 
 def test_eda_rewrites_a_dataset_and_resumes(demo_copy):
@@ -38,11 +60,11 @@ def test_eda_rewrites_a_dataset_and_resumes(demo_copy):
     assert record["sources"] == SOURCES and record["fingerprint"]["engine"] == "eda"
     assert stats[0]["engine"]["wordnet"] is False and stats[0]["prompt_set_hash"]
 
-    before = store.local_path(rout.shard_output("demo", rid, "00000")).stat().st_mtime_ns
-    store.delete(rout.shard_stats("demo", rid, "00001"))  # as if killed between parquet and stats
+    before = store.local_path(layout.rewrite_shard("demo", rid, "00000")).stat().st_mtime_ns
+    store.delete(layout.rewrite_stats("demo", rid, "00001"))  # as if killed between parquet and stats
     assert run_index(cfg, store, 0) == []  # all done: skipped
-    assert store.local_path(rout.shard_output("demo", rid, "00000")).stat().st_mtime_ns == before
-    assert json.loads(store.read_text(rout.shard_stats("demo", rid, "00001")))["shard"] == "00001"
+    assert store.local_path(layout.rewrite_shard("demo", rid, "00000")).stat().st_mtime_ns == before
+    assert json.loads(store.read_text(layout.rewrite_stats("demo", rid, "00001")))["shard"] == "00001"
     assert run_index(cfg, store, 7) == []  # an index past the end has nothing to do
 
 
@@ -153,70 +175,209 @@ def test_engine_failing_mid_shard_leaves_nothing_then_retry_completes(demo_copy,
     cfg = RewriteConfig(dataset="demo", engine="null", batch_size=64, rewrite_id="crash", shards_per_pod=4)
     with pytest.raises(EngineError if short else RuntimeError):
         run_index(cfg, demo_copy, 0, engine=Failing(fail_at=3, short=short))
-    assert rout.list_done(demo_copy, "demo", "crash") == []
+    assert layout.rewritten_shards(demo_copy, "demo", "crash") == []
     assert [p for p in demo_copy.list("rewrites/") if not p.endswith("config.json")] == []
     run_index(cfg, demo_copy, 0)  # the next attempt
     check_complete(demo_copy, "demo", "crash")
 
 
-def test_main_exit_codes(demo_copy, tmp_path, capsys):
-    root = str(demo_copy.root)
-    assert main(["--root", root, "--index", "0", "--config", '{"dataset": "demo", "engine": "nope"}']) == EXIT_PERMANENT
-    assert main(["--root", root, "--index", "0", "--config",
-                 '{"dataset": "demo", "engine": "eda", "sources": ["chatgpt", "gpt9"]}']) == EXIT_PERMANENT
+def config(store, **fields) -> str:
+    """The worker config as the Job's container args carry it (the store root is a field)."""
+    return json.dumps({"root": str(store.root), **fields})
+
+
+def test_main_exit_codes(demo_copy, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("JOB_COMPLETION_INDEX", "0")
+    assert main(["--config", config(demo_copy, dataset="demo", engine="nope")]) == EXIT_PERMANENT
+    assert "invalid --set engine 'nope': Input should be 'vllm', 'hf'" in capsys.readouterr().err
+    assert main(["--config", config(demo_copy, dataset="demo", engine="eda",
+                                    sources=["chatgpt", "gpt9"])]) == EXIT_PERMANENT
     assert "unknown meta-pair source 'gpt9'" in capsys.readouterr().err
-    config = json.dumps({"dataset": "demo", "engine": "hf", "model": str(tmp_path / "no-model")})
-    assert main(["--root", root, "--index", "0", "--config", config]) == EXIT_PERMANENT
+    assert main(["--config", config(demo_copy, dataset="demo", engine="hf",
+                                    model=str(tmp_path / "no-model"))]) == EXIT_PERMANENT
     assert "does not exist" in capsys.readouterr().err
-    config = '{"dataset": "nothere", "engine": "eda"}'
-    assert main(["--root", root, "--index", "0", "--config", config]) == EXIT_PERMANENT
+    assert main(["--config", config(demo_copy, dataset="nothere", engine="eda")]) == EXIT_PERMANENT
     cfg = tmp_path / "cfg.json"
-    cfg.write_text(json.dumps({"dataset": "demo", "engine": "null", "shards_per_pod": 2}))
-    assert main(["--root", root, "--config", f"@{cfg}", "--index", "1"]) == 0
+    cfg.write_text(config(demo_copy, dataset="demo", engine="null", shards_per_pod=2))
+    monkeypatch.setenv("JOB_COMPLETION_INDEX", "1")
+    assert main(["--config-file", str(cfg)]) == 0
     rid = RewriteConfig(dataset="demo", engine="null").resolved_rewrite_id()
-    assert rout.list_done(demo_copy, "demo", rid) == ["00002", "00003"]
-    assert pq.read_schema(demo_copy.local_path(rout.shard_output("demo", rid, "00002"))).names[:3] == \
+    assert layout.rewritten_shards(demo_copy, "demo", rid) == ["00002", "00003"]
+    assert pq.read_schema(demo_copy.local_path(layout.rewrite_shard("demo", rid, "00002"))).names[:3] == \
         ["key", "caption", "chatgpt"]
 
 
-def test_a_shard_added_after_submit_fails_every_index(demo_copy, capsys):
+def test_a_shard_added_after_submit_fails_every_index(demo_copy, capsys, monkeypatch):
     """Completions were counted from 4 shards; slicing 5 would leave 00004 unrewritten while all pods succeed."""
     samples = [{"key": "late-0", "caption": "a late shard", "jpg": b"\xff\xd8"}]
     write_shard(demo_copy, "datasets/demo", 4, samples)
-    config = json.dumps({"dataset": "demo", "engine": "null", "shards_per_pod": 2, "num_shards": 4})
+    cfg = config(demo_copy, dataset="demo", engine="null", shards_per_pod=2, num_shards=4)
     for index in ("0", "1"):
-        assert main(["--root", str(demo_copy.root), "--index", index, "--config", config]) == EXIT_PERMANENT
+        monkeypatch.setenv("JOB_COMPLETION_INDEX", index)
+        assert main(["--config", cfg]) == EXIT_PERMANENT
         assert "has 5 shards now but 4 when this rewrite was submitted: resubmit" in capsys.readouterr().err
     assert [p for p in demo_copy.list("rewrites/") if p.endswith(".parquet")] == []
 
 
+GOOD = {"dataset": "demo", "engine": "null"}
+
+
 @pytest.mark.parametrize("args, env, message", [
-    (["--index", "-1"], None, "--index must be a whole number >= 0, not -1"),
+    ([], "-1", "JOB_COMPLETION_INDEX must be a whole number >= 0, not '-1'"),
     ([], "x", "JOB_COMPLETION_INDEX must be a whole number >= 0, not 'x'"),
-    ([], None, "no index: pass --index N"),
-    (["--index", "0", "--shards-per-pod", "0"], None, "invalid rewrite config"),
-    (["--index", "0", "--shards-per-pod", "-1"], None, "shards_per_pod"),
-    (["--index", "0", "--config", "@/nonexistent/cfg.json"], None, "cannot read the config file"),
-    (["--index", "zero"], None, "argument --index: invalid int value"),
+    ([], None, "no completion index: set JOB_COMPLETION_INDEX"),
+    (["--set", "shards_per_pod=0"], "0", "invalid --set shards_per_pod 0: Input should be greater than or equal to 1"),
+    (["--set", "shards_per_pod=-1"], "0", "shards_per_pod"),
+    (["--set", "shards_per_pod"], "0", "expected FIELD=VALUE"),
+    (["--set", "nosuch=1"], "0", "--set nosuch: no field 'nosuch'"),
+    # The flags of the old entrypoint are gone (the index comes from the environment, root and
+    # shards per pod are config fields): argparse refuses them, permanently.
+    (["--index", "0"], "0", "unrecognized arguments: --index 0"),
+    (["--root", "/elsewhere"], "0", "unrecognized arguments: --root /elsewhere"),
+    (["--shards-per-pod", "2"], "0", "unrecognized arguments: --shards-per-pod 2"),
 ])
 def test_setup_errors_are_permanent_and_clear(demo_copy, monkeypatch, capsys, args, env, message):
     if env is None:
         monkeypatch.delenv("JOB_COMPLETION_INDEX", raising=False)
     else:
         monkeypatch.setenv("JOB_COMPLETION_INDEX", env)
-    argv = ["--root", str(demo_copy.root), "--config", '{"dataset": "demo", "engine": "null"}', *args]
-    try:
-        code = main(argv)
-    except SystemExit as exc:  # argparse's own errors
-        code = exc.code
-    assert code == EXIT_PERMANENT
+    assert main(["--config", config(demo_copy, **GOOD), *args]) == EXIT_PERMANENT
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert demo_copy.list("rewrites/") == []
 
 
-def test_shards_per_pod_flag_overrides_the_config(demo_copy):
-    config = json.dumps({"dataset": "demo", "engine": "null", "shards_per_pod": 1, "num_shards": 4})
-    assert main(["--root", str(demo_copy.root), "--index", "1", "--shards-per-pod", "3", "--config", config]) == 0
+@pytest.mark.parametrize("argv, message", [
+    (["--config-file", "/nonexistent/cfg.json"], "cannot read config file /nonexistent/cfg.json"),
+    (["--config", "{not json"], "--config is not JSON"),
+    (["--config", "[1, 2]"], "--config must be a JSON object"),
+    ([], "one of the arguments --config --config-file is required"),
+    (["--config", "{}", "--config-file", "/x.json"], "not allowed with argument"),
+    (["--config", "@/tmp/cfg.json"], "--config is not JSON"),  # the old @FILE form is gone
+])
+def test_config_source_errors_are_permanent(demo_copy, monkeypatch, capsys, argv, message):
+    monkeypatch.setenv("JOB_COMPLETION_INDEX", "0")
+    assert main(argv) == EXIT_PERMANENT
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert demo_copy.list("rewrites/") == []
+
+
+def test_the_module_exits_permanently_on_bad_args(demo_copy):
+    """The real `python -m laclip.rewrite.main`, as the pod runs it: a bad argument is exit 3, not argparse's 2."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "JOB_COMPLETION_INDEX": "0"}
+    cmd = [sys.executable, "-m", "laclip.rewrite.main", "--config", config(demo_copy, **GOOD)]
+    bad = subprocess.run([*cmd, "--index", "0"], env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == EXIT_PERMANENT and "unrecognized arguments: --index 0" in bad.stderr
+    wrong = subprocess.run(cmd, env={**env, "JOB_COMPLETION_INDEX": "one"}, capture_output=True, text=True,
+                           timeout=120)
+    assert wrong.returncode == EXIT_PERMANENT, wrong.stderr
+    assert "[rewrite] error: JOB_COMPLETION_INDEX must be a whole number >= 0, not 'one'" in wrong.stderr
+    assert "Traceback" not in wrong.stderr and demo_copy.list("rewrites/") == []
+    ok = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert layout.rewritten_shards(demo_copy, "demo", RewriteConfig(**GOOD).resolved_rewrite_id()) == ["00000"]
+
+
+def test_shards_per_pod_set_overrides_the_config(demo_copy, monkeypatch):
+    monkeypatch.setenv("JOB_COMPLETION_INDEX", "1")
+    cfg = config(demo_copy, dataset="demo", engine="null", shards_per_pod=1, num_shards=4)
+    assert main(["--config", cfg, "--set", "shards_per_pod=3"]) == 0
     rid = RewriteConfig(dataset="demo", engine="null").resolved_rewrite_id()
-    assert rout.list_done(demo_copy, "demo", rid) == ["00003"]
+    assert layout.rewritten_shards(demo_copy, "demo", rid) == ["00003"]
+
+
+def test_root_comes_from_the_config(demo_copy, tmp_path, monkeypatch):
+    """The pod's store is the config's `root` (not $LACLIP_ROOT or a flag)."""
+    monkeypatch.setenv("LACLIP_ROOT", str(tmp_path / "not-here"))
+    monkeypatch.setenv("JOB_COMPLETION_INDEX", "0")
+    assert main(["--config", config(demo_copy, dataset="demo", engine="null")]) == 0
+    rid = RewriteConfig(dataset="demo", engine="null").resolved_rewrite_id()
+    assert layout.rewritten_shards(demo_copy, "demo", rid) == ["00000"]
+    assert not (tmp_path / "not-here").exists()
+
+
+# -- a finished shard is reused only for the captions it was made from ------------------------------
+def rewrite_parquet(store, shard_id: str, change) -> None:
+    """Replace datasets/demo/<shard>.parquet by `change(table)` (as a re-download would)."""
+    import io
+
+    import pyarrow as pa
+
+    path = f"datasets/demo/{shard_id}.parquet"
+    table = pq.read_table(pa.BufferReader(store.read_bytes(path)))
+    buf = io.BytesIO()
+    pq.write_table(change(table), buf)
+    store.write_bytes(path, buf.getvalue())
+
+
+def other_captions(table):
+    import pyarrow as pa
+
+    captions = table.column("caption").to_pylist()
+    captions[5] = "a completely different image"
+    return table.set_column(table.column_names.index("caption"), "caption", pa.array(captions, pa.string()))
+
+
+CHANGES = {
+    "captions changed": (other_captions, "1 of 128 captions differ, 0 keys added, 0 removed"),
+    "rows dropped": (lambda t: t.slice(0, 100), "0 of 100 captions differ, 0 keys added, 28 removed"),
+    "rows reordered": (lambda t: t.take(list(range(t.num_rows))[::-1]),
+                       "0 of 128 captions differ, 0 keys added, 0 removed"),
+}
+
+
+@pytest.mark.parametrize("change", list(CHANGES))
+def test_a_finished_shard_whose_dataset_changed_is_refused(demo_copy, monkeypatch, capsys, change):
+    store = demo_copy
+    cfg = RewriteConfig(dataset="demo", engine="null", shards_per_pod=2)
+    rid = cfg.resolved_rewrite_id()
+    assert [s["shard"] for s in run_index(cfg, store, 0)] == ["00000", "00001"]
+    outputs = {p: store.read_bytes(p) for p in store.list(layout.rewrite_folder("demo", rid) + "/")}
+
+    # Unchanged: skipped, nothing rewritten (also when the parquet is rewritten with the same rows).
+    rewrite_parquet(store, "00001", lambda t: t)
+    assert run_index(cfg, store, 0) == []
+
+    edit, what = CHANGES[change]
+    rewrite_parquet(store, "00001", edit)
+    shard_url = store.url_of("datasets/demo/00001.parquet")
+    with pytest.raises(DataError) as info:
+        run_index(cfg, store, 0)
+    message = str(info.value)
+    assert f"shard {shard_url} changed since rewrite {rid!r} was made from it ({what};" in message
+    assert "--rewrite-id NEW" in message and "00000.parquet" not in message
+
+    # The pod's entrypoint: one error line, exit 3 (FailIndex: no retry).
+    monkeypatch.setenv("JOB_COMPLETION_INDEX", "0")
+    capsys.readouterr()
+    assert main(["--config", cfg.model_copy(update={"root": str(store.root)}).worker_json()]) == EXIT_PERMANENT
+    err = capsys.readouterr().err
+    assert f"[rewrite] error: shard {shard_url} changed since rewrite {rid!r}" in err and "Traceback" not in err
+    # Nothing was redone or replaced: the old outputs stay as they were, for the user to decide.
+    assert {p: store.read_bytes(p) for p in store.list(layout.rewrite_folder("demo", rid) + "/")} == outputs
+
+    # A new rewrite id makes rewrites of the shard as it is now.
+    fresh = cfg.model_copy(update={"rewrite_id": "after-redownload"})
+    assert [s["shard"] for s in run_index(fresh, store, 0)] == ["00000", "00001"]
+    (now,) = [s for s in resolve_shards(store, "demo") if s.id == "00001"]
+    assert rout.read_originals(store, "demo", "after-redownload", "00001") == read_captions(store, now)
+
+
+def test_a_finished_shard_without_an_input_digest_is_refused(demo_copy):
+    """Stats that record no input digest (made before it was recorded) cannot show the shard is unchanged."""
+    store = demo_copy
+    cfg = RewriteConfig(dataset="demo", engine="null", shards_per_pod=1)
+    rid = cfg.resolved_rewrite_id()
+    run_index(cfg, store, 2)
+    path = layout.rewrite_stats("demo", rid, "00002")
+    stats = json.loads(store.read_text(path))
+    del stats["input_digest"]
+    store.write_text(path, json.dumps(stats))
+    with pytest.raises(DataError, match=r"changed since rewrite .*\(its rewrites record no input digest;"):
+        run_index(cfg, store, 2)
+    assert run_index(cfg, store, 3)  # another shard is not concerned

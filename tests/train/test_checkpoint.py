@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
+import stat
 
 import open_clip
 import pytest
 import torch
 
-from laclip.errors import DataError, StoreUnavailable, UsageError
+from laclip.errors import DataError, LeaseHeld, StoreUnavailable, UsageError
 from laclip.storage import open_store
 from laclip.storage.local import LocalStore
 from laclip.train import checkpoint as ckpt
@@ -64,16 +66,47 @@ def test_every_checkpoint_broken_is_an_error_not_a_fresh_start(tmp_path, payload
         ckpt.load_latest(store, "r1")
 
 
-def test_saving_a_step_again_replaces_it_with_a_warning(tmp_path, payload, caplog):
+def test_saving_a_step_again_is_refused_unless_the_run_skipped_it(tmp_path, payload, caplog):
+    """A checkpoint at this step that loads is another process's (two trainers of one run): never
+    silently overwritten. One this run skipped as unreadable at resume is replaced, with a warning."""
     store = open_store(str(tmp_path))
-    logging.getLogger("laclip.train").addHandler(caplog.handler)  # setup_logging turns propagation off
+    logging.getLogger("laclip.train").addHandler(caplog.handler)  # laclip.logs.setup turns propagation off
     try:
-        ckpt.save(store, "r1", 4, {**payload, "step": 4, "total_steps": 1}, keep_last=3)
-        ckpt.save(store, "r1", 4, {**payload, "step": 4, "total_steps": 2}, keep_last=3)
+        path = ckpt.save(store, "r1", 4, {**payload, "step": 4, "total_steps": 1}, keep_last=3)
+        with pytest.raises(LeaseHeld, match="step_4.pt already exists and this run did not skip it as unreadable"):
+            ckpt.save(store, "r1", 4, {**payload, "step": 4, "total_steps": 2}, keep_last=3)
+        assert ckpt.load(store, path)["total_steps"] == 1  # left as it was
+        assert not list(store.local_path("checkpoints/r1").glob(".*tmp"))  # the refused write left no temp file
+        assert "replacing it" not in caplog.text
+        # a restart that found step_4 cut short resumes from step 2 and writes step 4 again
+        ckpt.save(store, "r1", 2, {**payload, "step": 2}, keep_last=3)
+        local = store.local_path(path)
+        local.write_bytes(local.read_bytes()[:1000])
+        broken: list[str] = []
+        where, state = ckpt.load_latest(store, "r1", broken)
+        assert where.endswith("step_2.pt") and broken == [path]
+        ckpt.save(store, "r1", 4, {**payload, "step": 4, "total_steps": 3}, keep_last=3, replaceable=broken)
     finally:
         logging.getLogger("laclip.train").removeHandler(caplog.handler)
-    assert ckpt.load(store, "checkpoints/r1/step_4.pt")["total_steps"] == 2
-    assert "step_4.pt already exists" in caplog.text
+    assert ckpt.load(store, path)["total_steps"] == 3
+    assert "step_4.pt was unreadable at resume: replacing it" in caplog.text
+
+
+def test_checkpoint_files_are_readable_by_others(tmp_path, payload):
+    """Checkpoints get the mode any other new file gets (0644 under the usual umask 022), not
+    mkstemp's 0600: an eval pod running as another user, a colleague, must be able to read them."""
+    umask = os.umask(0)
+    os.umask(umask)
+    assert umask & 0o044 == 0, f"the tests run under umask {umask:03o}, which keeps new files from others"
+    store = open_store(str(tmp_path))
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"")
+    path = store.local_path(ckpt.save(store, "r1", 1, {**payload, "step": 1}, keep_last=3))
+    ckpt.write_run_config(store, "r1", payload["config"], RESUME_KEYS)
+    for written in (path, store.local_path("checkpoints/r1/config.json")):
+        mode = stat.S_IMODE(written.stat().st_mode)
+        assert mode & 0o044 == 0o044, oct(mode)
+        assert mode == stat.S_IMODE(plain.stat().st_mode), (oct(mode), oct(plain.stat().st_mode))
 
 
 def test_checkpoint_loads_with_open_clip_and_as_local_dir(tmp_path, payload):

@@ -7,9 +7,11 @@ from collections import Counter
 from itertools import islice
 
 import pytest
+import torch
 from scipy.stats import chisquare
 
 from laclip.data.registry import resolve_shards
+from laclip.data.shards import read_captions
 from laclip.errors import DataError
 from laclip.train.data import TrainStream, choose_texts, epoch_slices, plan_slices
 from laclip.train.model import image_geometry
@@ -173,3 +175,24 @@ def test_resume_position_continues_the_same_stream(demo_copy):
     assert [(a["epoch"], a["consumed"], a["keys"]) for _, _, a in full[25:]] == \
         [(b["epoch"], b["consumed"], b["keys"]) for _, _, b in resumed]
     assert len({k for _, _, a in full[25:] for k in a["keys"]}) > 16 * 7  # keys that tell batches apart
+
+
+def test_rewrites_made_from_another_caption_train_on_the_original_and_are_counted(demo_copy):
+    """A few rows whose rewrite parquet records another caption than the shard holds now (their
+    rewrites describe another image): the sample trains on its own caption, and is counted."""
+    import open_clip
+
+    mismatched = write_rewrites(demo_copy, mismatch=2)
+    assert len(mismatched) == 2 * 4
+    captions = {k: c for shard in resolve_shards(demo_copy, "demo") for k, c in read_captions(demo_copy, shard)}
+    tok = open_clip.get_tokenizer("laclip-tiny")
+    stats, seen, others = Counter(), Counter(), Counter()
+    for _, tokens, info in islice(iter(stream(demo_copy, batch_size=32)), 16 * 3):  # three epochs
+        stats.update(info["stats"])
+        for key, row in zip(info["keys"], tokens):
+            if key in mismatched:
+                seen[key] += 1
+                assert torch.equal(row, tok([captions[key]])[0]), key  # never a rewrite of the other caption
+        others.update(text.split(":")[0].strip() for text in decode(tokens))
+    assert set(seen) == mismatched and stats["rewrite_caption_mismatches"] == sum(seen.values()) == 3 * 8
+    assert stats["samples"] == 3 * 512 and set(SOURCES) <= set(others)  # the other rows still draw rewrites

@@ -33,11 +33,23 @@ def test_train_on_gcs_and_resume(demo_store, gcs_bucket, tmp_path, capsys):
     assert "step_4.pt at step 4 of 6" in capsys.readouterr().err
 
 
-def test_checkpoint_saved_again_on_gcs_replaces_the_old_one(gcs_bucket):
+def test_checkpoint_saved_again_on_gcs_only_replaces_one_skipped_at_resume(gcs_bucket):
     """A restart that resumed past an unreadable step_N.pt writes step N again: the create-only
-    upload finds the old object, which must not keep the new state from being saved."""
+    upload finds the old object, which must not keep the new state from being saved. An object
+    that loads is another trainer's: the create-only upload keeps it, and the save is refused."""
+    import pytest
+
+    from laclip.errors import LeaseHeld
+
     store = open_store(gcs_bucket)
+    ckpt.save(store, "g2", 2, {"step": 2, "total_steps": 9}, keep_last=3)
     store.write_bytes("checkpoints/g2/step_3.pt", b"cut short")
-    ckpt.save(store, "g2", 3, {"step": 3, "total_steps": 9}, keep_last=2)
+    broken: list[str] = []
+    path, state = ckpt.load_latest(store, "g2", broken)
+    assert path == "checkpoints/g2/step_2.pt" and broken == ["checkpoints/g2/step_3.pt"]
+    ckpt.save(store, "g2", 3, {"step": 3, "total_steps": 9}, keep_last=3, replaceable=broken)
     path, state = ckpt.load_latest(store, "g2")
     assert path == "checkpoints/g2/step_3.pt" and state["total_steps"] == 9
+    with pytest.raises(LeaseHeld, match="step_3.pt already exists"):
+        ckpt.save(store, "g2", 3, {"step": 3, "total_steps": 10}, keep_last=3)
+    assert ckpt.load(store, "checkpoints/g2/step_3.pt")["total_steps"] == 9

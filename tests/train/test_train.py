@@ -1,9 +1,11 @@
-"""Training end to end: the entrypoint, resume, bad input, elastic torchrun, TorchX local."""
+"""Training end to end: the entrypoint, resume, bad input, elastic torchrun under the launcher,
+`submit train --local` (the AppDef's own command)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +17,7 @@ import pytest
 import torch
 
 import laclip.train.model  # noqa: F401  (registers laclip-tiny with open_clip)
+from laclip.errors import EXIT_PERMANENT, DataError, UsageError
 from laclip.train import checkpoint as ckpt
 from laclip.train.config import TrainConfig, preset
 from laclip.train.main import main, plan_schedule
@@ -45,12 +48,15 @@ def test_train_checkpoints_resumes_and_guards_its_config(demo_copy, capsys):
     assert "run length changed (steps: 6 -> 8, epochs: 35.0 -> 35.0) from 6 to 8 steps" in err
     assert "resumed from" in err and "step_6.pt at step 6 of 8" in err
     assert [s for s, _ in ckpt.list_steps(demo_copy, "r1")] == [3, 6, 8]
-    # fewer steps than the run has already taken is refused
-    assert main(["--config", cfg.model_copy(update={"steps": 5}).model_dump_json()]) == 2
+    # fewer steps than the run has already taken is refused, as final (no retry can help)
+    assert main(["--config", cfg.model_copy(update={"steps": 5}).model_dump_json()]) == EXIT_PERMANENT
     assert "run 'r1' is at step 8, past the 5 steps asked for" in capsys.readouterr().err
     # resuming with another model is refused, naming both
-    assert main(["--config", cfg.model_copy(update={"model": "ViT-B-32"}).model_dump_json()]) == 2
+    assert main(["--config", cfg.model_copy(update={"model": "ViT-B-32"}).model_dump_json()]) == EXIT_PERMANENT
     assert "model: checkpoint has 'laclip-tiny', this run asks for 'ViT-B-32'" in capsys.readouterr().err
+    # every file the run wrote is readable by the pod's other users and colleagues (not mkstemp's 0600)
+    for path in (demo_copy.local_path("checkpoints/r1/step_8.pt"), demo_copy.local_path("checkpoints/r1/config.json")):
+        assert path.stat().st_mode & 0o044 == 0o044, oct(path.stat().st_mode)
 
 
 def test_resume_skips_a_truncated_checkpoint(demo_copy, capsys):
@@ -112,15 +118,53 @@ def test_schedule_caps_warmup_and_keeps_it_when_the_world_size_changes():
     assert plan_schedule(cfg.model_copy(update={"steps": 1000}), None, 10_000_000, 8) == (1000, 1000)
 
 
-@pytest.mark.parametrize("change, code, message", [
-    ({"model": "ViT-Nope-1"}, 2, "unknown model 'ViT-Nope-1'"),
-    ({"rewrites": "missing"}, 1, "no rewrites 'missing' for dataset 'demo'"),
-    ({"dataset": "cc3m"}, 1, "dataset 'cc3m' has no shards"),
+@pytest.mark.parametrize("change, message", [
+    ({"model": "ViT-Nope-1"}, "unknown model 'ViT-Nope-1'"),
+    ({"rewrites": "missing"}, "rewrites 'missing' of dataset 'demo'"),
+    ({"dataset": "cc3m"}, "dataset 'cc3m' has no shards"),
 ])
-def test_bad_input_fails_fast_with_a_clear_message(demo_copy, capsys, change, code, message):
+def test_bad_input_fails_fast_with_a_clear_message(demo_copy, capsys, change, message):
+    """Each is permanent: the entrypoint exits EXIT_PERMANENT, which every rendered Job treats as final."""
     write_rewrites(demo_copy)
-    assert main(["--config", config(demo_copy, "r3", steps=2, **change).model_dump_json()]) == code
-    assert message in capsys.readouterr().err
+    assert main(["--config", config(demo_copy, "r3", steps=2, **change).model_dump_json()]) == EXIT_PERMANENT
+    captured = capsys.readouterr()
+    assert message in captured.err and "Traceback" not in captured.err
+    assert not demo_copy.exists("checkpoints/r3/config.json")  # refused before the run began
+
+
+def test_rewrites_made_from_other_captions_are_refused_before_training(demo_copy, capsys):
+    """A dataset downloaded again from a changed URL list gives the old keys to other images: a
+    rewrite set whose recorded captions disagree with the shards' is refused, naming the rate."""
+    from laclip.train.inputs import check_inputs
+
+    differ = len(write_rewrites(demo_copy, mismatch="all"))
+    assert differ > 500  # of 512 (a few neighbours share a caption)
+    cfg = config(demo_copy, "moved", steps=2)
+    rate = f"{differ:,} of 512 rows checked differ ({100 * differ / 512:.1f}%, more than --max-rewrite-mismatch 1%"
+    with pytest.raises(DataError, match=re.escape(rate)):
+        check_inputs(cfg)
+    assert main(["--config", cfg.model_dump_json()]) == EXIT_PERMANENT
+    captured = capsys.readouterr()
+    assert f"rewrites 'rw1' were made from other captions than dataset 'demo' holds now: {rate}" in captured.err
+    assert "start" not in captured.out and not demo_copy.exists("checkpoints/moved/config.json")
+    assert not list(demo_copy.list("leases/"))  # not even the run's lease was taken
+
+
+def test_a_few_rewrites_made_from_other_captions_train_on_the_original(demo_copy, capsys):
+    """Under --max-rewrite-mismatch (1%) the run trains; those samples use their own caption and
+    are counted in the run's summary."""
+    mismatched = write_rewrites(demo_copy, mismatch=1)
+    assert len(mismatched) == 4  # 4 of 512 rows: 0.8%
+    cfg = config(demo_copy, "few", steps=8, batch_size=64, checkpoint_every=8)  # one epoch: each sample once
+    assert main(["--config", cfg.model_dump_json()]) == 0
+    captured = capsys.readouterr()
+    assert "rewrite_caption_mismatches=4" in captured.out  # the `done` event
+    assert demo_copy.list("leases/few/")  # (the refused run below takes none)
+    assert "trained on originals: {'rewrite_caption_mismatches': 4}" in captured.err
+    # the threshold is the run's to set: at 0 the same set is refused
+    strict = cfg.model_copy(update={"run": "strict", "max_rewrite_mismatch": 0.0})
+    assert main(["--config", strict.model_dump_json()]) == EXIT_PERMANENT
+    assert "4 of 512 rows checked differ (0.8%, more than --max-rewrite-mismatch 0%" in capsys.readouterr().err
 
 
 def test_loader_worker_error_reads_as_its_own_message(demo_copy, capsys):
@@ -129,19 +173,35 @@ def test_loader_worker_error_reads_as_its_own_message(demo_copy, capsys):
     for shard in resolve_shards(demo_copy, "demo"):
         demo_copy.write_bytes(shard.tar, b"not a tar")
     cfg = config(demo_copy, "r4", steps=2, rewrites=None, augment="none", workers=1)
-    assert main(["--config", cfg.model_dump_json()]) == 1
+    assert main(["--config", cfg.model_dump_json()]) == EXIT_PERMANENT  # bad data: no retry can help
     err = capsys.readouterr().err
     assert "error: loader worker 0 found no usable sample in epoch 0 of dataset 'demo'" in err
     assert "Traceback" not in err and "Caught DataError" not in err
 
 
 def test_missing_config_file_is_a_clear_error(tmp_path, capsys):
-    assert main(["--config-file", str(tmp_path / "missing.json")]) == 2
-    assert f"error: cannot read --config-file {tmp_path}/missing.json: No such file or directory" in \
+    assert main(["--config-file", str(tmp_path / "missing.json")]) == EXIT_PERMANENT
+    assert f"error: cannot read config file {tmp_path}/missing.json: No such file or directory" in \
         capsys.readouterr().err
     (tmp_path / "binary.json").write_bytes(b"\xff\xfe\x00")  # not UTF-8 (it raised AttributeError)
-    assert main(["--config-file", str(tmp_path / "binary.json")]) == 2
-    assert "error: cannot read --config-file" in capsys.readouterr().err
+    assert main(["--config-file", str(tmp_path / "binary.json")]) == EXIT_PERMANENT
+    assert "error: cannot read config file" in capsys.readouterr().err
+    # no config at all, or one that is not JSON: argparse's usage error, as final as the others
+    with pytest.raises(SystemExit) as exc:
+        main([])
+    assert exc.value.code == EXIT_PERMANENT
+    assert main(["--config", "{not json"]) == EXIT_PERMANENT
+    assert "error: --config is not JSON" in capsys.readouterr().err
+
+
+def test_config_file_and_set_build_the_same_config(demo_copy, tmp_path):
+    """The one entrypoint convention: --config-file (what local runners pass) and --set FIELD=VALUE."""
+    write_rewrites(demo_copy)
+    cfg = config(demo_copy, "viafile", steps=3, checkpoint_every=10)
+    (tmp_path / "cfg.json").write_text(cfg.model_dump_json())
+    assert main(["--config-file", str(tmp_path / "cfg.json"), "--set", "steps=2"]) == 0
+    assert [s for s, _ in ckpt.list_steps(demo_copy, "viafile")] == [2]
+    assert ckpt.load(demo_copy, "checkpoints/viafile/step_2.pt")["config"]["steps"] == 2
 
 
 def test_multitext_training_runs(demo_copy):
@@ -159,29 +219,41 @@ def _children(pid: int) -> list[int]:
         return []
 
 
+def _tree(pid: int) -> list[int]:
+    """pid's descendants, deepest first."""
+    out = []
+    for child in _children(pid):
+        out += [*_tree(child), child]
+    return out
+
+
 @pytest.mark.slow
 def test_elastic_restart_resumes_from_last_checkpoint(demo_copy, tmp_path):
-    """Real torchrun, 2 gloo processes; SIGKILL one after a checkpoint; torchrun restarts the
-    group, which resumes from the newest checkpoint and ends at the planned step."""
+    """Real torchrun under the pods' launcher, 2 gloo processes; SIGKILL one after a checkpoint:
+    a crash is no permanent error, so torchrun restarts the group, which resumes from the newest
+    checkpoint and ends at the planned step."""
     write_rewrites(demo_copy)
     total = 40
-    cfg = config(demo_copy, "elastic", steps=total, checkpoint_every=10, keep_last=10, log_every=5)
+    # one owner token for the whole submission, as the CLI sets it: the restarted rank 0 may take the lease
+    cfg = config(demo_copy, "elastic", steps=total, checkpoint_every=10, keep_last=10, log_every=5,
+                 owner="elastic-submission")
     log = open(tmp_path / "torchrun.log", "w")
     # LACLIP_DIST_TIMEOUT_S: a survivor stuck in a collective with the killed peer errors out
     # (and torchrun restarts the group) instead of waiting out the 30-minute default;
     # ELASTIC_ENV as in the rendered pods: a fresh store per restart
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "LOGLEVEL": "INFO",
            "LACLIP_DIST_TIMEOUT_S": "20", **ELASTIC_ENV}
-    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+    proc = subprocess.Popen([sys.executable, "-m", "laclip.train.launch", "--standalone", "--nproc_per_node", "2",
                              "--max-restarts", "5", "-m", "laclip.train.main", "--config", cfg.model_dump_json()],
                             stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
         while not ckpt.list_steps(demo_copy, "elastic"):
             assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "torchrun.log").read_text()
             time.sleep(0.05)
         steps_at_kill = [s for s, _ in ckpt.list_steps(demo_copy, "elastic")]
-        workers = _children(proc.pid)
+        [torchrun] = _children(proc.pid)
+        workers = _children(torchrun)
         assert len(workers) == 2, workers
         os.kill(workers[1], signal.SIGKILL)
         try:
@@ -189,7 +261,7 @@ def test_elastic_restart_resumes_from_last_checkpoint(demo_copy, tmp_path):
         except subprocess.TimeoutExpired:
             pytest.fail("torchrun did not finish in 240 s:\n" + (tmp_path / "torchrun.log").read_text()[-6000:])
     finally:  # never leave torchrun's workers behind (they run in sessions of their own)
-        for pid in [*_children(proc.pid), proc.pid]:
+        for pid in [*_tree(proc.pid), proc.pid]:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -217,13 +289,27 @@ def test_elastic_restart_resumes_from_last_checkpoint(demo_copy, tmp_path):
 
 
 @pytest.mark.slow
-def test_run_local_through_torchx(demo_copy, tmp_path):
-    from laclip_cli.submit_train import build_config, run_local
+def test_train_here_runs_the_app_defs_command(demo_copy, tmp_path, monkeypatch):
+    """`submit train --local`: the AppDef's own command (the launcher running torchrun) in a process
+    group this process owns, output line by line, no TorchX scheduler and no log folder left behind."""
+    from laclip_cli.stages.train import train_here
 
     write_rewrites(demo_copy)
-    cfg = build_config("demo", None, "local-1", rewrites="rw1", steps=4, batch_size=16, workers=0)
-    folder = run_local(cfg, demo_copy.url, 1, log_dir=str(tmp_path / "logs"), echo=False)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    cfg = TrainConfig(preset="demo", run="local-1", root=demo_copy.url, procs_per_node=1, rewrites="rw1", steps=4,
+                      batch_size=16, workers=0)
+    lines: list[str] = []
+    folder = train_here(cfg, echo=lines.append)
     assert folder == demo_copy.url_of("checkpoints/local-1")
     state = ckpt.load(demo_copy, "checkpoints/local-1/step_4.pt")
     assert state["config"]["rewrites"] == "rw1" and state["step"] == 4
     assert json.loads(demo_copy.read_text("checkpoints/local-1/config.json"))["model"] == "laclip-tiny"
+    assert any(line.startswith("step 4/4") for line in lines), lines  # the trainer's own output, not a log file
+    assert list(cwd.iterdir()) == []  # no torchx log folder
+    # a run that ends on a permanent error (found by the trainer: resuming with another model) says so
+    lines.clear()
+    with pytest.raises(UsageError, match=r"training run local-1 failed \(exit 3\)"):
+        train_here(cfg.model_copy(update={"model": "ViT-B-32"}), echo=lines.append)
+    assert sum("model: checkpoint has 'laclip-tiny', this run asks for 'ViT-B-32'" in line for line in lines) == 1
