@@ -38,6 +38,12 @@ class Flag:
     kind: type | None = None  # the flag's type when it differs from the field's (say, a comma list)
 
 
+def cluster_flags(*names: str, **help_text: str) -> list[Flag]:
+    """Flags of ClusterOptions fields (`--queue` for cluster.queue...), in the order given; a stage's
+    own help for one goes by field name."""
+    return [Flag(f"cluster.{n}", (f"--{n.replace('_', '-')}",), help_text.get(n)) for n in names]
+
+
 @dataclass(frozen=True)
 class Option:
     """A driver option that is no config field (how a --local run executes, --wait...)."""

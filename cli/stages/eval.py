@@ -7,7 +7,7 @@ import time
 from laclip.errors import LaclipError, UsageError
 from laclip.eval.config import EvalConfig
 from laclip_cli.console import err, out
-from laclip_cli.stage import Context, Flag, Option, Stage
+from laclip_cli.stage import Context, Flag, Option, Stage, cluster_flags
 
 
 def _names(text: str) -> list[str]:
@@ -27,14 +27,8 @@ FLAGS = [
     Flag("workers", ("--workers",)),
     Flag("precision", ("--precision",)),
     Flag("seed", ("--seed",), "seeds the few-shot episodes and the probe's split  [default: 0]"),
-    Flag("cluster.namespace", ("--namespace",)),
-    Flag("cluster.image", ("--image",)),
-    Flag("cluster.gpus", ("--gpus",), "GPUs per pod: 1, or 0 for CPU nodes  [default: 1]"),
-    Flag("cluster.accelerator", ("--accelerator",)),
-    Flag("cluster.spot", ("--spot",)),
-    Flag("cluster.queue", ("--queue",)),
-    Flag("cluster.priority_class", ("--priority-class",)),
-    Flag("cluster.service_account", ("--service-account",)),
+    *cluster_flags("namespace", "image", "gpus", "accelerator", "spot", "queue", "priority_class",
+                   "service_account", gpus="GPUs per pod: 1, or 0 for CPU nodes  [default: 1]"),
 ]
 OPTIONS = [
     Option("wait", ("--wait",), bool, False, "Wait for the Job to finish, then print the results."),

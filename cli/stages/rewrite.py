@@ -9,7 +9,7 @@ from typing import Callable, Optional
 from laclip.errors import LaclipError, UsageError
 from laclip.rewrite.config import RewriteConfig
 from laclip_cli.console import err, out
-from laclip_cli.stage import Context, Flag, Option, Stage
+from laclip_cli.stage import Context, Flag, Option, Stage, cluster_flags
 
 DEFAULT_MODEL = "llama-7b"  # gs://ROOT/models/llama-7b: upload the weights there once
 
@@ -59,16 +59,9 @@ FLAGS = [
     Flag("rewrite_id", ("--rewrite-id",)),
     Flag("shards_per_pod", ("--shards-per-pod",)),
     Flag("cluster.gpus", ("--gpus-per-pod",), "GPUs per pod (vLLM tensor parallel size)  [default: 1]"),
-    Flag("cluster.accelerator", ("--accelerator",)),
-    Flag("cluster.spot", ("--spot",)),
-    Flag("cluster.queue", ("--queue",)),
     Flag("parallelism", ("--parallelism",)),
-    Flag("cluster.namespace", ("--namespace",)),
-    Flag("cluster.service_account", ("--service-account",)),
-    Flag("cluster.image", ("--image",)),
-    Flag("cluster.priority_class", ("--priority-class",)),
-    Flag("cluster.cpu", ("--cpu",)),
-    Flag("cluster.memory", ("--memory",)),
+    *cluster_flags("accelerator", "spot", "queue", "namespace", "service_account", "image", "priority_class", "cpu",
+                   "memory"),
     Flag("endpoint", ("--endpoint",)),
     Flag("engine_options", ("--engine-option",), "KEY=VALUE passed to the engine, e.g. gpu_memory_utilization=0.85 "
          "(vllm), retries=0 (openai). Repeatable.", _engine_options, list[str]),

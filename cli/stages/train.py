@@ -10,7 +10,7 @@ from typing import Callable, Optional
 from laclip.errors import EXIT_PERMANENT, LaclipError, UsageError
 from laclip.train.config import TrainConfig
 from laclip_cli.console import out
-from laclip_cli.stage import Context, Flag, Option, Stage
+from laclip_cli.stage import Context, Flag, Option, Stage, cluster_flags
 
 
 def _names(text: str) -> list[str]:
@@ -44,15 +44,9 @@ FLAGS = [
     Flag("run", ("--run",)),
     Flag("nodes", ("--nodes",)),
     Flag("cluster.gpus", ("--gpus-per-node",), "GPUs (= processes) per node [default: the preset's; demo 0]"),
-    Flag("cluster.accelerator", ("--accelerator",)),
-    Flag("cluster.spot", ("--spot",)),
-    Flag("cluster.queue", ("--queue",), "Volcano queue [default: default]"),
-    Flag("cluster.priority_class", ("--priority-class",)),
-    Flag("cluster.namespace", ("--namespace",)),
-    Flag("cluster.service_account", ("--service-account",)),
-    Flag("cluster.image", ("--image",)),
-    Flag("cluster.cpu", ("--cpu",), "CPU request per node [default: the preset's]"),
-    Flag("cluster.memory", ("--memory",), "memory per node, e.g. 600Gi [default: the preset's]"),
+    *cluster_flags("accelerator", "spot", "queue", "priority_class", "namespace", "service_account", "image", "cpu",
+                   "memory", queue="Volcano queue [default: default]", cpu="CPU request per node [default: the "
+                   "preset's]", memory="memory per node, e.g. 600Gi [default: the preset's]"),
     Flag("max_restarts", ("--max-restarts",)),
     Flag("max_job_retries", ("--max-job-retries",)),
     Flag("eval_datasets", ("--eval-datasets",), parse=_names, kind=str),
