@@ -1,4 +1,5 @@
-"""`laclip eval report RUN...`: the results of every checkpoint of one or more runs, as a table and a chart."""
+"""`laclip eval report RUN...`: the results of every checkpoint of one or more runs, as a table and a chart.
+`laclip eval compare A B`: two checkpoints metric by metric, with paired intervals and McNemar's test."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def report(
     markdown: bool = typer.Option(False, "--markdown", help="Print a Markdown table (for CI job summaries)."),
 ) -> None:
     """Print the headline metric of every (checkpoint, dataset, task) and draw a chart."""
-    from laclip.eval.results import chart, load_rows, markdown as to_markdown, table
+    from laclip.eval.results import attach_intervals, chart, load_rows, markdown as to_markdown, table
 
     store = state.store()
     rows = []
@@ -33,13 +34,15 @@ def report(
             raise NotFound(f"no evaluation results under {store.url_of(layout.evals_of(run))}/: "
                            f"run `laclip submit eval --checkpoint {run}/step_N` first")
         rows.extend(found)
+    attach_intervals(store, rows)
     header, body = table(rows)
     if markdown:
         out.print(to_markdown(header, body), markup=False, soft_wrap=True, end="")
     else:
         from rich.table import Table
 
-        t = Table(title="eval results (percent; few-shot with its 95% interval)")
+        t = Table(title="eval results (percent [95% bootstrap interval over the test images; few-shot: "
+                        "over episodes])")
         for i, h in enumerate(header):
             t.add_column(h, justify="left" if i < 2 else "right")
         for line in body:
@@ -50,3 +53,60 @@ def report(
         chart(rows, str(path))
         if not markdown:  # keep a Markdown summary clean
             out.print(f"chart: {path}", soft_wrap=True)
+
+
+@app.command()
+def compare(
+    a: str = typer.Argument(..., help="A: a run (its newest evaluated checkpoint), RUN/CHECKPOINT, or a checkpoint "
+                                      "URL or path."),
+    b: str = typer.Argument(..., help="B: the same forms; differences are B - A."),
+    datasets: Optional[str] = typer.Option(None, help="Comma-separated datasets [default: every one both have]."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="JSON file [default: compare-A-vs-B.json here]."),
+    png: Optional[Path] = typer.Option(None, help="Chart file [default: compare-A-vs-B.png here]."),
+    no_png: bool = typer.Option(False, "--no-png", help="No chart."),
+    markdown: bool = typer.Option(False, "--markdown", help="Print a Markdown table (for CI job summaries)."),
+    resamples: int = typer.Option(10_000, min=100, max=1_000_000, help="Bootstrap resamples."),
+    seed: int = typer.Option(0, min=0, help="Seed of the bootstrap."),
+) -> None:
+    """B - A of every metric both checkpoints have, with a 95% paired-bootstrap interval over the test
+    images (over episodes for few-shot) and McNemar's exact test for top-1 and top-5."""
+    import json
+    import re
+
+    from laclip.eval import comparison as cmp
+    from laclip.eval.results import markdown as to_markdown
+
+    store = state.store()
+    side_a, side_b = cmp.resolve(store, a), cmp.resolve(store, b)
+    names = [d.strip() for d in datasets.split(",") if d.strip()] if datasets else None
+    items = cmp.compare(side_a, side_b, names, resamples=resamples, seed=seed)
+    rows = cmp.flat(items)
+    header, body = cmp.table(rows)
+    title = f"B - A: A = {side_a.label}, B = {side_b.label} (percent)"
+    if markdown:
+        out.print(f"**{title}**\n\n" + to_markdown(header, body), markup=False, soft_wrap=True, end="")
+    else:
+        from rich.table import Table
+
+        t = Table(title=title)
+        for i, h in enumerate(header):
+            t.add_column(h, justify="left" if i < 2 else "right")
+        for line in body:
+            t.add_row(*line)
+        out.print(t, soft_wrap=True)
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{side_a.label}-vs-{side_b.label}")
+    path = json_path or Path(f"compare-{slug}.json")
+    summary = {"a": {"ref": a, "run": side_a.run, "checkpoint": side_a.checkpoint, "store": side_a.store.url},
+               "b": {"ref": b, "run": side_b.run, "checkpoint": side_b.checkpoint, "store": side_b.store.url},
+               "difference": "b - a, percentage points", "confidence": 0.95, "seed": seed,
+               "interval": "paired percentile bootstrap over test images (few-shot: episodes; text-to-image "
+                           "retrieval: query images)", "test": "exact McNemar (binomial on discordant images)",
+               "rows": rows}
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    if not no_png and any(r["metric"] for r in rows):
+        chart_path = png or Path(f"compare-{slug}.png")
+        cmp.chart(rows, str(chart_path), title)
+        if not markdown:
+            out.print(f"json: {path}  chart: {chart_path}", markup=False, soft_wrap=True)
+    elif not markdown:
+        out.print(f"json: {path}", markup=False, soft_wrap=True)

@@ -8,6 +8,7 @@ through these paths, so nothing else in laclip, laclip_jobs or laclip_cli spells
     checkpoints/<run>/step_N.pt                         checkpoints (+ tensorboard/)
     evals/<run>/<checkpoint>/config.json                the evaluation record of one checkpoint
     evals/<run>/<checkpoint>/<dataset>/<task>-<id>.json one result; <id> names what made it
+    evals/<run>/<checkpoint>/<dataset>/<task>-<id>.outcomes.npz  its per-sample outcomes (laclip.eval.outcomes)
     evals/<run>/<checkpoint>/features/<dataset>/<split>.npz  cached image features
     leases/<run>/<seq>.json, <seq>.alive                who owns a training run (laclip.lease)
 
@@ -127,6 +128,11 @@ def eval_record(run: str, checkpoint_name: str) -> str:
 
 def eval_result(run: str, checkpoint_name: str, dataset: str, task: str, result_id: str) -> str:
     return join(eval_folder(run, checkpoint_name), dataset, f"{task}-{result_id}.json")
+
+
+def eval_outcomes(run: str, checkpoint_name: str, dataset: str, task: str, result_id: str) -> str:
+    """The per-sample outcomes beside a result (same identity): what paired comparisons read."""
+    return join(eval_folder(run, checkpoint_name), dataset, f"{task}-{result_id}.outcomes.npz")
 
 
 def eval_features(run: str, checkpoint_name: str, dataset: str, split: str) -> str:

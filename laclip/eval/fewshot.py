@@ -39,7 +39,8 @@ def sample_episodes(q_by, s_by, eligible, *, ways, shots, queries, episodes, sha
 
 def evaluate(query_feats: np.ndarray, query_labels: np.ndarray, support_feats: np.ndarray | None = None,
              support_labels: np.ndarray | None = None, *, ways=5, shots=5, queries=15, episodes=600, k=5,
-             temperature=0.07, seed=0) -> dict:
+             temperature=0.07, seed=0, outcomes: dict | None = None) -> dict:
+    """Metrics; `outcomes`, when given, receives each episode's accuracy and a digest of the episodes."""
     shared = support_feats is None
     if shared:
         support_feats, support_labels = query_feats, query_labels
@@ -62,6 +63,11 @@ def evaluate(query_feats: np.ndarray, query_labels: np.ndarray, support_feats: n
         sim, nn = torch.bmm(q, s.transpose(1, 2)).topk(k, dim=2)  # (E, Q, k)
         votes = torch.zeros(episodes, ways * queries, ways).scatter_add_(2, s_cls[nn], torch.exp(sim / temperature))
         accs = (votes.argmax(dim=2) == q_cls).float().mean(dim=1).double().numpy()
+    if outcomes is not None:
+        import hashlib
+
+        h = hashlib.sha256(np.ascontiguousarray(sup).tobytes() + b"|" + np.ascontiguousarray(qry).tobytes())
+        outcomes.update(episode_acc=accs, episodes=np.asarray(h.hexdigest()[:24]))
     half = 1.96 * accs.std(ddof=1) / np.sqrt(episodes) if episodes > 1 else float("nan")
     return {
         "acc1": float(accs.mean()),

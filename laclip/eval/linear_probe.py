@@ -70,15 +70,17 @@ def holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray,
 
 def evaluate(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
              val_x: np.ndarray | None = None, val_y: np.ndarray | None = None, *, reg_min=1e-6, reg_max=1e2,
-             grid=9, refine_steps=4, max_iter=100, val_fraction=0.2, seed=0, device="cpu") -> dict:
+             grid=9, refine_steps=4, max_iter=100, val_fraction=0.2, seed=0, device="cpu",
+             outcomes: dict | None = None) -> dict:
+    """Metrics; `outcomes`, when given, receives each test image's prediction and true-class rank."""
     with few_threads(train_x.size, device):
         return _evaluate(train_x, train_y, test_x, test_y, val_x, val_y, reg_min=reg_min, reg_max=reg_max,
                          grid=grid, refine_steps=refine_steps, max_iter=max_iter, val_fraction=val_fraction,
-                         seed=seed, device=device)
+                         seed=seed, device=device, outcomes=outcomes)
 
 
 def _evaluate(train_x, train_y, test_x, test_y, val_x, val_y, *, reg_min, reg_max, grid, refine_steps, max_iter,
-              val_fraction, seed, device) -> dict:
+              val_fraction, seed, device, outcomes=None) -> dict:
     classes = int(max(train_y.max(), test_y.max(), val_y.max() if val_y is not None else 0) + 1)
     if val_x is None:
         tr, va = holdout(train_y, val_fraction, seed)
@@ -115,6 +117,10 @@ def _evaluate(train_x, train_y, test_x, test_y, val_x, val_y, *, reg_min, reg_ma
     all_y = t(np.concatenate([fit_y, val_y]), torch.long)
     w = fit(all_x, all_y, classes, 10 ** best, max_iter)
     logits = predict(w, t(test_x)).cpu().numpy()
+    if outcomes is not None:
+        from laclip.eval.outcomes import classification
+
+        outcomes.update(classification(logits, test_y))
     metrics = classification_metrics(logits, test_y)
     metrics.update({"reg": float(10 ** best), "val_acc1": scores[best], "train_size": len(all_y),
                     "val_size": len(vy), "regs_tried": len(scores)})

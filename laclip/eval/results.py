@@ -32,7 +32,9 @@ HEADLINE = {
 }
 SHORT = {"zeroshot_classification": "zero-shot", "fewshot_knn": "few-shot", "linear_probe": "linear",
          "zeroshot_retrieval": "t2i R@1"}
-RESULTS_VERSION = 1  # bumped when the evaluation code changes what a task computes
+# bumped when the evaluation code changes what a task computes or writes. 2: per-sample outcomes
+# beside every result (laclip.eval.outcomes), so `laclip eval compare` can pair two checkpoints
+RESULTS_VERSION = 2
 
 
 def checkpoint_file(cfg) -> tuple[Store, str]:
@@ -90,6 +92,15 @@ def write_result(store: Store, path: str, record: dict) -> bool:
         return False
 
 
+def write_bytes_once(store: Store, path: str, data: bytes) -> bool:
+    """Create-only bytes: False when an earlier attempt already wrote them."""
+    try:
+        store.write_bytes(path, data, create_only=True)
+        return True
+    except AlreadyExists:
+        return False
+
+
 def _clean(value):
     """JSON has no NaN: write null, as a strict reader expects."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -109,6 +120,7 @@ class Row:
     task: str
     record: dict
     result_id: str | None = None
+    interval: tuple[float, float] | None = None  # the headline metric's 95 % interval (attach_intervals)
 
     @property
     def value(self) -> float | None:
@@ -165,10 +177,29 @@ def table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
+def attach_intervals(store: Store, rows: list[Row], seed: int = 0) -> list[Row]:
+    """Fill each row's headline interval from its per-sample outcomes (a bootstrap over the test
+    images, over episodes for few-shot); rows without outcomes keep None."""
+    from laclip.eval import outcomes as oc
+
+    for r in rows:
+        path = layout.eval_outcomes(r.run, r.checkpoint, r.dataset, r.task, r.result_id or "")
+        try:
+            found = oc.from_bytes(store.read_bytes(path), store.url_of(path))
+            iv = oc.intervals(r.task, found, seed=seed).get(HEADLINE.get(r.task, "acc1"))
+        except (NotFound, FileNotFoundError, LaclipError, KeyError):
+            continue
+        if iv is not None:
+            r.interval = (iv.lo, iv.hi)
+    return rows
+
+
 def _fmt(row: Row) -> str:
     v = row.value
     if v is None:
         return "n/a"
+    if row.interval:
+        return f"{100 * v:.1f} [{100 * row.interval[0]:.1f}, {100 * row.interval[1]:.1f}]"
     ci = row.record["metrics"].get("acc1_ci95")
     return f"{100 * v:.1f}" + (f" ±{100 * ci:.1f}" if ci else "")
 
@@ -179,16 +210,22 @@ def markdown(header: list[str], body: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def chart(rows: list[Row], path: str) -> None:
-    """Training curves (metric vs step, one line per run, dataset and task) when the runs have
-    several step_N checkpoints; otherwise grouped bars, one bar per checkpoint. Percent."""
+def _pyplot():
     try:
         import matplotlib
     except ImportError:  # the base install (submit, report tables) has no matplotlib
-        raise LaclipError("the chart needs matplotlib: `pip install matplotlib` (or laclip[eval]), "
+        raise LaclipError("the chart needs matplotlib: `pip install 'laclip[report]'` (or laclip[eval]), "
                           "or pass --no-png for the table only") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def chart(rows: list[Row], path: str) -> None:
+    """Training curves (metric vs step, one line per run, dataset and task) when the runs have
+    several step_N checkpoints; otherwise grouped bars, one bar per checkpoint. Percent."""
+    plt = _pyplot()
 
     steps = {r.checkpoint for r in rows if _step(r.checkpoint)[0] == 0}
     if len(steps) >= 3 and len(steps) == len({r.checkpoint for r in rows}):
@@ -209,9 +246,16 @@ def chart(rows: list[Row], path: str) -> None:
         fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(groups) * max(1, len(body))), 4.5), dpi=120)
         width = 0.8 / max(1, len(body))
         x = np.arange(len(groups))
+        columns = sorted({(r.dataset, r.task) for r in rows}, key=lambda c: (c[0], list(HEADLINE).index(c[1])
+                                                                              if c[1] in HEADLINE else 99))
+        cells = {(r.run, r.checkpoint, r.dataset, r.task): r for r in rows}
         for i, line in enumerate(body):
-            vals = [float(c.split()[0]) if c not in ("-", "n/a") else 0.0 for c in line[2:]]
-            ax.bar(x + i * width - 0.4 + width / 2, vals, width, label=f"{line[0]}/{line[1]}")
+            found = [cells.get((line[0], line[1], d, t)) for d, t in columns]
+            vals = [100 * r.value if r is not None and r.value is not None else 0.0 for r in found]
+            lo = [v - 100 * r.interval[0] if r is not None and r.interval else 0.0 for v, r in zip(vals, found)]
+            hi = [100 * r.interval[1] - v if r is not None and r.interval else 0.0 for v, r in zip(vals, found)]
+            ax.bar(x + i * width - 0.4 + width / 2, vals, width, label=f"{line[0]}/{line[1]}",
+                   yerr=[lo, hi] if any(lo) or any(hi) else None, capsize=3)
         ax.set_xticks(x, groups, rotation=20, ha="right")
     ax.set_ylabel("percent")
     ax.set_ylim(0, 100)

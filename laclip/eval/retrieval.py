@@ -13,7 +13,9 @@ import torch
 from laclip.errors import DataError
 
 
-def evaluate(lm, image_feats: np.ndarray, captions: list[list[str]], recall_k=(1, 5, 10), where="dataset") -> dict:
+def evaluate(lm, image_feats: np.ndarray, captions: list[list[str]], recall_k=(1, 5, 10), where="dataset",
+             outcomes: dict | None = None) -> dict:
+    """Metrics; `outcomes`, when given, receives each caption's image rank and each image's best caption rank."""
     from laclip.eval.features import encode_texts
 
     texts, owner = [], []
@@ -36,5 +38,14 @@ def evaluate(lm, image_feats: np.ndarray, captions: list[list[str]], recall_k=(1
         i2t = (owner_t[top_txt] == torch.arange(len(keep))[:, None]).any(dim=1).float().mean().item()
         metrics[f"image_retrieval_recall@{k}"] = t2i
         metrics[f"text_retrieval_recall@{k}"] = i2t
+    if outcomes is not None:
+        own = scores[torch.arange(len(texts)), owner_t]  # each caption's score with its own image
+        t2i_rank = (scores > own[:, None]).sum(dim=1).numpy()
+        cap_rank = (scores.T[owner_t] > own[:, None]).sum(dim=1).numpy()  # among all captions of its image's row
+        i2t_rank = np.full(len(keep), len(texts), dtype=np.int64)
+        np.minimum.at(i2t_rank, owner_t.numpy(), cap_rank)
+        outcomes.update(t2i_rank=t2i_rank.astype(np.int32), t2i_image=owner_t.numpy().astype(np.int32),
+                        i2t_rank=i2t_rank.astype(np.int32), recall_k=np.asarray(list(recall_k), dtype=np.int32),
+                        images=np.asarray(keep, dtype=np.int32))
     metrics["images"], metrics["texts"] = len(keep), len(texts)
     return metrics

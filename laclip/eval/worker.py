@@ -111,9 +111,11 @@ def _require_labels(feats, where: str, task: str) -> None:
 
 
 def evaluate_dataset(cfg: EvalConfig, ds, lm, store, todo: list[Planned]) -> list[dict]:
-    from laclip.eval import fewshot, linear_probe, retrieval, zeroshot
+    import numpy as np
+
+    from laclip.eval import fewshot, linear_probe, outcomes, retrieval, zeroshot
     from laclip.eval.features import split_features
-    from laclip.eval.results import write_result
+    from laclip.eval.results import write_bytes_once, write_result
 
     feats = {}
 
@@ -131,12 +133,14 @@ def evaluate_dataset(cfg: EvalConfig, ds, lm, store, todo: list[Planned]) -> lis
         task, start = item.task, time.perf_counter()
         test = split(cfg.test_split, None if task == "retrieval" else task)
         extra: dict = {"split": cfg.test_split}
+        kept: dict = {}  # per-sample outcomes (laclip.eval.outcomes)
         if task == "retrieval":
-            metrics = retrieval.evaluate(lm, test.features, test.captions, cfg.recall_k, where=ds.url(cfg.test_split))
+            metrics = retrieval.evaluate(lm, test.features, test.captions, cfg.recall_k, where=ds.url(cfg.test_split),
+                                         outcomes=kept)
         elif task == "zeroshot":
             classnames, templates = item.classnames, item.templates
             metrics = zeroshot.evaluate(lm, test.features, test.labels, classnames, templates,
-                                        where=ds.url(cfg.test_split))
+                                        where=ds.url(cfg.test_split), outcomes=kept)
             extra.update(classes=len(classnames), templates=len(templates))
         elif task == "fewshot":
             fs = cfg.fewshot
@@ -144,7 +148,7 @@ def evaluate_dataset(cfg: EvalConfig, ds, lm, store, todo: list[Planned]) -> lis
             metrics = fewshot.evaluate(
                 test.features, test.labels, support.features if support else None,
                 support.labels if support else None, ways=fs.ways, shots=fs.shots, queries=fs.queries,
-                episodes=fs.episodes, k=fs.k, temperature=fs.temperature, seed=cfg.seed)
+                episodes=fs.episodes, k=fs.k, temperature=fs.temperature, seed=cfg.seed, outcomes=kept)
             extra["support_split"] = cfg.train_split if has_train else cfg.test_split
         else:  # linear_probe
             if not has_train:
@@ -156,13 +160,20 @@ def evaluate_dataset(cfg: EvalConfig, ds, lm, store, todo: list[Planned]) -> lis
                 train.features, train.labels, test.features, test.labels,
                 val.features if val else None, val.labels if val else None, reg_min=lp.reg_min,
                 reg_max=lp.reg_max, grid=lp.grid, refine_steps=lp.refine_steps, max_iter=lp.max_iter,
-                val_fraction=lp.val_fraction, seed=cfg.seed, device=str(lm.device))
+                val_fraction=lp.val_fraction, seed=cfg.seed, device=str(lm.device), outcomes=kept)
+        rid = item.path.rsplit("-", 1)[-1][:-5]
+        keys = np.asarray(test.keys)
+        kept["keys"] = keys[kept.pop("images")] if "images" in kept else keys
+        outcomes_path = layout.eval_outcomes(cfg.run, cfg.checkpoint_name, ds.name, TASK_RESULT_NAMES[task], rid)
+        # before the result: a result that exists has its outcomes (create-only; a retry keeps the first)
+        write_bytes_once(store, outcomes_path, outcomes.to_bytes(kept))
+        extra["outcomes"] = outcomes_path.rsplit("/", 1)[-1]
         record = {
             "dataset": ds.name, "model": lm.name, "pretrained": cfg.checkpoint_url,
             "task": TASK_RESULT_NAMES[task], "metrics": metrics, "language": "en",
             "laclip": {"run": cfg.run, "checkpoint": cfg.checkpoint_name, "dataset_url": ds.url(),
                        "images": int(len(test.labels)), "seconds": round(time.perf_counter() - start, 3),
-                       "seed": cfg.seed, "version": __version__, "result_id": item.path.rsplit("-", 1)[-1][:-5],
+                       "seed": cfg.seed, "version": __version__, "result_id": rid,
                        "identity": item.identity,
                        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"), **extra},
         }

@@ -48,8 +48,13 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, 
 
 
 def evaluate(lm, features: np.ndarray, labels: np.ndarray, classnames: list[str], templates: list[str],
-             where: str = "dataset") -> dict:
+             where: str = "dataset", outcomes: dict | None = None) -> dict:
+    """Metrics; `outcomes`, when given, receives each image's prediction and true-class rank."""
     check_labels(labels, classnames, where)
     classifier = class_embeddings(lm, classnames, templates)
     logits = 100.0 * torch.as_tensor(features) @ classifier.T
+    if outcomes is not None:
+        from laclip.eval.outcomes import classification
+
+        outcomes.update(classification(logits.numpy(), labels))
     return classification_metrics(logits.numpy(), labels)
