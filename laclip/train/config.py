@@ -51,6 +51,9 @@ class TrainConfig(BaseModel):
     warmup_steps: Optional[int] = Field(None, ge=0, le=10**9)  # overrides warmup_epochs
     loss: LossKind = Field("clip", description="clip or multitext")
     texts_per_image: int = Field(1, ge=1, le=8, description="texts per image with --loss multitext")
+    multitext_form: Literal["paper", "pooled"] = Field(
+        "paper", description="multitext loss: paper (LaCLIP-MT: one CLIP loss per text slot, averaged) or pooled "
+                             "(one softmax over all texts, every text of the image a positive); laclip.train.loss")
     local_loss: bool = False
     gather_with_grad: bool = False
     precision: Precision = Field("auto", description="auto (bf16 autocast on GPU, fp32 on CPU), amp_bf16, amp, fp32")

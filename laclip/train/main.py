@@ -149,6 +149,11 @@ def _loop(cfg: TrainConfig, rank: int, world: int, device, store, shards, config
         where, state = cfg.resume, ckpt.load(store, cfg.resume)
     if state is not None:
         ckpt.check_compatible(state["config"], config, RESUME_KEYS, store.url_of(where))
+        # checkpoints from before the field trained the pooled form
+        before = state["config"].get("multitext_form", "pooled")
+        if cfg.loss == "multitext" and before != cfg.multitext_form:
+            raise UsageError(f"cannot resume from {store.url_of(where)}: it trained the {before!r} multi-text loss, "
+                             f"this run asks for {cfg.multitext_form!r} (--set multitext_form={before} to continue it)")
     if rank == 0:
         ckpt.write_run_config(store, cfg.run, config, RESUME_KEYS)
 
