@@ -8,6 +8,8 @@ from typing import Callable, Optional
 
 from laclip.errors import LaclipError, UsageError
 from laclip.rewrite.config import RewriteConfig
+from rich.markup import escape
+
 from laclip_cli.console import err, out
 from laclip_cli.stage import Context, Flag, Option, Stage, cluster_flags
 
@@ -157,7 +159,9 @@ def run_here(cfg: RewriteConfig, *, workers: int | None = None,
     from laclip_cli.local import run_indexed
 
     store = open_store(cfg.root)
-    cfg = cfg.check()
+    cfg, warning = cfg.check().for_this_machine()
+    if warning:
+        err.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     if cfg.engine == "hf":
         from laclip.rewrite.engines.base import check_model_dir
 

@@ -140,7 +140,39 @@ class RewriteConfig(BaseModel):
             "max_caption_words": self.max_caption_words,
             "max_caption_chars": self.max_caption_chars,
             "filter_version": FILTER_VERSION,
+            **({"eda_operations": list(self.eda_operations())} if self.engine == "eda" else {}),
         }
+
+    def eda_operations(self) -> tuple[str, ...]:
+        """The EDA operations this config asks for (`operations` engine option; all four by default,
+        swap and delete with wordnet=false)."""
+        from laclip.rewrite.wordnet import NEEDS_WORDNET, OPERATIONS, parse_operations
+
+        opts = self.engine_options
+        if "operations" in opts:
+            return parse_operations(opts["operations"])
+        if opts.get("wordnet") is False:
+            return tuple(op for op in OPERATIONS if op not in NEEDS_WORDNET)
+        return OPERATIONS
+
+    def for_this_machine(self) -> tuple["RewriteConfig", str | None]:
+        """For a run here: an eda config that asks for every operation when this machine has no
+        WordNet becomes one that names the operations it can run (so the rewrite id says so), with
+        the warning to show; any other config unchanged."""
+        if self.engine != "eda" or "operations" in self.engine_options:
+            return self, None
+        from laclip.rewrite import wordnet
+
+        here = wordnet.operations_here()
+        asked = self.eda_operations()
+        ops = tuple(op for op in asked if op in here)
+        if ops == asked:
+            return self, None
+        missing = [op for op in asked if op not in ops]
+        options = {**self.engine_options, "operations": ",".join(ops)}
+        return self.model_copy(update={"engine_options": options}), (
+            f"eda: {', '.join(missing)} cannot run here ({wordnet.source()}): rewriting with {', '.join(ops)} only, "
+            f"a rewrite id of its own. To run all four, {wordnet.HOW}")
 
     def fingerprint_hash(self) -> str:
         blob = json.dumps(self.output_fingerprint(), sort_keys=True, ensure_ascii=True)

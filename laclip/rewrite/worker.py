@@ -123,6 +123,7 @@ class ShardRewriter:
             engine_s += e1 - e0
             filter_s += time.perf_counter() - e1
 
+        used = self.engine.take_counts() if hasattr(self.engine, "take_counts") else None
         per_source = {}
         for j, s in enumerate(sources):
             reasons = {r: 0 for r in REASONS}
@@ -136,7 +137,8 @@ class ShardRewriter:
             "dataset": cfg.dataset, "shard": shard.id, "rewrite_id": self.rewrite_id, "captions": n,
             "prompts": len(todo), "sources": per_source,
             "fallbacks_total": sum(sum(v["fallbacks"].values()) for v in per_source.values()),
-            "engine": self.engine_info, "model": cfg.model, "sampling": cfg.sampling.model_dump(),
+            "engine": self.engine_info, **({"operations_used": used} if used is not None else {}),
+            "model": cfg.model, "sampling": cfg.sampling.model_dump(),
             "prompt_set_hash": self.prompt_set_hash, "input_digest": digest,
             "laclip_version": __version__, "host": socket.gethostname(),
             "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -219,6 +221,13 @@ def run_index(cfg: RewriteConfig, store: Store, index: int, engine=None) -> list
     if not mine:
         log("no-shards", index=index, shards=len(shards), shards_per_pod=k)
         return []
+    if cfg.engine == "eda":  # on every run, finished shards or not: what this rewrite set lacks
+        from laclip.rewrite.wordnet import OPERATIONS
+
+        missing = [op for op in OPERATIONS if op not in cfg.eda_operations()]
+        if missing:
+            logger.warning("eda: rewrite %s runs without %s (no WordNet where it was made)", rewrite_id,
+                           ", ".join(missing))
     pairs = load_meta_pairs(cfg.sources, cfg.meta_pairs)
     ensure_run_record(store, cfg, rewrite_id, pairs)
     todo = [s for s in mine if not store.exists(layout.rewrite_shard(cfg.dataset, rewrite_id, s.id))]

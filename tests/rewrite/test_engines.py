@@ -222,3 +222,53 @@ def test_vllm_adapter_passes_the_paper_settings(monkeypatch, tmp_path):
 def test_unknown_engine_option_is_a_usage_error():
     with pytest.raises(UsageError, match="engine option"):
         make_engine(RewriteConfig(dataset="demo", engine="eda", engine_options={"temprature": 1}))
+
+
+def test_eda_runs_all_four_operations_with_wordnet_and_ci_has_it():
+    """CI installs Debian's wordnet-base (.ci/run): there all four operations must run."""
+    import os
+
+    from laclip.rewrite import wordnet
+
+    if os.environ.get("CI"):
+        assert wordnet.operations_here() == wordnet.OPERATIONS, wordnet.source()
+    if wordnet.operations_here() != wordnet.OPERATIONS:
+        pytest.skip(f"no WordNet on this machine ({wordnet.source()})")
+    assert "WordNet 3.0" in wordnet.source()
+    engine = make_engine(RewriteConfig(dataset="demo", engine="eda"))
+    assert engine.info()["operations"] == list(wordnet.OPERATIONS) and engine.info()["missing"] == []
+    cap = "a small red circle on a grey background"
+    outs = engine(requests_for([cap] * 200))
+    counts = engine.take_counts()
+    assert set(counts) == set(wordnet.OPERATIONS) and sum(counts.values()) == 200
+    new_words = {w for o in outs for w in o.split()} - set(cap.split())
+    assert new_words & set(wordnet.synonyms()("circle") + wordnet.synonyms()("small"))  # real WordNet synonyms
+    # the table nltk needs beside Debian's database is WordNet's own (its man page lists the same files)
+    import gzip
+    from pathlib import Path
+
+    man = Path("/usr/share/man/man5/lexnames.5WN.gz")
+    if man.exists():
+        rows = [line.split("\t")[:2] for line in gzip.open(man, "rt") if line[:2].isdigit() and "\t" in line]
+        assert [name.strip() for _, name in rows] == wordnet.LEXNAMES and [int(n) for n, _ in rows] == list(range(45))
+
+
+def test_eda_operations_are_in_the_rewrite_id_and_never_silently_fewer(monkeypatch):
+    from laclip.rewrite import wordnet
+
+    full = RewriteConfig(dataset="demo", engine="eda")
+    fewer = RewriteConfig(dataset="demo", engine="eda", engine_options={"operations": "swap,delete"})
+    assert full.eda_operations() == wordnet.OPERATIONS and fewer.eda_operations() == ("swap", "delete")
+    assert full.resolved_rewrite_id() != fewer.resolved_rewrite_id()
+    with pytest.raises(UsageError, match="eda operations"):
+        RewriteConfig(dataset="demo", engine="eda", engine_options={"operations": "shuffle"}).eda_operations()
+    # a machine without WordNet: a run here names the operations it can do (its own id) and warns;
+    # an engine asked for an operation it cannot run (a pod from a submit) fails instead of doing less
+    monkeypatch.setattr(wordnet, "reader", lambda: (None, "no WordNet database found"))
+    here, warning = full.for_this_machine()
+    assert here.eda_operations() == ("swap", "delete") and "replace, insert cannot run here" in warning
+    assert here.resolved_rewrite_id() == fewer.resolved_rewrite_id()
+    with pytest.raises(UsageError, match="need WordNet"):
+        make_engine(full)
+    with pytest.warns(RuntimeWarning, match="without replace, insert"):
+        assert make_engine(fewer).info()["missing"] == ["replace", "insert"]

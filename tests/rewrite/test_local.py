@@ -24,9 +24,14 @@ def test_local_demo_with_eda(demo_copy):
     result = runner.invoke(app, ["--root", root, "submit", "rewrite", "--dataset", "demo", "--local"],
                            env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
-    rid = RewriteConfig(dataset="demo", engine="eda").resolved_rewrite_id()
+    from laclip.rewrite import wordnet
+
+    cfg, warning = RewriteConfig(dataset="demo", engine="eda").for_this_machine()
+    rid = cfg.resolved_rewrite_id()
     assert f"rewrite {rid}: 4 shards, 512 captions x 4 sources" in result.stdout
-    assert "no WordNet corpus" in result.stderr
+    # every run here that lacks an operation says so (and the id is that of the operations that ran)
+    assert ("cannot run here" in result.stderr) == (wordnet.operations_here() != wordnet.OPERATIONS)
+    assert (warning is None) == (wordnet.operations_here() == wordnet.OPERATIONS)
     check_complete(demo_copy, "demo", rid)
     # The one-command pipeline's entry point: the same id, nothing redone.
     seen = []

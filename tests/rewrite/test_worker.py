@@ -44,8 +44,11 @@ def test_eda_rewrites_a_dataset_and_resumes(demo_copy):
     store = demo_copy
     cfg = RewriteConfig(dataset="demo", engine="eda", shards_per_pod=2)
     rid = cfg.resolved_rewrite_id()
-    with pytest.warns(RuntimeWarning, match="WordNet"):
-        stats = run_index(cfg, store, 0) + run_index(cfg, store, 1)
+    from laclip.rewrite import wordnet
+
+    cfg, _ = cfg.for_this_machine()  # what a run here asks for: all four operations where WordNet is
+    rid = cfg.resolved_rewrite_id()
+    stats = run_index(cfg, store, 0) + run_index(cfg, store, 1)
     assert [s["shard"] for s in stats] == ["00000", "00001", "00002", "00003"]
     check_complete(store, "demo", rid)
     table = rout.read_shard(store, "demo", rid, "00000")
@@ -58,7 +61,11 @@ def test_eda_rewrites_a_dataset_and_resumes(demo_copy):
     assert sum(total["fallbacks"].values()) == sum(s["fallbacks_total"] for s in stats)
     record = json.loads(store.read_text(f"rewrites/demo/{rid}/config.json"))
     assert record["sources"] == SOURCES and record["fingerprint"]["engine"] == "eda"
-    assert stats[0]["engine"]["wordnet"] is False and stats[0]["prompt_set_hash"]
+    here = wordnet.operations_here()
+    assert stats[0]["engine"]["operations"] == list(here) and stats[0]["prompt_set_hash"]
+    assert record["fingerprint"]["eda_operations"] == list(here)
+    used = stats[0]["operations_used"]  # rewrites per operation in the shard: every one that runs is drawn
+    assert set(used) == set(here) and sum(used.values()) == stats[0]["prompts"]
 
     before = store.local_path(layout.rewrite_shard("demo", rid, "00000")).stat().st_mtime_ns
     store.delete(layout.rewrite_stats("demo", rid, "00001"))  # as if killed between parquet and stats

@@ -25,7 +25,8 @@ def _make(cfg, opts: dict) -> Engine:
     if cfg.engine == "eda":
         from laclip.rewrite.engines.eda import EdaEngine
 
-        return EdaEngine(**opts)
+        # the operations the rewrite id names, every one of them, or a permanent error
+        return EdaEngine(**{**opts, "operations": ",".join(cfg.eda_operations())})
     if cfg.engine == "hf":
         from laclip.rewrite.engines.hf import HFEngine
 

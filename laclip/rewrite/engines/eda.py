@@ -1,8 +1,11 @@
 """EDA, the paper's non-LLM baseline (Wei & Zou 2019): synonym replacement, random insertion,
 random swap and random deletion, one operation per rewrite, touching about alpha of the words.
 
-Synonyms come from a local WordNet corpus (nltk) when one is installed; without it only swap
-and deletion are possible and a warning says so. Every request carries its own seed, so the
+Synonyms come from WordNet 3.0 (laclip.rewrite.wordnet: nltk's data, or Debian's wordnet-base
+package); without it only swap and deletion are possible, and every run says so. Which
+operations ran is part of the rewrite id (the `operations` engine option) and of each shard's
+stats (`engine.operations`, `engine.missing`, and `operations_used`: rewrites per operation).
+Every request carries its own seed, so the
 rewrites of a caption for the sources chatgpt/bard/coco/human are 4 different, reproducible
 augmentations and the output has the same columns as an LLM run (meta pairs are not used).
 """
@@ -11,7 +14,7 @@ from __future__ import annotations
 
 import random
 import warnings
-from functools import lru_cache
+from collections import Counter
 from typing import Callable
 
 from laclip.errors import UsageError
@@ -26,47 +29,53 @@ _PUNCT = ".,;:!?\"'()[]{}"
 
 
 def wordnet_synonyms() -> Callable[[str], list[str]] | None:
-    """A synonym lookup backed by nltk's WordNet, or None when no corpus is installed here."""
-    try:
-        from nltk.corpus import wordnet
+    """A synonym lookup backed by WordNet (laclip.rewrite.wordnet), or None when none is installed here."""
+    from laclip.rewrite import wordnet
 
-        wordnet.synsets("dog")  # raises LookupError when the corpus is missing
-    except (ImportError, LookupError, OSError):
-        return None
-
-    @lru_cache(maxsize=100_000)
-    def lookup(word: str) -> list[str]:
-        found = []
-        for syn in wordnet.synsets(word):
-            for lemma in syn.lemmas():
-                name = lemma.name().replace("_", " ").lower()
-                if name != word and name not in found and name.replace(" ", "").isalpha():
-                    found.append(name)
-        return found
-
-    return lookup
+    return wordnet.synonyms()
 
 
 class EdaEngine(Engine):
+    """`operations`: which of the four to draw from (default all four; WordNet is then required).
+    `wordnet=false` (or a machine without WordNet and no `operations` given, outside a pod) runs
+    swap and deletion only, with a warning: the rewrite id and stats record what ran."""
+
     name = "eda"
     default_batch = 4096
 
-    def __init__(self, alpha: float = 0.1, synonyms: Callable[[str], list[str]] | None = None, wordnet: bool = True):
+    def __init__(self, alpha: float = 0.1, synonyms: Callable[[str], list[str]] | None = None, wordnet: bool = True,
+                 operations: str | None = None):
+        from laclip.rewrite import wordnet as wn
+
         self.alpha = float(alpha)
         if not 0 < self.alpha <= 1:
             raise UsageError(f"eda: alpha is the share of words changed, between 0 and 1, not {alpha!r}")
-        self.synonyms = synonyms or (wordnet_synonyms() if wordnet else None)
-        if self.synonyms is None:
-            msg = ("eda: no WordNet corpus found (nltk.download('wordnet') where a network is available); "
-                   "using random swap and deletion only")
-            warnings.warn(msg, RuntimeWarning, stacklevel=2)
-            self.ops = (self.swap, self.delete)
-        else:
-            self.ops = (self.replace, self.insert, self.swap, self.delete)
+        asked = wn.parse_operations(operations) if operations is not None or wordnet else \
+            tuple(op for op in wn.OPERATIONS if op not in wn.NEEDS_WORDNET)
+        needs = [op for op in asked if op in wn.NEEDS_WORDNET]
+        self.synonyms = synonyms or (wordnet_synonyms() if needs else None)
+        self.source = "given" if synonyms else (wn.source() if needs else None)
+        if needs and self.synonyms is None:
+            if operations is not None:  # asked for by name (the rewrite id records them): never silently less
+                raise UsageError(f"eda: {', '.join(needs)} need WordNet, and {wn.source()}: {wn.HOW}; or pass "
+                                 f"--engine-option operations=swap,delete")
+            asked = tuple(op for op in asked if op not in wn.NEEDS_WORDNET)
+        self.operations = asked
+        self.missing = tuple(op for op in wn.OPERATIONS if op not in asked)
+        if self.missing:
+            warnings.warn(f"eda: running {', '.join(asked)} only, without {', '.join(self.missing)} "
+                          f"(no WordNet corpus found: {wn.HOW})", RuntimeWarning, stacklevel=2)
+        self.ops = tuple(getattr(self, op) for op in asked)
+        self.used: Counter = Counter()
 
     def info(self) -> dict:
         return {"engine": self.name, "alpha": self.alpha, "wordnet": self.synonyms is not None,
-                "operations": [op.__name__ for op in self.ops]}
+                "wordnet_source": self.source, "operations": list(self.operations), "missing": list(self.missing)}
+
+    def take_counts(self) -> dict:
+        """How many rewrites each operation made since the last call (the shard's stats)."""
+        counts, self.used = dict(self.used), Counter()
+        return counts
 
     def generate(self, requests: list[Request]) -> list[str]:
         return [self.augment(r.caption, r.seed) for r in requests]
@@ -79,6 +88,7 @@ class EdaEngine(Engine):
         n = max(1, int(self.alpha * len(words)))
         ops = self.ops if len(words) > 2 else [op for op in self.ops if op != self.delete]  # keep 2 words
         op = ops[rng.randrange(len(ops))]
+        self.used[op.__name__] += 1
         return " ".join(op(words, n, rng))
 
     # -- the four operations (each returns a new word list) --------------------------------
