@@ -57,6 +57,7 @@ FLAGS = [
     Flag("sources", ("--sources",), parse=_sources, kind=str),
     Flag("engine", ("--engine",)),
     Flag("model", ("--model",)),
+    Flag("back_model", ("--back-model",)),
     Flag("meta_pairs", ("--meta-pairs",), "SOURCE=PATH: your own pairs file (repeatable).", _meta_pairs, list[str]),
     Flag("rewrite_id", ("--rewrite-id",)),
     Flag("shards_per_pod", ("--shards-per-pod",)),
@@ -162,10 +163,11 @@ def run_here(cfg: RewriteConfig, *, workers: int | None = None,
     cfg, warning = cfg.check().for_this_machine()
     if warning:
         err.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
-    if cfg.engine == "hf":
+    if cfg.engine in ("hf", "backtranslate"):
         from laclip.rewrite.engines.base import check_model_dir
 
-        check_model_dir(cfg.model, cfg.engine)
+        for folder in filter(None, (cfg.model, cfg.back_model)):
+            check_model_dir(folder, cfg.engine)
     found = resolve_shards(store, cfg.dataset)
     shards = [s.id for s in found]
     cfg = cfg.model_copy(update={"num_shards": len(shards), "rewrite_id": cfg.resolved_rewrite_id()})

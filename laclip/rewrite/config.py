@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from laclip.config import ClusterOptions
 from laclip.errors import UsageError
 
-ENGINES = ("vllm", "hf", "eda", "openai", "null")
+ENGINES = ("vllm", "hf", "eda", "backtranslate", "openai", "null")
 BUILTIN_SOURCES = ("chatgpt", "bard", "coco", "human")
 SOURCE_RE = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 RESERVED_COLUMNS = {"key", "caption"}
@@ -52,11 +52,13 @@ class RewriteConfig(BaseModel):
     root: str | None = Field(None, description="store root [default: --root / $LACLIP_ROOT]")
     sources: list[str] = Field(default_factory=lambda: list(BUILTIN_SOURCES),
                                description="meta-pair sources, comma-separated: one rewrite column each")
-    engine: Literal["vllm", "hf", "eda", "openai", "null"] = Field(
-        "vllm", description="vllm | hf | eda | openai | null  [default: vllm; eda with --local]")
+    engine: Literal["vllm", "hf", "eda", "backtranslate", "openai", "null"] = Field(
+        "vllm", description="vllm | hf | eda | backtranslate | openai | null  [default: vllm; eda with --local]")
     model: str | None = Field(None, description="checkpoint: gs://BUCKET/PATH (mounted with gcsfuse), a folder, "
                                                 "or a model id  [default for vllm: ROOT/models/llama-7b]")
     model_origin: str | None = None  # where `model` was mounted from (gs://...), for the record
+    back_model: str | None = Field(None, description="backtranslate: the pivot -> source translation model folder "
+                                                     "(--model translates source -> pivot)")
     # Custom meta pairs by source, content not paths: the pod cannot read the user's laptop.
     meta_pairs: dict[str, list[tuple[str, str]]] = Field(default_factory=dict)
     sampling: Sampling = Field(default_factory=Sampling)
@@ -112,8 +114,13 @@ class RewriteConfig(BaseModel):
 
         for name, pairs in self.meta_pairs.items():  # the same rules as a pairs file
             parse_meta_pairs("\n".join(f"{a} => {b}" for a, b in pairs), f"meta pairs of source {name!r}")
-        if self.engine in ("vllm", "hf") and not self.model:
+        if self.engine in ("vllm", "hf", "backtranslate") and not self.model:
             raise UsageError(f"the {self.engine} engine needs --model (a checkpoint folder or model id)")
+        if self.engine == "backtranslate" and not self.back_model:
+            raise UsageError("the backtranslate engine needs --back-model (pivot -> source) beside --model "
+                             "(source -> pivot)")
+        if self.back_model and self.engine != "backtranslate":
+            raise UsageError(f"--back-model does nothing with the {self.engine} engine: pass --engine backtranslate")
         if self.engine in ("eda", "null") and self.model:  # a forgotten --engine would give rule-based rewrites
             raise UsageError(f"--model {self.model!r} does nothing with the {self.engine} engine: "
                              "pass --engine vllm, hf or openai to use it")
@@ -132,6 +139,7 @@ class RewriteConfig(BaseModel):
         return {
             "engine": self.engine,
             "model": (self.model_origin or self.model) if self.engine not in ("eda", "null") else None,
+            **({"back_model": self.back_model} if self.engine == "backtranslate" else {}),
             "sources": self.sources,
             "prompt_set_hash": prompt_set_hash(INSTRUCTION, pairs, PROMPT_FORMAT_VERSION),
             "sampling": self.sampling.model_dump() if self.engine not in ("eda", "null") else None,

@@ -3,7 +3,8 @@
 `python -m laclip.rewrite.tiny_model OUT_DIR [--root ROOT --dataset demo]` trains a byte-level
 BPE tokenizer on the dataset's captions and the meta pairs, builds a small LlamaConfig and
 saves both with save_pretrained, so `--engine hf --model OUT_DIR` loads it like any
-checkpoint. Its rewrites are random text (most are rejected and fall back): it exercises
+checkpoint (`--marian`: a MarianMT-shaped translation model for `--engine backtranslate`).
+Its rewrites are random text (most are rejected and fall back): it exercises
 the whole pipeline, not the quality. `--llama-7b` builds the LLaMA-7B shape for GPU benchmarks.
 """
 
@@ -51,6 +52,26 @@ def make_tiny_llama(out_dir: str | Path, texts: list[str], *, hidden: int = 64, 
     return out
 
 
+def make_tiny_marian(out_dir: str | Path, texts: list[str], *, d_model: int = 32, layers: int = 1,
+                     vocab_size: int = 384, seed: int = 0) -> Path:
+    """A tiny random MarianMT-shaped translation model (encoder-decoder) with a BPE tokenizer, for
+    `--engine backtranslate` tests: its translations are random text, not translations."""
+    import torch
+    from transformers import MarianConfig, MarianMTModel
+
+    torch.manual_seed(seed)
+    out = Path(out_dir)
+    tok = train_tokenizer(texts, vocab_size)
+    cfg = MarianConfig(vocab_size=len(tok), d_model=d_model, encoder_layers=layers, decoder_layers=layers,
+                       encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=2 * d_model,
+                       decoder_ffn_dim=2 * d_model, max_position_embeddings=128, pad_token_id=tok.pad_token_id,
+                       eos_token_id=tok.eos_token_id, decoder_start_token_id=tok.pad_token_id,
+                       forced_eos_token_id=tok.eos_token_id)
+    MarianMTModel(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
 def corpus(store=None, dataset: str | None = None, limit: int = 5000) -> list[str]:
     """Captions to train the tokenizer on: the meta pairs, plus a dataset's captions when given."""
     from laclip.rewrite.config import BUILTIN_SOURCES
@@ -76,13 +97,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--root", default=None, help="store root holding --dataset")
     ap.add_argument("--dataset", default=None, help="also train the tokenizer on this dataset's captions")
     ap.add_argument("--llama-7b", action="store_true", help="LLaMA-7B shape instead of a tiny one")
+    ap.add_argument("--marian", action="store_true", help="a tiny MarianMT-shaped translation model instead "
+                                                          "(for --engine backtranslate)")
     args = ap.parse_args(argv)
     store = None
     if args.dataset:
         from laclip.storage import open_store
 
         store = open_store(args.root)
-    path = make_tiny_llama(args.out_dir, corpus(store, args.dataset), llama_7b=args.llama_7b)
+    if args.marian:
+        path = make_tiny_marian(args.out_dir, corpus(store, args.dataset))
+    else:
+        path = make_tiny_llama(args.out_dir, corpus(store, args.dataset), llama_7b=args.llama_7b)
     print(path)
 
 

@@ -31,6 +31,10 @@ def _make(cfg, opts: dict) -> Engine:
         from laclip.rewrite.engines.hf import HFEngine
 
         return HFEngine(cfg.model, cfg.sampling, **opts)
+    if cfg.engine == "backtranslate":
+        from laclip.rewrite.engines.backtranslate import BackTranslateEngine
+
+        return BackTranslateEngine(cfg.model, cfg.back_model, cfg.sampling, seed=cfg.seed, **opts)
     if cfg.engine == "vllm":
         from laclip.rewrite.engines.vllm import VLLMEngine
 
@@ -39,4 +43,4 @@ def _make(cfg, opts: dict) -> Engine:
         from laclip.rewrite.engines.openai import OpenAIEngine
 
         return OpenAIEngine(cfg.endpoint, cfg.model, cfg.sampling, **opts)
-    raise UsageError(f"unknown engine {cfg.engine!r}: choose vllm, hf, eda, openai or null")
+    raise UsageError(f"unknown engine {cfg.engine!r}: choose vllm, hf, eda, backtranslate, openai or null")
