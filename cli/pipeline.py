@@ -1,7 +1,10 @@
 """`laclip pipeline --local`: the whole method on the demo dataset, on this machine.
 
 demo data -> rewrite (eda by default) -> train CLIP and LaCLIP with the same seed and budget
--> evaluate both -> a table and a chart of CLIP vs LaCLIP. Each stage calls the same local
+-> evaluate both -> a table and a chart of CLIP vs LaCLIP: each difference with its 95 % paired-
+bootstrap interval over the test images and McNemar's p for top-1 (laclip.eval.comparison);
+with --seeds N, N pairs of models and the mean difference with a Student-t interval across seeds.
+Each stage calls the same local
 runner as `laclip submit <stage> --local`, so outputs land in the store exactly where the
 cluster jobs put them. Run ids are derived from the settings, so running it again reuses
 every finished stage (the rewrite worker skips written shards, training resumes from its
@@ -45,10 +48,13 @@ def pipeline(
     engine: str = typer.Option("eda", help="Rewrite engine: eda (no weights), or hf with --model DIR."),
     model: Optional[str] = typer.Option(None, "--model", help="Local LLM checkpoint folder for --engine hf."),
     steps: Optional[int] = typer.Option(None, min=1, help="Training steps per model (default: the demo preset's)."),
-    seed: int = typer.Option(0, help="One seed for data order, initialisation and evaluation episodes."),
+    seed: int = typer.Option(0, help="Seed of the first pair of models: data order, initialisation and evaluation."),
+    seeds: int = typer.Option(1, min=1, max=20, help="Train this many seeds per model (seed, seed+1, ...) and report "
+                                                     "mean differences with 95% intervals across seeds."),
     nproc: int = typer.Option(1, min=1, max=8, help="Training processes per model (torchrun, gloo)."),
 ) -> None:
-    """Rewrite, train CLIP and LaCLIP side by side, evaluate both, and compare them."""
+    """Rewrite, train CLIP and LaCLIP side by side, evaluate both, and compare them: each difference with its
+    95% paired-bootstrap interval over the test images (and across seeds with --seeds N)."""
     if not local:
         raise UsageError(
             "the pipeline runs on this machine only (--local); on a cluster, submit the stages one by one: "
@@ -72,15 +78,39 @@ def pipeline(
     timings.run("data: demo dataset", _ensure_demo, store)
     rewrite_id = timings.run(f"rewrite: {engine} over demo", _rewrite, rewrite_cfg)
     kept = _rewrite_stats(store, rewrite_id)
-    tag = hashlib.sha256(json.dumps([rewrite_id, steps, seed, nproc]).encode()).hexdigest()[:6]
-    runs = {"CLIP": f"demo-clip-{tag}", "LaCLIP": f"demo-laclip-{tag}"}
-    checkpoints = {}
-    for label, run in runs.items():
-        checkpoints[label] = timings.run(
-            f"train: {label} ({run})", _train, root, run, rewrite_id if label == "LaCLIP" else None, steps, seed, nproc)
-    results = {label: timings.run(f"eval: {label}", _evaluate, root, ckpt, seed)
-               for label, ckpt in checkpoints.items()}
-    _report(store, tag, rewrite_id, kept, runs, checkpoints, results, timings)
+    pairs = []
+    for s in range(seed, seed + seeds):
+        tag = _tag(rewrite_id, steps, s, nproc)
+        runs = {"CLIP": f"demo-clip-{tag}", "LaCLIP": f"demo-laclip-{tag}"}
+        suffix = f", seed {s}" if seeds > 1 else ""
+        checkpoints = {label: timings.run(f"train: {label} ({run}){suffix}", _train, root, run,
+                                          rewrite_id if label == "LaCLIP" else None, steps, s, nproc)
+                       for label, run in runs.items()}
+        results = {label: timings.run(f"eval: {label}{suffix}", _evaluate, root, ckpt, s)
+                   for label, ckpt in checkpoints.items()}
+        pairs.append({"seed": s, "tag": tag, "runs": runs, "checkpoints": checkpoints, "results": results,
+                      "differences": _paired(store, runs, checkpoints, s)})
+    tag = pairs[0]["tag"] if seeds == 1 else _tag(rewrite_id, steps, [p["seed"] for p in pairs], nproc)
+    _report(store, tag, rewrite_id, kept, pairs, timings)
+
+
+def _tag(rewrite_id: str, steps, seed, nproc: int) -> str:
+    return hashlib.sha256(json.dumps([rewrite_id, steps, seed, nproc]).encode()).hexdigest()[:6]
+
+
+def _paired(store, runs: dict, checkpoints: dict, seed: int) -> dict:
+    """LaCLIP - CLIP of every metric, paired over the test images: {task: {metric: Difference dict}}."""
+    from laclip.eval import comparison
+
+    sides = [comparison.Side(label, store, runs[label], checkpoints[label].rsplit("/", 1)[-1].removesuffix(".pt"))
+             for label in ("CLIP", "LaCLIP")]
+    found: dict = {}
+    for item in comparison.compare(*sides, [EVAL_SET], seed=seed):
+        if item.differences:
+            found[item.task] = {m: d.to_dict() for m, d in item.differences.items()}
+        elif item.note:
+            out.print(f"[yellow]note:[/] {item.task}: {item.note}")
+    return found
 
 
 def _ensure_demo(store) -> None:
@@ -193,24 +223,47 @@ def _metric(results: dict[str, dict], task: str, metric: str) -> Optional[float]
     return float(value) if isinstance(value, (int, float)) else None
 
 
-def _report(store, tag, rewrite_id, kept, runs, checkpoints, results, timings: Timings) -> None:
+def _report(store, tag, rewrite_id, kept, pairs: list[dict], timings: Timings) -> None:
     from rich.table import Table
 
-    table = Table(title=f"CLIP vs LaCLIP on {EVAL_SET} (8 classes, chance 12.5 %)")
+    from laclip.eval.comparison import fmt_p
+    from laclip.eval.stats import across_seeds
+
+    many = len(pairs) > 1
+    seeds = [p["seed"] for p in pairs]
+    title = f"CLIP vs LaCLIP on {EVAL_SET} (8 classes, chance 12.5 %)" + (f", seeds {seeds[0]}-{seeds[-1]}" if many
+                                                                           else "")
+    table = Table(title=title)
     table.add_column("metric")
-    for label in runs:
-        table.add_column(label, justify="right")
-    table.add_column("LaCLIP - CLIP", justify="right")
-    rows = []
+    for label in ("CLIP", "LaCLIP"):
+        table.add_column(label + (" (mean)" if many else ""), justify="right")
+    table.add_column("LaCLIP - CLIP" + (" (mean)" if many else ""), justify="right")
+    table.add_column("95% CI " + ("across seeds" if many else "(paired bootstrap)"), justify="right")
+    table.add_column("per seed [paired 95% CI]" if many else "McNemar p", justify="right")
+    rows, summary_rows = [], []
     for name, task, metric in ROWS:
-        values = [_metric(results[label], task, metric) for label in runs]
-        if all(v is None for v in values):
+        values = [[_metric(p["results"][label], task, metric) for p in pairs] for label in ("CLIP", "LaCLIP")]
+        diffs = [p["differences"].get(task, {}).get(metric) for p in pairs]
+        if all(v is None for v in values[0] + values[1]) or any(d is None for d in diffs):
             continue
-        rows.append((name, values))
-        diff = values[1] - values[0] if None not in values else None
-        table.add_row(name, *(f"{100 * v:.1f}" if v is not None else "-" for v in values),
-                      f"{100 * diff:+.1f}" if diff is not None else "-")
+        means = [sum(v) / len(v) for v in values]
+        if many:
+            spread = across_seeds([d["diff"] for d in diffs])
+            diff, lo, hi = spread.mean, spread.lo, spread.hi
+            last = "  ".join(f"{100 * d['diff']:+.1f} [{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}]" for d in diffs)
+        else:
+            diff, lo, hi = diffs[0]["diff"], diffs[0]["lo"], diffs[0]["hi"]
+            last = fmt_p(diffs[0]["p_mcnemar"])
+        table.add_row(name, *(f"{100 * m:.1f}" for m in means), f"{100 * diff:+.1f}",
+                      f"[{100 * lo:+.1f}, {100 * hi:+.1f}]", last)
+        rows.append((name, means, diff, lo, hi))
+        summary_rows.append({"metric": name, "task": task, "key": metric, "clip": means[0], "laclip": means[1],
+                             "diff": diff, "lo": lo, "hi": hi, "per_seed": diffs,
+                             "interval": "student-t across seeds" if many else "paired bootstrap over test images"})
     out.print(table)
+    if many:
+        out.print("A difference is clear when its interval across seeds excludes 0; each seed's own paired interval "
+                  "says whether that pair of models differs on these test images.", soft_wrap=True)
     times = Table(title="stage timings")
     times.add_column("stage")
     times.add_column("seconds", justify="right")
@@ -219,37 +272,46 @@ def _report(store, tag, rewrite_id, kept, runs, checkpoints, results, timings: T
     times.add_row("[bold]total[/]", f"[bold]{sum(timings.seconds.values()):.1f}[/]")
     out.print(times)
 
-    summary = {"rewrite_id": rewrite_id, "rewrites": kept, "runs": runs, "checkpoints": checkpoints, "results": results,
-               "seconds": timings.seconds}
+    first = pairs[0]
+    summary = {"rewrite_id": rewrite_id, "rewrites": kept, "seeds": seeds, "runs": first["runs"],
+               "checkpoints": first["checkpoints"], "results": first["results"], "differences": summary_rows,
+               "per_seed": pairs, "seconds": timings.seconds}
     from laclip import layout
 
     base = layout.pipeline_folder(tag)
     store.write_text(f"{base}/summary.json", json.dumps(summary, indent=2))
-    store.write_bytes(f"{base}/clip_vs_laclip.png", _chart(rows, list(runs)))
+    store.write_bytes(f"{base}/clip_vs_laclip.png", _chart(rows, many))
     out.print(f"summary and chart: {store.url_of(base)}/summary.json, clip_vs_laclip.png")
 
 
-def _chart(rows, labels) -> bytes:
+def _chart(rows, many: bool) -> bytes:
+    """Left: each model's accuracy; right: LaCLIP - CLIP with its 95 % interval as error bars."""
     import io
 
-    import matplotlib
+    from laclip.eval.results import _pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4), dpi=120)
+    plt = _pyplot()
+    fig, (ax, dx) = plt.subplots(1, 2, figsize=(11, 4), dpi=120, gridspec_kw={"width_ratios": [3, 2]})
     width = 0.38
-    for i, label in enumerate(labels):
+    for i, label in enumerate(("CLIP", "LaCLIP")):
         xs = [j + (i - 0.5) * width for j in range(len(rows))]
-        ys = [100 * (vals[i] or 0) for _, vals in rows]
-        bars = ax.bar(xs, ys, width, label=label)
+        bars = ax.bar(xs, [100 * r[1][i] for r in rows], width, label=label + (" (mean over seeds)" if many else ""))
         ax.bar_label(bars, fmt="%.1f", fontsize=7)
     ax.axhline(12.5, color="grey", linestyle=":", linewidth=1, label="chance (zero-shot)")
-    ax.set_xticks(range(len(rows)), [name for name, _ in rows], rotation=15, ha="right", fontsize=8)
+    names = [r[0] for r in rows]
+    ax.set_xticks(range(len(rows)), names, rotation=15, ha="right", fontsize=8)
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)
-    ax.set_title("CLIP vs LaCLIP on the demo evaluation set")
-    ax.legend(fontsize=8)
+    ax.set_title("CLIP vs LaCLIP on the demo evaluation set", fontsize=9)
+    ax.legend(fontsize=7)
+    ys = list(range(len(rows)))[::-1]
+    for y, (_, _, diff, lo, hi) in zip(ys, rows):
+        colour = "tab:green" if lo > 0 else "tab:red" if hi < 0 else "tab:grey"
+        dx.errorbar([100 * diff], [y], xerr=[[100 * (diff - lo)], [100 * (hi - diff)]], fmt="o", color=colour,
+                    capsize=4)
+    dx.axvline(0, color="black", linewidth=0.8)
+    dx.set_yticks(ys, names, fontsize=8)
+    dx.set_xlabel("LaCLIP - CLIP, points (95% CI " + ("across seeds)" if many else "paired bootstrap)"), fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

@@ -54,4 +54,18 @@ def test_installs_what_the_report_step_needs():
     install = next(i for i, r in enumerate(runs) if "pip install" in r)
     report = next(i for i, r in enumerate(runs) if "eval report" in r)
     assert install < report and "--png" in runs[report]
-    assert "matplotlib" in runs[install] or "[eval]" in runs[install]
+    assert "matplotlib" in runs[install] or "[eval]" in runs[install] or "[report]" in runs[install]
+
+
+def test_summary_shows_intervals_and_compares_with_a_baseline():
+    import tomllib
+
+    extras = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    assert any(d.startswith("scipy") for d in extras["report"]) and any(d.startswith("matplotlib")
+                                                                        for d in extras["report"])
+    doc = load()
+    steps = doc["jobs"]["eval"]["steps"]
+    summary = next(s["run"] for s in steps if "run" in s and "GITHUB_STEP_SUMMARY" in s["run"])
+    assert "interval" in summary and 'eval compare "$INPUT_BASELINE" "$CHECKPOINT" --markdown' in summary
+    assert doc["jobs"]["eval"]["env"]["INPUT_BASELINE"].startswith("${{ github.event.inputs.baseline")
