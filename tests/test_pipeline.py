@@ -15,6 +15,7 @@ LACLIP = str(Path(sys.executable).with_name("laclip"))
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # three pipeline runs: the last trains a second seed
 def test_pipeline_runs_every_stage_then_reuses_them(demo_copy):
     env = {**os.environ, "LACLIP_ROOT": demo_copy.url, "COLUMNS": "160", "OMP_NUM_THREADS": "2"}
     cmd = [LACLIP, "pipeline", "--local", "--steps", "6", "--seed", "1"]
