@@ -139,9 +139,14 @@ def _rewrite_stats(store, rewrite_id: str) -> dict:
     why = ", ".join(f"{n} {reason}" for reason, n in reasons.items())
     rest = f" (the rest keep the original caption: {why})" if why else ""
     out.print(f"rewrites kept: {kept:,} of {prompts:,}{rest}")
+    ops = total.get("engine", {}).get("operations")
+    if ops:
+        missing = total["engine"].get("missing") or []
+        out.print(f"eda operations: {', '.join(ops)}" + (f" ([yellow]without {', '.join(missing)}[/])" if missing
+                                                          else ""))
     if prompts and not kept:
         out.print("[yellow]warning:[/] no rewrite passed the filters, so LaCLIP trains on the original captions only")
-    return {"kept": kept, "prompts": prompts, "fallbacks": dict(reasons)}
+    return {"kept": kept, "prompts": prompts, "fallbacks": dict(reasons), "engine": total.get("engine", {})}
 
 
 def _train(root: str, run: str, rewrite_id: Optional[str], steps: Optional[int], seed: int, nproc: int) -> str:
