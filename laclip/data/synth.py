@@ -33,7 +33,11 @@ BACKGROUNDS = {
     "grey": (128, 128, 128), "light blue": (170, 200, 235), "beige": (230, 215, 180),
     "dark": (45, 45, 55), "pink": (240, 190, 200), "mint": (190, 235, 210),
 }
-SIZES = {"tiny": 0.10, "small": 0.16, "medium": 0.23, "large": 0.32}
+# Shape radius as a share of the image. Tiny shapes (0.10-0.16: 6-10 px at 64 px, 1-3 px after the
+# ResNet stem's 4x downsampling) left a circle, a hexagon and a ring nearly alike: the CLIP it trained
+# stayed near 30 % zero-shot (BENCHMARKS.md, issue 13). DRAW_VERSION is part of the build settings.
+SIZES = {"medium": 0.26, "large": 0.34}
+DRAW_VERSION = 2
 NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four"}
 EVAL_TEMPLATES = [
     "a photo of a {c}.", "a drawing of a {c}.", "a picture of a {c}.", "an image of a {c}.",
@@ -57,6 +61,10 @@ _TEMPLATES = [
     "IMG_{n_id} {shape}",
     "minimal {colour} {shape} art",
     "{a_colour} {shape} sitting {where}",
+    # captions without colour or background, as many web captions are: the shape is what they say
+    "a picture of a {shape}", "{a_size} {shape}", "a {shape} {where}", "{count_words} {shapes}",
+    "drawing of a {shape}", "a {shape} shape", "{shape} icon", "photo of {count_words} {shapes}",
+    "the {shape}", "a {size} {shape} on a plain background",
 ]
 
 
@@ -156,7 +164,14 @@ SETTINGS = "synth-build.json"  # written first: what a resumed build must match
 
 
 def is_complete(store: Store, name: str = "demo") -> bool:
-    return store.exists(join(layout.dataset_folder(name), MARKER))
+    """The dataset and its eval set are whole and drawn by this version of the code."""
+    path = join(layout.dataset_folder(name), MARKER)
+    if not store.exists(path):
+        return False
+    try:
+        return json.loads(store.read_text(path)).get("draw_version", 1) == DRAW_VERSION
+    except ValueError:
+        return False
 
 
 def synth_demo(
@@ -184,7 +199,8 @@ def synth_demo(
         for path in store.list(folder + "/") + store.list(eval_folder + "/"):
             store.delete(path)
     settings = {"seed": seed, "shards": shards, "per_shard": per_shard, "image_size": image_size,
-                "eval_train_per_class": eval_train_per_class, "eval_test_per_class": eval_test_per_class}
+                "eval_train_per_class": eval_train_per_class, "eval_test_per_class": eval_test_per_class,
+                "draw_version": DRAW_VERSION}
     settings_path = f"{folder}/{SETTINGS}"
     if store.exists(settings_path):
         earlier = json.loads(store.read_text(settings_path))
@@ -224,7 +240,7 @@ def synth_demo(
         "eval": eval_folder, "classes": len(SHAPES),
         "eval_train": eval_train_per_class * len(SHAPES), "eval_test": eval_test_per_class * len(SHAPES),
     }
-    params = {"seed": seed, "per_shard": per_shard, "image_size": image_size}
+    params = {"seed": seed, "per_shard": per_shard, "image_size": image_size, "draw_version": DRAW_VERSION}
     store.write_text(f"{folder}/{MARKER}", json.dumps({**summary, **params}, indent=2) + "\n")
     return summary
 

@@ -148,7 +148,8 @@ def test_dry_run_embeds_user_meta_pairs(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--engine", "llama"], "invalid --engine 'llama': Input should be 'vllm', 'hf', 'eda', 'backtranslate', 'openai' or 'null'"),
+    (["--engine", "llama"],
+     "invalid --engine 'llama': Input should be 'vllm', 'hf', 'eda', 'backtranslate', 'openai' or 'null'"),
     (["--sources", "chatgpt,gpt4"], "unknown meta-pair source 'gpt4'"),
     (["--queue", "Not Valid"], "Kueue LocalQueue"),
     (["--dataset", "Bad_Name"], "invalid dataset name 'Bad_Name'"),
