@@ -160,5 +160,12 @@ def test_compare_two_demo_checkpoints(ckpt_store, tiny_models, tmp_path):
     md = runner.invoke(app, ["eval", "report", "clip-run", "--markdown", "--no-png"], env=env)
     assert md.exit_code == 0 and "[" in md.output.splitlines()[2]
 
+    # a checkpoint named by its path finds the results under its own root
+    by_path = runner.invoke(app, ["eval", "compare", f"{root}/checkpoints/clip-run/step_1.pt", "other-run",
+                                  "--datasets", "demo-eval", "--json", str(out), "--no-png", "--markdown"], env=env)
+    assert by_path.exit_code == 0, by_path.output
+    assert by_path.output.startswith("**B - A: A = clip-run/step_1, B = other-run/step_1")
+    assert json.loads(out.read_text())["rows"] == summary["rows"]
+
     missing = runner.invoke(app, ["eval", "compare", "clip-run", "nowhere"], env=env)
     assert missing.exit_code != 0 and "no evaluation results" in str(missing.exception)
