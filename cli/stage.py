@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import typer
+from rich.markup import escape
 
 from laclip.errors import UsageError
 from laclip_cli.console import err, out, require_bucket, show_estimate
@@ -104,8 +105,6 @@ def _flag_type(annotation) -> type:
 
 def _help(stage: Stage, flag: Flag) -> str:
     """The field's description (or the flag's own help) and its default, as rich text."""
-    from rich.markup import escape
-
     info = _field(stage.config, flag.field)
     text = flag.help or info.description or ""
     if "[default" not in text and not info.is_required() and info.default is not None \
@@ -138,8 +137,6 @@ def command(stage: Stage) -> Callable:
         Option("local", ("--local",), bool, False, "Run the pods' entrypoint here, against a local folder."),
         Option("kube_context", ("--context",), Optional[str], None, "kubeconfig context [default: the current one]."),
     ]
-    from rich.markup import escape
-
     for opt in stage.options + common:
         params.append(_param(opt.name, opt.kind, opt.default, opt.names, escape(opt.help)))
 
