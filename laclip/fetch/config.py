@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from laclip.config import ClusterOptions
 
 SPLITS = ("test", "train")
+CPU_POD = {"gpus": 0, "cpu": "2", "memory": "8Gi"}
 EVERY = "*"  # in dataset_splits: every split folder the repository has
 REPO_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -35,13 +36,21 @@ class FetchConfig(BaseModel):
     token_secret: str | None = Field(None, description="Kubernetes Secret whose key HF_TOKEN the pods read "
                                                        "(gated or private repositories)")
     workers: int = Field(4, ge=1, le=64, description="files copied at once per dataset")
-    scratch: str | None = Field(None, description="local folder a file passes through (resumable partial "
-                                                  "downloads) [default: ~/.cache/laclip/get-eval, /tmp in pods]")
+    scratch: str | None = Field(None, description="local folder each file passes through on its way to the "
+                                                  "store [default: ~/.cache/laclip/get-eval, /scratch in pods]")
     parallelism: int = Field(4, ge=1, le=64, description="datasets fetched at once by the Job")
+    scratch_size: str = Field("50Gi", pattern=r"^[1-9][0-9]*(Mi|Gi|Ti)$",
+                              description="the pods' scratch volume (a few of the largest files at once)")
     dataset_splits: dict[str, list[str]] = Field(default_factory=dict, description="splits per dataset "
                                                                                    "(filled from the suites)")
     suites: list[str] = Field(default_factory=list, description="the suites --datasets named (filled in)")
-    cluster: ClusterOptions = Field(default_factory=lambda: ClusterOptions(gpus=0, cpu="2", memory="8Gi"))
+    cluster: ClusterOptions = Field(default_factory=lambda: ClusterOptions(**CPU_POD))
+
+    @field_validator("cluster", mode="before")
+    @classmethod
+    def _cpu_pod(cls, value):
+        """A CPU pod unless told otherwise: `--set cluster.queue=q` keeps gpus=0."""
+        return {**CPU_POD, **value} if isinstance(value, dict) else value
 
     @field_validator("datasets", "splits", mode="before")
     @classmethod

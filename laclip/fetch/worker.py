@@ -8,10 +8,11 @@ store, through huggingface_hub: `datasets/<name>/` holds the repository's files 
 The record pins the commit: a resumed or later fetch (another split, say) copies from the same one,
 never a newer commit into the same folder. A file is done when the store holds it at the recorded
 size; each goes hub -> scratch folder -> store (create-only, atomic), the big shards before the
-small metadata (nshards.txt last), so a split that lacks nshards.txt is still being fetched. An
-interrupted download resumes inside the scratch folder (huggingface_hub's own partial files); a
-file already in the store is never fetched again. The endpoint is huggingface_hub's: $HF_ENDPOINT,
-or `endpoint`; the token is its own too ($HF_TOKEN, or a `huggingface-cli login`).
+small metadata (nshards.txt last), so a split that lacks nshards.txt is still being fetched. A file
+already in the store is never fetched again; one cut off mid-download starts over (or resumes, where
+the installed huggingface_hub keeps partial files in `local_dir` across processes: 2.4 does not).
+The endpoint is huggingface_hub's: $HF_ENDPOINT, or `endpoint`; the token is its own too ($HF_TOKEN,
+or a `huggingface-cli login`).
 """
 
 from __future__ import annotations
@@ -305,7 +306,7 @@ def _copy_file(cfg: FetchConfig, store: Store, record: dict, folder: str, path: 
 
 def fetch(cfg: FetchConfig, progress: Progress | None = None, datasets: list[str] | None = None) -> list[Outcome]:
     """Every dataset of cfg (or `datasets`); the errors of those that failed are raised together at
-    the end, after the others are fetched."""
+    the end, after the others are fetched (the error's `outcomes` says what every dataset did)."""
     store = open_store(cfg.root)
     outcomes, errors = [], []
     for name in datasets or cfg.datasets:
@@ -317,7 +318,9 @@ def fetch(cfg: FetchConfig, progress: Progress | None = None, datasets: list[str
     if errors:
         first = errors[0]
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise first if len(errors) == 1 else _Failed(errors, f"{first}{more}")
+        failure = first if len(errors) == 1 else _Failed(errors, f"{first}{more}")
+        failure.outcomes = outcomes  # what the others did, for the caller to show
+        raise failure
     return outcomes
 
 

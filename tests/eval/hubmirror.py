@@ -5,7 +5,7 @@ revision resolution, HEAD metadata (X-Repo-Commit, ETag / X-Linked-Etag, sizes),
 resumed downloads, error codes (X-Error-Code) for missing repositories and revisions.
 
     mirror.add_commit("clip-benchmark/wds_x", {"classnames.txt": b"...", "test/0.tar": b"..."})
-    mirror.requests                   [(method, repo, revision, path)] of every file request
+    mirror.requests                   [(method, repo, revision, path, Range header)] of every file request
     mirror.block("test/1.tar")        the next GET of that file waits in `reached` until `release()`
 """
 
@@ -29,7 +29,7 @@ def is_lfs(path: str) -> bool:
 class HubMirror:
     def __init__(self):
         self.repos: dict[str, list[tuple[str, dict[str, bytes]]]] = {}  # repo -> commits, newest last
-        self.requests: list[tuple[str, str, str, str]] = []
+        self.requests: list[tuple[str, str, str, str, str | None]] = []
         self.api_calls: list[tuple[str, str]] = []
         self._block: str | None = None
         self.reached = threading.Event()
@@ -136,7 +136,7 @@ class HubMirror:
                             "lastModified": "2024-01-01T00:00:00.000Z", "siblings": siblings})
 
             def _file(self, repo, revision, name):
-                mirror.requests.append((self.command, repo, revision, name))
+                mirror.requests.append((self.command, repo, revision, name, self.headers.get("Range")))
                 if repo not in mirror.repos:
                     return self._error(404, "RepoNotFound", f"Repository {repo} not found")
                 found = mirror._commit(repo, revision)
