@@ -34,7 +34,8 @@ def test_the_paper_layout_over_demo_results(ckpt_store, tiny_models):
     save_checkpoint(ckpt_store, "laclip-run", 1, TINY, seed=1)
     for run in ("clip-run", "laclip-run"):
         cfg = EvalConfig.for_checkpoint(f"{run}/step_1", root=str(root), tasks="zeroshot,fewshot,linear_probe",
-                                        workers=0, batch_size=64, fewshot={"episodes": 20})
+                                        workers=0, batch_size=64, fewshot={"episodes": 20},
+                                        linear_probe={"grid": 2, "refine_steps": 0, "max_iter": 20})
         assert len(run_eval(cfg)) == 3
     res = report(root, "clip-run", "laclip-run", "--layout", "paper")
     assert res.exit_code == 0, res.output + repr(res.exception)
