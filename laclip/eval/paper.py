@@ -186,7 +186,8 @@ def build(rows: list[Row], runs: list[tuple[str, str]], suite=None, title: str |
         notes.append(f"{name}: the suite scores it by {why}")
     if not n_avg:
         notes.append("no dataset enters the average")
-    return PaperTable(title or (f"{suite.name}: {suite.title}" if suite else "evaluation"), cols, header, md_rows,
+    default = f"{suite.name}: {suite.title}" if suite else "the datasets of these results (in no suite)"
+    return PaperTable(title or default, cols, header, md_rows,
                       csv_rows, notes)
 
 
