@@ -105,6 +105,7 @@ def test_two_sets_into_a_bucket(mirror, sets, gcs_bucket, tmp_path):
     assert again.exit_code == 0 and "nothing to fetch" in again.output and gets(mirror) == []
 
 
+@pytest.mark.slow
 def test_an_interrupted_fetch_resumes(mirror, sets, tmp_path):
     """Killed inside test/1.tar: the file before it stays in the store, nothing half-written shows, and
     the next run fetches only what is missing (test/1.tar again from its start: the huggingface_hub

@@ -27,6 +27,7 @@ def report(root, *args):
     return CliRunner().invoke(app, ["eval", "report", *args], env={"LACLIP_ROOT": str(root)})
 
 
+@pytest.mark.slow
 def test_the_paper_layout_over_demo_results(ckpt_store, tiny_models):
     """Two runs evaluated for real on demo-eval: a row per task and run, the demo-eval column, the average
     (demo-eval alone: it equals the cell) and the difference row."""
