@@ -2,6 +2,7 @@
 through these paths, so nothing else in laclip, laclip_jobs or laclip_cli spells them.
 
     datasets/<name>/NNNNN.tar + NNNNN.parquet           img2dataset shards (or a CLIP_benchmark set)
+    datasets/<name>/laclip-source.json                  where `laclip datasets get-eval` copied it from
     rewrites/<dataset>/<rewrite-id>/config.json         the rewrite run record
     rewrites/<dataset>/<rewrite-id>/NNNNN.parquet       rewrites of shard NNNNN (+ NNNNN.stats.json)
     checkpoints/<run>/config.json                       the training run record
@@ -28,6 +29,14 @@ STEP_RE = re.compile(r"^step_(\d+)\.pt$")
 # -- datasets ---------------------------------------------------------------------------------
 def dataset_folder(name: str) -> str:
     return join(DATASETS, name)
+
+
+SOURCE_RECORD = "laclip-source.json"
+
+
+def dataset_source(name: str) -> str:
+    """The record of a fetched evaluation set: hub repository, pinned revision, file sizes and hashes."""
+    return join(DATASETS, name, SOURCE_RECORD)
 
 
 def dataset_name(path: str) -> str | None:

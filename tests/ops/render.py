@@ -25,7 +25,7 @@ def dry_run(stage: str, *extra: str):
     """(exit code, objects or None, output, exception) of `laclip submit STAGE ... --dry-run`."""
     from laclip_cli.main import app
 
-    args = ["--root", ROOT, "submit", stage, *STAGE_ARGS[stage], *extra, "--dry-run"]
+    args = ["--root", ROOT, "submit", stage, *STAGE_ARGS.get(stage, []), *extra, "--dry-run"]
     result = CliRunner().invoke(app, args)
     objs = None
     if result.exit_code == 0:

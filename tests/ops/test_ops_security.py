@@ -46,7 +46,8 @@ USER_ENV = {"OPENAI_API_KEY": "sk-proj-Zx81kLmQ0pRt5VwY7bN2cD4f", "HF_TOKEN": "h
             "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMIK7MDENGbPxRfiCYzEXAMPLEKEY",
             "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPL2"}
 VARIANTS = {"rewrite-openai": ("rewrite", ["--engine", "openai", "--endpoint", "http://vllm:8000/v1",
-                                          "--model", "llama"])}
+                                          "--model", "llama"]),
+            "get-eval": ("get-eval", ["--datasets", "laclip-paper", "--token-secret", "hf-token"])}
 
 
 @pytest.fixture(scope="module")
