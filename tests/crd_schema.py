@@ -12,6 +12,7 @@ the object itself (names are checked by the renderers, the rest by kubernetes-va
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ def closed(schema: Any) -> Any:
         return schema
     out = {k: closed(v) if k in ("items", "additionalProperties", "anyOf", "allOf", "oneOf", "not")
            else v for k, v in schema.items()}
+    if isinstance(out.get("pattern"), str):  # Go's RE2 takes `^(?i)...`; Python wants the flags first
+        out["pattern"] = re.sub(r"^\^\(\?([a-zA-Z]+)\)", r"(?\1)^", out["pattern"])
     if "properties" in out:
         out["properties"] = {name: closed(sub) for name, sub in schema["properties"].items()}
         if "additionalProperties" not in out and not schema.get("x-kubernetes-preserve-unknown-fields"):
