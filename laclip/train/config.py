@@ -89,7 +89,7 @@ class TrainConfig(BaseModel):
 
     # where it runs (jobs/ only)
     cluster: ClusterOptions = Field(default_factory=ClusterOptions)
-    nodes: str = Field("1", description="nodes: N or MIN:MAX (elastic)")
+    nodes: str = Field("1", description="nodes: N, or MIN:MAX (elastic; --scheduler volcano)")
     procs_per_node: Optional[int] = Field(None, ge=1, le=64)  # None: cluster.gpus (1 without GPUs)
     max_restarts: int = Field(3, ge=0, le=1000, description="torchrun restarts of the worker group")
     # Volcano restarts of the whole Job (a pod failed or evicted); each resumes from the newest
@@ -159,6 +159,8 @@ class TrainConfig(BaseModel):
             flag = "--flex-start" if self.flex_start else "--topology"
             raise ValueError(f"{flag} needs --scheduler jobset: it works through Kueue, which cannot admit a "
                              "Volcano Job")
+        if self.flex_start and self.cluster.gpus < 1:
+            raise ValueError("--flex-start provisions GPU nodes: it needs --gpus-per-node of at least 1")
         if self.flex_start and self.cluster.spot:
             raise ValueError("--flex-start and --spot exclude each other: flex-start nodes come from their own "
                              "provisioning model (Dynamic Workload Scheduler), not from Spot capacity")

@@ -179,6 +179,7 @@ def test_queue_flex_start_and_topology():
     (dict(scheduler="volcano", flex_start=True), "--flex-start needs --scheduler jobset"),
     (dict(scheduler="volcano", topology="preferred", cluster={"queue": "q"}), "--topology needs --scheduler jobset"),
     (dict(flex_start=True, cluster={"spot": True}), "--flex-start and --spot exclude each other"),
+    (dict(flex_start=True, cluster={"gpus": 0}), "--flex-start provisions GPU nodes"),
     (dict(topology="preferred"), "--topology needs --queue"),
     (dict(topology="required", topology_level="Not A Label", cluster={"queue": "q"}), "is not a node label key"),
 ])
