@@ -63,7 +63,8 @@ def jobset_status(emu: Emulator, run: str, status: dict, suspend: bool | None = 
 
 def test_submit_status_watch_logs_and_cancel_a_jobset(cluster, bucket):
     root = bucket.url
-    submit = ["submit", "train", "--dataset", "demo", "--nodes", "2", "--run", RUN, "--flex-start"]
+    submit = ["submit", "train", "--dataset", "demo", "--nodes", "2", "--gpus-per-node", "8", "--run", RUN,
+              "--flex-start"]
     result = cli(*submit, root=root)
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert f"created JobSet laclip/{RUN}" in result.output
