@@ -91,6 +91,7 @@ def run_import(cfg: ImportConfig, store: Store | None = None, progress: Progress
                   release_rows_used=int(len(np.unique(used))), release_duplicate_rows=cands["duplicate_rows"],
                   reused=False, seconds={"shards": round(t1 - t0, 2), "release": round(t2 - t1, 2),
                                          "choice": round(t3 - t2, 2), "write": round(t4 - t3, 2)})
+    store.write_text(layout.rewrite_summary(cfg.dataset, rid), json.dumps(totals, indent=2) + "\n")
     _log("import-done", **{k: totals[k] for k in (*COUNTS, "shards", "release_rows")})
     return totals
 
@@ -222,6 +223,11 @@ def _reusable(store: Store, cfg: ImportConfig, rid: str, shards: list[Shard]) ->
     for shard in shards:
         _check_unchanged(store, cfg, rid, shard, rows_digest(read_captions(store, shard)))
     totals = import_totals(store, cfg.dataset, rid)
+    try:
+        before = json.loads(store.read_text(layout.rewrite_summary(cfg.dataset, rid)))
+        totals.update({k: v for k, v in before.items() if k.startswith(("release_", "candidate_"))})
+    except (NotFound, ValueError):
+        pass
     totals.update(rewrite_id=rid, reused=True)
     return totals
 
