@@ -92,3 +92,26 @@ def test_import_from_a_bucket_into_a_bucket(demo_copy, gcs_bucket, tmp_path):
     assert run_import(cfg)["reused"] is True
     with pytest.raises(Exception, match="does not exist"):
         run_import(cfg.model_copy(update={"original": f"{gcs_bucket}/release/none.csv", "rewrite_id": "x"}))
+
+
+@pytest.mark.slow
+def test_checkov_passes_the_import_job_with_the_documented_skips(tmp_path):
+    """The same checkov configuration as every other stage (manifests/checkov.yaml)."""
+    import json
+    import subprocess
+    from pathlib import Path
+
+    from laclip_jobs.common import dump_yaml
+
+    from tests.tools import dev_tool
+
+    repo = Path(__file__).resolve().parents[2]
+    (tmp_path / "import.yaml").write_text(dump_yaml(render(config())))
+    proc = subprocess.run([dev_tool("checkov"), "-d", str(tmp_path), "--quiet", "--compact", "-o", "json",
+                           "--config-file", str(repo / "manifests" / "checkov.yaml")],
+                          capture_output=True, text=True, timeout=300)
+    report = json.loads(proc.stdout)
+    reports = report if isinstance(report, list) else [report]
+    failed = sorted({f["check_id"] for r in reports for f in r.get("results", {}).get("failed_checks", [])})
+    assert sum(r.get("summary", {}).get("resource_count", 0) for r in reports) >= 1
+    assert not failed, failed
