@@ -43,12 +43,12 @@ from laclip.rewrite import output as out
 from laclip.rewrite.config import REJECT_SUFFIX
 from laclip.rewrite_import.config import NOT_RELEASED, PROVENANCE_COLUMN, ImportConfig
 from laclip.rewrite_import.join import assign, combine, member, normalize, text_hash
-from laclip.rewrite_import.release import Release, version
+from laclip.rewrite_import.release import Release, strip_newlines, version
 from laclip.storage import open_store
 from laclip.storage.base import Store
 
 logger = logging.getLogger("laclip.rewrite_import")
-GROUP_BYTES = 256 << 20  # spilled text per group file: what pass 4 holds at once
+GROUP_BYTES = 64 << 20  # text (uncompressed) per group file: what pass 4 holds at once, twice (sorted copy)
 COUNTS = ("captions", "matched", "missing", "ambiguous", "collisions")
 Progress = Callable[[str, int, int], None]
 
@@ -144,6 +144,7 @@ def _read_release(cfg: ImportConfig, samples: dict, work: str, progress: Progres
     schema = pa.schema([("line", pa.int64()), ("caption", pa.string()), *((n, pa.string()) for n in names)])
     spill_path = os.path.join(work, "candidates.arrow")
     c_hash, c_rw, all_hash = [], [], []
+    spilled = 0  # uncompressed bytes of the candidate rows
     release = Release(cfg)
     try:
         with pa.OSFile(spill_path, "wb") as sink, \
@@ -155,11 +156,13 @@ def _read_release(cfg: ImportConfig, samples: dict, work: str, progress: Progres
                 mask = member(wanted, h)
                 if mask.any():
                     idx = pa.array(np.flatnonzero(mask))
-                    texts = {n: pa.array(chunk.rewrites[n], pa.string()).take(idx) for n in names}
+                    texts = {n: strip_newlines(chunk.rewrites[n]).take(idx) for n in names}
                     c_hash.append(h[mask])
                     c_rw.append(combine([text_hash(texts[n]) for n in names]))
                     lines = pa.array(np.flatnonzero(mask) + chunk.start, pa.int64())
-                    spill.write_batch(pa.record_batch([lines, captions.take(idx), *texts.values()], schema=schema))
+                    batch = pa.record_batch([lines, captions.take(idx), *texts.values()], schema=schema)
+                    spilled += batch.nbytes
+                    spill.write_batch(batch)
                 progress("release", chunk.start + len(chunk.captions), 0)
         records = release.records()
     finally:
@@ -172,7 +175,7 @@ def _read_release(cfg: ImportConfig, samples: dict, work: str, progress: Progres
     _, counts = np.unique(every, return_counts=True)
     cands = {"hash": np.concatenate(c_hash) if c_hash else np.zeros(0, np.uint64),
              "rewrites": np.concatenate(c_rw) if c_rw else np.zeros(0, np.uint64),
-             "spill": spill_path, "duplicate_rows": int(counts[counts > 1].sum())}
+             "spill": spill_path, "spilled_bytes": spilled, "duplicate_rows": int(counts[counts > 1].sum())}
     return cands, records
 
 
@@ -248,7 +251,7 @@ def _write(store, cfg, rid, shards, samples, plan, cands, work, progress) -> dic
     chosen = np.flatnonzero(plan.choice >= 0)
     by_line = chosen[np.argsort(plan.choice[chosen], kind="stable")]  # samples in the order of their rows
     # contiguous shard groups of bounded spilled text (the spill's size per candidate row as the measure)
-    per_row = os.path.getsize(cands["spill"]) / max(1, len(cands["hash"]))
+    per_row = cands["spilled_bytes"] / max(1, len(cands["hash"]))
     matched_per_shard = np.bincount(samples["shard"][chosen], minlength=len(shards))
     group_of = np.zeros(len(shards), np.int64)
     acc, g = 0.0, 0

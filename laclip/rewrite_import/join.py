@@ -25,7 +25,8 @@ import pyarrow.compute as pc
 _BASE = np.uint64(0x100000001B3)  # odd: invertible modulo 2^64
 _INV = np.uint64(pow(int(_BASE), -1, 2**64))
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_SLICE_BYTES = 1 << 22  # text bytes hashed at once: bounds the uint64 temporaries to ~100 MiB
+_SLICE_BYTES = 1 << 21  # text bytes hashed at once: bounds the uint64 temporaries to ~50 MiB
+_TABLES: list[np.ndarray] = []  # BASE**i and BASE**-i for i < _SLICE_BYTES (+1), made on first use
 _SPACE = pa.scalar(" ", pa.string())
 
 
@@ -86,6 +87,17 @@ def _powers(base: np.uint64, exponents: np.ndarray) -> np.ndarray:
     return out
 
 
+def _tables() -> tuple[np.ndarray, np.ndarray]:
+    if not _TABLES:
+        with np.errstate(over="ignore"):
+            pw = np.full(_SLICE_BYTES + 1, _BASE, np.uint64)
+            pw[0] = 1
+            ipw = np.full(_SLICE_BYTES + 1, _INV, np.uint64)
+            ipw[0] = 1
+            _TABLES.extend([np.cumprod(pw), np.cumprod(ipw)])
+    return _TABLES[0], _TABLES[1]
+
+
 def text_hash(values: pa.Array) -> np.ndarray:
     """A uint64 per string (null hashes as the empty string)."""
     arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
@@ -99,24 +111,23 @@ def text_hash(values: pa.Array) -> np.ndarray:
     data_buf = arr.buffers()[2]
     data = np.frombuffer(data_buf, np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
     lengths = np.diff(offsets)
+    pw_all, ipw_all = _tables()
     i = 0
     with np.errstate(over="ignore"):
         while i < n:
-            # rows i..j whose text fits the slice (at least one row)
             j = int(np.searchsorted(offsets, offsets[i] + _SLICE_BYTES, side="right")) - 1
             j = min(max(j, i + 1), n)
             lo, hi = int(offsets[i]), int(offsets[j])
-            chunk = data[lo:hi].astype(np.uint64) + np.uint64(1)
-            pw = np.empty(hi - lo, np.uint64)
-            if hi > lo:
-                pw[0] = 1
-                pw[1:] = _BASE
-                np.cumprod(pw, out=pw)
-            prefix = np.zeros(hi - lo + 1, np.uint64)
-            np.cumsum(chunk * pw, out=prefix[1:])
+            size = hi - lo
+            pw = pw_all[:size] if size <= _SLICE_BYTES else _powers(_BASE, np.arange(size))  # one long string
+            prefix = np.zeros(size + 1, np.uint64)
+            terms = data[lo:hi].astype(np.uint64)
+            terms += np.uint64(1)
+            terms *= pw
+            np.cumsum(terms, out=prefix[1:])
             starts = offsets[i:j] - lo
-            ends = offsets[i + 1:j + 1] - lo
-            h = (prefix[ends] - prefix[starts]) * _powers(_INV, starts)
+            inv = ipw_all[starts] if size <= _SLICE_BYTES else _powers(_INV, starts)
+            h = (prefix[offsets[i + 1:j + 1] - lo] - prefix[starts]) * inv
             h ^= lengths[i:j].astype(np.uint64) * _GOLDEN
             out[i:j] = _mix(h)
             i = j

@@ -98,8 +98,9 @@ class InputFile:
         self.text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline=None)
 
     def lines(self, n: int) -> list[str]:
+        """Up to n lines, each still ending in its "\\n" (but perhaps the last): see strip_newlines."""
         try:
-            out = [line[:-1] if line.endswith("\n") else line for line in islice(self.text, n)]
+            out = list(islice(self.text, n))
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
             raise DataError(f"{self.url}: cannot be read ({exc})") from None
         self.count += len(out)
@@ -143,11 +144,19 @@ class CsvCaptions:
         return out
 
 
+def strip_newlines(lines: list[str]):
+    """The lines as an Arrow array without their line break (universal newlines made every one "\\n")."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.utf8_rtrim(pa.array(lines, pa.string()), characters="\n")
+
+
 @dataclass
 class Chunk:
     start: int  # the release row of captions[0]
     captions: list[str]
-    rewrites: dict[str, list[str]]  # source -> one rewrite per caption
+    rewrites: dict[str, list[str]]  # source -> one rewrite per caption, each ending in "\n" (strip_newlines)
 
 
 class Release:
@@ -180,7 +189,9 @@ class Release:
             start += len(captions)
 
     def _take(self, n: int) -> list[str]:
-        return self.captions.take(n) if self.captions else self.original.lines(n)
+        if self.captions:
+            return self.captions.take(n)
+        return [line[:-1] if line.endswith("\n") else line for line in self.original.lines(n)]
 
     def _misaligned(self) -> None:
         """Count every file to the end and name the ones whose length differs from the original's."""
