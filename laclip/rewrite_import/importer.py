@@ -265,7 +265,7 @@ def _write(store, cfg, rid, shards, samples, plan, cands, work, progress) -> dic
     writers = [pa.ipc.new_stream(os.path.join(work, f"group-{k}.arrow"), schema,
                                  options=pa.ipc.IpcWriteOptions(compression="lz4")) for k in range(groups)]
     try:
-        reader = pa.ipc.open_file(pa.memory_map(cands["spill"]))
+        reader = pa.ipc.open_file(pa.OSFile(cands["spill"], "rb"))  # not mapped: read batches leave memory
         base, pos = 0, 0
         for b in range(reader.num_record_batches):
             batch = reader.get_batch(b)
@@ -306,19 +306,23 @@ def _write(store, cfg, rid, shards, samples, plan, cands, work, progress) -> dic
 
 def _write_shard(store: Store, cfg: ImportConfig, rid: str, shard: Shard, matched: pa.Table, ambiguous: np.ndarray,
                  digest: str) -> dict:
+    import pyarrow.compute as pc
+
     t0 = time.perf_counter()
     rows = read_captions(store, shard)
-    keys, captions = [k for k, _ in rows], [c for _, c in rows]
     n, names = len(rows), list(cfg.sources)
+    captions = pa.array([c for _, c in rows], pa.string())
     at = matched.column("row").to_numpy()
-    same = np.asarray(normalize(pa.array(captions, pa.string()).take(pa.array(at))).to_pylist(), object) == \
-        np.asarray(normalize(matched.column("caption")).to_pylist(), object) if len(at) else np.zeros(0, bool)
+    if len(at):  # the normalised texts of both sides, compared: a hash collision keeps the caption
+        same = pc.equal(normalize(captions.take(pa.array(at))), normalize(matched.column("caption")))
+        same = same.fill_null(False).to_numpy(zero_copy_only=False)
+    else:
+        same = np.zeros(0, bool)
     good = at[same]
-    rewrites = [list(captions) for _ in names]
-    rejected: list[list[str | None]] = [[NOT_RELEASED] * n for _ in names]
-    lines: list[int | None] = [None] * n
-    for i, line in zip(good, matched.column("line").to_numpy()[same]):
-        lines[i] = int(line)
+    hit = np.zeros(n, bool)
+    hit[good] = True
+    lines = np.zeros(n, np.int64)
+    lines[good] = matched.column("line").to_numpy()[same]
     check = None
     if cfg.filter == "laclip":
         from laclip.rewrite.filters import check as filter_check
@@ -328,22 +332,28 @@ def _write_shard(store: Store, cfg: ImportConfig, rid: str, shard: Shard, matche
         def check(text: str, caption: str):
             clean = clean_caption(caption, 64, 400)
             return filter_check(text, clean, normal(clean))
-    for j, name in enumerate(names):
-        texts = np.asarray(matched.column(name).to_pylist(), object)[same]
-        for i, text in zip(good, texts):
-            text = (text or "").strip()
-            if check is not None and text:
-                text, reason = check(text, captions[i])
-            else:
-                reason = None if text else "empty"
-            rejected[j][i] = reason
-            if reason is None:
-                rewrites[j][i] = text
-    amb = int(np.count_nonzero(ambiguous[good])) if len(good) else 0
+    cols: dict[str, pa.Array] = {"key": pa.array([k for k, _ in rows], pa.string()), "caption": captions}
+    reasons_of: dict[str, pa.Array] = {}
     per_source = {}
-    for j, name in enumerate(names):
-        reasons = Counter(r for r in rejected[j] if r is not None)
-        per_source[name] = {"rewritten": n - sum(reasons.values()), "fallbacks": dict(reasons.most_common())}
+    good_captions = captions.take(pa.array(good)).to_pylist() if check is not None else None
+    for name in names:
+        texts = pc.utf8_trim_whitespace(matched.column(name).filter(pa.array(same)).combine_chunks().fill_null(""))
+        reason = np.full(n, NOT_RELEASED, object)
+        if check is not None:
+            checked = [check(t, c) if t else ("", "empty") for t, c in zip(texts.to_pylist(), good_captions)]
+            texts = pa.array([t for t, _ in checked], pa.string())
+            reason[good] = [r for _, r in checked]
+        else:
+            reason[good] = np.where(pc.equal(pc.binary_length(texts), 0).to_numpy(zero_copy_only=False), "empty",
+                                    None)
+        kept = np.zeros(n, bool)
+        kept[good] = [r is None for r in reason[good]]
+        keep_texts = texts.filter(pa.array(kept[good]))
+        cols[name] = pc.replace_with_mask(captions, pa.array(kept), keep_texts) if kept.any() else captions
+        reasons_of[name + REJECT_SUFFIX] = pa.array(reason, pa.string())
+        counts = Counter(r for r in reason if r is not None)
+        per_source[name] = {"rewritten": int(kept.sum()), "fallbacks": dict(counts.most_common())}
+    amb = int(np.count_nonzero(ambiguous[good])) if len(good) else 0
     stats = {
         "dataset": cfg.dataset, "shard": shard.id, "rewrite_id": rid, "captions": n, "matched": int(len(good)),
         "missing": n - int(len(good)), "ambiguous": amb, "collisions": int(len(at) - len(good)), "prompts": 0,
@@ -351,9 +361,10 @@ def _write_shard(store: Store, cfg: ImportConfig, rid: str, shard: Shard, matche
         "engine": {"name": "import", "choose": cfg.choose, "filter": cfg.filter}, "input_digest": digest,
         "laclip_version": __version__, "host": socket.gethostname(), "finished_at": _now(),
     }
-    table = out.build_table(keys, captions, names, rewrites, rejected, stats)
-    table = table.append_column(PROVENANCE_COLUMN, pa.array(lines, pa.int64())).replace_schema_metadata(
-        table.schema.metadata)
+    cols.update(reasons_of)
+    cols[PROVENANCE_COLUMN] = pa.array(lines, pa.int64(), mask=~hit)
+    table = pa.table(cols).replace_schema_metadata({out.META_SOURCES: json.dumps(names).encode(),
+                                                    out.META_STATS: json.dumps(stats).encode()})
     stats["seconds"] = round(time.perf_counter() - t0, 4)
     try:
         store.write_bytes(layout.rewrite_shard(cfg.dataset, rid, shard.id), out.table_bytes(table), create_only=True)

@@ -206,3 +206,25 @@ def test_training_on_an_import_uses_the_release_rewrites_of_each_samples_own_cap
         allowed = {caption.strip()} | released
         assert texts <= allowed, (key, texts - allowed)
         assert (len(texts) > 1) == (line is not None)  # matched samples do draw the release's rewrites
+
+
+def test_empty_lines_are_rejected_and_laclip_filters_drop_echoes(demo_copy, tmp_path):
+    release = write_release(demo_copy, tmp_path / "release", spaces=False)
+    files = release["files"]
+    rows = [c for _, c in release["rows"]]
+    open(files["bard"], "w").write("".join(f"{c}\n" for c in rows))  # every bard "rewrite" is the caption again
+    open(files["human"], "w").write("".join("\n" if i % 2 else f"human r{i}: {c}\n" for i, c in enumerate(rows)))
+    cfg = ImportConfig(dataset="demo", root=demo_copy.url, original=files["original"],
+                       sources={s: files[s] for s in SOURCES})
+    strict = cfg.model_copy(update={"filter": "laclip"})
+    for c, bard in ((cfg, None), (strict, "echo")):
+        run_import(c)
+        rid = c.resolved_rewrite_id()
+        shard = resolve_shards(demo_copy, "demo")[0]
+        table = pq.read_table(demo_copy.local_path(f"rewrites/demo/{rid}/{shard.id}.parquet")).to_pylist()
+        matched = [r for r in table if r["release_line"] is not None]
+        assert matched and all(r["bard_rejected"] == bard for r in matched)
+        assert all((r["human_rejected"] == "empty") == (r["release_line"] % 2 == 1) for r in matched)
+        assert all(r["human"] == r["caption"] for r in matched if r["human_rejected"])
+        stats = json.loads(demo_copy.read_text(f"rewrites/demo/{rid}/{shard.id}.stats.json"))
+        assert stats["sources"]["human"]["fallbacks"]["empty"] == sum(1 for r in matched if r["release_line"] % 2)
