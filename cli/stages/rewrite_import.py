@@ -110,6 +110,7 @@ def print_totals(store, cfg: ImportConfig, totals: dict, seconds: float) -> None
         out.print(f"release: {totals['release_rows']:,} rows, {totals['candidate_rows']:,} with a caption of the "
                   f"dataset, {totals['release_rows_used']:,} used, {totals['release_duplicate_rows']:,} in captions "
                   "that repeat", soft_wrap=True, markup=False)
+    _per_shard(store, cfg)
     if totals.get("collisions"):
         err.print(f"note: {totals['collisions']} hash collisions (kept their caption)", markup=False)
     sources = list(cfg.sources)
@@ -117,6 +118,27 @@ def print_totals(store, cfg: ImportConfig, totals: dict, seconds: float) -> None
               f"(matched, missing, ambiguous); sources: {', '.join(sources)}", soft_wrap=True, markup=False)
     out.print(f"train on it: laclip submit train --dataset {cfg.dataset} --rewrites {cfg.rewrite_id}",
               soft_wrap=True, markup=False)
+
+
+def _per_shard(store, cfg: ImportConfig, limit: int = 12) -> None:
+    """matched / missing / ambiguous of each shard: every one for a few shards, else the most missing."""
+    import json
+
+    from laclip import layout
+
+    shards = layout.rewritten_shards(store, cfg.dataset, cfg.rewrite_id)
+    if len(shards) > 200:  # reading thousands of stats files from a bucket is slow: they are there to read
+        return
+    rows = []
+    for sid in shards:
+        st = json.loads(store.read_text(layout.rewrite_stats(cfg.dataset, cfg.rewrite_id, sid)))
+        rows.append((st["missing"] / max(1, st["captions"]), sid, st))
+    shown = sorted(rows, key=lambda r: (-r[0], r[1]))[:limit] if len(rows) > limit else rows
+    if len(rows) > limit:
+        out.print(f"the {limit} shards with the most missing captions:", markup=False)
+    for _, sid, st in shown:
+        out.print(f"  shard {sid}: {st['captions']:,} captions, {st['matched']:,} matched, {st['missing']:,} "
+                  f"missing, {st['ambiguous']:,} ambiguous", markup=False)
 
 
 def submitted(cfg: ImportConfig, objects: list[dict], outcomes: list, ctx: Context) -> None:

@@ -64,6 +64,10 @@ def test_import_joins_by_caption_and_the_counts_add_up(demo_copy, tmp_path):
     shards, captions, got_matched, missing, got_ambiguous = (int(g.replace(",", "")) for g in m.groups())
     assert (captions, got_matched, missing, got_ambiguous) == (len(want), matched, len(want) - matched, ambiguous)
     assert got_matched + missing == captions
+    printed = [[int(g.replace(",", "")) for g in m] for m in re.findall(
+        r"shard \d+: ([\d,]+) captions, ([\d,]+) matched, ([\d,]+) missing, ([\d,]+) ambiguous", res.output)]
+    assert len(printed) == shards == 4 and all(c == m + x for c, m, x, _ in printed)  # per shard, they add up
+    assert [sum(col) for col in zip(*printed)] == [captions, got_matched, missing, got_ambiguous]
     record = read_record(demo_copy, "demo", "rel")
     assert record["kind"] == "import" and record["sources"] == list(SOURCES)
     assert record["inputs"]["original"]["rows"] == len(release["rows"])  # the header row does not count
