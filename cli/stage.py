@@ -79,6 +79,7 @@ class Stage:
     submitted: Callable[[Any, list[dict], list, Context], None] = lambda cfg, objects, outcomes, ctx: None
     options: list[Option] = field(default_factory=list)
     bucket_paths: Callable[[Any], list[str]] = lambda cfg: [cfg.root]
+    local_default: bool = False  # runs here unless --cluster (a CPU stage such as rewrite import)
 
     def flag_names(self) -> dict[str, str]:
         """field path -> the flag a user types, for error messages."""
@@ -134,6 +135,9 @@ def command(stage: Stage) -> Callable:
         Option("sets", ("--set",), list[str], [], "FIELD=VALUE for any config field, e.g. cluster.queue=a100; "
                                                    "repeatable, applied last."),
         Option("dry_run", ("--dry-run",), bool, False, "Print what would be created as YAML; contact nothing."),
+        Option("local", ("--local/--cluster",), Optional[bool], None,
+               "Run the pod's entrypoint here (the default), or --cluster: submit it as a Job.")
+        if stage.local_default else
         Option("local", ("--local",), bool, False, "Run the pods' entrypoint here, against a local folder."),
         Option("kube_context", ("--context",), Optional[str], None, "kubeconfig context [default: the current one]."),
     ]
@@ -166,6 +170,8 @@ def drive(stage: Stage, flag_values: dict, fields: dict[str, Flag], *, config_fi
     from laclip.config import merge, read_config_file
     from laclip.storage import resolve_root
 
+    if local is None:  # a stage that runs here by default (--local/--cluster): --dry-run prints its Job
+        local = stage.local_default and not dry_run
     if dry_run and local:
         raise UsageError("--dry-run and --local exclude each other")
     given = {}

@@ -14,7 +14,7 @@ from typing import Iterable
 
 from laclip_jobs.common import COMPONENT_LABEL, QUEUE_LABEL, RUN_LABEL
 
-STAGES = ("rewrite", "train", "eval")
+STAGES = ("rewrite-import", "rewrite", "train", "eval")
 INDEX_LABEL = "batch.kubernetes.io/job-completion-index"  # label (1.28+) and annotation on Indexed Job pods
 VOLCANO_INDEX = "volcano.sh/task-index"
 TORCHX_REPLICA = "torchx.pytorch.org/replica-id"  # train pods rendered by TorchX: the node index

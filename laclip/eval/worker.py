@@ -24,6 +24,8 @@ from laclip.identity import digest
 from laclip.storage import open_store
 
 log = logging.getLogger("laclip.eval")
+# CLIP_benchmark's names for the linear probe's metrics (its classification ones carry no prefix)
+LP_NAMES = {"acc1": "lp_acc1", "acc5": "lp_acc5", "mean_per_class_recall": "lp_mean_per_class_recall"}
 
 
 @dataclass
@@ -161,8 +163,10 @@ def evaluate_dataset(cfg: EvalConfig, ds, lm, store, todo: list[Planned]) -> lis
                 val.features if val else None, val.labels if val else None, reg_min=lp.reg_min,
                 reg_max=lp.reg_max, grid=lp.grid, refine_steps=lp.refine_steps, max_iter=lp.max_iter,
                 val_fraction=lp.val_fraction, seed=cfg.seed, device=str(lm.device))
+            metrics = {LP_NAMES.get(k, k): v for k, v in metrics.items()}
         record = {
-            "dataset": ds.name, "model": lm.name, "pretrained": cfg.checkpoint_url,
+            # CLIP_benchmark's names: its webdataset sets are `wds/<name>`, `pretrained` the file open_clip loads
+            "dataset": f"wds/{ds.name}", "model": lm.name, "pretrained": item.identity["checkpoint"]["url"],
             "task": TASK_RESULT_NAMES[task], "metrics": metrics, "language": "en",
             "laclip": {"run": cfg.run, "checkpoint": cfg.checkpoint_name, "dataset_url": ds.url(),
                        "images": int(len(test.labels)), "seconds": round(time.perf_counter() - start, 3),
