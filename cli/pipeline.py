@@ -219,7 +219,7 @@ ROWS = [  # (label, task as written in the result JSON, metric)
     ("zero-shot top-5", "zeroshot_classification", "acc5"),
     ("zero-shot mean per-class recall", "zeroshot_classification", "mean_per_class_recall"),
     ("few-shot 5-way 5-shot kNN", "fewshot_knn", "acc1"),
-    ("linear probe top-1", "linear_probe", "acc1"),
+    ("linear probe top-1", "linear_probe", "lp_acc1"),
 ]
 
 
@@ -248,7 +248,8 @@ def _report(store, tag, rewrite_id, kept, pairs: list[dict], timings: Timings) -
     rows, summary_rows = [], []
     for name, task, metric in ROWS:
         values = [[_metric(p["results"][label], task, metric) for p in pairs] for label in ("CLIP", "LaCLIP")]
-        diffs = [p["differences"].get(task, {}).get(metric) for p in pairs]
+        # the paired differences name metrics as the outcomes do: without the linear probe's `lp_`
+        diffs = [p["differences"].get(task, {}).get(metric.removeprefix("lp_")) for p in pairs]
         if all(v is None for v in values[0] + values[1]) or any(d is None for d in diffs):
             continue
         means = [sum(v) / len(v) for v in values]

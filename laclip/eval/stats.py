@@ -171,6 +171,25 @@ def paired(kind: str, a, b, groups=None, *, binary: bool = False, resamples: int
     return Difference(float(point[0]), float(point[1]), diff, lo, hi, len(rows), p, disc, resamples, confidence)
 
 
+def paired_average(items, *, resamples: int = RESAMPLES, seed: int = 0,
+                   confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """(mean of B - A, lo, hi) over several test sets, each item (kind, a, b, groups) one set: each
+    set is resampled on its own (its own seed stream), and resample r's differences are averaged
+    over the sets, so the interval is that of the average of the per-set differences."""
+    items = list(items)
+    if not items:
+        raise ValueError("no test sets")
+    points, boots = [], []
+    for i, (kind, a, b, groups) in enumerate(items):
+        point, boot = _bootstrap(kind, _rows(kind, a, b, groups), resamples, seed + 7919 * i)
+        points.append(point[1] - point[0])
+        boots.append(boot[:, 1] - boot[:, 0])
+    used = min(len(x) for x in boots)
+    diff = float(np.mean(points))
+    lo, hi = _quantiles(np.mean([x[:used] for x in boots], axis=0), confidence)
+    return diff, min(lo, diff), max(hi, diff)
+
+
 def interval(kind: str, a, groups=None, *, resamples: int = RESAMPLES, seed: int = 0,
              confidence: float = CONFIDENCE) -> Interval:
     """One model's metric with its bootstrap interval over the same observations."""

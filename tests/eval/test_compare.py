@@ -63,6 +63,24 @@ def test_interval_width_matches_the_paired_standard_error():
     assert d.p_mcnemar == pytest.approx(binomtest(320, 520, 0.5).pvalue)
 
 
+def test_the_average_over_test_sets_has_the_standard_error_of_the_mean_difference():
+    """Two sets, +5 points known on each (extra right answers only): the average differs by +5 with
+    half-width 1.96 * sqrt(sd1^2 + sd2^2) / 2 (independent sets); identical models give exactly 0."""
+    rng = np.random.default_rng(5)
+    items, sds = [], []
+    for n in (2000, 1000):
+        a = (rng.random(n) < 0.5).astype(float)
+        b = a.copy()
+        b[np.flatnonzero(a == 0)[: n // 20]] = 1
+        items.append(("mean", a, b, None))
+        sds.append(np.sqrt(0.05 * 0.95 / n))
+    diff, lo, hi = stats.paired_average(items, seed=1)
+    assert diff == pytest.approx(0.05)
+    assert (hi - lo) / 2 == pytest.approx(1.96 * np.sqrt(sds[0] ** 2 + sds[1] ** 2) / 2, rel=0.08)
+    same = [("mean", a, a, None) for _, a, _, _ in items]
+    assert stats.paired_average(same) == (0.0, 0.0, 0.0)
+
+
 def test_the_bootstrap_is_seeded_and_resamples_whole_groups():
     rng = np.random.default_rng(5)
     a, b = rng.random(300), rng.random(300)
@@ -127,7 +145,7 @@ def test_compare_two_demo_checkpoints(ckpt_store, tiny_models, tmp_path):
             assert len(found["episode_acc"]) == 40
             assert found["episode_acc"].mean() == pytest.approx(record["metrics"]["acc1"])
         if task == "linear_probe":
-            assert np.mean(found["pred"] == found["label"]) == pytest.approx(record["metrics"]["acc1"])
+            assert np.mean(found["pred"] == found["label"]) == pytest.approx(record["metrics"]["lp_acc1"])
         if task == "zeroshot_retrieval":
             assert np.mean(found["t2i_rank"] < 5) == pytest.approx(record["metrics"]["image_retrieval_recall@5"])
             assert np.mean(found["i2t_rank"] < 1) == pytest.approx(record["metrics"]["text_retrieval_recall@1"])
