@@ -38,6 +38,7 @@ def test_pipeline_runs_every_stage_then_reuses_them(demo_copy):
     assert demo_copy.read_bytes(summary_path.replace("summary.json", "clip_vs_laclip.png"))[:8] == b"\x89PNG\r\n\x1a\n"
     # each difference is LaCLIP - CLIP paired over the same test images, with its interval
     diffs = {d["metric"]: d for d in summary["differences"]}
+    assert {"zero-shot top-1", "few-shot 5-way 5-shot kNN", "linear probe top-1"} <= set(diffs)
     zs1 = diffs["zero-shot top-1"]
     acc = [summary["results"][m]["zeroshot_classification"]["acc1"] for m in ("CLIP", "LaCLIP")]
     assert zs1["diff"] == pytest.approx(acc[1] - acc[0]) and zs1["lo"] <= zs1["diff"] <= zs1["hi"]
