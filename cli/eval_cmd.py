@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from laclip import layout
-from laclip.errors import NotFound
+from laclip.errors import NotFound, UsageError
 from laclip_cli.console import out
 from laclip_cli.state import state
 
@@ -25,6 +25,7 @@ def report(
     """Print the headline metric of every (checkpoint, dataset, task) and draw a chart."""
     from laclip.eval.results import chart, load_rows, markdown as to_markdown, table
 
+    path = None if no_png else check_png(png or Path(f"eval-{'-'.join(runs)}.png"))
     store = state.store()
     rows = []
     for run in runs:
@@ -45,8 +46,26 @@ def report(
         for line in body:
             t.add_row(*line)
         out.print(t)
-    if not no_png:
-        path = png or Path(f"eval-{'-'.join(runs)}.png")
-        chart(rows, str(path))
+    if path is not None:
+        try:
+            chart(rows, str(path))
+        except OSError as exc:
+            raise UsageError(f"cannot write the chart {path}: {exc.strerror or exc}") from None
         if not markdown:  # keep a Markdown summary clean
             out.print(f"chart: {path}", soft_wrap=True)
+
+
+def check_png(path: Path) -> Path:
+    """Where the chart goes, checked before any result is read: a file in a folder that exists."""
+    import os
+
+    if path.is_dir():
+        raise UsageError(f"--png {path} is a folder: give a file name, e.g. {path / 'eval.png'}")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise UsageError(f"--png {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"--png {path}: the folder {folder} is not writable")
+    if path.suffix.lower() != ".png":
+        raise UsageError(f"--png {path}: the chart is a PNG image; name the file *.png")
+    return path

@@ -18,8 +18,8 @@ from typing import Any
 from laclip import layout
 from laclip.errors import UsageError
 from laclip.train.config import TrainConfig
-from laclip_jobs.common import (EXIT_PERMANENT, apply_gke_pod_spec, as_json, base_env, check_name, image_for,
-                                kubelet_literal, labels, resources, stamp)
+from laclip_jobs.common import (EXIT_PERMANENT, apply_gke_pod_spec, as_json, base_env, check_name, check_subdomain,
+                                image_for, kubelet_literal, labels, resources, stamp)
 
 COMPONENT = "train"
 VOLCANO_API = "batch.volcano.sh/v1alpha1"
@@ -134,7 +134,7 @@ def render(cfg: TrainConfig) -> list[dict[str, Any]]:
     cluster = cfg.cluster
     app = app_def(cfg)
     opts = {"namespace": check_name(cluster.namespace, "namespace"),
-            "queue": check_name(cluster.queue or DEFAULT_VOLCANO_QUEUE, "Volcano queue name"),
+            "queue": check_subdomain(cluster.queue or DEFAULT_VOLCANO_QUEUE, "Volcano queue name"),
             "service_account": cluster.service_account}
     if cluster.priority_class:
         opts["priority_class"] = cluster.priority_class

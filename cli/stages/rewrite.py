@@ -212,6 +212,10 @@ def run_local(cfg: RewriteConfig, ctx: Context) -> None:
     out.print(f"rewrite {rid}: {total['shards']} shards, {total['captions']:,} captions x {len(cfg.sources)} sources, "
               f"{kept:,} of {slots:,} kept the original ({100 * kept / max(1, slots):.1f}%"
               f"{': ' + reasons if reasons else ''}), {time.perf_counter() - start:.1f}s", soft_wrap=True, markup=False)
+    if total["skipped_rows"]:
+        why = ", ".join(f"{r.replace('_', ' ')} {n:,}" for r, n in total["skipped_rows"].items())
+        err.print(f"note: {sum(total['skipped_rows'].values()):,} dataset rows skipped ({why}): "
+                  "see laclip/data/shards.py for the rule", soft_wrap=True)
     _show_examples(store, cfg, rid)
     out.print(f"output: {store.url_of(layout.rewrite_folder(cfg.dataset, rid))}/", markup=False, soft_wrap=True)
     out.print(f"train on it: laclip submit train --dataset {cfg.dataset} --rewrites {rid} --local",

@@ -16,7 +16,8 @@ import re
 from pathlib import Path
 from typing import BinaryIO
 
-from laclip.errors import AlreadyExists, AuthError, NotFound, StorageError, StoreUnavailable, UsageError
+from laclip.errors import (AlreadyExists, AuthError, NotFound, StorageError, StoreFull, StoreRefused, StoreUnavailable,
+                           UsageError)
 from laclip.storage.base import Store, join
 
 AUTH_HINT = (
@@ -123,15 +124,22 @@ class GCSStore(Store):
             if not self._bucket_exists():
                 return NotFound(f"bucket gs://{self.bucket_name} does not exist (while trying to {op} {where})")
             return NotFound(f"{where} does not exist")
-        if isinstance(exc, (gexc.Unauthorized, gexc.Forbidden, DefaultCredentialsError, RefreshError)):
+        if isinstance(exc, (gexc.Unauthorized, DefaultCredentialsError, RefreshError)):
             return AuthError(f"access to {where} refused ({type(exc).__name__}): {AUTH_HINT}")
+        if isinstance(exc, gexc.Forbidden):  # the credentials work, and lack the right: retrying cannot help
+            return StoreRefused(f"could not {op} {where}: 403 Forbidden ({_cause(exc)}); the account needs "
+                                "roles/storage.objectAdmin (or objectViewer to read) on the bucket")
         if isinstance(exc, (gexc.RetryError, TransportError, ConnectionError, TimeoutError, gexc.ServerError,
                             gexc.TooManyRequests)) or _is_network_error(exc):
             return StoreUnavailable(
                 f"could not {op} {where}: the store did not answer after retrying for "
                 f"{self.retry_timeout:.0f}s ({_cause(exc)})"
             )
-        return StorageError(f"could not {op} {where}: {exc}")
+        if isinstance(exc, gexc.ClientError):  # any other 4xx: the same request gets the same answer
+            code = getattr(exc, "code", None) or "4xx"
+            kind = StoreFull if code == 413 else StoreRefused
+            return kind(f"could not {op} {where}: {code} {_cause(exc)}")
+        return StorageError(f"could not {op} {where}: {_cause(exc)}")
 
     def _bucket_exists(self) -> bool:
         try:
@@ -274,6 +282,9 @@ def _is_network_error(exc: BaseException) -> bool:
 
 
 def _cause(exc: BaseException) -> str:
+    """The cause in one line: the server's message for an API error, else the innermost error."""
     inner = getattr(exc, "cause", None) or exc.__cause__ or exc
-    text = str(inner).splitlines()[0] if str(inner) else type(inner).__name__
+    message = getattr(exc, "message", None)  # google.api_core errors: the server's own words
+    text = message if isinstance(message, str) and message.strip() else str(inner)
+    text = " ".join(text.split()) or type(inner).__name__
     return text[:200]

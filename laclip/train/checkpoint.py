@@ -23,6 +23,7 @@ import torch
 from laclip import layout
 from laclip.errors import AlreadyExists, DataError, LeaseHeld, NotFound, StorageError, StoreFull, UsageError
 from laclip.storage.base import Store
+from laclip.storage.faults import os_fault
 from laclip.storage.local import FILE_MODE
 
 log = logging.getLogger("laclip.train")
@@ -46,16 +47,22 @@ def save(store: Store, run: str, step: int, payload: dict, keep_last: int, repla
     path = step_path(run, step)
     local = store.local_path(path)
     folder = local.parent if local is not None else Path(tempfile.gettempdir())
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".step_{step}.", suffix=".tmp")
-    os.fchmod(fd, FILE_MODE)  # mkstemp's 0600 would keep a pod's other user and colleagues out
-    os.close(fd)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".step_{step}.", suffix=".tmp")
+        os.fchmod(fd, FILE_MODE)  # mkstemp's 0600 would keep a pod's other user and colleagues out
+        os.close(fd)
+    except OSError as exc:  # a read-only disk, no permission: one line, permanent
+        raise os_fault(exc, "write checkpoint", store.url_of(path)) from None
     try:
         _write(payload, tmp, store.url_of(path))
         if local is not None:
             if local.exists():
                 _may_replace(store, path, replaceable)
-            os.replace(tmp, local)
+            try:
+                os.replace(tmp, local)
+            except OSError as exc:
+                raise os_fault(exc, "write checkpoint", store.url_of(path)) from None
         else:
             try:
                 store.upload_file(tmp, path, create_only=True)
@@ -84,7 +91,9 @@ def _write(payload: dict, tmp: str, where: str) -> None:
         if full:
             raise StoreFull(f"cannot write checkpoint {where}: No space left on device (in {os.path.dirname(tmp)})") \
                 from None
-        raise StorageError(f"cannot write checkpoint {where}: {getattr(exc, 'strerror', None) or exc}") from None
+        if isinstance(exc, OSError):
+            raise os_fault(exc, "write checkpoint", where) from None
+        raise StorageError(f"cannot write checkpoint {where}: {' '.join(str(exc).split())[:300]}") from None
 
 
 def _may_replace(store: Store, path: str, replaceable) -> None:
@@ -98,9 +107,15 @@ def load(store: Store, path: str) -> dict:
     """Load one checkpoint (raises on a truncated or corrupt file)."""
     local = store.local_path(path)
     if local is not None:
-        if not local.exists():
-            raise NotFound(f"checkpoint {store.url_of(path)} does not exist")
-        return torch.load(local, map_location="cpu", weights_only=True)
+        if not store.exists(path):
+            what = "is a folder, not a checkpoint file" if local.is_dir() else "does not exist"
+            raise NotFound(f"checkpoint {store.url_of(path)} {what}")
+        try:  # opened here: a file we may not read is a store fault, not a broken checkpoint
+            f = open(local, "rb")
+        except OSError as exc:
+            raise os_fault(exc, "read checkpoint", store.url_of(path)) from None
+        with f:
+            return torch.load(f, map_location="cpu", weights_only=True)
     with tempfile.TemporaryDirectory() as tmp:
         dest = Path(tmp) / "ckpt.pt"
         store.download_file(path, dest)
