@@ -219,8 +219,8 @@ def iter_tar(store: Store, path: str) -> Iterator[dict]:
                 key, dot, ext = base.partition(".")
                 if not dot:
                     continue
-                if current is not None and current["__key__"] != key:
-                    yield current
+                if current is not None and (current["__key__"] != key or ext in current):
+                    yield current  # a new key, or the same key again (a repeat: the reader counts it)
                     current = None
                 if current is None:
                     current = {"__key__": key}
@@ -245,7 +245,9 @@ class ShardCheck:
 
 
 def _count(n: int, what: str) -> str:
-    return f"{n} {what}" if n == 1 else f"{n} {what}s"
+    """`1 sample without a .txt`, `2 samples without a .txt`: the first word takes the plural."""
+    first, _, rest = what.partition(" ")
+    return f"{n} {first if n == 1 else first + 's'}{' ' + rest if rest else ''}"
 
 
 def check_shard(store: Store, shard: Shard, max_pixels: int | None = None) -> ShardCheck:
@@ -289,9 +291,9 @@ def check_shard(store: Store, shard: Shard, max_pixels: int | None = None) -> Sh
     except (DataError, NotFound) as exc:
         found.problems.append(str(exc))
     repeats = sum(n - 1 for n in seen.values() if n > 1)
-    for n, what in ((repeats, "repeated key (a sample trained once, the copies skipped)"),
+    for n, what in ((repeats, "repeat of a key in this tar (trained once, the copies skipped)"),
                     (no_image, "sample without an image (.jpg/.png/.webp)"), (no_text, "sample without a .txt"),
-                    (bad_text, ".txt that is not UTF-8"), (unreadable, "image whose header cannot be read"),
+                    (bad_text, "caption (.txt) that is not UTF-8"), (unreadable, "image whose header cannot be read"),
                     (too_big, f"image above {max_pixels:,} pixels" if max_pixels else ""),
                     (unlisted, "sample whose key is no usable successful row of the parquet")):
         if n:

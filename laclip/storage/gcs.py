@@ -16,9 +16,10 @@ import re
 from pathlib import Path
 from typing import BinaryIO
 
-from laclip.errors import (AlreadyExists, AuthError, NotFound, StorageError, StoreFull, StoreRefused, StoreUnavailable,
+from laclip.errors import (AlreadyExists, AuthError, NotFound, StorageError, StoreRefused, StoreUnavailable,
                            UsageError)
 from laclip.storage.base import Store, join
+from laclip.storage.faults import os_fault
 
 AUTH_HINT = (
     "authenticate with `gcloud auth application-default login` on a workstation, "
@@ -135,10 +136,10 @@ class GCSStore(Store):
                 f"could not {op} {where}: the store did not answer after retrying for "
                 f"{self.retry_timeout:.0f}s ({_cause(exc)})"
             )
-        if isinstance(exc, gexc.ClientError):  # any other 4xx: the same request gets the same answer
-            code = getattr(exc, "code", None) or "4xx"
-            kind = StoreFull if code == 413 else StoreRefused
-            return kind(f"could not {op} {where}: {code} {_cause(exc)}")
+        code = getattr(exc, "code", None)
+        if isinstance(exc, gexc.ClientError) or isinstance(code, int) and 400 <= code < 500:
+            # any other 4xx (400, 409, 413...): the same request gets the same answer
+            return StoreRefused(f"could not {op} {where}: {code or '4xx'} {_cause(exc)}")
         return StorageError(f"could not {op} {where}: {_cause(exc)}")
 
     def _bucket_exists(self) -> bool:
@@ -190,10 +191,12 @@ class GCSStore(Store):
                 str(tmp), retry=self._retry, timeout=self.request_timeout))
             os.replace(tmp, local)
         except OSError as exc:  # the local side: a message, as from the local store, not a traceback
-            raise StorageError(f"cannot copy {self.url_of(path)} to {local}: {exc.strerror or exc}") from None
+            raise os_fault(exc, "copy", f"{self.url_of(path)} to {local}") from None
         finally:
-            if tmp.exists():  # False, not an error, where the target's folder could not be made
-                tmp.unlink()
+            try:  # nothing there (or no folder to look in) where the copy could not start
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
 
     def exists(self, path: str) -> bool:
         blob = self.bucket.blob(self._key(path))

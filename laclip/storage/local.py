@@ -136,8 +136,10 @@ class LocalStore(Store):
         except OSError as exc:
             raise os_fault(exc, "copy", f"{self.url_of(path)} to {local}") from None
         finally:
-            if tmp.exists():  # False, not an error, where the target's folder could not be made
-                tmp.unlink()
+            try:  # nothing there (or no folder to look in) where the copy could not start
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
 
     def exists(self, path: str) -> bool:
         try:

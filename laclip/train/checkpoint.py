@@ -78,22 +78,40 @@ def save(store: Store, run: str, step: int, payload: dict, keep_last: int, repla
 
 def _write(payload: dict, tmp: str, where: str) -> None:
     """torch.save to a local temp file, fsynced; a full disk is one line naming the file, not torch's
-    C++ stream error, and permanent (retrying on the same node fills the same disk)."""
-    import errno
-
+    C++ stream error, and permanent (retrying on the same node fills the same disk). torch writes
+    through our file object, so the OS's own error (ENOSPC, EROFS...) is the cause of its RuntimeError."""
     try:
-        torch.save(payload, tmp)
-        with open(tmp, "rb") as f:
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
             os.fsync(f.fileno())
     except (OSError, RuntimeError) as exc:
-        full = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc) \
-            or "file write failed" in str(exc)
+        cause = _os_cause(exc)
+        if cause is not None:
+            raise os_fault(cause, "write checkpoint", where) from None
+        full = "No space left" in str(exc) or "file write failed" in str(exc) or _nearly_full(tmp)
         if full:
             raise StoreFull(f"cannot write checkpoint {where}: No space left on device (in {os.path.dirname(tmp)})") \
                 from None
-        if isinstance(exc, OSError):
-            raise os_fault(exc, "write checkpoint", where) from None
         raise StorageError(f"cannot write checkpoint {where}: {' '.join(str(exc).split())[:300]}") from None
+
+
+def _os_cause(exc: BaseException) -> OSError | None:
+    """The OSError behind an error (torch's RuntimeError keeps the file object's as its context)."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            return exc
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
+def _nearly_full(path: str) -> bool:
+    try:
+        st = os.statvfs(os.path.dirname(path) or ".")
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < (1 << 20)
 
 
 def _may_replace(store: Store, path: str, replaceable) -> None:
