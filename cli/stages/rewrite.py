@@ -95,7 +95,8 @@ def build(stage: Stage, values: dict, sets: list[str], ctx: Context) -> RewriteC
         require_bucket(cfg.root, False)  # before the listing: pods cannot read a local folder
     update: dict = {}
     if cfg.engine == "vllm" and not cfg.model and not ctx.local:
-        bucket = cfg.root.rstrip("/") if cfg.root.startswith("gs://") else "gs://YOUR_BUCKET"
+        # gs://your-bucket: a placeholder for --dry-run of a local root, and a valid bucket name
+        bucket = cfg.root.rstrip("/") if cfg.root.startswith("gs://") else "gs://your-bucket"
         update["model"] = f"{bucket}/{layout.model_folder(DEFAULT_MODEL)}"
     if cfg.endpoint and cfg.engine != "openai":
         raise UsageError(f"--endpoint is for --engine openai; the {cfg.engine} engine would ignore it")

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from . import cases_data, cases_faults
+from . import cases_data, cases_faults, cases_misc, cases_text
 
-ALL_CASES = [*cases_data.CASES, *cases_faults.CASES]
+ALL_CASES = [*cases_data.CASES, *cases_faults.CASES, *cases_text.CASES, *cases_misc.CASES]
