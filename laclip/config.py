@@ -163,8 +163,9 @@ def _quantity(pattern: str, example: str):
 
 
 # Kubernetes quantities, in the forms the renderers understand: "8" or "500m" CPUs, "64Gi" memory.
-CpuQuantity = Annotated[str, _quantity(r"[0-9]+(\.[0-9]+)?|[0-9]+m", "8 or 500m")]
-MemoryQuantity = Annotated[str, _quantity(r"[0-9]+(\.[0-9]+)?([KMGT]i?)?", "64Gi or 512Mi")]
+# (At most 9 digits before the point: more would overflow the API server's quantities, not fit a node.)
+CpuQuantity = Annotated[str, _quantity(r"[0-9]{1,9}(\.[0-9]{1,3})?|[0-9]{1,9}m", "8 or 500m")]
+MemoryQuantity = Annotated[str, _quantity(r"[0-9]{1,9}(\.[0-9]{1,3})?([KMGT]i?)?", "64Gi or 512Mi")]
 
 # A container image reference (the distribution grammar: [host[:port]/]path[:tag][@digest]).
 _IMAGE = re.compile(r"(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"

@@ -290,3 +290,37 @@ CLASS10 = ([_modes(w) for w in ("write", "create-only-write", "upload", "checkpo
            + [_names(stage, "--namespace", "team.a", False) for stage in ("rewrite", "train", "eval")])
 
 CASES = CLASS8 + CLASS9 + CLASS10
+
+
+def _train_end_to_end(tmp: Path) -> None:
+    """`laclip submit train --local`, as a user runs it (the installed command, from a folder that holds a
+    `laclip/`), over a dataset with a garbage parquet, a key in two shards, a key twice in one tar, an
+    oversized image and a truncated tar: the run ends, trains on the rest and reports every count."""
+    import re
+    import shutil
+    import subprocess
+    import sys
+
+    from .cases_data import _dup_across, _dup_in_tar, _image_shard
+    from .harness import png
+
+    root = tmp / "store"
+    truncated = good_shard("0004")[0]
+    write_dataset(root, "mixed", [good_shard("0000"), (good_shard("0001")[0], b"garbage"), _dup_across(1),
+                                  _dup_in_tar(1, False), _image_shard(lambda: png(1100, 1100)),
+                                  (truncated[: len(truncated) // 2], good_shard("0004")[1])])
+    laclip_bin = shutil.which("laclip", path=str(Path(sys.executable).parent)) or "laclip"
+    proc = subprocess.run([laclip_bin, "--root", str(root), "submit", "train", "--dataset", "mixed", "--local",
+                           "--steps", "4", "--batch-size", "6", "--checkpoint-every", "4", "--set", "workers=0",
+                           "--set", "log_every=1", "--set", "tensorboard=false", "--run", "mixed-run"],
+                          cwd=shadowing_folder(tmp), capture_output=True, text=True, timeout=600)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "Traceback" not in text, text[-3000:]
+    done = next((ln for ln in text.splitlines() if ln.startswith("done ")), "")
+    counts = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", done)}
+    for key in ("unreadable_parquets", "duplicate_keys", "broken_images", "oversized_images", "unreadable_shards"):
+        assert counts.get(key, 0) >= 1, f"{key} not reported: {done!r}"
+    assert (root / "checkpoints" / "mixed-run" / "step_4.pt").exists()
+
+
+CASES.append(Case(4, "train-end-to-end-mixed-faults-from-a-shadowing-folder", _train_end_to_end, slow=True))
