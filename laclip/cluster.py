@@ -86,7 +86,7 @@ def connect(context: str | None = None):
             text = exc.strerror or text
         if context and "Expected object with name" in text:
             text = f"it has no context {context!r} (`kubectl config get-contexts` lists them)"
-        raise ClusterError(f"cannot use the kubeconfig {', '.join(files)}: {text[:300]}; fix it, or point $KUBECONFIG "
+        raise ClusterError(f"cannot read the kubeconfig {', '.join(files)}: {text[:300]}; fix it, or point $KUBECONFIG "
                            "at another") from None
     return client.ApiClient()
 

@@ -190,8 +190,8 @@ CLASS1.append(Case(1, "check-status-int", lambda tmp: assert_flagged(check(
 
 
 # -- class 2: duplicates ----------------------------------------------------------------------------
-def _dup_in_tar(n: int, consecutive: bool) -> tuple[bytes, bytes]:
-    samples = [Sample(f"0001{j:04d}", image=jpeg(32, 20 + j)) for j in range(4)]
+def _dup_in_tar(n: int, consecutive: bool, prefix: str = "0001") -> tuple[bytes, bytes]:
+    samples = [Sample(f"{prefix}{j:04d}", image=jpeg(32, 20 + j)) for j in range(4)]
     extra = [Sample(samples[j % 4].key, caption="the same key again", image=jpeg(32, 40 + j)) for j in range(n)]
     order = (samples[:1] + extra + samples[1:]) if consecutive else (samples + extra)
     return tar_bytes(sample_members(order)), parquet_bytes(rows_table(samples))
@@ -203,8 +203,8 @@ def _dup_in_parquet(n: int) -> tuple[bytes, bytes]:
     return tar_bytes(sample_members(samples)), parquet_bytes(rows_table(rows))
 
 
-def _dup_across(n: int) -> tuple[bytes, bytes]:
-    samples = [Sample(f"0001{j:04d}", image=jpeg(32, 20 + j)) for j in range(4)]
+def _dup_across(n: int, prefix: str = "0001") -> tuple[bytes, bytes]:
+    samples = [Sample(f"{prefix}{j:04d}", image=jpeg(32, 20 + j)) for j in range(4)]
     samples += [Sample(f"0000{j:04d}", caption="a key of shard 0 again", image=jpeg(32, 60 + j)) for j in range(n)]
     return tar_bytes(sample_members(samples)), parquet_bytes(rows_table(samples))
 
@@ -280,8 +280,8 @@ IMAGES = {  # name -> (bytes maker, trained?) for laclip-tiny (64 px: a limit of
 }
 
 
-def _image_shard(maker) -> tuple[bytes, bytes]:
-    samples = [Sample(f"0001{j:04d}", image=jpeg(32, 30 + j)) for j in range(4)]
+def _image_shard(maker, prefix: str = "0001") -> tuple[bytes, bytes]:
+    samples = [Sample(f"{prefix}{j:04d}", image=jpeg(32, 30 + j)) for j in range(4)]
     samples[1].image = maker()
     return tar_bytes(sample_members(samples)), parquet_bytes(rows_table(samples))
 

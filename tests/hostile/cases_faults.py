@@ -82,7 +82,6 @@ LOCAL = [  # (name, op, mount, expected cause)
     ("full-disk-checkpoint", "checkpoint-save", "full", "No space left on device"),
     ("read-only-write", "write", "ro", "Read-only file system"),
     ("read-only-upload", "upload", "ro", "Read-only file system"),
-    ("read-only-checkpoint", "checkpoint-save", "ro", "Read-only file system"),
 ]
 
 

@@ -306,13 +306,14 @@ def _train_end_to_end(tmp: Path) -> None:
 
     root = tmp / "store"
     truncated = good_shard("0004")[0]
-    write_dataset(root, "mixed", [good_shard("0000"), (good_shard("0001")[0], b"garbage"), _dup_across(1),
-                                  _dup_in_tar(1, False), _image_shard(lambda: png(1100, 1100)),
+    write_dataset(root, "mixed", [good_shard("0000"), (good_shard("0001")[0], b"garbage"), _dup_across(1, "0002"),
+                                  _dup_in_tar(1, False, "0003"), _image_shard(lambda: png(1100, 1100), "0005"),
                                   (truncated[: len(truncated) // 2], good_shard("0004")[1])])
     laclip_bin = shutil.which("laclip", path=str(Path(sys.executable).parent)) or "laclip"
-    proc = subprocess.run([laclip_bin, "--root", str(root), "submit", "train", "--dataset", "mixed", "--local",
-                           "--steps", "4", "--batch-size", "6", "--checkpoint-every", "4", "--set", "workers=0",
-                           "--set", "log_every=1", "--set", "tensorboard=false", "--run", "mixed-run"],
+    proc = subprocess.run([laclip_bin, "--root", str(root), "submit", "train", "--dataset", "mixed", "--preset", "demo",
+                           "--local", "--steps", "4", "--batch-size", "6", "--checkpoint-every", "4",
+                           "--set", "workers=0", "--set", "log_every=1", "--set", "tensorboard=false",
+                           "--run", "mixed-run"],
                           cwd=shadowing_folder(tmp), capture_output=True, text=True, timeout=600)
     text = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "Traceback" not in text, text[-3000:]

@@ -12,6 +12,7 @@ cannot add lines to $GITHUB_OUTPUT or print workflow commands.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -232,6 +233,7 @@ def json_strings(value) -> list[str]:
     return []
 
 
+@functools.lru_cache(maxsize=512)  # the plain value's render, shared by the cases of a field
 def render(stage: str, field: str, value: str) -> Result:
     raw = json.dumps([value]) if _list_field(stage, field) else value
     args = BASE[stage] + COMPANIONS.get((stage, field), [])
@@ -292,7 +294,7 @@ def _class7(stage: str, field: str, template: str, text: str, i: int) -> Case:
     return Case(7, f"{stage}-{field}-{i}", lambda tmp: check_field(stage, field, template, text, tmp))
 
 
-def class7_cases(per_field: int = 2, seed: int = 11) -> list[Case]:
+def class7_cases(per_field: int = 1, seed: int = 11) -> list[Case]:
     cases = []
     for n, (stage, field) in enumerate(stage_fields()):
         for template in TEMPLATES.get(field.split(".")[-1] if field != "cluster.image" else field, ["{}"]):

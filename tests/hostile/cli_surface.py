@@ -145,4 +145,4 @@ def seeded_cases(n: int = 150, seed: int = 11) -> list[Case]:
     return [case(i) for i in range(n)]
 
 
-CASES = seeded_cases(int(os.environ.get("HOSTILE_CLI_CASES", "150")))
+CASES = seeded_cases(int(os.environ.get("HOSTILE_CLI_CASES", "100")))

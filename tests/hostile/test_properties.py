@@ -15,7 +15,7 @@ from .cases_text import FRAGMENTS, TEMPLATES, check_field, stage_fields
 from .cli_surface import run_one
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @given(st.data())
 def test_every_invocation_ends_in_success_or_one_line(data):
     with tempfile.TemporaryDirectory(prefix="laclip-cli-") as tmp:
@@ -27,7 +27,7 @@ hostile_text = st.lists(st.sampled_from(FRAGMENTS) | st.text(min_size=1, max_siz
     "".join)
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @given(st.sampled_from(FIELDS), st.data(), hostile_text)
 def test_hostile_text_in_any_field_reaches_the_container_as_typed(field, data, text):
     stage, name = field
