@@ -147,13 +147,15 @@ def _cli_denied(tmp: Path) -> None:
 # -- gs:// ------------------------------------------------------------------------------------------
 class _Answer(BaseHTTPRequestHandler):
     status = 500
+    reason = "backendError"
 
     def _reply(self):
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)
         body = json.dumps({"error": {"code": self.status, "message": f"injected {self.status}",
-                                     "errors": [{"message": f"injected {self.status}"}]}}).encode()
+                                     "errors": [{"message": f"injected {self.status}",
+                                                 "reason": self.reason}]}}).encode()
         self.send_response(self.status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -166,29 +168,33 @@ class _Answer(BaseHTTPRequestHandler):
         pass
 
 
-def answering(status: int):
+def answering(status: int, reason: str = "backendError"):
     """A local HTTP server that answers every request with `status` (the store under test's view of GCS)."""
-    handler = type("Handler", (_Answer,), {"status": status})
+    handler = type("Handler", (_Answer,), {"status": status, "reason": reason})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
 
-GCS_STATUS = {  # status -> (permanent?, words the message holds)
-    400: (True, "400"), 401: (False, "refused"), 403: (True, "403"), 404: (True, "does not exist"),
-    409: (True, "409"), 413: (True, "413"), 429: (False, "did not answer"), 500: (False, "did not answer"),
-    503: (False, "did not answer"),
+GCS_STATUS = {  # (status, reason) -> (permanent?, words the message holds)
+    (400, "invalid"): (True, "400"), (401, "required"): (False, "refused"), (403, "forbidden"): (True, "403"),
+    (403, "quotaExceeded"): (True, "no room left"), (404, "notFound"): (True, "does not exist"),
+    (409, "conflict"): (True, "409"), (413, "uploadTooLarge"): (True, "413"),
+    (429, "rateLimitExceeded"): (False, "answered 429 after retrying"),
+    (500, "backendError"): (False, "answered 500 after retrying"),
+    (503, "backendError"): (False, "answered 503 after retrying"),
+    (507, "insufficientStorage"): (True, "507"), (501, "notImplemented"): (False, "answered 501"),
 }
 
 
-def _gcs(status: int, op: str) -> Case:
-    permanent, word = GCS_STATUS[status]
+def _gcs(status: int, reason: str, op: str) -> Case:
+    permanent, word = GCS_STATUS[status, reason]
 
     def run(tmp: Path) -> None:
         from laclip.errors import LaclipError
         from laclip.storage.gcs import GCSStore
 
-        server = answering(status)
+        server = answering(status, reason)
         saved = os.environ.get("STORAGE_EMULATOR_HOST")
         os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{server.server_address[1]}"
         try:
@@ -216,11 +222,12 @@ def _gcs(status: int, op: str) -> Case:
             assert outcome["ok"], outcome  # an answer, not a fault: the object is not there
             return
         assert_fault(outcome, permanent, word, "gs://fault-bucket/prefix")
-    return Case(5, f"gcs-{status}-{op}", run)
+    name = f"gcs-{status}-{op}" if reason in ("backendError", "forbidden") else f"gcs-{status}-{reason}-{op}"
+    return Case(5, name, run)
 
 
 CASES = ([_local_mount(*c) for c in LOCAL] + [_local_denied(*c) for c in DENIED]
          + [Case(5, "local-permission-denied-download-target", _download_denied),
             Case(5, "cli-permission-denied-dataset-folder", _cli_denied)]
-         + [_gcs(status, op) for status in GCS_STATUS for op in ("read", "write", "list", "exists")
-            if op in ("read", "write") or status in (403, 404, 500)])
+         + [_gcs(status, reason, op) for status, reason in GCS_STATUS for op in ("read", "write", "list", "exists")
+            if op in ("read", "write") or status in (403, 404, 500, 507)])
