@@ -19,7 +19,7 @@ import statistics
 import time
 from types import SimpleNamespace
 
-from bench._train_common import MODEL, demo_store, machine, patch_open_clip_train
+from bench._train_common import MODEL, demo_store, machine, require_peer_webdataset
 from laclip import layout
 
 BATCH = 64
@@ -56,7 +56,7 @@ def peer(store, batches: int) -> float:
 
     from laclip.train.model import image_geometry
 
-    patch_open_clip_train()
+    require_peer_webdataset()
     size, mean, std = image_geometry(MODEL)
     transform = open_clip.image_transform(size, is_train=True, mean=mean, std=std, aug_cfg={"scale": (0.9, 1.0)})
     folder = store.local_path(layout.dataset_folder("demo"))

@@ -17,23 +17,39 @@ app = typer.Typer(help="Evaluation results.", no_args_is_help=True)
 
 @app.command()
 def report(
-    runs: List[str] = typer.Argument(..., help="Training runs (folders under evals/)."),
+    runs: List[str] = typer.Argument(..., help="Training runs (folders under evals/), or RUN/CHECKPOINT."),
+    layout_: str = typer.Option("runs", "--layout", help="runs: one line per checkpoint, a column per (dataset, "
+                                                         "task); paper: the paper's table (rows zero-shot, linear "
+                                                         "probe, few-shot; a column per dataset and the average)."),
+    suite: Optional[str] = typer.Option(None, "--suite", help="--layout paper: the suite whose columns to show "
+                                                              "[default: the one the results cover most]."),
+    csv_out: Optional[str] = typer.Option(None, "--csv", help="--layout paper: also write the table as CSV to "
+                                                              "this file ('-': print CSV instead of Markdown)."),
     png: Optional[Path] = typer.Option(None, help="Chart file (default: eval-<RUN>.png here)."),
     no_png: bool = typer.Option(False, "--no-png", help="Print the table only."),
     markdown: bool = typer.Option(False, "--markdown", help="Print a Markdown table (for CI job summaries)."),
 ) -> None:
-    """Print the headline metric of every (checkpoint, dataset, task) and draw a chart."""
+    """Print the headline metric of every (checkpoint, dataset, task) and draw a chart, or the paper's table."""
     from laclip.eval.results import chart, load_rows, markdown as to_markdown, table
 
-    path = None if no_png else check_png(png or Path(f"eval-{'-'.join(runs)}.png"))
+    if layout_ not in ("runs", "paper"):
+        raise UsageError(f"invalid --layout {layout_!r}: use runs or paper")
+    if csv_out not in (None, "-"):
+        check_out_file(Path(csv_out), "--csv", ".csv")
+    path = None if no_png or layout_ == "paper" else \
+        check_out_file(png or Path(f"eval-{'-'.join(runs).replace('/', '-')}.png"), "--png", ".png")
     store = state.store()
+    asked = [(ref.partition("/")[0], ref.partition("/")[2] or None) for ref in runs]
     rows = []
-    for run in runs:
-        found = load_rows(store, run)
+    for key in dict.fromkeys(run for run, _ in asked):
+        found = load_rows(store, key)
         if not found:
-            raise NotFound(f"no evaluation results under {store.url_of(layout.evals_of(run))}/: "
-                           f"run `laclip submit eval --checkpoint {run}/step_N` first")
+            raise NotFound(f"no evaluation results under {store.url_of(layout.evals_of(key))}/: "
+                           f"run `laclip submit eval --checkpoint {key}/step_N` first")
         rows.extend(found)
+    if layout_ == "paper":
+        _paper(rows, asked, suite, csv_out)
+        return
     header, body = table(rows)
     if markdown:
         out.print(to_markdown(header, body), markup=False, soft_wrap=True, end="")
@@ -55,17 +71,48 @@ def report(
             out.print(f"chart: {path}", soft_wrap=True)
 
 
-def check_png(path: Path) -> Path:
-    """Where the chart goes, checked before any result is read: a file in a folder that exists."""
+def check_out_file(path: Path, flag: str, suffix: str) -> Path:
+    """Where a file goes, checked before any result is read: a file in a folder that exists."""
     import os
 
     if path.is_dir():
-        raise UsageError(f"--png {path} is a folder: give a file name, e.g. {path / 'eval.png'}")
+        raise UsageError(f"{flag} {path} is a folder: give a file name, e.g. {path / ('eval' + suffix)}")
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
-        raise UsageError(f"--png {path}: the folder {folder} does not exist")
+        raise UsageError(f"{flag} {path}: the folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
-        raise UsageError(f"--png {path}: the folder {folder} is not writable")
-    if path.suffix.lower() != ".png":
-        raise UsageError(f"--png {path}: the chart is a PNG image; name the file *.png")
+        raise UsageError(f"{flag} {path}: the folder {folder} is not writable")
+    if suffix == ".png" and path.suffix.lower() != suffix:  # the chart's format follows the name
+        raise UsageError(f"{flag} {path}: the chart is a PNG image; name the file *.png")
     return path
+
+
+def _paper(rows, asked: list[tuple[str, str | None]], suite_name: str | None, csv_out: str | None) -> None:
+    """The paper's table of the asked (run, checkpoint) pairs: a run alone means its latest step."""
+    from laclip.eval import paper, suites
+
+    picked = []
+    for run, ckpt in asked:
+        if ckpt is not None and not any(r.run == run and r.checkpoint == ckpt for r in rows):
+            have = sorted({r.checkpoint for r in rows if r.run == run})
+            raise NotFound(f"run {run} has no results of checkpoint {ckpt} (it has: {', '.join(have)})")
+        picked += paper.pick_checkpoints(rows, {run: ckpt})
+    if len(set(picked)) != len(picked):
+        raise UsageError("the same run and checkpoint is asked for twice")
+    mine = [r for r in rows if (r.run, r.checkpoint) in picked]
+    found = {paper.dataset_key(r.dataset) for r in mine}
+    if suite_name is None:  # the suite the results cover most, if any
+        scored = sorted(((len(found & {d.name for d in suites.load(n).datasets}), n) for n in suites.names()),
+                        reverse=True)
+        suite_name = scored[0][1] if scored and scored[0][0] else None
+    chosen = suites.load(suite_name) if suite_name else None
+    tab = paper.build(mine, picked, chosen)
+    if csv_out == "-":
+        out.print(tab.csv(), markup=False, soft_wrap=True, end="")
+        return
+    out.print(tab.markdown(), markup=False, soft_wrap=True, end="")
+    if csv_out:
+        try:
+            Path(csv_out).write_text(tab.csv(), encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write {csv_out}: {exc.strerror or exc}") from None

@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
     ("train_loader", ["--runs", "1", "--batches", "2"], ["laclip (augment laclip)", "open_clip_train"]),
     ("eval_zeroshot", ["--images-per-class", "4", "--runs", "1"], ["clip_benchmark"]),
     ("train_steps", ["--runs", "1", "--short", "1", "--long", "2"], ["| laclip |", "| open_clip_train |"]),
+    ("rewrite_import", ["--rows", "3000", "--runs", "1"], ["| rewrite import |", "matched "]),
 ])
 def test_benchmark_runs(module, args, expect):
     proc = subprocess.run([sys.executable, "-m", f"bench.{module}", *args], cwd=REPO, capture_output=True,
