@@ -2,7 +2,8 @@
 
 Class 6: store roots that read as rich markup or emoji codes are printed as typed, by every command that
 prints them, and no command fails on them (after writing its data or before).
-Class 7: hostile strings in every user-settable text field of the three stage configs (through
+Class 7: hostile strings in every user-settable text field of the stage configs (rewrite, train as a
+JobSet, with flex-start and as a Volcano Job, eval, get-eval, rewrites import) (through
 `--set FIELD=VALUE`, as `laclip submit STAGE --dry-run` renders them) either are refused with one line or
 reach the container as typed: after the kubelet's `$(VAR)`/`$$` expansion and the shell's parsing of
 TorchX's `bash -c` line, the rendered objects have the same fields, arguments, environment variables,
@@ -90,10 +91,17 @@ CLASS6 = ([_markup_case(r, c) for r in MARKUP_ROOTS
 
 # -- class 7: rendered objects --------------------------------------------------------------------
 ROOT = "gs://laclip-bucket/prod"
+TRAIN = ["--dataset", "cc12m", "--rewrites", "base", "--model", "ViT-B-16"]
+# Each renderer a user reaches, by the command that renders it and the flags a plain submit gives.
 BASE = {
-    "rewrite": ["--dataset", "cc12m", "--num-shards", "4"],
-    "train": ["--dataset", "cc12m", "--rewrites", "base", "--model", "ViT-B-16", "--nodes", "2:8"],
-    "eval": ["--checkpoint", "gs://bucket/checkpoints/run/step_1000"],
+    "rewrite": ["submit", "rewrite", "--dataset", "cc12m", "--num-shards", "4"],
+    "train": ["submit", "train", *TRAIN, "--nodes", "2"],  # a JobSet (the default scheduler)
+    "train-flex": ["submit", "train", *TRAIN, "--nodes", "2", "--flex-start", "--topology", "required"],
+    "train-volcano": ["submit", "train", *TRAIN, "--nodes", "2:8", "--scheduler", "volcano"],
+    "eval": ["submit", "eval", "--checkpoint", "gs://bucket/checkpoints/run/step_1000"],
+    "get-eval": ["submit", "get-eval", "--datasets", "vtab-cifar10,food101"],
+    "import": ["rewrites", "import", "--dataset", "cc12m", "--original", "gs://b/cc12m.csv",
+               "--source", "chatgpt=gs://b/chatgpt.txt"],
 }
 # Where a field's value sits in what a user would type (a gs:// model is mounted; others pass through).
 TEMPLATES = {"model": ["{}", "gs://models-bucket/{}"], "root": ["gs://laclip-bucket/{}"],
@@ -101,6 +109,7 @@ TEMPLATES = {"model": ["{}", "gs://models-bucket/{}"], "root": ["gs://laclip-buc
              "cluster.image": ["r.example/{}:1"], "endpoint": ["http://vllm:8000/{}"], "model_origin": ["gs://b/{}"]}
 COMPANIONS = {("rewrite", "endpoint"): ["--engine", "openai", "--model", "m"],
               ("rewrite", "model"): ["--engine", "hf"]}
+TEMPLATES.update({"original": ["gs://b/{}.csv", "{}"], "work_dir": ["/tmp/{}"], "scratch": ["/scratch/{}"]})
 FRAGMENTS = ["$(HOME)", "$$", "${HOME}", "$(LACLIP_ROOT)", "'", '"', "`touch pwned`", "; touch pwned", "\n",
              "\r\n", "\t", " ", ",uid=0", ",only-dir=", "=", "--help", " --set x=1", "\\", "&&", "|", ">out",
              "%s", "{0}", "{c}", "é", "\u202e", "#", "*", "~", "..", "/", ":", "@", "\x00", "\x1b[31m"]
@@ -125,17 +134,27 @@ def text_fields(model, prefix: str = "") -> list[str]:
 
 
 def _is_text_list(annotation) -> bool:
-    return typing.get_origin(annotation) is list and typing.get_args(annotation) in ((str,),)
+    """list[str], dict[str, str], or either of them or None."""
+    options = [a for a in typing.get_args(annotation) if a is not type(None)] \
+        if typing.get_origin(annotation) in (typing.Union, getattr(__import__("types"), "UnionType", None)) \
+        else [annotation]
+    return any(typing.get_origin(a) in (list, dict) and set(typing.get_args(a)) == {str} for a in options)
 
 
 def stage_fields() -> list[tuple[str, str]]:
     from laclip.eval.config import EvalConfig
+    from laclip.fetch.config import FetchConfig
     from laclip.rewrite.config import RewriteConfig
+    from laclip.rewrite_import.config import ImportConfig
     from laclip.train.config import TrainConfig
 
-    skip = {"owner", "model_origin", "preset", "run"}  # set by the CLI or the renderer, or checked names
-    return [(stage, f) for stage, model in (("rewrite", RewriteConfig), ("train", TrainConfig), ("eval", EvalConfig))
-            for f in text_fields(model) if f not in skip]
+    skip = {"owner", "model_origin", "preset", "run", "suites"}  # set by the CLI or the renderer, or checked names
+    models = {"rewrite": RewriteConfig, "train": TrainConfig, "train-flex": TrainConfig, "train-volcano": TrainConfig,
+              "eval": EvalConfig, "get-eval": FetchConfig, "import": ImportConfig}
+    only = {"train-flex": ("topology_level", "cluster.queue", "root", "rewrites"),  # what differs from train
+            "train-volcano": ("root", "rewrites", "dataset", "cluster.queue", "model")}
+    return [(stage, f) for stage, model in models.items() for f in text_fields(model)
+            if f not in skip and (stage not in only or f in only[stage])]
 
 
 def kubelet_expand(text: str, env: dict[str, str]) -> str:
@@ -180,6 +199,10 @@ def shell_calls(script: str, tmp: Path) -> tuple[list[list[str]], list[list[str]
 def pod_specs(obj: dict) -> list[dict]:
     if obj["apiVersion"].startswith("batch.volcano.sh"):
         return [t["template"]["spec"] for t in obj["spec"]["tasks"]]
+    if obj["kind"] == "JobSet":
+        return [r["template"]["spec"]["template"]["spec"] for r in obj["spec"]["replicatedJobs"]]
+    if "template" not in obj.get("spec", {}):  # a ConfigMap, a Service: no pods
+        return []
     return [obj["spec"]["template"]["spec"]]
 
 
@@ -236,12 +259,18 @@ def json_strings(value) -> list[str]:
 @functools.lru_cache(maxsize=512)  # the plain value's render, shared by the cases of a field
 def render(stage: str, field: str, value: str) -> Result:
     raw = json.dumps([value]) if _list_field(stage, field) else value
+    if _dict_field(stage, field):
+        raw = json.dumps({"chatgpt" if stage == "import" else "cub": value})
     args = BASE[stage] + COMPANIONS.get((stage, field), [])
-    return laclip("--root", ROOT, "submit", stage, *args, "--set", f"{field}={raw}", "--dry-run")
+    return laclip("--root", ROOT, *args, "--set", f"{field}={raw}", "--dry-run")
 
 
 def _list_field(stage: str, field: str) -> bool:
-    return field in ("sources", "datasets", "eval_datasets")
+    return field in ("sources", "datasets", "eval_datasets", "splits") and not _dict_field(stage, field)
+
+
+def _dict_field(stage: str, field: str) -> bool:
+    return (stage, field) in (("import", "sources"), ("get-eval", "repos"))
 
 
 def objects(res: Result) -> list[dict]:
@@ -253,7 +282,7 @@ def check_field(stage: str, field: str, template: str, text: str, tmp: Path) -> 
     the container whole."""
     base = render(stage, field, template.format(MARK_L + "ok" + MARK_R))
     if base.rc != 0:  # a field of choices or formats: compare with its default instead
-        base = laclip("--root", ROOT, "submit", stage, *BASE[stage], *COMPANIONS.get((stage, field), []), "--dry-run")
+        base = laclip("--root", ROOT, *BASE[stage], *COMPANIONS.get((stage, field), []), "--dry-run")
     assert_ok(base)
     drawn = MARK_L + text + MARK_R
     res = render(stage, field, template.format(drawn))
@@ -272,7 +301,9 @@ def check_field(stage: str, field: str, template: str, text: str, tmp: Path) -> 
     typed = [s for argv, env, calls in pb for element in argv + list(env.values()) + [x for c in calls for x in c]
              for s in _strings(element)]
     if field not in ("cluster.namespace", "cluster.service_account", "cluster.priority_class", "cluster.queue",
-                     "cluster.image", "cluster.accelerator", "cluster.cpu", "cluster.memory", "cluster.shm"):
+                     "cluster.image", "cluster.accelerator", "cluster.cpu", "cluster.memory", "cluster.shm",
+                     "topology_level", "token_secret", "scratch_size",
+                     "scratch", "work_dir"):  # local folders: the pod gets its own (jobs/fetch, jobs/rewrite_import)
         assert any(drawn in s for s in typed), f"{field}={drawn!r} did not reach the container as typed"
 
 

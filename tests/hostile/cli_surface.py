@@ -1,9 +1,10 @@
 """The CLI's whole flag surface, read from the command tree itself: generated invocations of every command
-(submit rewrite/train/eval with --dry-run, --local or neither, datasets, data, eval report, status, logs and
-cancel against no cluster, plan, pipeline, version), each of which must succeed or end in one line of
-message (`error: ...`), never a traceback. Invocations are drawn by `pick` (hypothesis, or a seeded
-random.Random for the measured corpus), with guards that keep them fast: a --local run gets inputs that
-fail before any work, and nothing waits on a network.
+(submit rewrite/train/eval/get-eval with --dry-run, --local or neither, rewrites import/export/list, datasets
+show/get-eval/suites, data, eval report (--layout paper too), status, logs and cancel against no cluster,
+plan, pipeline, version), each of which must succeed or end in one line of message (`error: ...`), never a
+traceback. Invocations are drawn by `pick` (hypothesis, or a seeded random.Random for the measured corpus),
+with guards that keep them fast: a --local run gets inputs that fail before any work, and nothing waits on
+a network (the hub endpoint is a closed port).
 """
 
 from __future__ import annotations
@@ -25,6 +26,16 @@ FLOAT = ["0", "0.5", "1", "-1", "inf", "-inf", "nan", "1e308", "1e-320", "abc", 
 SETS = ["steps=3", "cluster.queue=a.b", "nope=1", "=1", "x", "seed=99999999999999999999", "cluster.shm=1Ti",
         "tasks=zeroshot", "datasets=[]", "fewshot.episodes=0", "engine_options={\"alpha\": 2}", "epochs=inf",
         "batch_size=1e9", "cluster.gpus=-1", "resume=/", "root=", "meta_pairs={}", "max_image_pixels=0"]
+CHOICES = {  # flags whose plausible values are few: those, and some hostile ones
+    "--scheduler": ["jobset", "volcano", "kubernetes", "kubernetes_mcad"], "--layout": ["runs", "paper"],
+    "--suite": ["laclip-paper", "datacomp"], "--format": ["wds-json", "parquet"],
+    "--topology": ["cloud.google.com/gce-topology-block", "kubernetes.io/hostname", "a b", "$(HOME)"],
+    "--topology-level": ["cloud.google.com/gce-topology-block", "kubernetes.io/hostname", "a=b"],
+    "--repo": ["cub=owner/repo", "x", "=", "vtab-cifar10=a/b/c", "cub=$(HOME)/r"],
+    "--source": ["chatgpt=" + "/no/such.parquet", "x", "=", "a=b"], "--original-format": ["parquet", "jsonl", "x"],
+    "--choose": ["first", "random", "x"], "--splits": ["test", "train,test", ",", "../x"],
+    "--revision": ["main", "0" * 40, "a b", "$(HOME)"], "names": ["laclip-paper", "vtab-cifar10", "nosuch", ","],
+}
 KUBECONFIG_KINDS = ["missing", "garbage", "unreachable"]
 
 
@@ -53,8 +64,11 @@ def _value(param, pick: Callable[[Sequence], object], tmp: Path) -> str:
     name = param.opts[0]
     if name in ("--set",):
         return pick(SETS)
-    if name in ("--config-file", "--png"):
-        return pick([str(tmp), str(tmp / "no" / "such.yaml"), str(tmp / "c.yaml"), str(tmp / "chart.png"), ""])
+    if name in ("--config-file", "--png", "--csv", "--out", "--scratch", "--work-dir", "--original"):
+        return pick([str(tmp), str(tmp / "no" / "such.yaml"), str(tmp / "c.yaml"), str(tmp / "chart.png"), "",
+                     "-", str(tmp / "t.csv")])
+    if name in CHOICES:
+        return pick(CHOICES[name] + TEXT[:4])
     if name == "--meta-pairs":
         return pick(["mine=" + str(tmp), "=x", "x", "chatgpt=/no/such/file"])
     if name == "--engine-option":
@@ -94,7 +108,8 @@ def invocation(pick: Callable[[Sequence], object], tmp: Path) -> tuple[list[str]
     if mode == "--local" or path[0] == "pipeline":
         root = str(store) if path[0] != "pipeline" else str(tmp / "c.yaml")  # a file: the store cannot be made
         argv += {"rewrite": ["--dataset", "nosuch"], "train": ["--rewrites", "nosuch-set"],
-                 "eval": ["--checkpoint", "nosuch/step_1"]}.get(path[-1], [])
+                 "eval": ["--checkpoint", "nosuch/step_1"], "import": ["--dataset", "nosuch"],
+                 "get-eval": ["--datasets", "nosuch"]}.get(path[-1], [])
     if mode:
         argv.append(mode)
     if path[0] == "data":
@@ -107,7 +122,9 @@ def invocation(pick: Callable[[Sequence], object], tmp: Path) -> tuple[list[str]
     kube = pick(KUBECONFIG_KINDS)
     env = {"KUBECONFIG": str(tmp / "kubeconfig"), "STORAGE_EMULATOR_HOST": "http://127.0.0.1:1",
            "LACLIP_GCS_RETRY_TIMEOUT": "0.5", "LACLIP_GCS_REQUEST_TIMEOUT": "0.5",
-           "LACLIP_REGISTRY": "us-docker.pkg.dev/test-project/laclip", "COLUMNS": "200"}
+           "LACLIP_REGISTRY": "us-docker.pkg.dev/test-project/laclip", "COLUMNS": "200",
+           "HF_ENDPOINT": "http://127.0.0.1:1", "HF_HUB_ETAG_TIMEOUT": "1", "HF_HUB_DOWNLOAD_TIMEOUT": "1",
+           "HF_HUB_DISABLE_TELEMETRY": "1", "HF_TOKEN": None}
     if kube == "garbage":
         (tmp / "kubeconfig").write_bytes(b"\xff[")
     elif kube == "unreachable":

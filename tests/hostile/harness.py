@@ -47,10 +47,11 @@ def laclip(*argv: str, env: dict | None = None, cwd: str | os.PathLike | None = 
     out, err = io.StringIO(), io.StringIO()
     rc, exc = None, None
     try:
-        os.environ.update(env or {})
-        for key, value in (env or {}).items():
+        for key, value in (env or {}).items():  # None: unset
             if value is None:
                 os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         if cwd is not None:
             os.chdir(cwd)
         sys.argv, sys.stdin = ["laclip", *argv], io.StringIO(stdin)
