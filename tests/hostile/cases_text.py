@@ -230,8 +230,8 @@ def processes(objs: list[dict], tmp: Path) -> list[tuple[list[str], dict[str, st
 def shape(value, key: str = ""):
     """Everything about a rendered value but its text: dict keys, list lengths, the options of a mount,
     and of a JSON config in a string its own shape."""
-    if isinstance(value, dict):
-        return {k: shape(v, k) for k, v in value.items()}
+    if isinstance(value, dict):  # a key the user typed (a dataset name in a config's dict) is its text
+        return {("<typed>" if MARK_L in k else k): shape(v, k) for k, v in value.items()}
     if isinstance(value, list):
         return [shape(v, key) for v in value]
     if isinstance(value, str):
