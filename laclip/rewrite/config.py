@@ -119,7 +119,7 @@ class RewriteConfig(BaseModel):
     tensor_parallel: int | None = Field(None, ge=1, le=16)  # None: the pod's GPUs (vLLM tensor parallel)
     endpoint: str | None = Field(None, description="openai engine: base URL, e.g. http://vllm:8000/v1")
     engine_options: dict[str, float | int | str | bool] = Field(default_factory=dict)  # partly in the id
-    num_shards: int | None = Field(None, ge=1, le=10**7, description="shards to cover (fixed at submit; dry runs of "
+    num_shards: int | None = Field(None, ge=1, description="shards to cover (fixed at submit; dry runs of "
                                                           "unlisted datasets)")
     cluster: ClusterOptions = Field(default_factory=ClusterOptions)
     parallelism: int | None = Field(None, ge=1, le=100_000, description="pods at once [default: min(64, indexes)]")
