@@ -6,6 +6,7 @@
     EISDIR ENAMETOOLONG ELOOP  -> StoreRefused
     ENOENT                     -> NotFound
     HTTP 401 / no credentials  -> AuthError (transient: a pod's metadata server may not answer yet)
+    HTTP 507, 403 quota        -> StoreFull
     HTTP 403 and other 4xx     -> StoreRefused   HTTP 429, 5xx, dropped connections -> StoreUnavailable
 
 Every backend maps its errors here (laclip.storage.local, laclip.storage.gcs), and so does any
