@@ -1,11 +1,23 @@
-"""One rich console for output and one for errors, shared by every command."""
+"""One rich console for output and one for errors, shared by every command.
+
+Both read no markup and no emoji codes: what laclip prints is full of user text (store roots such as
+`exp[v2]` or `gs://b/[/]`, paths, dataset names, error messages) that rich would otherwise take as
+markup, dropping or misreading it, or failing on it after the work was done. Style comes only from
+`styled` (or Text objects), never from text.
+"""
 
 from rich.console import Console
+from rich.text import Text
 
 from laclip.errors import UsageError
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, markup=False, emoji=False)
+err = Console(stderr=True, highlight=False, markup=False, emoji=False)
+
+
+def styled(*parts) -> Text:
+    """Text from plain strings and (text, style) pairs: the one way to style output here."""
+    return Text.assemble(*parts)
 
 
 def show_estimate(estimate, dry_run: bool) -> None:

@@ -35,6 +35,10 @@ def report(
 
     if layout_ not in ("runs", "paper"):
         raise UsageError(f"invalid --layout {layout_!r}: use runs or paper")
+    if csv_out not in (None, "-"):
+        check_out_file(Path(csv_out), "--csv", ".csv")
+    path = None if no_png or layout_ == "paper" else \
+        check_out_file(png or Path(f"eval-{'-'.join(runs).replace('/', '-')}.png"), "--png", ".png")
     store = state.store()
     asked = [(ref.partition("/")[0], ref.partition("/")[2] or None) for ref in runs]
     rows = []
@@ -61,11 +65,29 @@ def report(
         for line in body:
             t.add_row(*line)
         out.print(t)
-    if not no_png:
-        path = png or Path(f"eval-{'-'.join(runs).replace('/', '-')}.png")
-        chart(rows, str(path))
+    if path is not None:
+        try:
+            chart(rows, str(path))
+        except OSError as exc:
+            raise UsageError(f"cannot write the chart {path}: {exc.strerror or exc}") from None
         if not markdown:  # keep a Markdown summary clean
             out.print(f"chart: {path}", soft_wrap=True)
+
+
+def check_out_file(path: Path, flag: str, suffix: str) -> Path:
+    """Where a file goes, checked before any result is read: a file in a folder that exists."""
+    import os
+
+    if path.is_dir():
+        raise UsageError(f"{flag} {path} is a folder: give a file name, e.g. {path / ('eval' + suffix)}")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise UsageError(f"{flag} {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"{flag} {path}: the folder {folder} is not writable")
+    if suffix == ".png" and path.suffix.lower() != suffix:  # the chart's format follows the name
+        raise UsageError(f"{flag} {path}: the chart is a PNG image; name the file *.png")
+    return path
 
 
 def _paper(store, rows, asked: list[tuple[str, str | None]], suite_name: str | None, csv_out: str | None) -> None:
@@ -93,7 +115,11 @@ def _paper(store, rows, asked: list[tuple[str, str | None]], suite_name: str | N
         return
     out.print(tab.markdown(), markup=False, soft_wrap=True, end="")
     if csv_out:
-        Path(csv_out).write_text(tab.csv(), encoding="utf-8")
+        try:
+            Path(csv_out).write_text(tab.csv(), encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write {csv_out}: {exc.strerror or exc}") from None
+
 
 
 @app.command()
@@ -117,6 +143,10 @@ def compare(
     from laclip.eval import comparison as cmp
     from laclip.eval.results import markdown as to_markdown
 
+    if json_path is not None:  # checked before any result is read, as `eval report` does
+        check_out_file(json_path, "--json", ".json")
+    if png is not None and not no_png:
+        check_out_file(png, "--png", ".png")
     store = state.store()
     side_a, side_b = cmp.resolve(store, a), cmp.resolve(store, b)
     names = [d.strip() for d in datasets.split(",") if d.strip()] if datasets else None

@@ -66,10 +66,10 @@ def run_indexed(entry: str, config_json: str, indexes: list[int], *, workers: in
                 if progress:
                     progress(finished, total)
     if failed:
-        lines = "\n".join(f"index {i} (exit {rc}){': ' + tail if tail else ''}"
+        lines = "; ".join(f"index {i} (exit {rc}){': ' + ' '.join(tail.split()) if tail else ''}"
                           for i, (rc, tail) in sorted(failed.items())[:3])
         kind = UsageError if all(rc == EXIT_PERMANENT for rc, _ in failed.values()) else LaclipError
-        raise kind(f"{what or entry}: {len(failed)} of {total} indexes failed\n{lines}")
+        raise kind(f"{what or entry}: {len(failed)} of {total} indexes failed: {lines}")
 
 
 def _tail(log: Path, chars: int = 600) -> str:

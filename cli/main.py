@@ -11,7 +11,6 @@ import sys
 from typing import Optional
 
 import typer
-from rich.markup import escape
 
 from laclip import __version__
 from laclip.errors import LaclipError
@@ -23,7 +22,7 @@ from laclip_cli import eval_cmd
 from laclip_cli import submit as submit_cmd
 from laclip_cli import status as status_cmd
 from laclip_cli import plan as plan_cmd
-from laclip_cli.console import err, out
+from laclip_cli.console import err, out, styled
 from laclip_cli.state import state
 
 app = typer.Typer(
@@ -74,19 +73,56 @@ class _Notes(logging.Handler):
         err.print(f"note: {record.getMessage()}", markup=False, highlight=False, soft_wrap=True)
 
 
-def main() -> None:
+def _fail(message: str, code: int) -> None:
+    """`error: <message>` on stderr, as one line (white space inside it folded), then exit."""
+    err.print(styled(("error:", "bold red"), " ", " ".join(message.split())), soft_wrap=True)
+    sys.exit(code)
+
+
+def _clicks(name: str) -> tuple[type, ...]:
+    """The exception class `name` of click and of the click that typer carries (typer._click)."""
+    found = []
+    for module in ("click.exceptions", "typer._click.exceptions"):
+        try:
+            found.append(getattr(__import__(module, fromlist=[name]), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(dict.fromkeys(found))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The `laclip` command. Every failure ends in one line, `error: <message>`: a LaclipError (exit 1,
+    2 for usage), a usage error of the command line (exit 2, naming the --help to read), and even a
+    bug (exit 70: a traceback only with LACLIP_DEBUG=1)."""
+    import os
+
     library = logging.getLogger("laclip")
     if not library.handlers:
         library.addHandler(_Notes(logging.WARNING))
         library.propagate = False
     try:
-        app()
+        code = app(args=argv, prog_name="laclip", standalone_mode=False)
     except LaclipError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        _fail(str(exc), exc.exit_code)
+    except _clicks("NoArgsIsHelpError") as exc:  # `laclip submit`: the help it asks for
+        exc.show()
         sys.exit(exc.exit_code)
+    except _clicks("UsageError") as exc:
+        where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        _fail(exc.format_message() + where, exc.exit_code)
+    except _clicks("ClickException") as exc:
+        _fail(exc.format_message(), exc.exit_code)
+    except _clicks("Abort"):
+        _fail("aborted", 1)
     except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]")
+        err.print(styled(("interrupted", "yellow")))
         sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - a bug: still one line, the traceback on request
+        if os.environ.get("LACLIP_DEBUG"):
+            raise
+        _fail(f"internal error ({type(exc).__name__}: {exc}); this is a bug in laclip: run again with "
+              "LACLIP_DEBUG=1 for the traceback and report it", 70)
+    sys.exit(code or 0)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from typing import Optional
 import typer
 
 from laclip.errors import UsageError
-from laclip_cli.console import out
+from laclip_cli.console import out, styled
 from laclip_cli.state import state
 
 EVAL_SET = "demo-eval"
@@ -35,11 +35,11 @@ class Timings:
     seconds: dict[str, float] = field(default_factory=dict)
 
     def run(self, name: str, fn, *args, **kwargs):
-        out.rule(f"[bold]{name}")
+        out.rule(styled((name, "bold")))
         start = time.perf_counter()
         result = fn(*args, **kwargs)
         self.seconds[name] = time.perf_counter() - start
-        out.print(f"[green]done[/] {name} in {self.seconds[name]:.0f}s")
+        out.print(styled(("done", "green"), f" {name} in {self.seconds[name]:.0f}s"))
         return result
 
 
@@ -69,8 +69,13 @@ def pipeline(
         raise UsageError("`laclip pipeline --local` needs a local folder as --root / LACLIP_ROOT, not a bucket")
     if engine not in ("eda", "hf"):
         raise UsageError(f"--engine {engine!r}: the local pipeline runs eda, or hf with --model DIR")
+    flags = {"seed": "--seed", "model": "--model", "steps": "--steps", "procs_per_node": "--nproc"}
     rewrite_cfg = load_config(RewriteConfig, {"dataset": "demo", "engine": engine, "model": model, "seed": seed,
-                                              "root": root}).check()  # bad flags fail here
+                                              "root": root}, flags=flags).check()  # bad flags fail here
+    from laclip.train.config import TrainConfig
+
+    load_config(TrainConfig, {"preset": "demo", "run": "pipeline-check", "root": root, "seed": seed,
+                              "procs_per_node": nproc, **({"steps": steps} if steps else {})}, flags=flags)
     store = open_store(root)
     timings = Timings()
     out.print(f"store: {store.url}")
@@ -109,7 +114,7 @@ def _paired(store, runs: dict, checkpoints: dict, seed: int) -> dict:
         if item.differences:
             found[item.task] = {m: d.to_dict() for m, d in item.differences.items()}
         elif item.note:
-            out.print(f"[yellow]note:[/] {item.task}: {item.note}")
+            out.print(styled(("note:", "yellow"), f" {item.task}: {item.note}"))
     return found
 
 
@@ -142,10 +147,11 @@ def _rewrite_stats(store, rewrite_id: str) -> dict:
     ops = total.get("engine", {}).get("operations")
     if ops:
         missing = total["engine"].get("missing") or []
-        out.print(f"eda operations: {', '.join(ops)}" + (f" ([yellow]without {', '.join(missing)}[/])" if missing
-                                                          else ""))
+        out.print(styled(f"eda operations: {', '.join(ops)}",
+                         *([" (", (f"without {', '.join(missing)}", "yellow"), ")"] if missing else [])))
     if prompts and not kept:
-        out.print("[yellow]warning:[/] no rewrite passed the filters, so LaCLIP trains on the original captions only")
+        out.print(styled(("warning:", "yellow"), " no rewrite passed the filters, so LaCLIP trains on the original "
+                         "captions only"))
     return {"kept": kept, "prompts": prompts, "fallbacks": dict(reasons), "engine": total.get("engine", {})}
 
 
@@ -275,7 +281,7 @@ def _report(store, tag, rewrite_id, kept, pairs: list[dict], timings: Timings) -
     times.add_column("seconds", justify="right")
     for name, seconds in timings.seconds.items():
         times.add_row(name, f"{seconds:.1f}")
-    times.add_row("[bold]total[/]", f"[bold]{sum(timings.seconds.values()):.1f}[/]")
+    times.add_row(styled(("total", "bold")), styled((f"{sum(timings.seconds.values()):.1f}", "bold")))
     out.print(times)
 
     first = pairs[0]

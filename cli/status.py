@@ -10,12 +10,11 @@ import datetime as dt
 from typing import Optional
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from laclip import layout
 from laclip.errors import LaclipError, UsageError
-from laclip_cli.console import err, out
+from laclip_cli.console import err, out, styled
 from laclip_cli.state import state
 
 NamespaceOpt = typer.Option(None, "--namespace", "-n", envvar="LACLIP_NAMESPACE", show_default=False,
@@ -37,7 +36,7 @@ def _cluster(namespace: str, context: str | None):
 
 
 def _twin(command: str) -> None:
-    out.print(f"[dim]kubectl: {escape(command)}[/]", soft_wrap=True)
+    out.print(styled((f"kubectl: {command}", "dim")), soft_wrap=True)
 
 
 def _job_kinds(cluster) -> str:
@@ -71,7 +70,7 @@ def status(
     namespace: Optional[str] = NamespaceOpt,
     context: Optional[str] = ContextOpt,
     store_progress: bool = typer.Option(True, "--store/--no-store", help="Also read progress from the store."),
-    watch: Optional[float] = typer.Option(None, "--watch", "-w", min=0.1,
+    watch: Optional[float] = typer.Option(None, "--watch", "-w", min=0.1, max=86400,
                                           help="Refresh every N seconds until every stage has finished."),
     as_json: bool = typer.Option(False, "--json", help="Print the per-stage summary as JSON (for scripts and CI)."),
 ) -> None:
@@ -181,7 +180,7 @@ def _show_run(cluster, run: str, namespace: str, store):
         elsewhere = _written_elsewhere(owners, store)
         _print_stage(run, st, dataset, None if elsewhere else store, now, rewrite_id, _shards(owners))
         if elsewhere:
-            out.print(f"  [yellow]store:[/] {escape(_elsewhere_note(elsewhere))}", soft_wrap=True)
+            out.print(styled("  ", ("store:", "yellow"), " ", _elsewhere_note(elsewhere)), soft_wrap=True)
     if found.vjobs:
         _twin(f"kubectl get jobs.batch.volcano.sh,podgroups -n {namespace} -l {selector}")
     if found.jsets:
@@ -230,7 +229,7 @@ def _open_store():
     try:
         return state.store()
     except LaclipError as exc:
-        err.print(f"[yellow]store progress unavailable:[/] {escape(str(exc))}")
+        err.print(styled(("store progress unavailable:", "yellow"), " ", str(exc)), soft_wrap=True)
         return None
 
 
@@ -243,7 +242,7 @@ def _print_stage(run: str, st, dataset: str | None, store, now: dt.datetime, rew
     table.add_column(no_wrap=True)
     table.add_column(overflow="fold")  # long paths and messages wrap whole, never cut with "..."
     for obj in st.objects:
-        table.add_row(obj.kind, f"{obj.name}  [bold]{obj.state}[/]  {escape(obj.detail)}")
+        table.add_row(obj.kind, styled(obj.name, "  ", (obj.state, "bold"), "  ", obj.detail))
     table.add_row("pods", ", ".join(f"{n} {phase}" for phase, n in sorted(st.pods.items())) or "none")
     if st.completions:
         table.add_row("indexes", f"{len(st.completed)} of {st.completions} completed"
@@ -254,7 +253,7 @@ def _print_stage(run: str, st, dataset: str | None, store, now: dt.datetime, rew
             prog = store_progress(store, st.stage, run, dataset, rewrite_id, shards)
         except LaclipError as exc:
             prog = None
-            table.add_row("store", f"[yellow]{escape(str(exc))}[/]")
+            table.add_row("store", styled((str(exc), "yellow")))
         if prog and prog.shards_done is not None:
             table.add_row("store", f"{prog.shards_done} of {prog.shards_total or '?'} shards rewritten "
                           f"({store.url_of(layout.rewrite_folder(dataset, rewrite_id or run))}/)")
@@ -276,7 +275,7 @@ def _print_stage(run: str, st, dataset: str | None, store, now: dt.datetime, rew
                          if eta is not None and st.state not in ("Succeeded", "Failed") else ""))
     out.print(table)
     for reason in st.reasons[-8:]:  # full lines, not table cells: messages are long and get copied
-        out.print(f"  [yellow]why:[/] {escape(reason)}", soft_wrap=True)
+        out.print(styled("  ", ("why:", "yellow"), " ", reason), soft_wrap=True)
 
 
 def _list_runs(namespace: str, context: str | None) -> None:
@@ -342,7 +341,7 @@ def logs(
     pod = pods[0]["metadata"]["name"]
     container = _main_container(pods[0], stage)
     if index is None and len(indexes) > 1:
-        err.print(f"[dim]{len(indexes)} indexes have pods; showing {pod} (choose with --index)[/]")
+        err.print(styled((f"{len(indexes)} indexes have pods; showing {pod} (choose with --index)", "dim")))
     _twin(f"kubectl logs -n {namespace} {pod} -c {container}" + (" -f" if follow else "")
           + (f" --tail {tail}" if tail is not None else ""))
     if follow:

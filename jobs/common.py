@@ -97,7 +97,17 @@ def object_labels(component: str, run: str, dataset: str, cluster: ClusterOption
 
 
 def image_for(component: str, cluster: ClusterOptions) -> str:
-    return cluster.image or default_image(component)
+    if cluster.image:
+        return cluster.image
+    from laclip.config import DEFAULT_REGISTRY, check_image
+
+    image = default_image(component)
+    if image.startswith(DEFAULT_REGISTRY + "/"):  # the placeholder: shown by --dry-run, refused at submit
+        return image
+    try:
+        return check_image(image)
+    except ValueError as exc:  # $LACLIP_REGISTRY or $LACLIP_IMAGE_TAG is not what images/build.sh pushed
+        raise UsageError(f"$LACLIP_REGISTRY / $LACLIP_IMAGE_TAG give image {exc}; fix them or pass --image") from None
 
 
 def check_images_configured(objects: list[dict[str, Any]]) -> None:

@@ -26,8 +26,8 @@ from laclip.errors import UsageError
 from laclip.train.config import TrainConfig
 from laclip_jobs import jobset
 from laclip_jobs.common import (EXIT_PERMANENT, FLEX_START_QUEUE, MAX_RUN_ANNOTATION, TOPOLOGY_ANNOTATIONS,
-                                apply_gke_pod_spec, as_json, base_env, check_name, image_for, kubelet_literal,
-                                labels, object_labels, resources, stamp)
+                                apply_gke_pod_spec, as_json, base_env, check_name, check_subdomain, image_for,
+                                kubelet_literal, labels, object_labels, resources, stamp)
 
 COMPONENT = "train"
 VOLCANO_API = "batch.volcano.sh/v1alpha1"
@@ -223,7 +223,7 @@ def render_volcano(cfg: TrainConfig) -> list[dict[str, Any]]:
     check_run_id(cfg)
     app = app_def(cfg)
     opts = {"namespace": check_name(cluster.namespace, "namespace"),
-            "queue": check_name(cluster.queue or DEFAULT_VOLCANO_QUEUE, "Volcano queue name"),
+            "queue": check_subdomain(cluster.queue or DEFAULT_VOLCANO_QUEUE, "Volcano queue name"),
             "service_account": cluster.service_account}
     if cluster.priority_class:
         opts["priority_class"] = cluster.priority_class

@@ -60,20 +60,34 @@ def connect(context: str | None = None):
     import yaml
     from kubernetes import client, config
 
-    try:
-        # The client reads $KUBECONFIG once at import; read it now so the current value counts.
-        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), context=context)
-    except (yaml.YAMLError, IsADirectoryError, PermissionError) as exc:  # a file there, but unreadable
-        raise ClusterError(f"cannot read the kubeconfig ({' '.join(str(exc).split())}); fix the file "
-                           "or point $KUBECONFIG at another") from None
-    except (config.ConfigException, FileNotFoundError, TypeError) as exc:
+    env = os.environ.get("KUBECONFIG")
+    paths = [p for p in env.split(os.pathsep) if p] if env else [os.path.expanduser("~/.kube/config")]
+    files = [p for p in paths if os.path.lexists(p)]
+    if not files:  # no kubeconfig at all: a pod's own ServiceAccount, else nothing configured
         try:
             config.load_incluster_config()
         except config.ConfigException:
             raise ClusterError(
-                f"no Kubernetes cluster configured ({exc}); point kubectl at your cluster first, e.g. "
-                "`gcloud container clusters get-credentials CLUSTER --region REGION`, or set $KUBECONFIG"
-            ) from None
+                f"no Kubernetes cluster configured (no kubeconfig at {', '.join(paths)}, not in a pod); point kubectl "
+                "at your cluster first, e.g. `gcloud container clusters get-credentials CLUSTER --region REGION`, "
+                "or set $KUBECONFIG") from None
+        return client.ApiClient()
+    try:
+        # The client reads $KUBECONFIG once at import; read it now so the current value counts.
+        config.load_kube_config(config_file=env, context=context)
+    except (yaml.YAMLError, UnicodeDecodeError, OSError, config.ConfigException, TypeError, AttributeError,
+            KeyError, ValueError, IndexError) as exc:  # a file there, but not a kubeconfig laclip can use
+        text = " ".join(str(exc).split())
+        if isinstance(exc, (TypeError, AttributeError, KeyError, IndexError)):
+            text = f"it is not a kubeconfig (a YAML mapping of clusters, contexts and users: {text})"
+        elif isinstance(exc, UnicodeDecodeError):
+            text = "it is not text (UTF-8 YAML)"
+        elif isinstance(exc, OSError):
+            text = exc.strerror or text
+        if context and "Expected object with name" in text:
+            text = f"it has no context {context!r} (`kubectl config get-contexts` lists them)"
+        raise ClusterError(f"cannot read the kubeconfig {', '.join(files)}: {text[:300]}; fix it, or point $KUBECONFIG "
+                           "at another") from None
     return client.ApiClient()
 
 

@@ -163,8 +163,22 @@ def _quantity(pattern: str, example: str):
 
 
 # Kubernetes quantities, in the forms the renderers understand: "8" or "500m" CPUs, "64Gi" memory.
-CpuQuantity = Annotated[str, _quantity(r"[0-9]+(\.[0-9]+)?|[0-9]+m", "8 or 500m")]
-MemoryQuantity = Annotated[str, _quantity(r"[0-9]+(\.[0-9]+)?([KMGT]i?)?", "64Gi or 512Mi")]
+# (At most 9 digits before the point: more would overflow the API server's quantities, not fit a node.)
+CpuQuantity = Annotated[str, _quantity(r"[0-9]{1,9}(\.[0-9]{1,3})?|[0-9]{1,9}m", "8 or 500m")]
+MemoryQuantity = Annotated[str, _quantity(r"[0-9]{1,9}(\.[0-9]{1,3})?([KMGT]i?)?", "64Gi or 512Mi")]
+
+# A container image reference (the distribution grammar: [host[:port]/]path[:tag][@digest]).
+_IMAGE = re.compile(r"(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+                    r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+                    r"(?:@[a-z0-9]+(?:[+._-][a-z0-9]+)*:[0-9a-fA-F]{32,})?")
+
+
+def check_image(value: str) -> str:
+    if len(value) > 512 or not _IMAGE.fullmatch(value):
+        raise ValueError(f"{value!r} is not a container image reference such as "
+                         "us-docker.pkg.dev/PROJECT/laclip/train:0.1.0")
+    return value
+
 
 DEFAULT_NAMESPACE = "laclip"
 DEFAULT_SERVICE_ACCOUNT = "laclip-runner"
@@ -186,7 +200,8 @@ class ClusterOptions(BaseModel):
     namespace: str = Field("laclip", description="Kubernetes namespace")
     service_account: str = Field(DEFAULT_SERVICE_ACCOUNT,
                                  description="Kubernetes ServiceAccount bound to a Google one (Workload Identity)")
-    image: str | None = Field(None, description="container image [default: $LACLIP_REGISTRY/<stage>:<tag>]")
+    image: Annotated[str, AfterValidator(check_image)] | None = Field(
+        None, description="container image [default: $LACLIP_REGISTRY/<stage>:<tag>]")
     accelerator: Accelerator = Field("nvidia-tesla-a100", description="GKE accelerator of the GPU node pool")
     gpus: int = Field(1, ge=0, le=16, description="GPUs per pod")
     cpu: CpuQuantity = Field("8", description="CPU request per pod")
@@ -195,4 +210,5 @@ class ClusterOptions(BaseModel):
     spot: bool = Field(False, description="run on Spot VMs (preemptions are not counted as failures)")
     queue: str | None = Field(None, description="Kueue LocalQueue: the job waits there for quota")
     priority_class: str | None = Field(None, description="PriorityClass of the pods")
-    ttl_seconds_after_finished: int = Field(7 * 24 * 3600, ge=0, description="seconds a finished job is kept")
+    ttl_seconds_after_finished: int = Field(7 * 24 * 3600, ge=0, le=2**31 - 1,  # an int32 in the API
+                                            description="seconds a finished job is kept")

@@ -52,6 +52,13 @@ class StoreFull(StorageError):
     permanent = True
 
 
+class StoreRefused(StorageError):
+    """The store refuses the operation for good: permission denied, a read-only filesystem, a request
+    it rejects (HTTP 4xx). Retrying the same operation cannot help."""
+
+    permanent = True
+
+
 class AuthError(StorageError):
     """No credentials, or credentials that are refused. Transient: in a pod the Workload Identity
     metadata server may not answer yet when the container starts."""

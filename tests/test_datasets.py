@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from laclip.data.registry import PRESETS, discover, resolve_shards
-from laclip.data.shards import check_shard, iter_tar, read_captions
+from laclip.data.shards import check_shard, iter_tar, read_captions, read_rows
 from laclip.data.synth import SHAPES, is_complete, synth_demo
 from laclip.errors import DataError, UsageError
 from laclip.storage import open_store
@@ -73,9 +73,9 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
         synth_demo(store, shards=2, per_shard=16, seed=3, **small)
     assert not is_complete(store)
     synth_demo(store, shards=4, per_shard=8, **small)  # the same settings complete it
-    assert is_complete(store) and sum(check_shard(store, s) for s in resolve_shards(store, "demo")) == 32
+    assert is_complete(store) and sum(check_shard(store, s).samples for s in resolve_shards(store, "demo")) == 32
     synth_demo(store, shards=2, per_shard=16, seed=3, overwrite=True, **small)
-    assert sum(check_shard(store, s) for s in resolve_shards(store, "demo")) == 32
+    assert sum(check_shard(store, s).samples for s in resolve_shards(store, "demo")) == 32
     assert [s.id for s in resolve_shards(store, "demo")] == ["00000", "00001"]
 
 
@@ -92,7 +92,7 @@ def test_discovery_and_shards(demo_store):
     assert found["demo-eval"].kind == "clip_benchmark"
     shards = resolve_shards(demo_store, "demo")
     assert [s.id for s in shards] == ["00000", "00001", "00002", "00003"]
-    assert sum(check_shard(demo_store, s) for s in shards) == 512
+    assert sum(check_shard(demo_store, s).samples for s in shards) == 512
 
 
 def test_only_success_rows_are_samples(tmp_path):
@@ -103,7 +103,8 @@ def test_only_success_rows_are_samples(tmp_path):
     buf = io.BytesIO()
     pq.write_table(table, buf)
     store.write_bytes("datasets/demo/00000.parquet", buf.getvalue())
-    assert read_captions(store, resolve_shards(store, "demo")[0]) == [("a", "x y"), ("c", "")]
+    rows = read_rows(store, resolve_shards(store, "demo")[0])
+    assert rows.rows == [("a", "x y")] and rows.skipped == {"null_caption": 1}  # a null caption is a bad row
 
 
 def test_unknown_dataset_names_the_known_ones(demo_store):
@@ -153,8 +154,8 @@ def test_caption_not_utf8(demo_copy):
     pq.write_table(pa.table({"key": pa.array(["k1", "k2"]), "caption": captions,
                              "status": pa.array(["success", "success"])}), buf)
     demo_copy.write_bytes("datasets/demo/00003.parquet", buf.getvalue())
-    with pytest.raises(DataError, match=r"00003\.parquet: caption of key 'k2' is not valid UTF-8"):
-        read_captions(demo_copy, resolve_shards(demo_copy, "demo")[3])
+    rows = read_rows(demo_copy, resolve_shards(demo_copy, "demo")[3])  # a bad row: skipped and counted
+    assert rows.rows == [("k1", "fine")] and rows.skipped == {"caption_not_utf8": 1}
 
 
 def test_a_process_that_read_a_parquet_exits_cleanly(tmp_path):

@@ -330,3 +330,81 @@ def test_local_folder_is_not_an_object(tmp_path):
     with pytest.raises(StorageError, match="cannot write .*/d: a folder has that name"):
         store.write_bytes("d", b"x")
     assert store.list() == ["d/a"]
+
+
+class _FullBucketProxy:
+    """The real emulator behind a proxy that answers upload requests with 507 Insufficient Storage (the
+    emulator cannot run out of room): `chunks_only=False` fails every upload request; True lets a resumable
+    session start and fails its chunks, as a bucket that fills up mid-upload would."""
+
+    def __init__(self, upstream: str, chunks_only: bool):
+        import http.client
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlsplit
+
+        up = urlsplit(upstream)
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _forward(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                upload = self.path.startswith("/upload/")
+                if upload and (not chunks_only or self.command == "PUT"):
+                    data = b'{"error": {"code": 507, "message": "Insufficient Storage", "errors": [{"reason": ' \
+                           b'"insufficientStorage", "message": "Insufficient Storage"}]}}'
+                    self.send_response(507)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                conn = http.client.HTTPConnection(up.hostname, up.port, timeout=30)
+                conn.request(self.command, self.path, body=body,
+                             headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
+                resp = conn.getresponse()
+                data = resp.read()
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() in ("transfer-encoding", "connection", "content-length"):
+                        continue
+                    if k.lower() == "location":  # the resumable session's URL: through the proxy too
+                        v = proxy.url + v[len(f"{urlsplit(v).scheme}://{urlsplit(v).netloc}"):]
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _forward
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.mark.parametrize("resumable", [False, True], ids=["single-request", "resumable-chunks"])
+def test_full_bucket_is_a_permanent_one_line_error(gcs_emulator, gcs_bucket, monkeypatch, tmp_path, resumable):
+    """A 507 from GCS (no room in the bucket or project): StoreFull, permanent (exit 3, never retried),
+    one line naming the object; reads still work, and no partial object is left."""
+    from laclip.errors import EXIT_PERMANENT, StoreFull, container_exit_code
+
+    GCSStore(gcs_bucket).write_bytes("before", b"ok")
+    proxy = _FullBucketProxy(gcs_emulator.url, chunks_only=resumable)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+    try:
+        store = GCSStore(gcs_bucket, retry_timeout=5, request_timeout=5,
+                         upload_chunk_size=256 * 1024 if resumable else None)
+        assert store.read_bytes("before") == b"ok"  # the emulator answers through the proxy
+        big = tmp_path / "step_1.pt"
+        big.write_bytes(os.urandom(9 * 1024 * 1024 if resumable else 1000))  # resumable above 8 MiB
+        with pytest.raises(StoreFull) as caught:
+            store.upload_file(big, "checkpoints/r/step_1.pt", create_only=True)
+        message = str(caught.value)
+        assert "\n" not in message and f"{gcs_bucket}/checkpoints/r/step_1.pt" in message and "507" in message
+        assert caught.value.permanent and container_exit_code(caught.value) == EXIT_PERMANENT
+        assert not store.exists("checkpoints/r/step_1.pt")
+    finally:
+        proxy.server.shutdown()

@@ -95,14 +95,15 @@ def run_local(cfg: FetchConfig, ctx: Context) -> None:
     start = time.perf_counter()
     try:
         outcomes = fetch_here(cfg)
-    except LaclipError as exc:  # the others were fetched: say so, then the error
-        print_outcomes([o for o in getattr(exc, "outcomes", []) if o.state != "missing"], cfg,
-                       time.perf_counter() - start)
+    except LaclipError as exc:  # the others were fetched: say so, then the error (only the error if none were)
+        done = [o for o in getattr(exc, "outcomes", []) if o.state != "missing"]
+        if done:
+            print_outcomes(done, cfg, time.perf_counter() - start, failed=True)
         raise
     print_outcomes(outcomes, cfg, time.perf_counter() - start)
 
 
-def print_outcomes(outcomes, cfg: FetchConfig, seconds: float) -> None:
+def print_outcomes(outcomes, cfg: FetchConfig, seconds: float, failed: bool = False) -> None:
     fetched = sum(o.files for o in outcomes)
     for o in outcomes:
         where = f"{o.repo}@{o.revision[:12]}" if o.repo and o.revision else ""
@@ -112,7 +113,7 @@ def print_outcomes(outcomes, cfg: FetchConfig, seconds: float) -> None:
         for note in o.notes:
             err.print(f"note: {o.name}: {note}", markup=False, soft_wrap=True)
     out.print(f"{fetched} files fetched into {cfg.root.rstrip('/')}/ in {seconds:.1f}s"
-              + ("" if fetched else ": nothing to fetch"), markup=False, soft_wrap=True)
+              + ("" if fetched or failed else ": nothing to fetch"), markup=False, soft_wrap=True)
 
 
 def submitted(cfg: FetchConfig, objects: list[dict], outcomes: list, ctx: Context) -> None:

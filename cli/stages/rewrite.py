@@ -98,7 +98,8 @@ def build(stage: Stage, values: dict, sets: list[str], ctx: Context) -> RewriteC
         require_bucket(cfg.root, False)  # before the listing: pods cannot read a local folder
     update: dict = {}
     if cfg.engine == "vllm" and not cfg.model and not ctx.local:
-        bucket = cfg.root.rstrip("/") if cfg.root.startswith("gs://") else "gs://YOUR_BUCKET"
+        # gs://your-bucket: a placeholder for --dry-run of a local root, and a valid bucket name
+        bucket = cfg.root.rstrip("/") if cfg.root.startswith("gs://") else "gs://your-bucket"
         update["model"] = f"{bucket}/{layout.model_folder(DEFAULT_MODEL)}"
     if cfg.endpoint and cfg.engine != "openai":
         raise UsageError(f"--endpoint is for --engine openai; the {cfg.engine} engine would ignore it")
@@ -218,6 +219,10 @@ def run_local(cfg: RewriteConfig, ctx: Context) -> None:
     out.print(f"rewrite {rid}: {total['shards']} shards, {total['captions']:,} captions x {len(cfg.sources)} sources, "
               f"{kept:,} of {slots:,} kept the original ({100 * kept / max(1, slots):.1f}%"
               f"{': ' + reasons if reasons else ''}), {time.perf_counter() - start:.1f}s", soft_wrap=True, markup=False)
+    if total["skipped_rows"]:
+        why = ", ".join(f"{r.replace('_', ' ')} {n:,}" for r, n in total["skipped_rows"].items())
+        err.print(f"note: {sum(total['skipped_rows'].values()):,} dataset rows skipped ({why}): "
+                  "see laclip/data/shards.py for the rule", soft_wrap=True)
     _show_examples(store, cfg, rid)
     out.print(f"output: {store.url_of(layout.rewrite_folder(cfg.dataset, rid))}/", markup=False, soft_wrap=True)
     out.print(f"train on it: laclip submit train --dataset {cfg.dataset} --rewrites {rid} --local",

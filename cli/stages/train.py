@@ -82,8 +82,8 @@ def build(stage: Stage, values: dict, sets: list[str], ctx: Context) -> TrainCon
     from laclip.train.model_names import check_model_name
 
     check_model_name(cfg.model)  # a typo'd --model is refused by --dry-run too
-    if nproc:
-        cfg = cfg.model_copy(update={"procs_per_node": nproc})
+    if nproc or (ctx.local and cfg.procs_per_node is None):  # --local: one process unless --nproc says more,
+        cfg = cfg.model_copy(update={"procs_per_node": nproc or 1})  # not one per GPU of the preset's pod
     return cfg
 
 

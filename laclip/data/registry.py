@@ -10,6 +10,9 @@ from laclip.errors import DataError, UsageError
 from laclip.storage.base import Store
 
 SAMPLES_PER_SHARD = 10_000  # img2dataset's default
+# `laclip data synth` writes SYNTH_SETTINGS first and SYNTH_MARKER last into datasets/<name>/: a folder
+# with the first and not the second is a build that did not finish, and no command may use it.
+SYNTH_MARKER, SYNTH_SETTINGS = "synth.json", "synth-build.json"
 
 
 @dataclass(frozen=True)
@@ -87,11 +90,31 @@ def dataset_folder(name: str) -> str:
     return layout.dataset_folder(check_name(name))
 
 
+def unfinished_build(store: Store, name: str) -> str | None:
+    """The folder of an unfinished `laclip data synth` build that `name` (or `name` = <base>-eval)
+    belongs to, else None."""
+    for base in {name, name.removesuffix("-eval")}:
+        folder = layout.dataset_folder(base)
+        if store.exists(f"{folder}/{SYNTH_SETTINGS}") and not store.exists(f"{folder}/{SYNTH_MARKER}"):
+            return folder
+    return None
+
+
+def check_built(store: Store, name: str) -> None:
+    """Refuse a dataset that an interrupted (or still running) `laclip data synth` left half written."""
+    folder = unfinished_build(store, name)
+    if folder is not None:
+        raise DataError(f"dataset {name!r} in {store.url_of(folder)}/ is a `laclip data synth` build that did not "
+                        "finish (interrupted, or still running): run `laclip data synth` again to complete it "
+                        "(what is written is kept), or with --overwrite to start over")
+
+
 def resolve_shards(store: Store, name: str) -> list[Shard]:
     """The shards of dataset `name`, or a clear error that says what exists."""
     check_name(name)
     shards = list_shards(store, name, dataset_folder(name))
     if shards:
+        check_built(store, name)
         return shards
     if name in PRESETS:
         hint = (

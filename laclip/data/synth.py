@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageDraw
 
 from laclip import layout
+from laclip.data.registry import SYNTH_MARKER, SYNTH_SETTINGS
 from laclip.data.shards import shard_id, write_shard
 from laclip.errors import DataError
 from laclip.storage.base import Store, join
@@ -159,8 +160,9 @@ def draw_sample(rng: random.Random, size: int = 64, shape: str | None = None) ->
     return Drawn(buf.getvalue(), shape, caption)
 
 
-MARKER = "synth.json"  # written last: its presence means the dataset and its eval set are whole
-SETTINGS = "synth-build.json"  # written first: what a resumed build must match
+# synth.json is written last: its presence means the dataset and its eval set are whole; synth-build.json
+# first: what a resumed build must match (and, without the marker, an unfinished build: registry.check_built).
+MARKER, SETTINGS = SYNTH_MARKER, SYNTH_SETTINGS
 
 
 def is_complete(store: Store, name: str = "demo") -> bool:

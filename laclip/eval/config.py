@@ -8,11 +8,12 @@ from __future__ import annotations
 import os
 import posixpath
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from laclip.config import ClusterOptions
+from laclip.data.images import LIMIT_HELP, PIL_LIMIT
 
 Task = Literal["zeroshot", "fewshot", "linear_probe", "retrieval"]
 ALL_TASKS: tuple[str, ...] = ("zeroshot", "fewshot", "linear_probe", "retrieval")
@@ -31,12 +32,12 @@ from laclip.layout import CHECKPOINTS  # noqa: E402  (the run folder marker in c
 class FewShotOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    ways: int = Field(5, ge=2)
-    shots: int = Field(5, ge=1)
-    queries: int = Field(15, ge=1, description="query images per class in each episode")
-    episodes: int = Field(600, ge=1)
-    k: int = Field(5, ge=1, description="neighbours that vote (at most ways*shots)")
-    temperature: float = Field(0.07, gt=0, description="vote weight exp(cosine/T)")
+    ways: int = Field(5, ge=2, le=1000)
+    shots: int = Field(5, ge=1, le=10_000)
+    queries: int = Field(15, ge=1, le=10_000, description="query images per class in each episode")
+    episodes: int = Field(600, ge=1, le=1_000_000)
+    k: int = Field(5, ge=1, le=10_000, description="neighbours that vote (at most ways*shots)")
+    temperature: float = Field(0.07, gt=0, le=100, allow_inf_nan=False, description="vote weight exp(cosine/T)")
 
 
 class LinearProbeOptions(BaseModel):
@@ -44,11 +45,17 @@ class LinearProbeOptions(BaseModel):
 
     val_fraction: float = Field(0.2, gt=0, lt=1, description="held out of train when no val_split is set")
     # L2 strength lambda searched on a log grid, then refined around the best (as the CLIP paper does).
-    reg_min: float = 1e-6
-    reg_max: float = 1e2
-    grid: int = Field(9, ge=2)
-    refine_steps: int = Field(4, ge=0)
-    max_iter: int = Field(100, ge=10)
+    reg_min: float = Field(1e-6, gt=0, allow_inf_nan=False)
+    reg_max: float = Field(1e2, gt=0, allow_inf_nan=False)
+    grid: int = Field(9, ge=2, le=1000)
+    refine_steps: int = Field(4, ge=0, le=100)
+    max_iter: int = Field(100, ge=10, le=100_000)
+
+    @model_validator(mode="after")
+    def _range(self) -> "LinearProbeOptions":
+        if self.reg_min >= self.reg_max:
+            raise ValueError(f"reg_min {self.reg_min:g} must be below reg_max {self.reg_max:g}")
+        return self
 
 
 class EvalConfig(BaseModel):
@@ -83,7 +90,8 @@ class EvalConfig(BaseModel):
     device: str = "auto"
     precision: Literal["fp32", "amp"] = Field("fp32", description="fp32 | amp")
     seed: int = Field(0, ge=0, le=2**63 - 1)
-    recall_k: list[int] = Field(default_factory=lambda: [1, 5, 10])
+    recall_k: list[Annotated[int, Field(ge=1, le=10**6)]] = Field(default_factory=lambda: [1, 5, 10], min_length=1)
+    max_image_pixels: int | None = Field(None, ge=1, le=PIL_LIMIT, description=LIMIT_HELP)
     cache_features: bool = True
     fewshot: FewShotOptions = Field(default_factory=FewShotOptions)
     linear_probe: LinearProbeOptions = Field(default_factory=LinearProbeOptions)

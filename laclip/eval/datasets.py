@@ -251,12 +251,13 @@ def open_eval_dataset(root_store: Store, ref: str) -> EvalDataset:
         if not ds.files:
             raise DataError(f"evaluation dataset {ref!r} is empty or does not exist")
         return ds
-    from laclip.data.registry import check_name, discover
+    from laclip.data.registry import check_built, check_name, discover
 
     try:
         check_name(ref)
     except UsageError as exc:
         raise UsageError(f"unknown evaluation dataset: {exc}") from None
+    check_built(root_store, ref)
     from laclip import layout
 
     ds = EvalDataset(ref, root_store, layout.dataset_folder(ref))

@@ -18,8 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
-
+from laclip.data.images import BadImage, decode_rgb, pixel_limit
 from laclip.errors import AlreadyExists, DataError, NotFound, UsageError
 from laclip.eval.config import EvalConfig
 from laclip.eval.datasets import EvalDataset
@@ -126,8 +125,8 @@ def _load(cfg: EvalConfig, path: str) -> LoadedModel:
 class _SplitImages(torch.utils.data.IterableDataset):
     """Decoded, preprocessed images of one split; DataLoader workers share it (by shard or by sample)."""
 
-    def __init__(self, ds: EvalDataset, split: str, preprocess):
-        self.ds, self.split, self.preprocess = ds, split, preprocess
+    def __init__(self, ds: EvalDataset, split: str, preprocess, max_pixels: int):
+        self.ds, self.split, self.preprocess, self.max_pixels = ds, split, preprocess, max_pixels
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -138,10 +137,12 @@ class _SplitImages(torch.utils.data.IterableDataset):
             ds = EvalDataset(ds.name, open_store(ds.store.url), ds.folder)
             ds.__dict__["files"] = self.ds.files  # the listing is already known
         for s in ds.iter_samples(self.split, worker, workers):
-            try:
-                image = Image.open(io.BytesIO(s.image)).convert("RGB")
-            except Exception as exc:
-                raise DataError(f"image {s.key!r} in {ds.url(self.split)} cannot be decoded: {exc}") from None
+            try:  # a benchmark is scored on every image: one that cannot be used ends the evaluation
+                image = decode_rgb(s.image, self.max_pixels)
+            except BadImage as exc:
+                what = "is too large" if exc.reason == "over_pixel_limit" else "cannot be decoded"
+                hint = "; raise it with --set max_image_pixels=N" if exc.reason == "over_pixel_limit" else ""
+                raise DataError(f"image {s.key!r} in {ds.url(self.split)} {what}: {exc}{hint}") from None
             label = -1 if s.label is None else s.label
             yield s.index, self.preprocess(image), label, s.key, s.captions
 
@@ -159,10 +160,17 @@ class Features:
     captions: list[list[str]]
 
 
+def input_size(lm: LoadedModel) -> int:
+    """The side of the square images the model sees."""
+    size = getattr(getattr(lm.model, "visual", None), "image_size", 224)
+    return int(size[0] if isinstance(size, (list, tuple)) else size)
+
+
 def compute_image_features(lm: LoadedModel, ds: EvalDataset, split: str, batch_size: int = 256,
-                           workers: int = 0) -> Features:
+                           workers: int = 0, max_pixels: int | None = None) -> Features:
+    images = _SplitImages(ds, split, lm.preprocess, pixel_limit(input_size(lm), max_pixels))
     loader = torch.utils.data.DataLoader(
-        _SplitImages(ds, split, lm.preprocess), batch_size=batch_size, num_workers=min(workers, os.cpu_count() or 1),
+        images, batch_size=batch_size, num_workers=min(workers, os.cpu_count() or 1),
         collate_fn=_collate, pin_memory=lm.device.type == "cuda",
     )
     chunks, indices, labels, keys, captions = [], [], [], [], []
@@ -238,7 +246,7 @@ def split_features(cfg: EvalConfig, lm: LoadedModel, ds: EvalDataset, split: str
         except (ValueError, KeyError, OSError, zipfile.BadZipFile) as exc:
             log.warning("features cache %s is unreadable (%s): computing them again", store.url_of(path), exc)
             stale = True
-    feats = compute_image_features(lm, ds, split, cfg.batch_size, cfg.workers)
+    feats = compute_image_features(lm, ds, split, cfg.batch_size, cfg.workers, cfg.max_image_pixels)
     if cfg.cache_features:
         buf = io.BytesIO()
         text = json.dumps({"keys": feats.keys, "captions": feats.captions, **meta})

@@ -213,8 +213,12 @@ def _fmt(row: Row) -> str:
 
 
 def markdown(header: list[str], body: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(line) + " |" for line in body]
+    """A Markdown table; a cell holds one line and no bare `|` (names come from the store)."""
+    def cell(text: str) -> str:
+        return " ".join(str(text).split()).replace("\\", "\\\\").replace("|", "\\|")
+
+    lines = ["| " + " | ".join(map(cell, header)) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(map(cell, line)) + " |" for line in body]
     return "\n".join(lines) + "\n"
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from typing import Literal
 
@@ -29,6 +30,52 @@ REJECT_SUFFIX = "_rejected"  # per-source column naming why a rewrite fell back 
 # a resumed run never mixes shards filtered both ways. 2: quotes stripped only when they wrap the line.
 FILTER_VERSION = 2
 EXECUTION_OPTIONS = frozenset({"delay_s", "gpu_memory_utilization", "timeout_s", "retries"})
+# The options each engine's constructor takes (laclip.rewrite.engines; a test keeps the two in step), as
+# (type, check, rule): an unknown or ill-typed --engine-option is refused at submit, before any index starts.
+_FRACTION = (float, lambda v: 0 < v <= 1, "a fraction in (0, 1]")
+ENGINE_OPTIONS: dict[str, dict[str, tuple]] = {
+    "null": {"delay_s": (float, lambda v: 0 <= v <= 3600, "seconds, 0 to 3600")},
+    "eda": {"alpha": _FRACTION, "wordnet": (bool, None, "true or false")},
+    "hf": {"device": (str, lambda v: re.fullmatch(r"cpu|mps|cuda(:\d+)?", v), "cpu, cuda, cuda:N or mps"),
+           "dtype": (str, lambda v: v in ("float32", "float16", "bfloat16"), "float32, float16 or bfloat16"),
+           "fixed_length": (bool, None, "true or false")},
+    "vllm": {"gpu_memory_utilization": _FRACTION,
+             "max_model_len": (int, lambda v: 1 <= v <= 1 << 20, "a token count, 1 to 1048576"),
+             "dtype": (str, lambda v: v in ("auto", "bfloat16", "float16", "float32", "half", "float"),
+                       "auto, bfloat16, float16 or float32"),
+             "seeded": (bool, None, "true or false")},
+    "openai": {"timeout_s": (float, lambda v: 0 < v <= 86400, "seconds, above 0 and at most 86400"),
+               "retries": (int, lambda v: 0 <= v <= 100, "a count, 0 to 100")},
+}
+SECRET_QUERY = re.compile(r"(api[-_]?key|key|token|secret|password|passwd|pwd|sig|signature|auth|credential)s?",
+                          re.IGNORECASE)
+
+
+def check_endpoint(url: str, flag: str = "--endpoint") -> str:
+    """An OpenAI-compatible base URL (http[s]://host[:port][/path]) without credentials in it: the URL
+    goes into the Job, the worker config and every record, the key belongs in $OPENAI_API_KEY (the
+    pods read it from Secret laclip-openai)."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    rule = "give a base URL such as http://vllm:8000/v1"
+    if any(ord(c) < 33 or ord(c) == 127 for c in url):
+        raise UsageError(f"invalid {flag} {url!r}: it holds white space or a control character; {rule}")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError for a port that is no number 0..65535)
+    except ValueError as exc:
+        raise UsageError(f"invalid {flag} {url!r}: {exc}; {rule}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"invalid {flag} {url!r}: not an http:// or https:// URL with a host; {rule}")
+    secret = "refused: a key in the URL would be written into the Job, the config and the run record; " \
+             "put it in $OPENAI_API_KEY (pods: Secret laclip-openai, key api-key)"
+    if parts.username is not None or parts.password is not None:
+        raise UsageError(f"{flag} holds credentials (user:password@) and is {secret}")
+    if any(SECRET_QUERY.fullmatch(k) for k, _ in parse_qsl(parts.query, keep_blank_values=True)):
+        raise UsageError(f"{flag} holds a credential in its query string and is {secret}")
+    if parts.fragment:
+        raise UsageError(f"invalid {flag} {url!r}: a base URL has no #fragment; {rule}")
+    return url
 
 
 class Sampling(BaseModel):
@@ -69,16 +116,17 @@ class RewriteConfig(BaseModel):
     rewrite_id: str | None = Field(None, description="output folder name [default: derived from the settings, "
                                                      "so the same command resumes]")
     shards_per_pod: int = Field(1, ge=1, le=10_000, description="shards each index (pod) rewrites")
-    batch_size: int | None = Field(None, ge=1, description="prompts per engine call [default: per engine]")
+    batch_size: int | None = Field(None, ge=1, le=1_000_000,
+                                    description="prompts per engine call [default: per engine]")
     tensor_parallel: int | None = Field(None, ge=1, le=16)  # None: the pod's GPUs (vLLM tensor parallel)
     endpoint: str | None = Field(None, description="openai engine: base URL, e.g. http://vllm:8000/v1")
     engine_options: dict[str, float | int | str | bool] = Field(default_factory=dict)  # partly in the id
     num_shards: int | None = Field(None, ge=1, description="shards to cover (fixed at submit; dry runs of "
                                                           "unlisted datasets)")
     cluster: ClusterOptions = Field(default_factory=ClusterOptions)
-    parallelism: int | None = Field(None, ge=1, description="pods at once [default: min(64, indexes)]")
+    parallelism: int | None = Field(None, ge=1, le=100_000, description="pods at once [default: min(64, indexes)]")
     backoff_limit_per_index: int = Field(3, ge=0, le=100, description="retries of one index before it fails")
-    max_failed_indexes: int | None = Field(None, ge=0, description="[default: 1% of indexes, at least 1]")
+    max_failed_indexes: int | None = Field(None, ge=0, le=100_000, description="[default: 1% of indexes, at least 1]")
 
     @field_validator("sources")
     @classmethod
@@ -126,6 +174,9 @@ class RewriteConfig(BaseModel):
                              "pass --engine vllm, hf or openai to use it")
         if self.engine == "openai" and not (self.endpoint and self.model):
             raise UsageError("the openai engine needs --endpoint URL and --model NAME")
+        if self.endpoint is not None:
+            check_endpoint(self.endpoint)
+        check_engine_options(self.engine, self.engine_options)
         if self.rewrite_id is not None:
             check_rewrite_id(self.rewrite_id)
         return self
@@ -204,6 +255,21 @@ class RewriteConfig(BaseModel):
         """The config as the pod receives it: compact, without the cluster options."""
         return self.model_dump_json(exclude={"cluster", "parallelism", "backoff_limit_per_index",
                                              "max_failed_indexes", "run"}, exclude_none=True)
+
+
+def check_engine_options(engine: str, options: dict) -> None:
+    """Refuse an option the engine does not take, or a value it cannot use, naming the ones it takes."""
+    known = ENGINE_OPTIONS.get(engine, {})
+    for key, value in options.items():
+        if key not in known:
+            names = ", ".join(sorted(known)) or "none"
+            raise UsageError(f"invalid --engine-option {key!r}: the {engine} engine takes {names}")
+        kind, ok, rule = known[key]
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        typed = isinstance(value, bool) if kind is bool else isinstance(value, str) if kind is str else \
+            number and (kind is float or float(value).is_integer())
+        if not typed or (ok is not None and not ok(value)):
+            raise UsageError(f"invalid --engine-option {key}={value!r}: the {engine} engine wants {rule}")
 
 
 def prompt_set_hash(instruction: str, pairs: dict[str, list[tuple[str, str]]], version: int) -> str:

@@ -66,9 +66,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-n", type=int, default=16)
     args = ap.parse_args(argv)
     try:
+        from laclip.rewrite.config import check_endpoint
+
+        check_endpoint(args.endpoint)
         if args.captions:
-            with open(args.captions, encoding="utf-8") as f:
-                captions = f.read().splitlines()
+            try:
+                with open(args.captions, encoding="utf-8") as f:
+                    captions = f.read().splitlines()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise UsageError(f"cannot read --captions {args.captions}: {getattr(exc, 'strerror', None) or exc}") \
+                    from None
         elif args.dataset:
             from laclip.data.registry import resolve_shards
             from laclip.data.shards import read_captions

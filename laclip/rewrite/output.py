@@ -7,7 +7,8 @@ Layout under the store root::
     rewrites/<dataset>/<rewrite-id>/NNNNN.stats.json   counts, fallbacks by reason, speed, engine
 
 A shard is done when its parquet exists (written create-only, atomically). Parquet columns,
-one row per successful input sample, in the input parquet's order, every key exactly once:
+one row per usable successful input sample (bad rows are skipped and counted in the stats,
+laclip.data.shards), in the input parquet's order, every key exactly once:
 
     key                 string  the img2dataset key (joins with datasets/<dataset>/NNNNN.tar)
     caption             string  the original caption, unchanged
@@ -159,7 +160,8 @@ def summarize(store: Store, dataset: str, rewrite_id: str) -> dict:
     from laclip.errors import LaclipError
 
     done = layout.rewritten_shards(store, dataset, rewrite_id)
-    total = {"shards": len(done), "captions": 0, "prompts": 0, "kept": 0, "fallbacks": Counter(), "engine": {}}
+    total = {"shards": len(done), "captions": 0, "prompts": 0, "kept": 0, "fallbacks": Counter(), "engine": {},
+             "skipped_rows": Counter()}
     for sid in done:
         try:
             stats = json.loads(store.read_text(layout.rewrite_stats(dataset, rewrite_id, sid)))
@@ -171,5 +173,7 @@ def summarize(store: Store, dataset: str, rewrite_id: str) -> dict:
             total["kept"] += per_source.get("rewritten", 0)
             total["fallbacks"].update(per_source.get("fallbacks", {}))
         total["engine"] = stats.get("engine") or total["engine"]
+        total["skipped_rows"].update(stats.get("skipped_rows") or {})
     total["fallbacks"] = dict(total["fallbacks"].most_common())
+    total["skipped_rows"] = dict(total["skipped_rows"].most_common())
     return total

@@ -72,8 +72,12 @@ def read_meta_pairs_file(path: str | Path) -> list[tuple[str, str]]:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UsageError(f"meta-pair file {p} does not exist") from None
+    except IsADirectoryError:
+        raise UsageError(f"meta-pair file {p} is a folder: give the pairs file in it") from None
     except UnicodeDecodeError:
         raise DataError(f"meta-pair file {p} is not UTF-8 text") from None
+    except OSError as exc:  # permission denied, an I/O error
+        raise UsageError(f"cannot read meta-pair file {p}: {exc.strerror or exc}") from None
     return parse_meta_pairs(text, f"meta-pair file {p}")
 
 

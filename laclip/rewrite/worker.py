@@ -3,7 +3,10 @@
 Index N ($JOB_COMPLETION_INDEX) takes shards N*K .. N*K+K-1 of the dataset's sorted shard list
 (K = shards_per_pod). Per shard: read the captions from its parquet (not the tar), build one
 prompt per (caption, source), generate, filter, and publish the output parquet create-only
-(layout and schema: laclip.rewrite.output). A shard whose output exists is skipped only when
+(layout and schema: laclip.rewrite.output). A dataset parquet that cannot be read, or whose key or
+caption column is not text, stops the index (DataError, exit 3); bad rows (null or empty keys, null
+captions, a key repeated) are skipped and counted in the shard's stats (`skipped_rows`): the rule is
+laclip.data.shards's. A shard whose output exists is skipped only when
 it was made from the captions the shard holds now (the recorded input digest): a shard that
 changed since (a re-download from a changed URL list gives the same keys to other images) is a
 permanent error, since its rewrites would describe other images. A crash at any point leaves
@@ -22,7 +25,7 @@ from operator import itemgetter
 
 from laclip import __version__, layout
 from laclip.data.registry import resolve_shards
-from laclip.data.shards import Shard, read_captions
+from laclip.data.shards import Shard, read_captions, read_rows
 from laclip.errors import AlreadyExists, DataError, NotFound, UsageError
 from laclip.identity import rows_digest
 from laclip.logs import event
@@ -81,10 +84,11 @@ class ShardRewriter:
         from laclip.rewrite.engines.base import Request
 
         cfg, t0 = self.cfg, time.perf_counter()
-        rows = read_captions(self.store, shard)
+        parsed = read_rows(self.store, shard)  # a bad file stops here (DataError); bad rows are skipped
+        rows = parsed.rows
         keys = [k for k, _ in rows]
-        if len(set(keys)) != len(keys):
-            raise DataError(f"{self.store.url_of(shard.parquet)} repeats keys; each sample needs a unique key")
+        if parsed.skipped:
+            log("rows-skipped", shard=shard.id, **dict(parsed.skipped))
         digest = rows_digest(rows)
         t_read = time.perf_counter()
 
@@ -135,7 +139,7 @@ class ShardRewriter:
         t_write = time.perf_counter()
         stats = {
             "dataset": cfg.dataset, "shard": shard.id, "rewrite_id": self.rewrite_id, "captions": n,
-            "prompts": len(todo), "sources": per_source,
+            "prompts": len(todo), "sources": per_source, "skipped_rows": dict(parsed.skipped),
             "fallbacks_total": sum(sum(v["fallbacks"].values()) for v in per_source.values()),
             "engine": self.engine_info, **({"operations_used": used} if used is not None else {}),
             "model": cfg.model, "sampling": cfg.sampling.model_dump(),

@@ -27,8 +27,14 @@ def default_root() -> str:
 
 
 def resolve_root(root: str | None = None) -> str:
-    """--root wins over $LACLIP_ROOT, which wins over the default folder."""
-    return root or os.environ.get(ROOT_ENV) or default_root()
+    """--root wins over $LACLIP_ROOT, which wins over the default folder. A root holding a line break
+    or another control character is refused: it would split log lines, job annotations and the
+    `$GITHUB_OUTPUT` lines that carry it, and no bucket or sane folder has one."""
+    url = root or os.environ.get(ROOT_ENV) or default_root()
+    bad = next((c for c in url if ord(c) < 32 or ord(c) == 127), None)
+    if bad is not None:
+        raise UsageError(f"root {url!r} holds a control character ({bad!r}): give gs://BUCKET/PREFIX or a folder")
+    return url
 
 
 def open_store(root: str | None = None, **options) -> "Store":

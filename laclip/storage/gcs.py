@@ -16,8 +16,10 @@ import re
 from pathlib import Path
 from typing import BinaryIO
 
-from laclip.errors import AlreadyExists, AuthError, NotFound, StorageError, StoreUnavailable, UsageError
+from laclip.errors import (AlreadyExists, AuthError, NotFound, StorageError, StoreFull, StoreRefused,
+                           StoreUnavailable, UsageError)
 from laclip.storage.base import Store, join
+from laclip.storage.faults import os_fault
 
 AUTH_HINT = (
     "authenticate with `gcloud auth application-default login` on a workstation, "
@@ -123,15 +125,30 @@ class GCSStore(Store):
             if not self._bucket_exists():
                 return NotFound(f"bucket gs://{self.bucket_name} does not exist (while trying to {op} {where})")
             return NotFound(f"{where} does not exist")
-        if isinstance(exc, (gexc.Unauthorized, gexc.Forbidden, DefaultCredentialsError, RefreshError)):
+        if isinstance(exc, (gexc.Unauthorized, DefaultCredentialsError, RefreshError)):
             return AuthError(f"access to {where} refused ({type(exc).__name__}): {AUTH_HINT}")
-        if isinstance(exc, (gexc.RetryError, TransportError, ConnectionError, TimeoutError, gexc.ServerError,
-                            gexc.TooManyRequests)) or _is_network_error(exc):
-            return StoreUnavailable(
-                f"could not {op} {where}: the store did not answer after retrying for "
-                f"{self.retry_timeout:.0f}s ({_cause(exc)})"
-            )
-        return StorageError(f"could not {op} {where}: {exc}")
+        code = getattr(exc, "code", None)
+        code = code if isinstance(code, int) else None
+        if code == 507 or _is_quota(exc):  # no room (a bucket or project quota): the same write fails again
+            return StoreFull(f"could not {op} {where}: {code or 'quota'} {_cause(exc)} (the bucket or "
+                             "project has no room left: free space or raise the quota)")
+        if isinstance(exc, gexc.Forbidden):  # the credentials work, and lack the right: retrying cannot help
+            return StoreRefused(f"could not {op} {where}: 403 Forbidden ({_cause(exc)}); the account needs "
+                                "roles/storage.objectAdmin (or objectViewer to read) on the bucket")
+        if isinstance(exc, (gexc.RetryError, TransportError, ConnectionError, TimeoutError, gexc.TooManyRequests,
+                            gexc.InternalServerError, gexc.BadGateway, gexc.ServiceUnavailable,
+                            gexc.GatewayTimeout)) or _is_network_error(exc):  # what the client retries
+            last = getattr(exc, "cause", None) or exc  # a RetryError keeps the last answer
+            status = getattr(last, "code", None) or getattr(getattr(last, "response", None), "status_code", None)
+            said = f"answered {status}" if isinstance(status, int) else "did not answer"
+            return StoreUnavailable(f"could not {op} {where}: the store {said} after retrying for "
+                                    f"{self.retry_timeout:g}s ({_cause(exc)})")
+        if code is not None and code >= 500:  # a server error the client does not retry: the next try may work
+            return StoreUnavailable(f"could not {op} {where}: the store answered {code} ({_cause(exc)})")
+        if isinstance(exc, gexc.ClientError) or code is not None and 400 <= code < 500:
+            # any other 4xx (400, 409, 413...): the same request gets the same answer
+            return StoreRefused(f"could not {op} {where}: {code or '4xx'} {_cause(exc)}")
+        return StorageError(f"could not {op} {where}: {_cause(exc)}")
 
     def _bucket_exists(self) -> bool:
         try:
@@ -182,10 +199,12 @@ class GCSStore(Store):
                 str(tmp), retry=self._retry, timeout=self.request_timeout))
             os.replace(tmp, local)
         except OSError as exc:  # the local side: a message, as from the local store, not a traceback
-            raise StorageError(f"cannot copy {self.url_of(path)} to {local}: {exc.strerror or exc}") from None
+            raise os_fault(exc, "copy", f"{self.url_of(path)} to {local}") from None
         finally:
-            if tmp.exists():  # False, not an error, where the target's folder could not be made
-                tmp.unlink()
+            try:  # nothing there (or no folder to look in) where the copy could not start
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
 
     def exists(self, path: str) -> bool:
         blob = self.bucket.blob(self._key(path))
@@ -264,6 +283,31 @@ class _TranslatingReader(io.BufferedIOBase):
         super().close()
 
 
+def _server_said(exc: BaseException) -> tuple[str, list[str]]:
+    """GCS's own message and error reasons: from the parsed errors, else from the JSON body of the response
+    (downloads and uploads go through google-resumable-media, which leaves `errors` empty)."""
+    errors = [e for e in getattr(exc, "errors", None) or [] if isinstance(e, dict)]
+    message = ""
+    response = getattr(exc, "response", None)
+    if response is not None:
+        try:
+            body = response.json().get("error") or {}
+        except Exception:  # noqa: BLE001 - not JSON (a proxy's page): no more to read
+            body = {}
+        if isinstance(body, dict):
+            message = body.get("message") if isinstance(body.get("message"), str) else ""
+            errors = errors or [e for e in body.get("errors") or [] if isinstance(e, dict)]
+    reasons = [e["reason"] for e in errors if isinstance(e.get("reason"), str)]
+    return message, reasons
+
+
+def _is_quota(exc: BaseException) -> bool:
+    """A 403 whose reason is a storage quota (not a rate limit: that is a 429, and transient)."""
+    if getattr(exc, "code", None) != 403:
+        return False
+    return any("quota" in r.lower() and "rate" not in r.lower() for r in _server_said(exc)[1])
+
+
 def _is_network_error(exc: BaseException) -> bool:
     try:
         import requests
@@ -274,6 +318,10 @@ def _is_network_error(exc: BaseException) -> bool:
 
 
 def _cause(exc: BaseException) -> str:
+    """The cause in one line: the server's message for an API error, else the innermost error."""
     inner = getattr(exc, "cause", None) or exc.__cause__ or exc
-    text = str(inner).splitlines()[0] if str(inner) else type(inner).__name__
+    said = _server_said(exc)[0] or (_server_said(inner)[0] if inner is not exc else "")
+    message = getattr(exc, "message", None)  # google.api_core errors: the server's own words
+    text = said or (message if isinstance(message, str) and message.strip() else str(inner))
+    text = " ".join(text.split()) or type(inner).__name__
     return text[:200]

@@ -10,6 +10,7 @@ from typing import BinaryIO
 
 from laclip.errors import AlreadyExists, NotFound, StorageError, UsageError
 from laclip.storage.base import Store
+from laclip.storage.faults import os_fault
 
 
 def _umask() -> int:
@@ -44,6 +45,8 @@ class LocalStore(Store):
             raise NotFound(f"{self.url_of(path)} does not exist") from None
         except IsADirectoryError:
             raise NotFound(f"{self.url_of(path)} is a folder, not an object") from None
+        except OSError as exc:  # permission denied, an I/O error: one line, classed for the retry policy
+            raise os_fault(exc, "read", self.url_of(path)) from None
 
     def open_read(self, path: str) -> BinaryIO:
         try:
@@ -52,6 +55,8 @@ class LocalStore(Store):
             raise NotFound(f"{self.url_of(path)} does not exist") from None
         except IsADirectoryError:
             raise NotFound(f"{self.url_of(path)} is a folder, not an object") from None
+        except OSError as exc:  # permission denied, an I/O error: one line, classed for the retry policy
+            raise os_fault(exc, "read", self.url_of(path)) from None
 
     def _publish(self, tmp: Path, dest: Path, create_only: bool, path: str) -> None:
         # os.link fails if dest exists: the atomic create-only primitive of POSIX.
@@ -69,6 +74,8 @@ class LocalStore(Store):
                 os.replace(tmp, dest)
         except IsADirectoryError:  # a folder holds the name: a message, not a traceback
             raise StorageError(f"cannot write {self.url_of(path)}: a folder has that name") from None
+        except OSError as exc:
+            raise os_fault(exc, "write", self.url_of(path)) from None
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -79,13 +86,17 @@ class LocalStore(Store):
             os.fchmod(fd, FILE_MODE)
             os.close(fd)
         except OSError as exc:
-            raise StorageError(f"cannot write in {dest.parent}: {exc.strerror}") from None
+            raise os_fault(exc, "write in", str(dest.parent)) from None
         return Path(tmp)
 
     def _write(self, path: str, create_only: bool, fill) -> None:
         """Fill a temp file beside the object (fill(file)), fsync it, then publish it atomically."""
         dest = self._path(path)
-        if create_only and dest.exists():
+        try:
+            there = create_only and dest.exists()
+        except OSError as exc:
+            raise os_fault(exc, "write", self.url_of(path)) from None
+        if there:
             raise AlreadyExists(f"{self.url_of(path)} already exists (create-only write)")
         tmp = self._tempfile(dest)
         try:
@@ -97,7 +108,9 @@ class LocalStore(Store):
             tmp.unlink(missing_ok=True)
             if isinstance(exc, FileNotFoundError) and exc.filename != str(tmp):
                 raise NotFound(f"local file {exc.filename} does not exist") from None
-            raise StorageError(f"cannot write {self.url_of(path)}: {exc.strerror or exc}") from None
+            if exc.filename not in (None, str(tmp)):  # the source of an upload, not the store
+                raise os_fault(exc, "read", str(exc.filename)) from None
+            raise os_fault(exc, "write", self.url_of(path)) from None
         self._publish(tmp, dest, create_only, path)
 
     def write_bytes(self, path: str, data: bytes, *, create_only: bool = False) -> None:
@@ -112,7 +125,7 @@ class LocalStore(Store):
 
     def download_file(self, path: str, local: str | Path) -> None:
         src = self._path(path)
-        if not src.is_file():
+        if not self.exists(path):
             raise NotFound(f"{self.url_of(path)} does not exist")
         local = Path(local)
         tmp = local.with_name(f".{local.name}.part")  # like the GCS store: a broken copy leaves no file
@@ -121,13 +134,18 @@ class LocalStore(Store):
             shutil.copyfile(src, tmp)
             os.replace(tmp, local)
         except OSError as exc:
-            raise StorageError(f"cannot copy {self.url_of(path)} to {local}: {exc.strerror or exc}") from None
+            raise os_fault(exc, "copy", f"{self.url_of(path)} to {local}") from None
         finally:
-            if tmp.exists():  # False, not an error, where the target's folder could not be made
-                tmp.unlink()
+            try:  # nothing there (or no folder to look in) where the copy could not start
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
 
     def exists(self, path: str) -> bool:
-        return self._path(path).is_file()
+        try:
+            return self._path(path).is_file()
+        except OSError as exc:  # a folder we may not enter: not "absent"
+            raise os_fault(exc, "check", self.url_of(path)) from None
 
     def versions(self, prefix: str = "") -> dict[str, str]:
         found = {}
@@ -142,11 +160,19 @@ class LocalStore(Store):
     def list(self, prefix: str = "") -> list[str]:
         base = self._path(prefix) if prefix else self.root
         # A prefix may name a folder ("datasets/demo/") or a name start ("datasets/demo/000").
-        folder = base if base.is_dir() else base.parent
-        if not folder.is_dir():
-            return []
+        try:
+            folder = base if base.is_dir() else base.parent
+            if not folder.is_dir():
+                return []
+        except OSError as exc:
+            raise os_fault(exc, "list", self.url_of(prefix)) from None
         out = []
-        for dirpath, _, files in os.walk(folder, followlinks=True):  # a dataset folder may be a link
+
+        def refused(exc: OSError):  # an unreadable folder must not read as an empty one
+            raise os_fault(exc, "list", exc.filename or str(folder)) from None
+
+        # followlinks: a dataset folder may be a link to another disk
+        for dirpath, _, files in os.walk(folder, onerror=refused, followlinks=True):
             for name in files:
                 if name.startswith(".") and name.endswith(".tmp"):
                     continue  # an unpublished write
@@ -162,3 +188,5 @@ class LocalStore(Store):
             raise NotFound(f"{self.url_of(path)} does not exist") from None
         except IsADirectoryError:
             raise NotFound(f"{self.url_of(path)} is a folder, not an object") from None
+        except OSError as exc:
+            raise os_fault(exc, "delete", self.url_of(path)) from None

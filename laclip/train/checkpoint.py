@@ -23,6 +23,7 @@ import torch
 from laclip import layout
 from laclip.errors import AlreadyExists, DataError, LeaseHeld, NotFound, StorageError, StoreFull, UsageError
 from laclip.storage.base import Store
+from laclip.storage.faults import os_fault
 from laclip.storage.local import FILE_MODE
 
 log = logging.getLogger("laclip.train")
@@ -46,16 +47,22 @@ def save(store: Store, run: str, step: int, payload: dict, keep_last: int, repla
     path = step_path(run, step)
     local = store.local_path(path)
     folder = local.parent if local is not None else Path(tempfile.gettempdir())
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".step_{step}.", suffix=".tmp")
-    os.fchmod(fd, FILE_MODE)  # mkstemp's 0600 would keep a pod's other user and colleagues out
-    os.close(fd)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".step_{step}.", suffix=".tmp")
+        os.fchmod(fd, FILE_MODE)  # mkstemp's 0600 would keep a pod's other user and colleagues out
+        os.close(fd)
+    except OSError as exc:  # a read-only disk, no permission: one line, permanent
+        raise os_fault(exc, "write checkpoint", store.url_of(path)) from None
     try:
         _write(payload, tmp, store.url_of(path))
         if local is not None:
             if local.exists():
                 _may_replace(store, path, replaceable)
-            os.replace(tmp, local)
+            try:
+                os.replace(tmp, local)
+            except OSError as exc:
+                raise os_fault(exc, "write checkpoint", store.url_of(path)) from None
         else:
             try:
                 store.upload_file(tmp, path, create_only=True)
@@ -71,20 +78,40 @@ def save(store: Store, run: str, step: int, payload: dict, keep_last: int, repla
 
 def _write(payload: dict, tmp: str, where: str) -> None:
     """torch.save to a local temp file, fsynced; a full disk is one line naming the file, not torch's
-    C++ stream error, and permanent (retrying on the same node fills the same disk)."""
-    import errno
-
+    C++ stream error, and permanent (retrying on the same node fills the same disk). torch writes
+    through our file object, so the OS's own error (ENOSPC, EROFS...) is the cause of its RuntimeError."""
     try:
-        torch.save(payload, tmp)
-        with open(tmp, "rb") as f:
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
             os.fsync(f.fileno())
     except (OSError, RuntimeError) as exc:
-        full = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc) \
-            or "file write failed" in str(exc)
+        cause = _os_cause(exc)
+        if cause is not None:
+            raise os_fault(cause, "write checkpoint", where) from None
+        full = "No space left" in str(exc) or "file write failed" in str(exc) or _nearly_full(tmp)
         if full:
             raise StoreFull(f"cannot write checkpoint {where}: No space left on device (in {os.path.dirname(tmp)})") \
                 from None
-        raise StorageError(f"cannot write checkpoint {where}: {getattr(exc, 'strerror', None) or exc}") from None
+        raise StorageError(f"cannot write checkpoint {where}: {' '.join(str(exc).split())[:300]}") from None
+
+
+def _os_cause(exc: BaseException) -> OSError | None:
+    """The OSError behind an error (torch's RuntimeError keeps the file object's as its context)."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            return exc
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
+def _nearly_full(path: str) -> bool:
+    try:
+        st = os.statvfs(os.path.dirname(path) or ".")
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < (1 << 20)
 
 
 def _may_replace(store: Store, path: str, replaceable) -> None:
@@ -98,9 +125,15 @@ def load(store: Store, path: str) -> dict:
     """Load one checkpoint (raises on a truncated or corrupt file)."""
     local = store.local_path(path)
     if local is not None:
-        if not local.exists():
-            raise NotFound(f"checkpoint {store.url_of(path)} does not exist")
-        return torch.load(local, map_location="cpu", weights_only=True)
+        if not store.exists(path):
+            what = "is a folder, not a checkpoint file" if local.is_dir() else "does not exist"
+            raise NotFound(f"checkpoint {store.url_of(path)} {what}")
+        try:  # opened here: a file we may not read is a store fault, not a broken checkpoint
+            f = open(local, "rb")
+        except OSError as exc:
+            raise os_fault(exc, "read checkpoint", store.url_of(path)) from None
+        with f:
+            return torch.load(f, map_location="cpu", weights_only=True)
     with tempfile.TemporaryDirectory() as tmp:
         dest = Path(tmp) / "ckpt.pt"
         store.download_file(path, dest)

@@ -11,6 +11,7 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from laclip.config import ClusterOptions, explain
+from laclip.data.images import LIMIT_HELP, PIL_LIMIT
 from laclip.errors import UsageError
 
 Augment = Literal["laclip", "none"]
@@ -41,21 +42,21 @@ class TrainConfig(BaseModel):
     dataset: str = Field("demo", description="dataset under datasets/ (cc3m, cc12m, laion400m, demo...)")
     rewrites: Optional[str] = Field(None, description="rewrite id under rewrites/<dataset>/ (none: plain CLIP)")
     augment: Augment = Field("laclip", description="laclip: draw each text from original+rewrites; none: CLIP")
-    min_words: int = Field(2, ge=0)  # reference fallback: texts under 2 words use the original
+    min_words: int = Field(2, ge=0, le=1000)  # reference fallback: texts under 2 words use the original
     # more rows than this whose rewrite was made from another caption: the set is refused (laclip.train.inputs)
     max_rewrite_mismatch: float = Field(0.01, ge=0, le=1)
 
     # model and optimisation
     model: str = Field("ViT-B-16", description="open_clip model name, e.g. ViT-B-16 or laclip-tiny")
-    batch_size: int = Field(256, ge=1, description="per-process batch size")
+    batch_size: int = Field(256, ge=1, le=65536, description="per-process batch size")
     steps: Optional[int] = Field(None, ge=1, le=10**9, description="total steps [default: from the epochs]")
     epochs: float = Field(35, gt=0, le=10**6, allow_inf_nan=False)
-    lr: float = Field(1e-3, gt=0, allow_inf_nan=False)
-    wd: float = Field(0.5, ge=0, allow_inf_nan=False)
-    beta1: float = 0.9
-    beta2: float = 0.98
-    eps: float = 1e-8
-    warmup_epochs: float = Field(1.0, ge=0, allow_inf_nan=False)
+    lr: float = Field(1e-3, gt=0, le=1e3, allow_inf_nan=False)
+    wd: float = Field(0.5, ge=0, le=1e3, allow_inf_nan=False)
+    beta1: float = Field(0.9, ge=0, lt=1)  # AdamW refuses others (in the pod, after the start)
+    beta2: float = Field(0.98, ge=0, lt=1)
+    eps: float = Field(1e-8, gt=0, le=1)
+    warmup_epochs: float = Field(1.0, ge=0, le=10**6, allow_inf_nan=False)
     warmup_steps: Optional[int] = Field(None, ge=0, le=10**9)  # overrides warmup_epochs
     loss: LossKind = Field("clip", description="clip or multitext")
     texts_per_image: int = Field(1, ge=1, le=8, description="texts per image with --loss multitext")
@@ -67,23 +68,27 @@ class TrainConfig(BaseModel):
     precision: Precision = Field("auto", description="auto (bf16 autocast on GPU, fp32 on CPU), amp_bf16, amp, fp32")
     grad_checkpointing: bool = False
     crop_scale: tuple[float, float] = (0.5, 1.0)
-    grad_clip: Optional[float] = None
+    grad_clip: Optional[float] = Field(None, gt=0, allow_inf_nan=False)
     seed: int = Field(0, ge=0, le=2**63 - 1)
 
     # data loading
     workers: int = Field(4, ge=0, le=256, description="data loader workers per process")
-    shuffle_buffer: int = Field(1000, ge=1)
+    shuffle_buffer: int = Field(1000, ge=1, le=10_000_000)
+    max_image_pixels: Optional[int] = Field(None, ge=1, le=PIL_LIMIT, description=LIMIT_HELP)
+    # datasets of at most this many shards have every parquet read at start: exact sample count and
+    # keys held by two shards (trained once); larger ones are counted from a probe (laclip.train.inputs)
+    scan_shards: int = Field(64, ge=0, le=100_000)
 
     # durability and logging
-    checkpoint_every: int = Field(1000, ge=1, description="steps between checkpoints")
-    keep_last: int = Field(3, ge=1, description="checkpoints kept")
+    checkpoint_every: int = Field(1000, ge=1, le=10**9, description="steps between checkpoints")
+    keep_last: int = Field(3, ge=1, le=10**6, description="checkpoints kept")
     # "latest", "none", or a checkpoint path in the store; none/a path only while the run has no checkpoint
     resume: str = Field("latest", description="latest, none, or a checkpoint path in the store (none and a path "
                                               "apply only while the run has no checkpoint of its own)")
-    log_every: int = Field(20, ge=1)
+    log_every: int = Field(20, ge=1, le=10**9)
     tensorboard: bool = True
     # one owner per run (laclip.lease): a lease not refreshed for this long may be taken over
-    lease_timeout_s: float = Field(600, ge=5)
+    lease_timeout_s: float = Field(600, ge=5, le=30 * 86400, allow_inf_nan=False)
     # an eval Job per checkpoint written to a bucket (laclip.train.eval_hook); empty: none
     eval_datasets: list[str] = Field(default_factory=list, description="comma-separated eval datasets: an eval "
                                      "Job on each checkpoint (needs manifests/components/train-submits-eval)")

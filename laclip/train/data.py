@@ -6,15 +6,17 @@ batches and an infinite stream (epoch after epoch, each with its own shard order
 rank can always take the same number of steps. Images are decoded after the shuffle buffer,
 so resuming skips already-trained samples by reading their bytes without decoding them.
 
-Bad input is counted, never fatal and never silent: broken images, unreadable shards, data
+Bad input is counted, never fatal and never silent: broken images (undecodable, or above the
+pixel limit: laclip.data.images), unreadable shards, repeated keys (a key twice in one tar, or
+in a later shard than the first that holds it: `duplicate_keys`, the copies skipped), data
 shards without a readable rewrite parquet, keys without a rewrite row, and rows whose rewrites
 were made from another caption than the sample's (all three trained on the original caption).
+The rule for bad dataset parquets and rows is laclip.data.shards's.
 Rewrites are read through the rewrite stage's own reader (laclip.rewrite.output.read_rewrites).
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import random
 from collections import Counter
@@ -22,9 +24,9 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import torch
-from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
+from laclip.data.images import BadImage, decode_rgb, pixel_limit
 from laclip.data.shards import Shard, iter_tar
 from laclip.errors import DataError, NotFound
 from laclip.rewrite.output import ShardRewrites, read_rewrites
@@ -89,7 +91,8 @@ class TrainStream(IterableDataset):
     def __init__(self, store: Store, shards: list[Shard], *, dataset: str, rewrites: str | None,
                  augment: str, texts_per_image: int, min_words: int, batch_size: int, model: str,
                  image_size: int, mean, std, crop_scale, shuffle_buffer: int, seed: int,
-                 rank: int, world_size: int, workers: int, start: dict[int, tuple[int, int]] | None = None):
+                 rank: int, world_size: int, workers: int, start: dict[int, tuple[int, int]] | None = None,
+                 max_pixels: int | None = None, skip_keys: dict[str, set[str]] | None = None):
         if not shards:
             raise DataError(f"dataset {dataset!r} has no shards to train on")
         self.store, self.shards, self.dataset, self.rewrites = store, shards, dataset, rewrites
@@ -100,6 +103,8 @@ class TrainStream(IterableDataset):
         self.total_workers = world_size * self.workers
         self.slices = plan_slices(shards, self.total_workers)
         self.start = start or {}
+        self.max_pixels = pixel_limit(image_size, max_pixels)
+        self.skip_keys = skip_keys or {}  # shard id -> keys an earlier shard holds (laclip.data.shards)
 
     # -- raw samples --------------------------------------------------------------------------
     def _raw(self, epoch: int, gw: int, stats: Counter) -> Iterator[tuple[dict, dict[str, list[str]] | None]]:
@@ -115,10 +120,19 @@ class TrainStream(IterableDataset):
                     stats["shards_without_rewrites"] += 1
                     log.warning("no rewrites for shard %s (%s): training on its original captions",
                                 self.store.url_of(sl.shard.tar), why)
+            seen: set[str] = set()  # over the whole tar: a repeat may fall in another slice's part
+            elsewhere = self.skip_keys.get(sl.shard.id, ())
             try:
                 for i, sample in enumerate(iter_tar(self.store, sl.shard.tar)):
-                    if i % sl.parts == sl.part:
-                        yield sample, table
+                    key = sample["__key__"]
+                    repeat = key in seen or key in elsewhere
+                    seen.add(key)
+                    if i % sl.parts != sl.part:
+                        continue
+                    if repeat:  # trained once: from its first occurrence
+                        stats["duplicate_keys"] += 1
+                        continue
+                    yield sample, table
             except (NotFound, DataError) as exc:
                 stats["unreadable_shards"] += 1
                 log.warning("skipping the rest of shard: %s", exc)
@@ -151,11 +165,12 @@ class TrainStream(IterableDataset):
         ext = next((e for e in IMAGE_EXTS if e in sample), None)
         try:
             if ext is None:
-                raise ValueError("no image")
-            with Image.open(io.BytesIO(sample[ext])) as im:
-                image = self.transform(im.convert("RGB"))
-        except Exception:  # PIL raises many types for broken files
+                raise BadImage("undecodable", "no image")
+            image = self.transform(decode_rgb(sample[ext], self.max_pixels))
+        except BadImage as exc:
             stats["broken_images"] += 1
+            if exc.reason == "over_pixel_limit":
+                stats["oversized_images"] += 1
             return None
         try:
             original = sample["txt"].decode("utf-8").strip() if "txt" in sample else ""
@@ -219,12 +234,23 @@ class TrainStream(IterableDataset):
             epoch, skip = epoch + 1, 0
 
 
-def count_samples(store: Store, shards: list[Shard], probe: int = 16) -> int:
+def count_samples(store: Store, shards: list[Shard], probe: int = 16,
+                  unreadable: dict[str, str] | None = None) -> int:
     """Samples in the dataset from the parquets: all of them for small datasets, else an
-    even sample of `probe` shards scaled up (reading 40k parquets at start-up is too slow)."""
+    even sample of `probe` shards scaled up (reading 40k parquets at start-up is too slow).
+    A parquet that cannot be read is left out (its reason goes into `unreadable`) and the count
+    is scaled from the readable ones: the trainer reads the tars, not the parquets."""
     from laclip.data.shards import read_captions
 
-    if len(shards) <= probe:
-        return sum(len(read_captions(store, s)) for s in shards)
-    picks = shards[:: max(1, len(shards) // probe)][:probe]
-    return round(sum(len(read_captions(store, s)) for s in picks) * len(shards) / len(picks))
+    picks = shards if len(shards) <= probe else shards[:: max(1, len(shards) // probe)][:probe]
+    counted, readable = 0, 0
+    for shard in picks:
+        try:
+            counted += len(read_captions(store, shard))
+            readable += 1
+        except (DataError, NotFound) as exc:
+            if unreadable is not None:
+                unreadable[shard.id] = str(exc)
+    if not readable:
+        return 0
+    return round(counted * len(shards) / readable)

@@ -11,14 +11,19 @@ the loader trains the disagreeing samples on their original caption and counts t
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+
 from laclip.data.registry import resolve_shards
-from laclip.data.shards import Shard, read_captions
+from laclip.data.shards import Shard, read_captions, read_rows, repeated_keys
 from laclip.errors import DataError, NotFound
 from laclip.storage import open_store
 from laclip.storage.base import Store
 from laclip.train.config import TrainConfig
 
 PROBE_SHARDS = 8  # shards whose captions are compared before a start
+log = logging.getLogger("laclip.train")
 
 
 def uses_rewrites(cfg: TrainConfig) -> bool:
@@ -32,6 +37,11 @@ def check_inputs(cfg: TrainConfig, store: Store | None = None) -> list[Shard]:
     check_model_name(cfg.model)
     store = store or open_store(cfg.root)
     shards = resolve_shards(store, cfg.dataset)
+    if cfg.resume not in ("latest", "none"):
+        from laclip import layout
+
+        if not layout.checkpoint_steps(store, cfg.run):  # else --resume does not apply (the run continues)
+            resume_path(cfg.resume, store)
     if uses_rewrites(cfg):
         from laclip.rewrite.output import read_record
 
@@ -54,7 +64,11 @@ def check_captions(store: Store, cfg: TrainConfig, shards: list[Shard]) -> dict:
     checked = differ = 0
     worst = None
     for shard in _probe([s for s in shards if s.id in done], PROBE_SHARDS):
-        now = dict(read_captions(store, shard))
+        try:
+            now = dict(read_captions(store, shard))
+        except (DataError, NotFound) as exc:  # the trainer reads the tar: a bad parquet is counted, not fatal
+            log.warning("not comparing captions of shard %s: %s", shard.id, exc)
+            continue
         try:
             made_from = read_originals(store, cfg.dataset, cfg.rewrites, shard.id)
         except NotFound:
@@ -73,3 +87,67 @@ def check_captions(store: Store, cfg: TrainConfig, shards: list[Shard]) -> dict:
             "The dataset was downloaded again since? Rewrite it afresh (a new rewrite id) and train on that")
     return {"checked": checked, "differ": differ}
 
+
+
+@dataclass
+class Scan:
+    """What the trainer learns from the dataset's parquets at start (the tars are what it trains on)."""
+
+    samples: int  # usable samples, counted (or estimated from a probe of a large dataset)
+    unreadable: dict[str, str] = field(default_factory=dict)  # shard id -> why its parquet cannot be used
+    repeated: dict[str, set[str]] = field(default_factory=dict)  # shard id -> keys an earlier shard holds
+    skipped_rows: Counter = field(default_factory=Counter)  # bad rows by reason (laclip.data.shards)
+    complete: bool = True  # every parquet read (else a probe: repeats across shards are not known)
+
+
+def scan(store: Store, shards: list[Shard], full: int) -> Scan:
+    """Read every parquet of a dataset of at most `full` shards (samples, keys in two shards, bad rows),
+    else count a probe of them. A parquet that cannot be used is counted and left out, never fatal."""
+    from laclip.train.data import count_samples
+
+    if len(shards) > full:
+        unreadable: dict[str, str] = {}
+        return Scan(count_samples(store, shards, unreadable=unreadable), unreadable, complete=False)
+    found = Scan(0)
+    keys = {}
+    for shard in shards:
+        try:
+            rows = read_rows(store, shard)
+        except (DataError, NotFound) as exc:
+            found.unreadable[shard.id] = str(exc)
+            continue
+        keys[shard.id] = [k for k, _ in rows.rows]
+        found.skipped_rows.update(rows.skipped)
+        found.samples += len(rows.rows)
+    found.repeated = repeated_keys(keys)
+    found.samples -= sum(len(v) for v in found.repeated.values())
+    if keys and found.unreadable:  # their tars are trained on too: estimate their samples
+        found.samples = round(found.samples * len(shards) / len(keys))
+    return found
+
+
+def resume_path(ref: str, store: Store) -> str:
+    """The store path of the checkpoint `--resume REF` names: a path in the store, `RUN/step_N`, or a
+    URL or absolute path inside the store; a usage error naming what is there otherwise."""
+    import os
+
+    from laclip import layout
+    from laclip.errors import UsageError
+
+    path = ref.strip()
+    base = store.url.rstrip("/") + "/"
+    if path.startswith(base):
+        path = path[len(base):]
+    elif "://" in path or os.path.isabs(os.path.expanduser(path)):
+        local = os.path.abspath(os.path.expanduser(path))
+        if store.local_path("") is None or not local.startswith(base):
+            raise UsageError(f"--resume {ref!r} is not in the store {store.url}: a run resumes from a checkpoint "
+                             "in its own store (copy it there, e.g. under checkpoints/OTHER-RUN/)")
+        path = local[len(base):]
+    named = layout.in_run_folder(path)
+    for candidate in dict.fromkeys([path, named, path + ".pt", named + ".pt"]):
+        if candidate and store.exists(candidate):
+            return candidate
+    steps = layout.checkpoint_steps(store, path.strip("/").removeprefix(layout.CHECKPOINTS + "/"))
+    hint = f" (it is a run folder: name one of its checkpoints, e.g. {steps[-1][1]})" if steps else ""
+    raise UsageError(f"--resume {ref!r}: no checkpoint file {store.url_of(path)}{hint}")

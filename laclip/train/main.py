@@ -25,16 +25,16 @@ from collections import Counter
 import torch
 import torch.distributed as dist
 
-from laclip.errors import LaclipError, UsageError
+from laclip.errors import DataError, LaclipError, UsageError
 from laclip.lease import Lease, owner_token
 from laclip.logs import setup
 from laclip.storage import open_store
 from laclip.train import checkpoint as ckpt
 from laclip.train import model as models
 from laclip.train.config import RESUME_KEYS, TrainConfig
-from laclip.train.data import TrainStream, count_samples
+from laclip.train.data import TrainStream
 from laclip.train.eval_hook import request_eval
-from laclip.train.inputs import check_inputs
+from laclip.train.inputs import check_inputs, scan
 from laclip.train.metrics import MetricsLog
 from laclip.train.loss import build_loss
 
@@ -50,6 +50,10 @@ def lr_at(step: int, base: float, warmup: int, total: int) -> float:
 
 
 LENGTH_KEYS, WARMUP_KEYS = ("steps", "epochs"), ("warmup_steps", "warmup_epochs")
+# What the end of a run reports as bad input seen and skipped (or trained on originals).
+BAD_INPUT = ("broken_images", "oversized_images", "unreadable_shards", "unreadable_parquets", "skipped_rows",
+             "duplicate_keys", "missing_captions", "shards_without_rewrites", "keys_without_rewrites",
+             "rewrite_caption_mismatches")
 
 
 def plan_schedule(cfg: TrainConfig, state: dict | None, samples: int, world: int) -> tuple[int, int]:
@@ -146,7 +150,14 @@ def _loop(cfg: TrainConfig, rank: int, world: int, device, store, shards, config
             log.warning("run %r has checkpoints of its own: continuing from the newest, not --resume %s",
                         cfg.run, cfg.resume)
     elif cfg.resume != "none" and cfg.resume != "latest":
-        where, state = cfg.resume, ckpt.load(store, cfg.resume)
+        from laclip.train.inputs import resume_path
+
+        where = resume_path(cfg.resume, store)
+        try:
+            state = ckpt.load(store, where)
+        except ckpt.LOAD_ERRORS as exc:
+            raise DataError(f"--resume {store.url_of(where)} does not load as a checkpoint ({type(exc).__name__}: "
+                            f"{' '.join(str(exc).split())[:200]})") from None
     if state is not None:
         ckpt.check_compatible(state["config"], config, RESUME_KEYS, store.url_of(where))
         # checkpoints from before the field trained the pooled form
@@ -157,7 +168,19 @@ def _loop(cfg: TrainConfig, rank: int, world: int, device, store, shards, config
     if rank == 0:
         ckpt.write_run_config(store, cfg.run, config, RESUME_KEYS)
 
-    samples = count_samples(store, shards)
+    found = scan(store, shards, cfg.scan_shards)
+    samples = found.samples
+    if rank == 0:
+        for sid, why in sorted(found.unreadable.items()):
+            log.warning("parquet of shard %s left out of the sample count (its tar is still trained on): %s", sid, why)
+        repeats = sum(len(v) for v in found.repeated.values())
+        if repeats or found.skipped_rows:
+            log.warning("dataset %r: %d keys also in an earlier shard (skipped there), bad parquet rows %s",
+                        cfg.dataset, repeats, dict(found.skipped_rows) or "none")
+    if not samples and cfg.steps is None and state is None:
+        why = "; ".join(found.unreadable.values()) or "the parquets list no successful sample"
+        raise DataError(f"dataset {cfg.dataset!r}: no sample could be counted to plan {cfg.epochs:g} epochs "
+                        f"({why[:300]}): pass --steps N, or fix the parquets")
     total, warmup = plan_schedule(cfg, state, samples, world)
     torch.manual_seed(cfg.seed)
     model = models.create(cfg.model, device, cfg.grad_checkpointing)
@@ -188,7 +211,7 @@ def _loop(cfg: TrainConfig, rank: int, world: int, device, store, shards, config
                          texts_per_image=cfg.texts_per_image, min_words=cfg.min_words, batch_size=cfg.batch_size,
                          model=cfg.model, image_size=size, mean=mean, std=std, crop_scale=cfg.crop_scale,
                          shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed, rank=rank, world_size=world,
-                         workers=cfg.workers, start=start)
+                         workers=cfg.workers, start=start, max_pixels=cfg.max_image_pixels, skip_keys=found.repeated)
     loader = DataLoader(stream, batch_size=None, num_workers=cfg.workers, pin_memory=device.type == "cuda",
                         prefetch_factor=4 if cfg.workers else None)
     net = model
@@ -212,7 +235,9 @@ def _loop(cfg: TrainConfig, rank: int, world: int, device, store, shards, config
     batches = iter(loader)
     t_window = time.perf_counter()
     if metrics and step == 0:
-        metrics.event("start", dataset=cfg.dataset, shards=len(shards), samples=samples, model=cfg.model,
+        metrics.event("start", dataset=cfg.dataset, shards=len(shards), samples=samples,
+                      unreadable_parquets=len(found.unreadable), skipped_rows=sum(found.skipped_rows.values()),
+                      model=cfg.model,
                       world_size=world, total_steps=total, augment=cfg.augment, loss=cfg.loss,
                       threads=torch.get_num_threads())
     while step < total:
@@ -281,12 +306,11 @@ def _loop(cfg: TrainConfig, rank: int, world: int, device, store, shards, config
     summary = Counter()
     for part in gather(dict(counts), world):
         summary.update(part)
+    summary.update(unreadable_parquets=len(found.unreadable), skipped_rows=sum(found.skipped_rows.values()))
     if metrics:
         metrics.event("done", step=step, **{k: summary[k] for k in sorted(summary)})
         metrics.close()
-        bad = {k: summary[k] for k in ("broken_images", "unreadable_shards", "missing_captions",
-                                       "shards_without_rewrites", "keys_without_rewrites",
-                                       "rewrite_caption_mismatches") if summary[k]}
+        bad = {k: summary[k] for k in BAD_INPUT if summary[k]}
         if bad:
             log.warning("bad input seen and skipped or trained on originals: %s", bad)
     return step

@@ -22,7 +22,8 @@ class MetricsLog:
         if not JSON:
             from rich.console import Console
 
-            self.console = Console(highlight=False, soft_wrap=True)  # one line per record, even piped
+            # one line per record, even piped; no markup: fields hold store paths and run ids as typed
+            self.console = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
         self.writer, self.tb_dir, self.remote = None, None, False
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -38,10 +39,12 @@ class MetricsLog:
             print(json.dumps(record), flush=True)
         else:
             pct = 100 * step / self.total
-            self.console.print(
-                f"[bold]step {step}/{self.total}[/] ({pct:4.1f}%)  loss {metrics['loss']:.4f}  "
+            from rich.text import Text
+
+            self.console.print(Text.assemble(
+                (f"step {step}/{self.total}", "bold"), f" ({pct:4.1f}%)  loss {metrics['loss']:.4f}  "
                 f"lr {metrics['lr']:.2e}  scale {metrics['logit_scale']:.1f}  "
-                f"{metrics['samples_per_s']:.0f} samples/s  data wait {100 * metrics['data_wait']:.0f}%")
+                f"{metrics['samples_per_s']:.0f} samples/s  data wait {100 * metrics['data_wait']:.0f}%"))
         if self.writer:
             for k, v in metrics.items():
                 if isinstance(v, (int, float)):
@@ -51,7 +54,9 @@ class MetricsLog:
         if JSON:
             print(json.dumps({"event": name, "run": self.run, **fields}), flush=True)
         else:
-            self.console.print(f"[cyan]{name}[/] " + "  ".join(f"{k}={v}" for k, v in fields.items()))
+            from rich.text import Text
+
+            self.console.print(Text.assemble((name, "cyan"), " ", "  ".join(f"{k}={v}" for k, v in fields.items())))
 
     def flush(self) -> None:
         """Push TensorBoard files to the store when it is not a local folder."""

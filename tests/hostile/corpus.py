@@ -1,0 +1,8 @@
+"""Every case of the corpus, by class (laclip issue 11)."""
+
+from __future__ import annotations
+
+from . import cases_data, cases_faults, cases_misc, cases_text, cli_surface
+
+ALL_CASES = [*cases_data.CASES, *cases_faults.CASES, *cases_text.CASES, *cases_misc.CASES,
+             *cli_surface.CASES]

@@ -1,0 +1,15 @@
+"""Issue 11's corpus: every hostile input and fault ends in its documented outcome (a clear message, or a
+counted fallback with nothing lost). `python -m tests.hostile.measure` prints the per-class table."""
+
+from __future__ import annotations
+
+import pytest
+
+from .corpus import ALL_CASES
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=[pytest.mark.slow] if c.slow else [])
+                                  for c in ALL_CASES])
+def test_case(case, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    case.check(tmp_path)
