@@ -76,6 +76,8 @@ def pipeline(
 
     load_config(TrainConfig, {"preset": "demo", "run": "pipeline-check", "root": root, "seed": seed,
                               "procs_per_node": nproc, **({"steps": steps} if steps else {})}, flags=flags)
+    if seed + seeds - 1 > 2**63 - 1:  # the last pair's seed must be a valid seed too
+        raise UsageError(f"invalid --seeds {seeds}: with --seed {seed} the last seed would pass 2^63 - 1")
     store = open_store(root)
     timings = Timings()
     out.print(f"store: {store.url}")

@@ -84,7 +84,9 @@ def test_pipeline_refuses_bad_flags_before_any_work(tmp_path):
                          [["--root", str(tmp_path), "pipeline", "--local", "--engine", "gpt"], "runs eda, or hf"],
                          [["--root", str(tmp_path), "pipeline", "--local", "--engine", "hf"], "needs --model"],
                          [["--root", str(tmp_path), "pipeline", "--local", "--model", "m"], "pass --engine vllm, hf"],
-                         [["--root", str(tmp_path), "pipeline", "--local", "--engine", "vllm"], "runs eda, or hf"]):
+                         [["--root", str(tmp_path), "pipeline", "--local", "--engine", "vllm"], "runs eda, or hf"],
+                         [["--root", str(tmp_path), "pipeline", "--local", "--seed", str(2**63 - 1), "--seeds", "2"],
+                          "invalid --seeds 2"]):
         proc = subprocess.run([LACLIP, *args], capture_output=True, text=True)
         assert proc.returncode == 2 and needle in proc.stdout + proc.stderr, proc
         assert "Traceback" not in proc.stderr
