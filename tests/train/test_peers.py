@@ -169,7 +169,8 @@ def test_clip_benchmark_build_puts_laclip_and_clip_benchmark_results_in_one_tabl
             [sys.executable, "-c", CLIP_BENCHMARK, "eval", "--dataset", "wds/demo-eval", "--dataset_root",
              str(demo_copy.local_path("datasets/demo-eval")), "--task", task, "--model", TINY, "--pretrained",
              str(ckpt), "--batch_size", "64", "--num_workers", "0", "--no_amp",
-             "--feature_root", str(tmp_path / "features"), "--output", str(results / "{dataset}_{task}_clip_benchmark.json")],
+             "--feature_root", str(tmp_path / "features"),
+             "--output", str(results / "{dataset}_{task}_clip_benchmark.json")],
             capture_output=True, text=True, timeout=300)
         assert peer.returncode == 0, peer.stderr[-3000:]
     cfg = EvalConfig(checkpoint=str(ckpt), root=root, model=TINY, tasks=["zeroshot", "linear_probe"], **EVAL)
