@@ -36,7 +36,7 @@ BACKGROUNDS = {
 }
 # Shape radius as a share of the image. Tiny shapes (0.10-0.16: 6-10 px at 64 px, 1-3 px after the
 # ResNet stem's 4x downsampling) left a circle, a hexagon and a ring nearly alike: the CLIP it trained
-# stayed near 30 % zero-shot (BENCHMARKS.md, issue 13). DRAW_VERSION is part of the build settings.
+# stayed near 30 % zero-shot (BENCHMARKS.md). DRAW_VERSION is part of the build settings.
 SIZES = {"medium": 0.26, "large": 0.34}
 DRAW_VERSION = 2
 NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four"}

@@ -25,7 +25,7 @@ IMAGENET = ("imagenet1k", "imagenet-1k", "imagenet")
 AVERAGE = "@average"
 
 
-# -- the one place that reads a result's names and numbers (issue 12 renames them: keep it here) ------
+# -- the one place that reads a result's names and numbers (CLIP_benchmark's names: keep them here) ------
 def dataset_key(name: str) -> str:
     """A result's dataset as a store folder name: `wds/vtab/cifar10` (CLIP_benchmark's) -> `vtab-cifar10`."""
     return name.removeprefix("wds/").replace("/", "-").replace("_", "-")

@@ -221,7 +221,7 @@ class TrainConfig(BaseModel):
 RESUME_KEYS = ("model", "dataset", "loss", "texts_per_image")
 
 
-# Paper recipes (reference.md). Batch sizes are per process: 8192 = 8 nodes x 8 GPUs x 128.
+# Paper recipes (the LaCLIP paper's training details). Batch sizes are per process: 8192 = 8 nodes x 8 GPUs x 128.
 # Pods fill an a2-highgpu-8g node (8 A100s, 96 vCPUs, 680 GB) less what GKE reserves.
 _A2_NODE = dict(gpus=8, cpu="88", memory="600Gi")
 PRESETS: dict[str, dict] = {

@@ -1,4 +1,4 @@
-"""Classes 1-4 of issue 11: malformed datasets through `datasets show --check`, rewrite, train and eval.
+"""Hostile-input classes 1-4: malformed datasets through `datasets show --check`, rewrite, train and eval.
 
 Each dataset has a good shard 00000 (keys 0000xxxx) and a shard 00001 carrying the defect (keys
 0001xxxx), so "nothing lost" can be checked: every good sample is rewritten or trained exactly once.

@@ -1,4 +1,4 @@
-"""Class 5 of issue 11: storage faults end in one line naming the path and the cause, classed permanent or
+"""Hostile-input class 5: storage faults end in one line naming the path and the cause, classed permanent or
 transient so that the retry policy fits (laclip.storage.faults).
 
 Real faults: a full and a read-only tmpfs in a mount namespace of its own (`unshare`), a folder owned by

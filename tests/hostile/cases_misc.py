@@ -1,4 +1,4 @@
-"""Classes 8, 9 and 10 of issue 11: where the command is run from, small tracebacks and misleading answers,
+"""Hostile-input classes 8, 9 and 10: where the command is run from, small tracebacks and misleading answers,
 and files and names that others must be able to use."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Classes 6 and 7 of issue 11: user text printed through rich, and user text inside what laclip renders.
+"""Hostile-input classes 6 and 7: user text printed through rich, and user text inside what laclip renders.
 
 Class 6: store roots that read as rich markup or emoji codes are printed as typed, by every command that
 prints them, and no command fails on them (after writing its data or before).

@@ -1,4 +1,4 @@
-"""Every case of the corpus, by class (laclip issue 11)."""
+"""Every case of the corpus, by class (README: Bad input and faults)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What the hostile-input corpus (issue 11) is made of: the `laclip` command run in this process as a user
+"""What the hostile-input corpus is made of: the `laclip` command run in this process as a user
 runs it, builders of malformed datasets and images, and the checks that an outcome is a clear message
 or a counted fallback.
 

@@ -1,4 +1,4 @@
-"""Run issue 11's corpus and count, per class, the cases that end in their documented outcome.
+"""Run the hostile-input corpus and count, per class, the cases that end in their documented outcome.
 
     .venv/bin/python -m tests.hostile.measure [--json OUT] [-k SUBSTRING] [-v]
 

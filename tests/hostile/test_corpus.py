@@ -1,4 +1,4 @@
-"""Issue 11's corpus: every hostile input and fault ends in its documented outcome (a clear message, or a
+"""The hostile-input corpus: every hostile input and fault ends in its documented outcome (a clear message, or a
 counted fallback with nothing lost). `python -m tests.hostile.measure` prints the per-class table."""
 
 from __future__ import annotations

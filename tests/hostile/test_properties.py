@@ -1,4 +1,4 @@
-"""Property-based tests (hypothesis) of issue 11: every generated invocation of every `laclip` command ends
+"""Property-based tests (hypothesis) of hostile input: every generated invocation of every `laclip` command ends
 well (success, or one line of message), and hostile text in every user-settable text field of the stage
 configs is refused in one line or reaches the container as typed without changing the rendered objects'
 fields, arguments, environment, volumes or mount options (after kubelet expansion and shell parsing)."""

@@ -1,1 +1,1 @@
-"""Training stage tests (issue 4)."""
+"""Training stage tests."""
