@@ -37,7 +37,7 @@ from laclip.train.eval_hook import request_eval
 from laclip.train.inputs import check_inputs
 from laclip.train.metrics import MetricsLog
 from laclip.train.loss import build_loss
-from laclip.train.step import ImageNormalizer, StepRunner, make_optimizer, set_optimizer_impl
+from laclip.train.step import ImageNormalizer, StepRunner, compile_model, make_optimizer, set_optimizer_impl
 
 log = logging.getLogger("laclip.train")
 
@@ -230,9 +230,7 @@ def _loop(cfg: TrainConfig, rank: int, world: int, device, store, shards, config
         device_ids = [device.index] if device.type == "cuda" else None
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     if cfg.compile:
-        if cfg.grad_checkpointing and world > 1:  # dynamo's DDP graph splitting does not support it
-            torch._dynamo.config.optimize_ddp = False
-        net.compile()  # in place: the state_dict keys stay open_clip's
+        compile_model(net, cfg.grad_checkpointing, world > 1)
     loss_fn = build_loss(cfg, rank, world)
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "amp_bf16"
                 else torch.autocast(device.type, dtype=torch.float16) if precision == "amp" and device.type == "cuda"

@@ -75,6 +75,16 @@ class ImageNormalizer:
         return out.mul_(self.scale).add_(self.shift)
 
 
+def compile_model(net: torch.nn.Module, grad_checkpointing: bool = False, distributed: bool = False) -> None:
+    """torch.compile `net` (the DDP wrapper when there is one, so dynamo splits the graph at DDP's
+    gradient buckets and the all-reduce still overlaps the backward) in place: the module and its
+    state_dict keys stay what open_clip loads. The first steps, and the first step that accumulates
+    (a graph without autograd), pay for the compilation."""
+    if grad_checkpointing and distributed:  # dynamo's DDP graph splitting does not support it
+        torch._dynamo.config.optimize_ddp = False
+    net.compile()
+
+
 def _rng_state(device: torch.device):
     cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
     return torch.get_rng_state(), cuda
