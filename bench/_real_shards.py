@@ -72,7 +72,7 @@ def _sample(args) -> dict:
     return {"key": key, "caption": text, "jpg": jpg, "width": size, "height": size, "json": meta}
 
 
-def real_store(root: str | None = None, shards: int = 1, per_shard: int = 10_000, size: int = 256,
+def real_store(root: str | None = None, shards: int = 2, per_shard: int = 10_000, size: int = 256,
                processes: int | None = None):
     """A store holding dataset `img256` (`shards` x `per_shard`) and its rewrite set `bench`."""
     import multiprocessing
@@ -85,7 +85,7 @@ def real_store(root: str | None = None, shards: int = 1, per_shard: int = 10_000
     from laclip.data.registry import resolve_shards
     from laclip.storage import open_store
 
-    root = root or os.path.join(tempfile.gettempdir(), "laclip-bench-real")
+    root = root or os.path.join(tempfile.gettempdir(), f"laclip-bench-real-{shards}x{per_shard}-{size}")
     store = open_store(root)
     folder = layout.dataset_folder(DATASET)
     settings = {"shards": shards, "per_shard": per_shard, "size": size, "version": 1}
@@ -121,5 +121,6 @@ def describe(store) -> str:
 
     shards = resolve_shards(store, DATASET)
     sizes = [len(s["jpg"]) for s in iter_tar(store, shards[0].tar)]
-    return (f"{len(shards)} shard(s) x {len(sizes):,} samples, 256 px JPEG q95 (img2dataset border mode), "
+    side = json.loads(next(iter_tar(store, shards[0].tar))["json"])["width"]
+    return (f"{len(shards)} shard(s) x {len(sizes):,} samples, {side} px JPEG q95 (img2dataset border mode), "
             f"mean {sum(sizes) / len(sizes) / 1024:.1f} KB")

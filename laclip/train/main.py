@@ -117,6 +117,10 @@ def init_distributed() -> tuple[int, int, int, torch.device]:
     device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(device)
+        # as open_clip_train: TF32 for what runs in fp32 (autocast leaves some ops there), and cuDNN
+        # picks its fastest convolution for the patch embedding's fixed shapes
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
     if world > 1:
         # Collectives (and gloo's connect after an elastic restart) give up after this long, so a
         # peer that died mid-collective turns into a restart instead of a hang.
