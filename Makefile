@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-dev demo test lint bench images
+.PHONY: setup setup-dev demo test lint bench images vllm-venv
 
 $(VENV)/.base:
 	$(PYTHON) -m venv $(VENV)
@@ -41,3 +41,10 @@ lint: $(VENV)/.dev
 # Build and push the rewrite, train and eval images (needs docker; LACLIP_REGISTRY=...).
 images:
 	images/build.sh
+
+# vLLM in a venv of its own (it pins its own CUDA torch; several GB): enough for
+# tests/rewrite/test_vllm_api.py to check the adapter's calls, no GPU needed.
+VLLM_SPEC ?= vllm==0.33.*
+vllm-venv:
+	$(PYTHON) -m venv .venv-vllm
+	PIP_CONSTRAINT= .venv-vllm/bin/pip install -q '$(VLLM_SPEC)'

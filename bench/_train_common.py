@@ -60,18 +60,22 @@ def demo_store(root: str | None = None):
     return store
 
 
-def patch_open_clip_train() -> None:
-    """Make open_clip_train's webdataset pipeline run with webdataset 1.x, whose tar expander
-    ends every shard with an empty end-of-shard marker that open_clip_train's own
-    group_by_keys_nothrow does not expect (KeyError: 'fname'). Drops the markers; nothing else."""
-    from open_clip_train import data
+def require_peer_webdataset() -> None:
+    """open_clip 3.3's trainer needs webdataset <= 0.2.86 (1.x ends every shard with an empty sample its
+    group_by_keys_nothrow does not expect: KeyError 'fname'); laclip[train] pins it. Say so rather than
+    measure a crash."""
+    from importlib.metadata import version
 
-    if getattr(data.group_by_keys_nothrow, "_laclip_patched", False):
-        return
-    original = data.group_by_keys_nothrow
+    have = version("webdataset")
+    parts = tuple(int(p) for p in have.split(".")[:3] if p.isdigit())
+    if parts > (0, 2, 86):
+        raise SystemExit(f"webdataset {have} is installed; open_clip_train needs <= 0.2.86: "
+                         "pip install -e '.[train]' (it pins open_clip_torch[training])")
 
-    def group_by_keys_nothrow(stream, *args, **kwargs):
-        return original((s for s in stream if s), *args, **kwargs)
 
-    group_by_keys_nothrow._laclip_patched = True
-    data.group_by_keys_nothrow = group_by_keys_nothrow
+def peer_model(dest: str | None = None) -> str:
+    """`local-dir:DIR` for laclip-tiny: open_clip_train.main builds it with no code of ours."""
+    from laclip.train.checkpoint import local_dir_config
+
+    dest = dest or os.path.join(tempfile.gettempdir(), "laclip-bench-peer-model")
+    return "local-dir:" + str(local_dir_config(MODEL, dest))

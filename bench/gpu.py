@@ -35,7 +35,7 @@ import tempfile
 import threading
 import time
 
-from bench._train_common import patch_open_clip_train  # noqa: F401  (bench._openclip_peer uses it)
+from bench._train_common import MODEL, peer_model, require_peer_webdataset
 from laclip import layout
 from laclip.storage.base import join
 
@@ -83,6 +83,7 @@ def train_part(p: dict, batch: int, root: str, env: dict, device: str) -> list[d
     folder = store.local_path(layout.dataset_folder(DATASET))
     tars = f"{{{0:05d}..{p['shards'] - 1:05d}}}"
     steps, rows = p["steps"], []
+    require_peer_webdataset()
     for model in p["models"]:
         cfg = TrainConfig(run=f"gpu-{model}-{time.time_ns()}", root=store.url, dataset=DATASET, rewrites="bench",
                           model=model, batch_size=batch, steps=steps, lr=5e-4, wd=0.1, warmup_steps=10,
@@ -90,9 +91,10 @@ def train_part(p: dict, batch: int, root: str, env: dict, device: str) -> list[d
                           checkpoint_every=10**6, log_every=p["log_every"], tensorboard=False, shuffle_buffer=1000)
         ours_cmd = [sys.executable, "-m", "laclip.train.main", "--config", cfg.model_dump_json()]
         logs = tempfile.mkdtemp(prefix="bench-gpu-peer-")
-        peer_cmd = [sys.executable, "-m", "bench._openclip_peer", "--train-data", f"{folder}/{tars}.tar",
+        peer_cmd = [sys.executable, "-m", "open_clip_train.main", "--train-data", f"{folder}/{tars}.tar",
                     "--train-num-samples", str(steps * batch), "--dataset-type", "webdataset", "--batch-size",
-                    str(batch), "--model", model, "--epochs", "1", "--workers", str(p["workers"]), "--lr", "5e-4",
+                    str(batch), "--model", peer_model() if model == MODEL else model, "--epochs", "1",
+                    "--workers", str(p["workers"]), "--lr", "5e-4",
                     "--wd", "0.1", "--warmup", "10", "--precision", p["precision"], "--save-frequency", "0",
                     "--logs", logs, "--name", f"peer-{time.time_ns()}", "--log-every-n-steps", str(p["log_every"]),
                     "--report-to", "", "--seed", "0", "--device", device]

@@ -29,7 +29,7 @@ import statistics
 import time
 from types import SimpleNamespace
 
-from bench._train_common import MODEL, demo_store, machine, patch_open_clip_train
+from bench._train_common import MODEL, demo_store, machine, require_peer_webdataset
 from laclip import layout
 
 BATCH = 64
@@ -88,7 +88,7 @@ def peer(s: dict, batches: int) -> tuple[float, float]:
     import open_clip
     from open_clip_train.data import get_wds_dataset
 
-    patch_open_clip_train()
+    require_peer_webdataset()
     transform = open_clip.image_transform(s["size"], is_train=True, mean=s["mean"], std=s["std"],
                                           aug_cfg={"scale": s["scale"]})
     folder = s["store"].local_path(layout.dataset_folder(s["dataset"]))

@@ -13,7 +13,8 @@ Each trainer runs as its own process twice, for --short and --long steps; the pe
 batch). Measured both in wall seconds and in CPU seconds of the process tree (getrusage of
 children: the shared 2-core machine inflates wall time, CPU time much less).
 Target: laclip >= 1.0x open_clip_train steps/s. laclip runs with --augment laclip and 4
-rewrites per caption; open_clip_train reads only the .txt captions.
+rewrites per caption; open_clip_train reads only the .txt captions. open_clip_train runs unmodified:
+laclip-tiny reaches it as an open_clip `local-dir:` folder (bench._train_common.peer_model).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import sys
 import tempfile
 import time
 
-from bench._train_common import MODEL, demo_store, machine
+from bench._train_common import MODEL, demo_store, machine, peer_model, require_peer_webdataset
 from laclip import layout
 
 BATCH = 64
@@ -66,9 +67,9 @@ def ours(store, dataset: str, steps: int, tag: str) -> list[str]:
 
 def peer(store, dataset: str, tars: str, steps: int, logs: str) -> list[str]:
     folder = store.local_path(layout.dataset_folder(dataset))
-    return [sys.executable, "-m", "bench._openclip_peer", "--train-data", f"{folder}/{tars}.tar",
+    return [sys.executable, "-m", "open_clip_train.main", "--train-data", f"{folder}/{tars}.tar",
             "--train-num-samples", str(steps * BATCH), "--dataset-type", "webdataset", "--batch-size", str(BATCH),
-            "--model", MODEL, "--epochs", "1", "--workers", "1", "--lr", "2e-3", "--wd", "0.1", "--warmup", "10",
+            "--model", peer_model(), "--epochs", "1", "--workers", "1", "--lr", "2e-3", "--wd", "0.1", "--warmup", "10",
             "--precision", "fp32", "--save-frequency", "0", "--logs", logs, "--name", f"peer-{steps}-{time.time_ns()}",
             "--log-every-n-steps", "1000", "--report-to", "", "--seed", "0"]
 
@@ -81,6 +82,7 @@ def main() -> None:
     parser.add_argument("--data", choices=("real", "demo"), default="real")
     parser.add_argument("--per-shard", type=int, default=10_000, help="samples per real-shaped shard")
     args = parser.parse_args()
+    require_peer_webdataset()
     store, dataset, tars = data(args.data, args.per_shard)
     env = {**os.environ, "PYTHONPATH": os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "LACLIP_LOG_FORMAT": "json"}

@@ -18,6 +18,7 @@ from laclip.errors import LaclipError
 from laclip_cli import data as data_cmd
 from laclip_cli import datasets as datasets_cmd
 from laclip_cli import pipeline as pipeline_cmd
+from laclip_cli import rewrites as rewrites_cmd
 from laclip_cli import eval_cmd
 from laclip_cli import submit as submit_cmd
 from laclip_cli import status as status_cmd
@@ -59,6 +60,7 @@ def version() -> None:
 app.add_typer(datasets_cmd.app, name="datasets")
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(submit_cmd.app, name="submit")
+app.add_typer(rewrites_cmd.app, name="rewrites")
 app.command("pipeline")(pipeline_cmd.pipeline)
 app.add_typer(eval_cmd.app, name="eval")
 status_cmd.register(app)

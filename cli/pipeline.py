@@ -184,7 +184,7 @@ ROWS = [  # (label, task as written in the result JSON, metric)
     ("zero-shot top-5", "zeroshot_classification", "acc5"),
     ("zero-shot mean per-class recall", "zeroshot_classification", "mean_per_class_recall"),
     ("few-shot 5-way 5-shot kNN", "fewshot_knn", "acc1"),
-    ("linear probe top-1", "linear_probe", "acc1"),
+    ("linear probe top-1", "linear_probe", "lp_acc1"),
 ]
 
 

@@ -19,7 +19,8 @@ class StageName(str, Enum):
 
 def plan(
     stage: StageName = typer.Argument(..., help="The stage to estimate."),
-    dataset: str = typer.Option("cc12m", "--dataset", "-d", help="Dataset preset (its nominal size is used)."),
+    dataset: str = typer.Option("cc12m", "--dataset", "-d", help="Dataset preset (its nominal size is used); "
+                                                                 "for eval, a suite: laclip-paper, datacomp."),
     gpus: int = typer.Option(8, "--gpus", "-g", help="A100 GPUs working at once."),
     price: Optional[float] = typer.Option(None, "--price-per-gpu-hour", help="Price of one GPU-hour, for the cost."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model for train/eval [default: the paper's]."),

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import typer
+from rich.markup import escape
 
 from laclip.errors import UsageError
 from laclip_cli.console import err, out, require_bucket, show_estimate
@@ -78,6 +79,7 @@ class Stage:
     submitted: Callable[[Any, list[dict], list, Context], None] = lambda cfg, objects, outcomes, ctx: None
     options: list[Option] = field(default_factory=list)
     bucket_paths: Callable[[Any], list[str]] = lambda cfg: [cfg.root]
+    local_default: bool = False  # runs here unless --cluster (a CPU stage such as rewrite import)
 
     def flag_names(self) -> dict[str, str]:
         """field path -> the flag a user types, for error messages."""
@@ -104,8 +106,6 @@ def _flag_type(annotation) -> type:
 
 def _help(stage: Stage, flag: Flag) -> str:
     """The field's description (or the flag's own help) and its default, as rich text."""
-    from rich.markup import escape
-
     info = _field(stage.config, flag.field)
     text = flag.help or info.description or ""
     if "[default" not in text and not info.is_required() and info.default is not None \
@@ -135,11 +135,12 @@ def command(stage: Stage) -> Callable:
         Option("sets", ("--set",), list[str], [], "FIELD=VALUE for any config field, e.g. cluster.queue=a100; "
                                                    "repeatable, applied last."),
         Option("dry_run", ("--dry-run",), bool, False, "Print what would be created as YAML; contact nothing."),
+        Option("local", ("--local/--cluster",), Optional[bool], None,
+               "Run the pod's entrypoint here (the default), or --cluster: submit it as a Job.")
+        if stage.local_default else
         Option("local", ("--local",), bool, False, "Run the pods' entrypoint here, against a local folder."),
         Option("kube_context", ("--context",), Optional[str], None, "kubeconfig context [default: the current one]."),
     ]
-    from rich.markup import escape
-
     for opt in stage.options + common:
         params.append(_param(opt.name, opt.kind, opt.default, opt.names, escape(opt.help)))
 
@@ -169,6 +170,8 @@ def drive(stage: Stage, flag_values: dict, fields: dict[str, Flag], *, config_fi
     from laclip.config import merge, read_config_file
     from laclip.storage import resolve_root
 
+    if local is None:  # a stage that runs here by default (--local/--cluster): --dry-run prints its Job
+        local = stage.local_default and not dry_run
     if dry_run and local:
         raise UsageError("--dry-run and --local exclude each other")
     given = {}

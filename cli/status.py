@@ -41,8 +41,9 @@ def _twin(command: str) -> None:
 
 
 def _job_kinds(cluster) -> str:
-    """The job kinds a kubectl twin names: without the Volcano CRD, kubectl rejects its kind."""
-    return "jobs,jobs.batch.volcano.sh" if cluster.has_volcano else "jobs"
+    """The job kinds a kubectl twin names: kubectl rejects a kind whose CRD the cluster lacks."""
+    return ",".join(["jobs"] + ["jobsets.jobset.x-k8s.io"] * cluster.has_jobset
+                    + ["jobs.batch.volcano.sh"] * cluster.has_volcano)
 
 
 def _selector(run: str) -> str:
@@ -107,15 +108,35 @@ class NoObjects(LaclipError):
     """The run has no Jobs or pods (never submitted here, cancelled, or past its TTL)."""
 
 
-def _fetch(cluster, run: str):
-    from laclip_jobs.status import of_run
+class Found:
+    """A run's objects as the cluster returned them (each list already filtered to the run)."""
 
-    selector = _selector(run)
-    jobs, vjobs, pods = (of_run(fetch(selector), run) for fetch in (cluster.jobs, cluster.volcano_jobs, cluster.pods))
-    if not (jobs or vjobs or pods):
-        raise NoObjects(f"run {run!r} has no jobs or pods in namespace {cluster.namespace!r} "
-                          f"(finished jobs are removed after their TTL); `laclip status` lists the runs there")
-    return jobs, vjobs, pods
+    def __init__(self, cluster, run: str):
+        from laclip_jobs.status import of_run
+
+        selector = _selector(run)
+        self.jobs, self.vjobs, self.jsets, self.pods = (
+            of_run(fetch(selector), run) for fetch in (cluster.jobs, cluster.volcano_jobs, cluster.jobsets,
+                                                       cluster.pods))
+        if not (self.jobs or self.vjobs or self.jsets or self.pods):
+            raise NoObjects(f"run {run!r} has no jobs or pods in namespace {cluster.namespace!r} "
+                            f"(finished jobs are removed after their TTL); `laclip status` lists the runs there")
+        queued = self.jobs or self.jsets  # what Kueue admits (it cannot admit a Volcano Job)
+        self.workloads = cluster.workloads() if queued else []
+        # GKE's flex-start: Kueue asks the cluster autoscaler for the nodes of a Workload it holds back
+        checks = any((w.get("status") or {}).get("admissionChecks") for w in self.workloads)
+        self.provisioning = cluster.provisioning_requests() if checks else []
+        self.events = cluster.events()
+
+    @property
+    def owners(self) -> list[dict]:
+        return self.jobs + self.vjobs + self.jsets
+
+    def summary(self, run: str):
+        from laclip_jobs.status import summarise
+
+        return summarise(run, self.jobs, self.vjobs, self.pods, self.events, self.workloads, self.jsets,
+                         self.provisioning)
 
 
 def _print_json(cluster, run: str, store) -> None:
@@ -124,16 +145,15 @@ def _print_json(cluster, run: str, store) -> None:
     import json
 
     from laclip_jobs.progress import store_progress
-    from laclip_jobs.status import summarise
 
-    jobs, vjobs, pods = _fetch(cluster, run)
-    summary = summarise(run, jobs, vjobs, pods, cluster.events(), cluster.workloads() if jobs else [])
+    found = Found(cluster, run)
+    summary = found.summary(run)
     doc = {"run": run, "stages": {}}
     for name, st in summary.stages.items():
         entry = dataclasses.asdict(st)
         entry.update(state=st.state, reasons=st.reasons, pods=dict(st.pods))
         entry.pop("problems")
-        owners = [o for o in jobs + vjobs if _label(o, "app.kubernetes.io/component") == name]
+        owners = [o for o in found.owners if _label(o, "app.kubernetes.io/component") == name]
         elsewhere = _written_elsewhere(owners, store)
         if elsewhere:
             entry["store"] = {"error": _elsewhere_note(elsewhere)}
@@ -149,23 +169,27 @@ def _print_json(cluster, run: str, store) -> None:
 
 
 def _show_run(cluster, run: str, namespace: str, store):
-    from laclip_jobs.status import summarise
-
     selector = _selector(run)
     _twin(f"kubectl get jobs,pods -n {namespace} -l {selector}")
-    jobs, vjobs, pods = _fetch(cluster, run)
-    summary = summarise(run, jobs, vjobs, pods, cluster.events(), cluster.workloads() if jobs else [])
+    found = Found(cluster, run)
+    summary = found.summary(run)
     now = dt.datetime.now(dt.timezone.utc)
     for st in summary.stages.values():
-        owners = [o for o in jobs + vjobs if _label(o, "app.kubernetes.io/component") == st.stage]
+        owners = [o for o in found.owners if _label(o, "app.kubernetes.io/component") == st.stage]
         dataset = _first(owners, "laclip.dev/dataset")
         rewrite_id = _first(owners, "laclip.dev/rewrite-id", "annotations")
         elsewhere = _written_elsewhere(owners, store)
         _print_stage(run, st, dataset, None if elsewhere else store, now, rewrite_id, _shards(owners))
         if elsewhere:
             out.print(f"  [yellow]store:[/] {escape(_elsewhere_note(elsewhere))}", soft_wrap=True)
-    if vjobs:
+    if found.vjobs:
         _twin(f"kubectl get jobs.batch.volcano.sh,podgroups -n {namespace} -l {selector}")
+    if found.jsets:
+        _twin(f"kubectl get jobsets.jobset.x-k8s.io -n {namespace} -l {selector}")
+    if any(o.kind == "Workload" and o.state != "Admitted" for st in summary.stages.values() for o in st.objects):
+        _twin(f"kubectl get workloads.kueue.x-k8s.io -n {namespace}")  # Kueue names them after their job
+        if found.provisioning:
+            _twin(f"kubectl get provisioningrequests.autoscaling.x-k8s.io -n {namespace}")
     _twin(f"kubectl get events -n {namespace} --field-selector type=Warning --sort-by=.lastTimestamp")
     return summary
 
@@ -257,12 +281,14 @@ def _print_stage(run: str, st, dataset: str | None, store, now: dt.datetime, rew
 
 def _list_runs(namespace: str, context: str | None) -> None:
     from laclip_jobs.common import COMPONENT_LABEL, RUN_LABEL
-    from laclip_jobs.status import job_state, parse_time, volcano_state
+    from laclip_jobs.status import job_state, jobset_of, jobset_state, parse_time, volcano_state
 
     selector = "app.kubernetes.io/managed-by=laclip"
     cluster = _cluster(namespace, context)
-    found = [(j, job_state) for j in cluster.jobs(selector)] + \
-            [(v, volcano_state) for v in cluster.volcano_jobs(selector)]
+    jsets = cluster.jobsets(selector)
+    mine = {(j.get("metadata") or {}).get("name") for j in jsets}
+    found = [(j, job_state) for j in cluster.jobs(selector) if jobset_of(j) not in mine] + \
+            [(v, volcano_state) for v in cluster.volcano_jobs(selector)] + [(j, jobset_state) for j in jsets]
     _twin(f"kubectl get {_job_kinds(cluster)} -n {namespace} -l {selector} -L {RUN_LABEL}")
     rows = []
     for obj, fn in found:
@@ -350,9 +376,9 @@ def cancel(
     context: Optional[str] = ContextOpt,
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> None:
-    """Delete a run's Jobs (and Volcano Jobs, ConfigMaps); their pods go with them. Store outputs stay."""
+    """Delete a run's Jobs (and JobSets, Volcano Jobs, ConfigMaps); their pods go with them. Store outputs stay."""
     namespace = _ns(namespace)
-    from laclip_jobs.status import STAGES, of_run
+    from laclip_jobs.status import STAGES, jobset_of, of_run
 
     selector = _selector(run)
     if stage is not None:
@@ -364,15 +390,21 @@ def cancel(
     def mine(objs: list[dict]) -> list[dict]:
         return [o for o in of_run(objs, run) if stage is None or _label(o, "app.kubernetes.io/component") == stage]
 
-    jobs, vjobs = mine(cluster.jobs(selector)), mine(cluster.volcano_jobs(selector))
+    jsets, vjobs = mine(cluster.jobsets(selector)), mine(cluster.volcano_jobs(selector))
+    # A JobSet's own Jobs go with it (deleted alone, they would be made again)
+    owned = {j["metadata"]["name"] for j in jsets}
+    jobs = [j for j in mine(cluster.jobs(selector)) if jobset_of(j) not in owned]
     cms = mine(cluster.configmaps(selector))
     _twin(f"kubectl delete {_job_kinds(cluster)},configmaps -n {namespace} -l {selector} --cascade=foreground")
-    if not (jobs or vjobs):
+    if not (jobs or vjobs or jsets):
         what = f"run {run!r}" + (f" has no {stage} jobs" if stage else " has no jobs")
         raise LaclipError(f"{what} in namespace {namespace!r}: nothing to cancel")
-    names = [f"Job/{j['metadata']['name']}" for j in jobs] + [f"VolcanoJob/{v['metadata']['name']}" for v in vjobs]
+    names = [f"JobSet/{j['metadata']['name']}" for j in jsets] + [f"Job/{j['metadata']['name']}" for j in jobs] \
+        + [f"VolcanoJob/{v['metadata']['name']}" for v in vjobs]
     if not yes and not typer.confirm(f"delete {', '.join(names)} and their pods?"):
         raise typer.Exit(1)
+    for j in jsets:
+        cluster.delete_jobset(j["metadata"]["name"])
     for j in jobs:
         cluster.delete_job(j["metadata"]["name"])
     for v in vjobs:

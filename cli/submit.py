@@ -7,9 +7,9 @@ import typer
 
 from laclip_cli.stage import command
 from laclip_cli.stages import eval as eval_stage
-from laclip_cli.stages import rewrite, train
+from laclip_cli.stages import fetch, rewrite, train
 
 app = typer.Typer(help="Submit a stage as a Kubernetes job, print it, or run it here.", no_args_is_help=True)
-STAGES = {s.name: s for s in (rewrite.STAGE, train.STAGE, eval_stage.STAGE)}
+STAGES = {s.name: s for s in (rewrite.STAGE, train.STAGE, eval_stage.STAGE, fetch.STAGE)}
 for _stage in STAGES.values():
     app.command(_stage.name, help=_stage.help)(command(_stage))

@@ -21,6 +21,15 @@ QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 GPU_RESOURCE = "nvidia.com/gpu"
 ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
 SPOT_LABEL = "cloud.google.com/gke-spot"
+# GKE flex-start with queued provisioning: the nodes of such a pool carry this label and a
+# NoSchedule taint of the same key (GKE's xpk selects them the same way).
+QUEUED_LABEL = "cloud.google.com/gke-queued"
+# Kueue: the LocalQueue of manifests/components/kueue whose ClusterQueue has the flex-start admission
+# check; pod-set annotations for topology-aware scheduling; ProvisioningRequest parameters.
+FLEX_START_QUEUE = "laclip-flex"
+TOPOLOGY_ANNOTATIONS = {"preferred": "kueue.x-k8s.io/podset-preferred-topology",
+                        "required": "kueue.x-k8s.io/podset-required-topology"}
+MAX_RUN_ANNOTATION = "provreq.kueue.x-k8s.io/maxRunDurationSeconds"
 RUN_AS_USER = 1000  # the non-root user the images create
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -57,12 +66,15 @@ def check_label_value(value: str, what: str) -> str:
     return value
 
 
-def new_run_id(stage: str, dataset: str, now: dt.datetime | None = None, suffix: str | None = None) -> str:
-    """A readable, unique run id such as `rewrite-cc12m-1122-0412-a3f9`."""
+def new_run_id(stage: str, dataset: str, now: dt.datetime | None = None, suffix: str | None = None,
+               limit: int = 55) -> str:
+    """A readable, unique run id such as `rewrite-cc12m-1122-0412-a3f9`, at most `limit` characters
+    (the stage and dataset part is cut short; the time and random part stay whole)."""
     now = now or dt.datetime.now(dt.timezone.utc)
     suffix = suffix or secrets.token_hex(2)
-    run = f"{stage}-{dataset}"[:40].rstrip("-") + f"-{now:%m%d-%H%M}-{suffix}"
-    return check_name(run, "run id")
+    tail = f"-{now:%m%d-%H%M}-{suffix}"
+    run = f"{stage}-{dataset}"[:max(1, min(40, limit - len(tail)))].rstrip("-") + tail
+    return check_name(run, "run id", max(limit, len(tail) + 1))
 
 
 def labels(component: str, run: str, dataset: str) -> dict[str, str]:
@@ -109,8 +121,9 @@ def check_images_configured(objects: list[dict[str, Any]]) -> None:
                          "images/build.sh pushed the images (us-docker.pkg.dev/PROJECT/laclip) or pass --image")
 
 
-def node_scheduling(cluster: ClusterOptions) -> dict[str, Any]:
-    """nodeSelector and tolerations for GKE A100 pools (and Spot VMs when asked)."""
+def node_scheduling(cluster: ClusterOptions, flex_start: bool = False) -> dict[str, Any]:
+    """nodeSelector and tolerations for GKE GPU pools (and Spot VMs, or a flex-start pool created
+    with queued provisioning, when asked)."""
     selector: dict[str, str] = {}
     tolerations: list[dict[str, str]] = []
     if cluster.gpus > 0:
@@ -119,6 +132,9 @@ def node_scheduling(cluster: ClusterOptions) -> dict[str, Any]:
     if cluster.spot:
         selector[SPOT_LABEL] = "true"
         tolerations.append({"key": SPOT_LABEL, "operator": "Equal", "value": "true", "effect": "NoSchedule"})
+    if flex_start:
+        selector[QUEUED_LABEL] = "true"
+        tolerations.append({"key": QUEUED_LABEL, "operator": "Equal", "value": "true", "effect": "NoSchedule"})
     out: dict[str, Any] = {}
     if selector:
         out["nodeSelector"] = selector
@@ -166,9 +182,9 @@ def scratch_volumes(cluster: ClusterOptions) -> tuple[list[dict], list[dict]]:
     return volumes, mounts
 
 
-def apply_gke_pod_spec(spec: dict[str, Any], cluster: ClusterOptions) -> dict[str, Any]:
+def apply_gke_pod_spec(spec: dict[str, Any], cluster: ClusterOptions, flex_start: bool = False) -> dict[str, Any]:
     """Patch a pod spec in place for GKE: scheduling, identity, security, scratch space."""
-    spec.update(node_scheduling(cluster))
+    spec.update(node_scheduling(cluster, flex_start))
     spec["serviceAccountName"] = check_subdomain(cluster.service_account, "service account")
     spec["automountServiceAccountToken"] = True  # Workload Identity exchanges this token for GCP credentials
     spec["securityContext"] = pod_security_context()

@@ -26,10 +26,21 @@ TASKS_ANNOTATION = "laclip.dev/tasks"
 RETRIES_PER_DATASET = 2
 
 
+SUITES_ANNOTATION = "laclip.dev/suites"
+
+
 def dataset_label(cfg: EvalConfig) -> str:
+    """The datasets' names joined, else the suite's name (`laclip-paper`), else `<n>-datasets`."""
     names = [d.rstrip("/").rsplit("/", 1)[-1] for d in cfg.datasets]
     joined = slug("-".join(names))
-    return joined if len(names) == 1 or len(joined) <= 63 else f"{len(names)}-datasets"
+    if len(names) == 1 or len(joined) <= 63:
+        return joined
+    if cfg.suites:
+        others = len(names) - sum(1 for d in cfg.datasets if d in cfg.dataset_tasks)
+        label = slug("-".join(cfg.suites) + (f"-and-{others}" if others else ""))
+        if len(label) <= 63:
+            return label
+    return f"{len(names)}-datasets"
 
 
 def render(cfg: EvalConfig) -> list[dict[str, Any]]:
@@ -58,7 +69,7 @@ def render(cfg: EvalConfig) -> list[dict[str, Any]]:
     ]
     spec: dict[str, Any] = {
         "completions": n,
-        "parallelism": n,
+        "parallelism": min(n, cfg.parallelism or n),
         "ttlSecondsAfterFinished": cluster.ttl_seconds_after_finished,
         "podFailurePolicy": {"rules": failure_rules},
     }
@@ -80,7 +91,8 @@ def render(cfg: EvalConfig) -> list[dict[str, Any]]:
             "name": name,
             "namespace": check_name(cluster.namespace, "namespace"),
             "labels": object_labels(COMPONENT, cfg.run, dataset, cluster),
-            "annotations": {DATASETS_ANNOTATION: ",".join(cfg.datasets), TASKS_ANNOTATION: ",".join(cfg.tasks)},
+            "annotations": {DATASETS_ANNOTATION: ",".join(cfg.datasets), TASKS_ANNOTATION: ",".join(cfg.tasks),
+                            **({SUITES_ANNOTATION: ",".join(cfg.suites)} if cfg.suites else {})},
         },
         "spec": spec,
     }

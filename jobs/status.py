@@ -14,10 +14,11 @@ from typing import Iterable
 
 from laclip_jobs.common import COMPONENT_LABEL, QUEUE_LABEL, RUN_LABEL
 
-STAGES = ("rewrite", "train", "eval")
+STAGES = ("rewrite-import", "rewrite", "train", "eval")
 INDEX_LABEL = "batch.kubernetes.io/job-completion-index"  # label (1.28+) and annotation on Indexed Job pods
 VOLCANO_INDEX = "volcano.sh/task-index"
 TORCHX_REPLICA = "torchx.pytorch.org/replica-id"  # train pods rendered by TorchX: the node index
+JOBSET_NAME_LABEL = "jobset.sigs.k8s.io/jobset-name"  # on the Jobs (and pods) a JobSet creates
 # Container waiting reasons that mean "this will not start by itself".
 STUCK_REASONS = {
     "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashLoopBackOff",
@@ -28,6 +29,7 @@ EVENT_REASONS = {
     "FailedScheduling", "Failed", "BackOff", "ErrImagePull", "ImagePullBackOff", "FailedCreate",
     "FailedMount", "FailedAttachVolume", "Evicted", "Preempted", "NotTriggerScaleUp", "BackoffLimitExceeded",
     "DeadlineExceeded", "FailedIndexes", "Pending", "QuotaReserved", "Admitted", "PodGroupPending", "Unschedulable",
+    "FailedJobs", "FailJobSet", "RestartJobSet",
 }
 
 
@@ -183,6 +185,66 @@ def volcano_state(vjob: dict) -> ObjectState:
     return ObjectState("VolcanoJob", _meta(vjob).get("name", "?"), mapped, detail)
 
 
+def jobset_of(job: dict) -> str | None:
+    """The JobSet that created this Job, if one did (its label, else its owner reference)."""
+    name = _labels(job).get(JOBSET_NAME_LABEL)
+    owner = next((r.get("name") for r in _meta(job).get("ownerReferences") or [] if r.get("kind") == "JobSet"), None)
+    return name or owner
+
+
+def jobset_state(js: dict) -> ObjectState:
+    """A jobset.x-k8s.io JobSet: finished, suspended (Kueue), or how many of its Jobs are ready;
+    with the gang restarts it has made (a Spot reclaim is one that maxRestarts does not count)."""
+    spec, status = js.get("spec") or {}, js.get("status") or {}
+    name = _meta(js).get("name", "?")
+    restarts, counted = int(status.get("restarts") or 0), int(status.get("restartsCountTowardsMax") or 0)
+    limit = (spec.get("failurePolicy") or {}).get("maxRestarts", 0)
+    again = f"; restarts: {restarts} ({counted} of at most {limit} counted)" if restarts else ""
+    for kind in ("Failed", "Completed"):
+        cond = _condition(js, kind)
+        if cond:
+            detail = cond.get("message") or cond.get("reason") or ""
+            return ObjectState("JobSet", name, "Succeeded" if kind == "Completed" else "Failed", detail + again)
+    if _meta(js).get("deletionTimestamp"):
+        return ObjectState("JobSet", name, "Terminating", "deletion in progress")
+    if spec.get("suspend"):
+        queue = _labels(js).get(QUEUE_LABEL)
+        why = f"waiting for Kueue admission in LocalQueue {queue}" if queue else "suspended (spec.suspend=true)"
+        return ObjectState("JobSet", name, "Suspended", why + again)
+    total = sum(int(r.get("replicas") or 1) for r in spec.get("replicatedJobs") or [])
+    jobs = status.get("replicatedJobsStatus") or []
+    ready = sum(int(r.get("ready") or 0) + int(r.get("succeeded") or 0) for r in jobs)
+    active = sum(int(r.get("active") or 0) for r in jobs)
+    state = "Running" if total and ready >= total else "Pending"
+    detail = f"{ready} of {total} job(s) ready" + (f", {active} active" if active and ready < total else "")
+    return ObjectState("JobSet", name, state, detail + again)
+
+
+def admission_check_reasons(workload: dict) -> list[str]:
+    """Why Kueue's admission checks (e.g. flex-start's ProvisioningRequest) hold a Workload back."""
+    if _condition(workload, "Admitted") or _condition(workload, "Finished"):
+        return []
+    return [f"Kueue admission check {c.get('name')}: {c.get('state')}: {' '.join(c['message'].split())}"
+            for c in (workload.get("status") or {}).get("admissionChecks") or []
+            if c.get("state") != "Ready" and c.get("message")]
+
+
+def provisioning_reason(request: dict) -> str | None:
+    """The state of a ProvisioningRequest (autoscaling.x-k8s.io), as GKE's autoscaler reports it:
+    failed, capacity revoked or booking expired, else accepted and waiting, else not accepted."""
+    name = _meta(request).get("name", "?")
+    conditions = {c.get("type"): c for c in (request.get("status") or {}).get("conditions") or []}
+    for kind, status in (("Failed", "True"), ("CapacityRevoked", "True"), ("BookingExpired", "True"),
+                         ("Provisioned", "False"), ("Accepted", "False")):
+        cond = conditions.get(kind)
+        if cond and cond.get("status") == status:
+            text = " ".join((cond.get("message") or cond.get("reason") or "").split())
+            return f"ProvisioningRequest {name}: {kind}={status}" + (f": {text}" if text else "")
+    if not conditions:
+        return f"ProvisioningRequest {name}: not yet seen by the cluster autoscaler"
+    return None
+
+
 def workload_reason(workload: dict) -> str | None:
     """Why Kueue has not admitted a Workload yet (QuotaReserved False carries the message).
     A finished Workload waits for nothing (newer Kueue clears its admission when it finishes);
@@ -235,9 +297,10 @@ def event_reasons(events: Iterable[dict], names: set[str]) -> list[tuple[str, st
 
 
 def summarise(run: str, jobs: list[dict], vjobs: list[dict], pods: list[dict],
-              events: list[dict], workloads: list[dict] | None = None) -> RunStatus:
+              events: list[dict], workloads: list[dict] | None = None, jobsets: list[dict] | None = None,
+              provisioning: list[dict] | None = None) -> RunStatus:
     """One StageStatus per stage that has objects, from whatever the cluster returned."""
-    jobs, vjobs, pods = of_run(jobs, run), of_run(vjobs, run), of_run(pods, run)
+    jobs, vjobs, pods, jsets = of_run(jobs, run), of_run(vjobs, run), of_run(pods, run), of_run(jobsets or [], run)
     stages: dict[str, StageStatus] = {}
 
     def stage_of(obj: dict) -> StageStatus:
@@ -245,6 +308,20 @@ def summarise(run: str, jobs: list[dict], vjobs: list[dict], pods: list[dict],
         return stages.setdefault(name, StageStatus(name))
 
     owners: dict[str, StageStatus] = {}  # object name -> stage, for events and workloads
+    for js in jsets:
+        st = stage_of(js)
+        st.objects.append(jobset_state(js))
+        owners[_meta(js).get("name")] = st
+        _times(st, _meta(js).get("creationTimestamp"), None)
+        done = _condition(js, "Completed") or _condition(js, "Failed")
+        if done:
+            _times(st, None, done.get("lastTransitionTime"))
+        if st.objects[-1].state in ("Suspended", "Failed"):
+            st.add_reason(st.objects[-1].detail, f"JobSet {st.objects[-1].name}")
+    children = {_meta(js).get("name") for js in jsets}
+    for job in [j for j in jobs if jobset_of(j) in children]:  # a JobSet's Jobs: its progress, not stages of their own
+        owners[_meta(job).get("name")] = owners[jobset_of(job)]
+    jobs = [j for j in jobs if jobset_of(j) not in children]
     for job in jobs:
         st = stage_of(job)
         st.objects.append(job_state(job))
@@ -273,14 +350,23 @@ def summarise(run: str, jobs: list[dict], vjobs: list[dict], pods: list[dict],
             _times(st, None, state.get("lastTransitionTime"))
         if st.objects[-1].state in ("Pending", "Failed"):
             st.add_reason(st.objects[-1].detail, f"VolcanoJob {st.objects[-1].name}")
+    waiting: dict[str, StageStatus] = {}  # Workloads not admitted yet -> stage, for their ProvisioningRequests
     for wl in workloads or []:
         owner = next((r.get("name") for r in _meta(wl).get("ownerReferences") or [] if r.get("name") in owners), None)
         if owner:
             why = workload_reason(wl)
             owners[owner].objects.append(ObjectState("Workload", _meta(wl).get("name", "?"),
                                                      "Pending" if why else "Admitted", why or ""))
+            for text in ([why] if why else []) + admission_check_reasons(wl):
+                owners[owner].add_reason(text)
             if why:
-                owners[owner].add_reason(why)
+                waiting[_meta(wl).get("name")] = owners[owner]
+    for request in provisioning or []:
+        wl = next((r.get("name") for r in _meta(request).get("ownerReferences") or [] if r.get("name") in waiting),
+                  None)
+        why = provisioning_reason(request) if wl else None
+        if why:
+            waiting[wl].add_reason(why)
     pod_stage: dict[str, StageStatus] = {}
     for pod in pods:
         st = stage_of(pod)

@@ -27,9 +27,9 @@ REQUEST_ANNOTATION = "laclip.dev/request"
 CUSTOM_KINDS = {
     ("batch.volcano.sh/v1alpha1", "Job"): (VOLCANO, "Volcano Job", "install Volcano "
                                            "(helm install volcano volcano-sh/volcano -n volcano-system)"),
-    ("jobset.x-k8s.io/v1alpha2", "JobSet"): (JOBSET, "JobSet", "install JobSet (kubectl apply --server-side -f "
-                                             "https://github.com/kubernetes-sigs/jobset/releases/download/"
-                                             "v0.10.1/manifests.yaml)"),
+    ("jobset.x-k8s.io/v1alpha2", "JobSet"): (JOBSET, "JobSet", "install JobSet v0.10 or later (kubectl apply "
+                                             "--server-side -f https://github.com/kubernetes-sigs/jobset/releases/"
+                                             "download/v0.12.0/manifests.yaml)"),
 }
 
 
@@ -115,7 +115,7 @@ class Cluster:
         self.core = client.CoreV1Api(api_client)
         self.batch = client.BatchV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
-        self.optional = {KUEUE_WORKLOADS}  # nice to have: a 403 on these skips them
+        self.optional = {KUEUE_WORKLOADS, KUEUE_PROVISIONING}  # nice to have: a 403 on these skips them
         self.warned: set = set()
         self.absent: set = set()  # CRDs this cluster does not serve (404)
 
@@ -123,6 +123,11 @@ class Cluster:
     def has_volcano(self) -> bool:
         """False once a Volcano list answered 404: kubectl commands naming its kind would fail."""
         return VOLCANO not in self.absent
+
+    @property
+    def has_jobset(self) -> bool:
+        """False once a JobSet list answered 404 (the JobSet CRD is not installed)."""
+        return JOBSET not in self.absent
 
     def _plain(self, obj: Any) -> dict:
         return self.api.sanitize_for_serialization(obj)
@@ -156,8 +161,17 @@ class Cluster:
         return self._custom_list(VOLCANO, selector)
 
     @_translate
+    def jobsets(self, selector: str) -> list[dict]:
+        return self._custom_list(JOBSET, selector)
+
+    @_translate
     def workloads(self) -> list[dict]:
         return self._custom_list(KUEUE_WORKLOADS, None)
+
+    @_translate
+    def provisioning_requests(self) -> list[dict]:
+        """The cluster autoscaler's ProvisioningRequests (Kueue makes one per flex-start workload)."""
+        return self._custom_list(KUEUE_PROVISIONING, None)
 
     @_translate
     def pods(self, selector: str) -> list[dict]:
@@ -195,6 +209,14 @@ class Cluster:
         from kubernetes import client
 
         self.custom.delete_namespaced_custom_object(*VOLCANO[:2], self.namespace, VOLCANO[2], name,
+                                                    body=client.V1DeleteOptions(propagation_policy=policy))
+
+    @_translate
+    def delete_jobset(self, name: str, policy: str = "Foreground") -> None:
+        """Delete a JobSet; its Jobs, their pods and its headless service go with it."""
+        from kubernetes import client
+
+        self.custom.delete_namespaced_custom_object(*JOBSET[:2], self.namespace, JOBSET[2], name,
                                                     body=client.V1DeleteOptions(propagation_policy=policy))
 
     @_translate

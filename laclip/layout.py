@@ -2,8 +2,10 @@
 through these paths, so nothing else in laclip, laclip_jobs or laclip_cli spells them.
 
     datasets/<name>/NNNNN.tar + NNNNN.parquet           img2dataset shards (or a CLIP_benchmark set)
+    datasets/<name>/laclip-source.json                  where `laclip datasets get-eval` copied it from
     rewrites/<dataset>/<rewrite-id>/config.json         the rewrite run record
     rewrites/<dataset>/<rewrite-id>/NNNNN.parquet       rewrites of shard NNNNN (+ NNNNN.stats.json)
+    rewrites/<dataset>/<rewrite-id>/summary.json        an imported set's totals (laclip.rewrite_import)
     checkpoints/<run>/config.json                       the training run record
     checkpoints/<run>/step_N.pt                         checkpoints (+ tensorboard/)
     evals/<run>/<checkpoint>/config.json                the evaluation record of one checkpoint
@@ -28,6 +30,14 @@ STEP_RE = re.compile(r"^step_(\d+)\.pt$")
 # -- datasets ---------------------------------------------------------------------------------
 def dataset_folder(name: str) -> str:
     return join(DATASETS, name)
+
+
+SOURCE_RECORD = "laclip-source.json"
+
+
+def dataset_source(name: str) -> str:
+    """The record of a fetched evaluation set: hub repository, pinned revision, file sizes and hashes."""
+    return join(DATASETS, name, SOURCE_RECORD)
 
 
 def dataset_name(path: str) -> str | None:
@@ -55,6 +65,11 @@ def rewrite_shard(dataset: str, rewrite_id: str, shard_id: str) -> str:
 
 def rewrite_stats(dataset: str, rewrite_id: str, shard_id: str) -> str:
     return join(rewrite_folder(dataset, rewrite_id), f"{shard_id}.stats.json")
+
+
+def rewrite_summary(dataset: str, rewrite_id: str) -> str:
+    """The totals of an imported rewrite set (laclip.rewrite_import): matched, missing, ambiguous..."""
+    return join(rewrite_folder(dataset, rewrite_id), "summary.json")
 
 
 def rewrite_ids(store: Store, dataset: str) -> list[str]:

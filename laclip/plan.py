@@ -131,13 +131,54 @@ def default_throughput(stage: str, model: str | None) -> Throughput:
                       source="3x open_clip's training rate (forward pass of the image tower only)")
 
 
+def eval_images(datasets: list[tuple[str, list[str]]]) -> tuple[list[tuple[str, int]], list[str]]:
+    """Images each evaluation embeds, from the suite files' counts: (name, images) per dataset, and the
+    notes on those whose count is unknown. A dataset's test split is embedded for every task, its train
+    split too for few-shot and the linear probe (features are cached, so once per split)."""
+    from laclip.eval.suites import find
+
+    found, unknown = [], []
+    for name, tasks in datasets:
+        entry = find(name.rstrip("/").rsplit("/", 1)[-1])
+        if entry is None:
+            unknown.append(f"{name}: in no suite, its size is unknown (counted as 0)")
+            continue
+        images = 0
+        for split in entry.splits(tasks):
+            count = entry.images.get(split)
+            if count is None:
+                unknown.append(f"{name}: no published size of its {split} split (counted as 0)")
+            images += count or 0
+        found.append((name, images))
+    return found, unknown
+
+
+def _makespan(durations: list[float], workers: int) -> float:
+    """Wall time of jobs started in order on `workers` slots, each on the first slot to free up (the
+    Indexed Job's pods start by index as others finish)."""
+    slots = [0.0] * max(1, min(workers, len(durations) or 1))
+    for d in durations:
+        i = slots.index(min(slots))
+        slots[i] += d
+    return max(slots)
+
+
 def estimate(stage: Stage, dataset: str, gpus: int, *, model: str | None = None,
              price_per_gpu_hour: float | None = None, samples: int | None = None, epochs: int | None = None,
              sources: int = REWRITE_SOURCES, per_gpu_per_s: float | None = None,
-             benchmarks: Path | None = None) -> Estimate:
-    """Cost of one stage on `gpus` A100s. `samples` defaults to the preset's nominal size."""
+             benchmarks: Path | None = None, datasets: list[tuple[str, list[str]]] | None = None) -> Estimate:
+    """Cost of one stage on `gpus` A100s. `samples` defaults to the preset's nominal size. For eval,
+    `datasets` [(name, tasks)] (or a suite named by `dataset`) counts the images of each set from the
+    suite files, one pod per dataset as the eval Job runs them."""
     from laclip.data.registry import PRESETS, check_name
 
+    if stage == "eval" and datasets is None:
+        from laclip.eval.config import ALL_TASKS
+        from laclip.eval.suites import expand, is_suite
+
+        if is_suite(dataset):
+            found = expand([dataset], list(ALL_TASKS))
+            datasets = [(d, found.tasks.get(d, list(ALL_TASKS))) for d in found.datasets]
     check_name(dataset)
     if stage not in _UNITS:
         raise UsageError(f"unknown stage {stage!r}: use rewrite, train or eval")
@@ -151,7 +192,7 @@ def estimate(stage: Stage, dataset: str, gpus: int, *, model: str | None = None,
     if sources < 1:
         raise UsageError(f"--sources must be at least 1, got {sources}")
     preset = PRESETS.get(dataset)
-    if samples is None:
+    if samples is None and not (stage == "eval" and datasets):
         if preset is None:
             raise UsageError(f"dataset {dataset!r} is not a preset, so its size is unknown: pass --samples")
         samples = preset.samples
@@ -185,6 +226,16 @@ def estimate(stage: Stage, dataset: str, gpus: int, *, model: str | None = None,
         notes.append(f"{samples:,} samples x {epochs} epochs, {model}; assumes linear scaling over GPUs")
         gpu_hours = work / tp.per_gpu_per_s / 3600
         wall = gpu_hours / gpus
+    elif datasets:
+        per_dataset, unknown = eval_images(datasets)
+        work = float(sum(n for _, n in per_dataset))
+        unit = "images embedded"
+        biggest = max(per_dataset, key=lambda p: p[1], default=("-", 0))
+        notes.append(f"{len(datasets)} datasets, one pod each; the largest: {biggest[0]} ({biggest[1]:,} images); "
+                     f"{model}")
+        notes += unknown
+        gpu_hours = work / tp.per_gpu_per_s / 3600
+        wall = _makespan([n / tp.per_gpu_per_s / 3600 for _, n in per_dataset], gpus)
     else:
         work = float(EVAL_IMAGES)
         unit = "images embedded"

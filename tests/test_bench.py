@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
      ["| laclip |", "| open_clip_train |", "data real"]),
     ("accum_curve", ["--steps", "2", "--log-every", "1"], ["batch 32 x accum 4", "mean |accum - batch 128|"]),
     ("gpu", ["--toy", "--out", "{tmp}/gpu.json"], ["| train laclip-tiny fp32", "zero-shot", "rewrite hf"]),
+    ("rewrite_import", ["--rows", "3000", "--runs", "1"], ["| rewrite import |", "matched "]),
 ])
 def test_benchmark_runs(module, args, expect, tmp_path):
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]

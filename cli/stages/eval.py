@@ -27,6 +27,7 @@ FLAGS = [
     Flag("workers", ("--workers",)),
     Flag("precision", ("--precision",)),
     Flag("seed", ("--seed",), "seeds the few-shot episodes and the probe's split  [default: 0]"),
+    Flag("parallelism", ("--parallelism",)),
     *cluster_flags("namespace", "image", "gpus", "accelerator", "spot", "queue", "priority_class",
                    "service_account", gpus="GPUs per pod: 1, or 0 for CPU nodes  [default: 1]"),
 ]
@@ -58,13 +59,22 @@ def render(cfg: EvalConfig) -> list[dict]:
 
 
 def estimate(cfg: EvalConfig):
-    """The `laclip plan eval` figure, which models the ImageNet-1k suite (train split embedded
-    for the linear probe): printed when the Job evaluates ImageNet-1k on a GPU, else None."""
+    """The `laclip plan eval` figure for this Job, on a GPU: the images of every dataset a suite file
+    counts (one pod per dataset, `parallelism` at once), else the ImageNet-1k model when the Job
+    evaluates ImageNet-1k; None otherwise."""
     from laclip.eval.datasets import IMAGENET_NAMES
+    from laclip.eval.suites import find
     from laclip.plan import EVAL_IMAGES, try_estimate
 
-    names = {d.rstrip("/").rsplit("/", 1)[-1].lower() for d in cfg.datasets}
-    if cfg.cluster.gpus < 1 or not names & set(IMAGENET_NAMES):
+    if cfg.cluster.gpus < 1:
+        return None
+    names = [d.rstrip("/").rsplit("/", 1)[-1] for d in cfg.datasets]
+    if any(find(n) for n in names):
+        at_once = min(len(names), cfg.parallelism or len(names)) * cfg.cluster.gpus
+        label = cfg.suites[0] if len(cfg.suites) == 1 and len(cfg.suites[0]) <= 40 else "datasets"
+        return try_estimate("eval", label, at_once, model=cfg.model,
+                            datasets=[(d, cfg.tasks_for(d)) for d in cfg.datasets])
+    if not {n.lower() for n in names} & set(IMAGENET_NAMES):
         return None
     # one pod per dataset: the ImageNet pod carries the work on its own GPU(s)
     return try_estimate("eval", "imagenet1k", cfg.cluster.gpus, model=cfg.model, samples=EVAL_IMAGES)

@@ -1,5 +1,6 @@
-"""`laclip submit train`: the TorchX dist.ddp AppDef, rendered as a Volcano Job for GKE
-(--dry-run prints it), run here as the AppDef's own torchrun command (--local), or created."""
+"""`laclip submit train`: the TorchX dist.ddp AppDef, rendered for GKE as a JobSet (Kueue's unit of
+admission: --queue, --flex-start, --topology) or as TorchX's Volcano Job (--scheduler volcano);
+--dry-run prints it, --local runs the AppDef's own torchrun command here whatever the scheduler."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ def _names(text: str) -> list[str]:
     return [d.strip() for d in text.split(",") if d.strip()]
 
 
+QUEUE_HELP = ("Kueue LocalQueue of the JobSet (it waits there, suspended, for admission); with --scheduler volcano "
+              "the Volcano queue [default: none; laclip-flex with --flex-start; Volcano: default]")
 FLAGS = [
     Flag("dataset", ("--dataset",)),
     Flag("rewrites", ("--rewrites",)),
@@ -44,11 +47,15 @@ FLAGS = [
     Flag("resume", ("--resume",)),
     Flag("seed", ("--seed",), "seeds data order, initialisation and crops  [default: 0]"),
     Flag("run", ("--run",)),
-    Flag("nodes", ("--nodes",)),
+    Flag("nodes", ("--nodes",), "nodes: N, or MIN:MAX (elastic, --scheduler volcano only)  [default: 1]"),
+    Flag("scheduler", ("--scheduler",)),
+    Flag("flex_start", ("--flex-start",)),
+    Flag("topology", ("--topology",)),
+    Flag("topology_level", ("--topology-level",)),
     Flag("cluster.gpus", ("--gpus-per-node",), "GPUs (= processes) per node [default: the preset's; demo 0]"),
     *cluster_flags("accelerator", "spot", "queue", "priority_class", "namespace", "service_account", "image", "cpu",
-                   "memory", queue="Volcano queue [default: default]", cpu="CPU request per node [default: the "
-                   "preset's]", memory="memory per node, e.g. 600Gi [default: the preset's]"),
+                   "memory", queue=QUEUE_HELP, cpu="CPU request per node [default: the preset's]",
+                   memory="memory per node, e.g. 600Gi [default: the preset's]"),
     Flag("max_restarts", ("--max-restarts",)),
     Flag("max_job_retries", ("--max-job-retries",)),
     Flag("eval_datasets", ("--eval-datasets",), parse=_names, kind=str),
@@ -68,9 +75,11 @@ def build(stage: Stage, values: dict, sets: list[str], ctx: Context) -> TrainCon
     # A fresh owner token per submission: its own restarts may take the run's lease, nothing else may.
     defaults = {"preset": "auto", "root": ctx.root, "run": "-", "owner": secrets.token_hex(8)}
     cfg = load_config(stage.config, merge(defaults, values), sets=sets, flags=stage.flag_names())
-    if cfg.run == "-":
+    if cfg.run == "-":  # as long as the scheduler's pod names allow for this many nodes
+        from laclip_jobs.train import run_id_limit
+
         tag = "laclip" if cfg.augment != "none" and cfg.rewrites else "clip"
-        cfg = cfg.model_copy(update={"run": new_run_id(f"train-{tag}", cfg.dataset)})
+        cfg = cfg.model_copy(update={"run": new_run_id(f"train-{tag}", cfg.dataset, limit=min(55, run_id_limit(cfg)))})
     check_name(cfg.run, "run id")
     from laclip.train.model_names import check_model_name
 
@@ -108,7 +117,8 @@ def estimate(cfg: TrainConfig):
 
 def submitted(cfg: TrainConfig, objects: list[dict], outcomes: list, ctx: Context) -> None:
     ns = cfg.cluster.namespace
-    out.print(f"watch: laclip status {cfg.run}  (kubectl get jobs.batch.volcano.sh,pods -n {ns} "
+    kind = "jobsets.jobset.x-k8s.io" if cfg.scheduler == "jobset" else "jobs.batch.volcano.sh"
+    out.print(f"watch: laclip status {cfg.run}  (kubectl get {kind},pods -n {ns} "
               f"-l laclip.dev/run={cfg.run})", markup=False, soft_wrap=True)
 
 
@@ -137,7 +147,8 @@ def run_local(cfg: TrainConfig, ctx: Context) -> None:
 
 
 STAGE = Stage(
-    name="train", help="Train CLIP / LaCLIP: elastic DDP (torchrun via TorchX) on GKE A100 node pools.",
+    name="train", help="Train CLIP / LaCLIP: DDP (torchrun via TorchX) on GKE GPU node pools, as a JobSet under "
+                       "Kueue or a Volcano Job.",
     config=TrainConfig, flags=FLAGS, options=OPTIONS, build=build, check=check, render=render,
     run_local=run_local, estimate=estimate, submitted=submitted,
 )

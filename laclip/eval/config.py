@@ -64,9 +64,15 @@ class EvalConfig(BaseModel):
                                               "run folder]")
     model: str | None = Field(None, description="open_clip model name [default: the checkpoint's config.model]")
     datasets: list[str] = Field(default_factory=lambda: ["demo-eval"], min_length=1,
-                                description="comma-separated names under datasets/ or folder URLs")
+                                description="comma-separated names under datasets/, folder URLs, or suites "
+                                            "(laclip-paper, datacomp: `laclip datasets suites`)")
     tasks: list[Task] = Field(default_factory=lambda: list(ALL_TASKS), min_length=1,
                               description="comma-separated: zeroshot, fewshot, linear_probe, retrieval")
+    dataset_tasks: dict[str, list[Task]] = Field(
+        default_factory=dict, description="tasks of one dataset where they are not --tasks (a suite's protocol "
+                                          "fills it: few-shot on the downstream sets only...)")
+    suites: list[str] = Field(default_factory=list, description="the suites --datasets named (filled in)")
+    parallelism: int | None = Field(None, ge=1, le=1000, description="pods (datasets) at once [default: all]")
     templates: str = Field("auto", description="auto | clip80 | dataset | path of a template file ({c} = class)")
     classnames: str = Field("auto", description="auto | imagenet1k | path of a class-name file")
     test_split: str = "test"
@@ -99,6 +105,7 @@ class EvalConfig(BaseModel):
 
     @model_validator(mode="after")
     def _resolve(self) -> "EvalConfig":
+        self._expand_suites()
         # few-shot supports and the probe's fit (or its regularisation choice) would see the test images
         if self.test_split in (self.train_split, self.val_split):
             raise ValueError(f"the test split {self.test_split!r} is also the train or validation split")
@@ -113,6 +120,32 @@ class EvalConfig(BaseModel):
             raise ValueError(f"run name {self.run!r} must be at most 63 letters, digits, '.', '_' and '-' (it names "
                              "the results folder and labels the Job): pass --run NAME")
         return self
+
+    def _expand_suites(self) -> None:
+        """Suite names in `datasets` become their datasets, each with the suite's tasks (among `tasks`)."""
+        from laclip.eval.suites import expand
+
+        found = expand(self.datasets, list(self.tasks))
+        if found.dropped:
+            import logging
+
+            logging.getLogger("laclip.eval").warning(
+                "%s: left out, as --tasks %s holds none of the tasks its suite runs there",
+                ", ".join(f"{d} ({s})" for d, s in found.dropped), ",".join(self.tasks))
+        if not found.datasets:
+            raise ValueError(f"--tasks {','.join(self.tasks)} runs on none of the datasets of "
+                             f"{', '.join(found.suites)}")
+        self.datasets = found.datasets
+        self.dataset_tasks = {**found.tasks, **self.dataset_tasks}
+        self.suites = list(dict.fromkeys(self.suites + found.suites))
+        unknown = sorted(set(self.dataset_tasks) - set(self.datasets))
+        if unknown:
+            raise ValueError(f"dataset_tasks names {unknown[0]!r}, which is not in --datasets")
+
+    def tasks_for(self, dataset: str) -> list[str]:
+        """The tasks to run on `dataset` (a name of `datasets`), in the order of `tasks`."""
+        mine = self.dataset_tasks.get(dataset)
+        return list(self.tasks) if mine is None else [t for t in self.tasks if t in mine]
 
     @property
     def checkpoint_root(self) -> str:

@@ -261,9 +261,15 @@ def open_eval_dataset(root_store: Store, ref: str) -> EvalDataset:
 
     ds = EvalDataset(ref, root_store, layout.dataset_folder(ref))
     if not any(f.endswith("nshards.txt") for f in ds.files):
+        from laclip.eval.suites import fetch_hint
+
         known = sorted(n for n, info in discover(root_store).items() if info.kind == "clip_benchmark")
+        fetching = layout.dataset_source(ref) in ds.files
         hint = "run `laclip data synth` for demo-eval" if ref == "demo-eval" else (
+            fetch_hint(ref, root_store.url) or
             "mirror it in CLIP_benchmark's webdataset layout (clip_benchmark_export_wds) there")
+        if fetching:
+            hint = f"its fetch from the hub has not finished; {hint}"
         raise DataError(
             f"unknown evaluation dataset {ref!r}: {root_store.url_of(ds.folder)}/ has no <split>/nshards.txt; "
             f"{hint}. Evaluation datasets in this store: {', '.join(known) or 'none'}"

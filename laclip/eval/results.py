@@ -2,8 +2,11 @@
 
 One JSON per (checkpoint, dataset, task, settings) at
 `evals/<run>/<checkpoint>/<dataset>/<task>-<id>.json` (laclip.layout), shaped like
-CLIP_benchmark's output ({dataset, model, pretrained, task, metrics, language}) so
-`clip_benchmark build` and other tooling read it; laclip's own details sit under "laclip".
+CLIP_benchmark's output ({dataset, model, pretrained, task, metrics, language}) and in its names
+(`dataset` is `wds/<name>` as CLIP_benchmark names a webdataset set, while the store path keeps
+`<name>`; `pretrained` is the checkpoint file, `.pt` included; the linear probe's metrics are
+`lp_acc1`, `lp_acc5`, `lp_mean_per_class_recall`), so `clip_benchmark build` merges laclip's
+results with its own into one table; laclip's own details sit under "laclip".
 <id> is a digest of everything that decides the numbers (`identity`): the checkpoint file
 (its URL and version), the dataset's files, the model, the precision, the splits, the class
 names and templates (zero-shot), the task's options and seed. A result is reused only when a
@@ -27,12 +30,14 @@ from laclip.storage.base import Store
 HEADLINE = {
     "zeroshot_classification": "acc1",
     "fewshot_knn": "acc1",
-    "linear_probe": "acc1",
+    "linear_probe": "lp_acc1",
     "zeroshot_retrieval": "image_retrieval_recall@1",
 }
 SHORT = {"zeroshot_classification": "zero-shot", "fewshot_knn": "few-shot", "linear_probe": "linear",
          "zeroshot_retrieval": "t2i R@1"}
-RESULTS_VERSION = 1  # bumped when the evaluation code changes what a task computes
+# Bumped when the evaluation code changes what a task computes or writes. 2: CLIP_benchmark's names
+# (`lp_acc1`..., `wds/<name>`, `pretrained` with `.pt`), so results written before are not reused as these.
+RESULTS_VERSION = 2
 
 
 def checkpoint_file(cfg) -> tuple[Store, str]:
@@ -112,7 +117,9 @@ class Row:
 
     @property
     def value(self) -> float | None:
-        return self.record.get("metrics", {}).get(HEADLINE.get(self.task, "acc1"))
+        metrics = self.record.get("metrics", {})
+        value = metrics.get(HEADLINE.get(self.task, "acc1"))
+        return metrics.get("acc1") if value is None else value  # a result written before RESULTS_VERSION 2
 
     @property
     def created(self) -> str:

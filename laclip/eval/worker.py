@@ -24,6 +24,8 @@ from laclip.identity import digest
 from laclip.storage import open_store
 
 log = logging.getLogger("laclip.eval")
+# CLIP_benchmark's names for the linear probe's metrics (its classification ones carry no prefix)
+LP_NAMES = {"acc1": "lp_acc1", "acc5": "lp_acc5", "mean_per_class_recall": "lp_mean_per_class_recall"}
 
 
 @dataclass
@@ -53,11 +55,12 @@ def plan(cfg: EvalConfig, store, datasets: list[str] | None = None) -> list[Plan
     from laclip.eval.results import checkpoint_version, dataset_version, identity, result_id
 
     checkpoint = checkpoint_version(cfg)
-    found = [open_eval_dataset(store, ref) for ref in datasets or cfg.datasets]
+    refs = datasets or cfg.datasets
+    found = [open_eval_dataset(store, ref) for ref in refs]
     planned = []
-    for ds in found:
+    for ref, ds in zip(refs, found):
         files = dataset_version(ds)
-        for task in supported_tasks(cfg, ds, cfg.tasks):
+        for task in supported_tasks(cfg, ds, cfg.tasks_for(ref), from_suite=ref in cfg.dataset_tasks):
             names = templates = inputs = None
             if task == "zeroshot":
                 names, templates = _zeroshot_inputs(cfg, ds)
@@ -80,13 +83,16 @@ def read_results(store, planned: list[Planned]) -> list[dict]:
     return records
 
 
-def supported_tasks(cfg: EvalConfig, ds, tasks: list[str]) -> list[str]:
+def supported_tasks(cfg: EvalConfig, ds, tasks: list[str], from_suite: bool = False) -> list[str]:
     """`tasks` less those ds cannot do (logged): they would write no result, so stay pending and
-    make every later run load the checkpoint again."""
+    make every later run load the checkpoint again. A suite's linear probe is also left out where
+    the dataset has no train split (a hub copy without one): the rest of the suite still runs."""
     if ds.kind == "retrieval":
         dropped, why = [t for t in tasks if t != "retrieval"], "it is a retrieval dataset"
     elif "retrieval" in tasks and not _captioned(ds, cfg.test_split):
         dropped, why = ["retrieval"], f"its {cfg.test_split} split has no .txt captions"
+    elif from_suite and "linear_probe" in tasks and not ds.has_split(cfg.train_split):
+        dropped, why = ["linear_probe"], f"it has no {cfg.train_split} split to fit the probe on"
     else:
         dropped, why = [], ""
     if dropped:
@@ -157,8 +163,10 @@ def evaluate_dataset(cfg: EvalConfig, ds, lm, store, todo: list[Planned]) -> lis
                 val.features if val else None, val.labels if val else None, reg_min=lp.reg_min,
                 reg_max=lp.reg_max, grid=lp.grid, refine_steps=lp.refine_steps, max_iter=lp.max_iter,
                 val_fraction=lp.val_fraction, seed=cfg.seed, device=str(lm.device))
+            metrics = {LP_NAMES.get(k, k): v for k, v in metrics.items()}
         record = {
-            "dataset": ds.name, "model": lm.name, "pretrained": cfg.checkpoint_url,
+            # CLIP_benchmark's names: its webdataset sets are `wds/<name>`, `pretrained` the file open_clip loads
+            "dataset": f"wds/{ds.name}", "model": lm.name, "pretrained": item.identity["checkpoint"]["url"],
             "task": TASK_RESULT_NAMES[task], "metrics": metrics, "language": "en",
             "laclip": {"run": cfg.run, "checkpoint": cfg.checkpoint_name, "dataset_url": ds.url(),
                        "images": int(len(test.labels)), "seconds": round(time.perf_counter() - start, 3),

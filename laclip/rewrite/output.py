@@ -18,7 +18,10 @@ one row per successful input sample, in the input parquet's order, every key exa
 
 The source columns are listed in the run record (`sources`) and in the parquet's key-value
 metadata (`laclip.sources`, JSON); `source_columns(table)` reads them. The `eda` engine fills
-the same columns (one seeded augmentation per source), so a trainer treats both alike.
+the same columns (one seeded augmentation per source), so a trainer treats both alike. An
+imported set (laclip.rewrite_import: the paper's released rewrites) has the same columns plus
+`release_line` (int64, the release row the rewrites came from; null where the caption is not in
+the release, whose `<source>_rejected` then reads `not_in_release`).
 """
 
 from __future__ import annotations

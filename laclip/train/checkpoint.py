@@ -145,21 +145,30 @@ def write_run_config(store: Store, run: str, config: dict, keys) -> None:
         check_compatible(json.loads(store.read_text(path)), config, keys, store.url_of(path))
 
 
-def export_local_dir(store: Store, path: str, dest: str | Path) -> Path:
-    """Write an open_clip `local-dir:` folder: open_clip_config.json + open_clip_pytorch_model.bin."""
+def local_dir_config(name: str, dest: str | Path, extra: dict | None = None) -> Path:
+    """An open_clip `local-dir:` folder holding only open_clip_config.json for model `name` (laclip-tiny
+    included): `--model local-dir:DEST` then builds it anywhere open_clip does, open_clip's own
+    trainer too (randomly initialised, since the folder has no weights)."""
     import open_clip
 
     import laclip.train.model  # noqa: F401  (custom configs)
 
-    ckpt = load(store, path)
-    name = ckpt["config"]["model"]
+    cfg = open_clip.get_model_config(name)
+    if cfg is None:
+        raise UsageError(f"unknown open_clip model {name!r}")
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    size = open_clip.get_model_config(name)["vision_cfg"].get("image_size", 224)
-    meta = {"model_cfg": open_clip.get_model_config(name),
-            "preprocess_cfg": {"size": size, "mean": list(open_clip.OPENAI_DATASET_MEAN),
-                               "std": list(open_clip.OPENAI_DATASET_STD)},
-            "laclip": {"source": store.url_of(path), "step": ckpt["step"]}}
+    size = cfg["vision_cfg"].get("image_size", 224)
+    meta = {"model_cfg": cfg, "preprocess_cfg": {"size": size, "mean": list(open_clip.OPENAI_DATASET_MEAN),
+                                                  "std": list(open_clip.OPENAI_DATASET_STD)}, **(extra or {})}
     (dest / "open_clip_config.json").write_text(json.dumps(meta, indent=2))
+    return dest
+
+
+def export_local_dir(store: Store, path: str, dest: str | Path) -> Path:
+    """Write an open_clip `local-dir:` folder: open_clip_config.json + open_clip_pytorch_model.bin."""
+    ckpt = load(store, path)
+    dest = local_dir_config(ckpt["config"]["model"], dest,
+                            {"laclip": {"source": store.url_of(path), "step": ckpt["step"]}})
     torch.save(ckpt["state_dict"], dest / "open_clip_pytorch_model.bin")
     return dest

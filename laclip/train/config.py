@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -18,6 +19,13 @@ Precision = Literal["auto", "amp_bf16", "amp", "fp32"]
 # Whole-Job restarts on Spot VMs unless --max-job-retries says otherwise: a multi-day run survives
 # that many preemptions, while a run that crashes on every start still ends.
 SPOT_JOB_RETRIES = 20
+Scheduler = Literal["jobset", "volcano"]
+TopologyMode = Literal["preferred", "required"]
+# GKE labels nodes with their place in the data centre (block > sub-block > host); a block is the
+# largest domain of low-latency links (manifests/components/kueue-topology names these levels).
+DEFAULT_TOPOLOGY_LEVEL = "cloud.google.com/gce-topology-block"
+_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                        r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 
 
 class TrainConfig(BaseModel):
@@ -90,7 +98,7 @@ class TrainConfig(BaseModel):
 
     # where it runs (jobs/ only)
     cluster: ClusterOptions = Field(default_factory=ClusterOptions)
-    nodes: str = Field("1", description="nodes: N or MIN:MAX (elastic)")
+    nodes: str = Field("1", description="nodes: N, or MIN:MAX (elastic; --scheduler volcano)")
     procs_per_node: Optional[int] = Field(None, ge=1, le=64)  # None: cluster.gpus (1 without GPUs)
     max_restarts: int = Field(3, ge=0, le=1000, description="torchrun restarts of the worker group")
     # Volcano restarts of the whole Job (a pod failed or evicted); each resumes from the newest
@@ -98,6 +106,20 @@ class TrainConfig(BaseModel):
     max_job_retries: Optional[int] = Field(None, ge=0, le=10_000, description=
                                            "restarts of the whole job after a pod fails or is evicted, each from "
                                            "the newest checkpoint [default: --max-restarts; 20 with --spot]")
+    # How the cluster runs the AppDef (laclip_jobs.train): a JobSet that Kueue admits as one workload
+    # (GKE's mainstream for multi-node GPU jobs), or the Volcano Job of TorchX's own scheduler.
+    scheduler: Scheduler = Field("jobset", description="jobset (JobSet, admitted by Kueue with --queue) or volcano "
+                                                       "(TorchX's Volcano Job; elastic --nodes MIN:MAX)")
+    flex_start: bool = Field(False, description="GKE flex-start (Dynamic Workload Scheduler): Kueue's "
+                                                "ProvisioningRequest check gets all nodes at once from a node "
+                                                "pool created with queued provisioning [queue: laclip-flex]")
+    # The Kueue annotation provreq.kueue.x-k8s.io/maxRunDurationSeconds; None: GKE's default (7 days, its maximum)
+    flex_start_max_run_s: Optional[int] = Field(None, ge=60, le=7 * 24 * 3600)
+    topology: Optional[TopologyMode] = Field(None, description="Kueue topology-aware placement of the pods: preferred "
+                                                           "or required within one --topology-level domain")
+    topology_level: str = Field(DEFAULT_TOPOLOGY_LEVEL, description="node label of the topology level the pods "
+                                                                    "share [default: GKE's placement block]")
+    rdzv_port: int = Field(29500, ge=1024, le=65535, description="port of torchrun's c10d rendezvous on node 0")
 
     @model_validator(mode="before")
     @classmethod
@@ -142,6 +164,21 @@ class TrainConfig(BaseModel):
         if not 0 < lo <= hi <= 1:
             raise ValueError(f"crop scale {self.crop_scale} must satisfy 0 < min <= max <= 1")
         self.nnodes()  # validates the format
+        if self.scheduler == "volcano" and (self.flex_start or self.topology):
+            flag = "--flex-start" if self.flex_start else "--topology"
+            raise ValueError(f"{flag} needs --scheduler jobset: it works through Kueue, which cannot admit a "
+                             "Volcano Job")
+        if self.flex_start and self.cluster.gpus < 1:
+            raise ValueError("--flex-start provisions GPU nodes: it needs --gpus-per-node of at least 1")
+        if self.flex_start and self.cluster.spot:
+            raise ValueError("--flex-start and --spot exclude each other: flex-start nodes come from their own "
+                             "provisioning model (Dynamic Workload Scheduler), not from Spot capacity")
+        if self.topology and not (self.cluster.queue or self.flex_start):
+            raise ValueError("--topology needs --queue: Kueue places the pods by topology, and without a "
+                             "LocalQueue no Kueue sees the JobSet")
+        if not _LABEL_KEY.fullmatch(self.topology_level) or len(self.topology_level) > 316:
+            raise ValueError(f"--topology-level {self.topology_level!r} is not a node label key such as "
+                             f"{DEFAULT_TOPOLOGY_LEVEL}")
         return self
 
     def nnodes(self) -> tuple[int, int]:
@@ -155,9 +192,11 @@ class TrainConfig(BaseModel):
         return lo, hi
 
     def job_retries(self) -> int:
-        """Volcano counts every restart, a preemption as much as a crash. GKE can reclaim a Spot VM
-        at any time, so a run of days can see many; a fixed budget of 3 would end it while the
-        checkpoints make each restart cost at most checkpoint_every steps."""
+        """Restarts of the whole job (Volcano maxRetry, JobSet failurePolicy.maxRestarts). Volcano
+        counts every restart, a preemption as much as a crash. GKE can reclaim a Spot VM at any
+        time, so a run of days can see many; a fixed budget of 3 would end it while the
+        checkpoints make each restart cost at most checkpoint_every steps. (The JobSet does not
+        count restarts after a disruption, but a reclaimed node is not always reported as one.)"""
         if self.max_job_retries is not None:
             return self.max_job_retries
         return max(self.max_restarts, SPOT_JOB_RETRIES) if self.cluster.spot else self.max_restarts

@@ -27,7 +27,7 @@ def test_eval_reads_and_writes_a_bucket(ckpt_store, gcs_bucket):
     zs = found["zeroshot_classification"]
     assert zs.startswith("evals/gcs-run/step_3/demo-eval/zeroshot_classification-") and zs.endswith(".json")
     stored = json.loads(bucket.read_text(zs))
-    assert stored["pretrained"] == f"{gcs_bucket}/team/checkpoints/gcs-run/step_3"
+    assert stored["pretrained"] == f"{gcs_bucket}/team/checkpoints/gcs-run/step_3.pt"
     assert stored["metrics"] == records[[r["task"] for r in records].index("zeroshot_classification")]["metrics"]
     assert zs.endswith(f"-{stored['laclip']['result_id']}.json")
     assert bucket.exists("evals/gcs-run/step_3/features/demo-eval/test.npz")

@@ -132,8 +132,9 @@ def test_dry_run_prints_a_valid_job_and_contacts_nothing(tmp_path):
     assert [o["kind"] for o in objs] == ["Job"]
     assert objs[0]["metadata"]["annotations"]["laclip.dev/checkpoint-url"] == CKPT
     assert "import torch" not in proc.stderr
-    # the `laclip plan eval` figure (the ImageNet pod's GPU), on stderr so stdout stays YAML
-    assert "estimate: eval imagenet1k on 1 GPU(s)" in proc.stderr and "GPU-hours" in proc.stderr
+    # the `laclip plan eval` figure (one pod per dataset; ImageNet's train and val from the suite files,
+    # demo-eval in no suite), on stderr so stdout stays YAML
+    assert "estimate: eval datasets on 2 GPU(s): 0.4 GPU-hours" in proc.stderr
 
 
 def test_dry_run_bad_flags_fail_cleanly():

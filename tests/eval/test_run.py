@@ -85,8 +85,9 @@ def test_local_run_results_and_report(ckpt_store, tiny_models, tmp_path, monkeyp
         record = json.loads(ckpt_store.read_text(path))
         # CLIP_benchmark's shape, so its `build` command and other tools read it.
         assert {"dataset", "model", "pretrained", "task", "metrics", "language"} <= set(record)
-        assert record["task"] == task and record["model"] == TINY and record["dataset"] == "demo-eval"
-        assert record["pretrained"].endswith("checkpoints/clip-run/step_1")
+        # CLIP_benchmark's names: `wds/<name>`, and the file itself (`.pt`), passable back to open_clip
+        assert record["task"] == task and record["model"] == TINY and record["dataset"] == "wds/demo-eval"
+        assert record["pretrained"] == f"{root}/checkpoints/clip-run/step_1.pt"
         # <task>-<id>.json: the id is the digest of what decided the numbers, recorded beside them
         rid = record["laclip"]["result_id"]
         assert path == f"evals/clip-run/step_1/demo-eval/{task}-{rid}.json" and len(rid) == 12

@@ -17,15 +17,17 @@ EVENTS = kmock.resource("", "v1", "events")
 CONFIGMAPS = kmock.resource("", "v1", "configmaps")
 VOLCANO = kmock.resource("batch.volcano.sh", "v1alpha1", "jobs")
 WORKLOADS = kmock.resource("kueue.x-k8s.io", "v1beta1", "workloads")
+JOBSETS = kmock.resource("jobset.x-k8s.io", "v1alpha2", "jobsets")
+PROVISIONING = kmock.resource("autoscaling.x-k8s.io", "v1", "provisioningrequests")
 
 
 class Emulator:
     """The emulator served from a background event loop; tests add objects by (resource, name)."""
 
-    def __init__(self, volcano: bool = True, kueue: bool = True):
+    def __init__(self, volcano: bool = True, kueue: bool = True, jobset: bool = True):
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
-        self.volcano, self.kueue = volcano, kueue
+        self.volcano, self.kueue, self.jobset = volcano, kueue, jobset
         self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
         self._thread.start()
         if not self._ready.wait(20):
@@ -37,10 +39,12 @@ class Emulator:
         async with kmock.KubernetesEmulator() as emu, kmock.Server(emu) as server:
             self.emu, self.url = emu, str(server.url).rstrip("/")
             # Resources a cluster serves even when it holds none of them.
-            for res in [JOBS, PODS, EVENTS, CONFIGMAPS] + [VOLCANO] * self.volcano + [WORKLOADS] * self.kueue:
+            for res in [JOBS, PODS, EVENTS, CONFIGMAPS] + [VOLCANO] * self.volcano + [JOBSETS] * self.jobset \
+                    + [WORKLOADS, PROVISIONING] * self.kueue:
                 emu.resources[res] = {}
-            if not self.volcano:  # without the CRD every request for it is a 404 (kmock would serve creates)
-                emu[VOLCANO] << 404
+            # without the CRD every request for it is a 404 (kmock would serve creates)
+            for res in [VOLCANO] * (not self.volcano) + [JOBSETS] * (not self.jobset):
+                emu[res] << 404
             # The log subresource: each pod's log names the pod, so a test sees which one was read.
             emu["get", PODS, kmock.subresource("log")] << (
                 lambda request: f"step 1 of pod {request.name}\nstep 2 of pod {request.name}\n".encode())

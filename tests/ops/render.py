@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 ROOT = "gs://laclip-bucket/prod"
 STAGE_ARGS = {
     "rewrite": ["--dataset", "cc12m"],
-    "train": ["--dataset", "cc12m", "--rewrites", "X", "--model", "ViT-B-16", "--nodes", "2:8"],
+    "train": ["--dataset", "cc12m", "--rewrites", "X", "--model", "ViT-B-16", "--nodes", "8"],  # a JobSet
     "eval": ["--checkpoint", "gs://bucket/checkpoints/run/step_1000"],
 }
 
@@ -25,7 +25,7 @@ def dry_run(stage: str, *extra: str):
     """(exit code, objects or None, output, exception) of `laclip submit STAGE ... --dry-run`."""
     from laclip_cli.main import app
 
-    args = ["--root", ROOT, "submit", stage, *STAGE_ARGS[stage], *extra, "--dry-run"]
+    args = ["--root", ROOT, "submit", stage, *STAGE_ARGS.get(stage, []), *extra, "--dry-run"]
     result = CliRunner().invoke(app, args)
     objs = None
     if result.exit_code == 0:
@@ -46,9 +46,23 @@ def volcano_tasks_as_jobs(vjob: dict) -> list[dict]:
             for task in vjob["spec"]["tasks"]]
 
 
+def as_batch_jobs(obj: dict) -> list[dict]:
+    """A JobSet or a Volcano Job as the batch/v1 Jobs that run its pods (what checkov and the
+    Kubernetes schema can read); any other object as it is."""
+    from laclip_jobs import jobset
+
+    if obj["apiVersion"].startswith("batch.volcano.sh"):
+        return volcano_tasks_as_jobs(obj)
+    if obj["kind"] == jobset.KIND:
+        return jobset.job_templates(obj)
+    return [obj]
+
+
 def pod_specs(obj: dict) -> list[dict]:
     if obj["kind"] == "Job" and obj["apiVersion"].startswith("batch.volcano.sh"):
         return [t["template"]["spec"] for t in obj["spec"]["tasks"]]
+    if obj["kind"] == "JobSet":
+        return [r["template"]["spec"]["template"]["spec"] for r in obj["spec"]["replicatedJobs"]]
     if obj["kind"] == "Job":
         return [obj["spec"]["template"]["spec"]]
     if obj["kind"] == "Pod":

@@ -1,6 +1,6 @@
 """manifests/: `kubectl kustomize` renders; built-in objects pass the strict Kubernetes 1.33
-schema; the Kueue and Volcano objects have the shape their CRDs require; and the Role grants
-every request the CLI makes."""
+schema; the Kueue and Volcano objects pass their vendored CRDs' schemas strictly (tests/crds/) and
+fit what laclip renders; and the Role grants every request the CLI makes."""
 
 from __future__ import annotations
 
@@ -14,19 +14,22 @@ import pytest
 import yaml
 
 from laclip.config import DEFAULT_NAMESPACE, DEFAULT_SERVICE_ACCOUNT, Accelerator, ClusterOptions
+from laclip_jobs.common import FLEX_START_QUEUE
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "manifests"
-CUSTOM = {("kueue.x-k8s.io/v1beta1", k) for k in ("ResourceFlavor", "ClusterQueue", "LocalQueue")} | {
-    ("scheduling.volcano.sh/v1beta1", "Queue")}
-CLUSTER_SCOPED = {"Namespace", "PriorityClass", "ResourceFlavor", "ClusterQueue", "Queue"}
+KUEUE_KINDS = ("ResourceFlavor", "ClusterQueue", "LocalQueue", "AdmissionCheck", "ProvisioningRequestConfig",
+               "Topology")
+CUSTOM = {("kueue.x-k8s.io/v1beta1", k) for k in KUEUE_KINDS} | {("scheduling.volcano.sh/v1beta1", "Queue")}
+CLUSTER_SCOPED = {"Namespace", "PriorityClass", "ResourceFlavor", "ClusterQueue", "Queue", "AdmissionCheck",
+                  "ProvisioningRequestConfig", "Topology"}
 DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
-def kustomize(folder: Path) -> list[dict]:
+def kustomize(folder: Path, *flags: str) -> list[dict]:
     if not shutil.which("kubectl"):
         pytest.skip("kubectl is not installed")
-    proc = subprocess.run(["kubectl", "kustomize", str(folder)], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(["kubectl", "kustomize", *flags, str(folder)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return [d for d in yaml.safe_load_all(proc.stdout) if d]
 
@@ -94,31 +97,99 @@ def test_scope_and_names(example):
             assert meta["namespace"] == DEFAULT_NAMESPACE, obj["kind"]
 
 
-def test_kueue_objects_have_the_crd_shape(example):
-    """Checked by hand: kubernetes-validate has no schema for CRDs."""
-    flavors = {f["metadata"]["name"]: f for f in by_kind(example, "ResourceFlavor")}
-    (cq,) = by_kind(example, "ClusterQueue")
-    (lq,) = by_kind(example, "LocalQueue")
-    accels = {f["spec"]["nodeLabels"]["cloud.google.com/gke-accelerator"] for f in flavors.values()}
-    for accel in accels:
-        ClusterOptions(accelerator=accel)  # each flavor selects nodes that laclip pods can ask for
-    assert accels == set(get_args(Accelerator))  # every --accelerator can be admitted
-    assert set(cq["spec"]) <= {"namespaceSelector", "queueingStrategy", "preemption", "resourceGroups", "cohort",
-                                "flavorFungibility", "stopPolicy", "fairSharing", "admissionChecks"}
-    assert cq["spec"]["queueingStrategy"] in ("StrictFIFO", "BestEffortFIFO")
-    assert cq["spec"]["preemption"]["withinClusterQueue"] in ("Never", "LowerPriority", "LowerOrNewerEqualPriority")
-    for group in cq["spec"]["resourceGroups"]:
-        covered = group["coveredResources"]
-        assert "nvidia.com/gpu" in covered
-        for fl in group["flavors"]:
-            assert fl["name"] in flavors
-            assert [r["name"] for r in fl["resources"]] == covered  # Kueue requires the same order
-            for r in fl["resources"]:
-                assert re.fullmatch(r"\d+(\.\d+)?(Ki|Mi|Gi|Ti|m)?", str(r["nominalQuota"]))
-    # the ClusterQueue has quota entries for every flavor (one without any is never used)
-    assert {fl["name"] for group in cq["spec"]["resourceGroups"] for fl in group["flavors"]} == set(flavors)
-    assert lq["spec"] == {"clusterQueue": cq["metadata"]["name"]}
-    ClusterOptions(queue=lq["metadata"]["name"])  # usable as `--queue`
+@pytest.fixture(scope="module")
+def with_topology(tmp_path_factory):
+    """The example overlay plus components/kueue-topology, as a cluster with GKE's placement labels has it."""
+    import os
+
+    folder = tmp_path_factory.mktemp("overlay")
+    (folder / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [os.path.relpath(MANIFESTS / "overlays" / "example", folder)],
+        "components": [os.path.relpath(MANIFESTS / "components" / "kueue-topology", folder)]}))
+    return kustomize(folder, "--load-restrictor", "LoadRestrictionsNone")  # the overlay lies outside the repo
+
+
+@pytest.mark.parametrize("which", ["example", "with_topology"])
+def test_custom_objects_pass_their_crds_strictly(which, request):
+    """Every Kueue and Volcano object against its vendored CRD (unknown fields are errors)."""
+    from tests import crd_schema
+
+    objs = request.getfixturevalue(which)
+    custom = [o for o in objs if (o["apiVersion"], o["kind"]) in CUSTOM]
+    for obj in custom:
+        crd_schema.validate(obj)
+    assert {o["kind"] for o in custom} == set(KUEUE_KINDS) | {"Queue"}
+    assert not [o for o in objs if (o["apiVersion"], o["kind"]) not in CUSTOM and "x-k8s.io" in o["apiVersion"]]
+
+
+def queues(objs) -> dict[str, tuple[dict, list[dict]]]:
+    """ClusterQueue name -> (the ClusterQueue, its flavors)."""
+    flavors = {f["metadata"]["name"]: f for f in by_kind(objs, "ResourceFlavor")}
+    return {cq["metadata"]["name"]: (cq, [flavors[fl["name"]] for g in cq["spec"]["resourceGroups"]
+                                         for fl in g["flavors"]]) for cq in by_kind(objs, "ClusterQueue")}
+
+
+def test_kueue_queues_admit_what_laclip_renders(example):
+    """The quota covers every accelerator laclip pods can ask for, in Kueue's order rules; the
+    LocalQueues are usable as --queue; every flavor is used by a ClusterQueue."""
+    found = queues(example)
+    assert set(found) == {"laclip", "laclip-flex"}
+    for name, (cq, flavors) in found.items():
+        accels = {f["spec"]["nodeLabels"]["cloud.google.com/gke-accelerator"] for f in flavors}
+        for accel in accels:
+            ClusterOptions(accelerator=accel)  # each flavor selects nodes that laclip pods can ask for
+        assert accels == set(get_args(Accelerator)), name  # every --accelerator can be admitted
+        assert cq["spec"]["queueingStrategy"] in ("StrictFIFO", "BestEffortFIFO")
+        for group in cq["spec"]["resourceGroups"]:
+            covered = group["coveredResources"]
+            assert "nvidia.com/gpu" in covered
+            for fl in group["flavors"]:
+                assert [r["name"] for r in fl["resources"]] == covered  # Kueue requires the same order
+    used = {f["metadata"]["name"] for _, flavors in found.values() for f in flavors}
+    assert used == {f["metadata"]["name"] for f in by_kind(example, "ResourceFlavor")}
+    local = {lq["metadata"]["name"]: lq["spec"]["clusterQueue"] for lq in by_kind(example, "LocalQueue")}
+    assert local == {"laclip-a100": "laclip", FLEX_START_QUEUE: "laclip-flex"}
+    for name in local:
+        ClusterOptions(queue=name)  # usable as `--queue`
+
+
+def test_flex_start_admission_check_fits_the_pods_laclip_renders(example):
+    """`--flex-start` pods land in laclip-flex, whose admission check asks GKE's queued
+    provisioning for the nodes, and whose flavors match the pods' node selector."""
+    from laclip.train.config import preset
+    from laclip_jobs.train import pod_templates, render
+
+    (cq, flavors) = queues(example)["laclip-flex"]
+    (check,) = by_kind(example, "AdmissionCheck")
+    (config,) = by_kind(example, "ProvisioningRequestConfig")
+    assert cq["spec"]["admissionChecks"] == [check["metadata"]["name"]]
+    assert check["spec"]["controllerName"] == "kueue.x-k8s.io/provisioning-request"
+    assert check["spec"]["parameters"] == {"apiGroup": "kueue.x-k8s.io", "kind": "ProvisioningRequestConfig",
+                                           "name": config["metadata"]["name"]}
+    assert config["spec"]["provisioningClassName"] == "queued-provisioning.gke.io"
+    assert config["spec"]["managedResources"] == ["nvidia.com/gpu"]
+    assert "admissionChecks" not in queues(example)["laclip"][0]["spec"]  # the plain queue provisions nothing
+    for accel in get_args(Accelerator):
+        cfg = preset("cc12m", run="r", root="gs://b/x", nodes="2", flex_start=True,
+                     cluster=ClusterOptions(gpus=8, accelerator=accel))
+        (js,) = render(cfg)
+        assert js["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == FLEX_START_QUEUE
+        selector = pod_templates(js)[0]["spec"]["nodeSelector"]
+        # exactly one flex flavor fits the pods: Kueue assigns a flavor whose node labels the pods select
+        fitting = [f for f in flavors if f["spec"]["nodeLabels"].items() <= selector.items()]
+        assert len(fitting) == 1, (accel, selector)
+
+
+def test_topology_levels_are_what_topology_aware_pods_name(example, with_topology):
+    from laclip.train.config import DEFAULT_TOPOLOGY_LEVEL
+
+    (topology,) = by_kind(example, "Topology")
+    levels = [lv["nodeLabel"] for lv in topology["spec"]["levels"]]
+    assert levels[0] == DEFAULT_TOPOLOGY_LEVEL and levels[-1] == "kubernetes.io/hostname"  # hostname: last only
+    assert not [f for f in by_kind(example, "ResourceFlavor") if "topologyName" in f["spec"]]  # opt-in
+    assert {f["spec"].get("topologyName") for f in by_kind(with_topology, "ResourceFlavor")} == \
+        {topology["metadata"]["name"]}
 
 
 def test_volcano_queue_shape(example):
@@ -177,7 +248,7 @@ def test_role_grants_every_request_the_cli_makes(base, cluster, demo_store, gcs_
     from laclip.storage import open_store
     from laclip_cli.main import app
 
-    from .conftest import JOBS, PODS
+    from .conftest import JOBS, PODS, WORKLOADS
     from .test_ops_status import job, pod
 
     run = "rewrite-demo-1122-0412-a3f9"
@@ -190,11 +261,19 @@ def test_role_grants_every_request_the_cli_makes(base, cluster, demo_store, gcs_
     for path in demo_store.list("datasets/demo/"):
         bucket.write_bytes(path, demo_store.read_bytes(path))
     stage_args = {**STAGE_ARGS, "rewrite": STAGE_ARGS["rewrite"] + ["--num-shards", "4"],
-                  "train": ["--dataset", "demo", "--nodes", "2:8", "--run", "train-demo-rbac"]}
+                  "train": ["--dataset", "demo", "--nodes", "2", "--run", "train-demo-rbac"]}
     roots = {"train": gcs_bucket}
     runner = CliRunner()
     submits = [["--root", roots.get(stage, ROOT), "submit", stage, *stage_args[stage]]
                for stage in STAGE_ARGS if stage in registered_stages()]
+    if "train" in registered_stages():  # both schedulers: a JobSet (the default) and a Volcano Job
+        submits.append(["--root", gcs_bucket, "submit", "train", "--dataset", "demo", "--nodes", "2:8",
+                        "--scheduler", "volcano", "--run", "train-demo-rbac-volcano"])
+    cluster.add(WORKLOADS, {"apiVersion": "kueue.x-k8s.io/v1beta1", "kind": "Workload", "metadata": {
+        "name": "jobset-train-demo-rbac-1a2b3", "namespace": "laclip", "ownerReferences": [
+            {"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet", "name": "train-demo-rbac", "uid": "u"}]},
+        "spec": {"queueName": "laclip-flex"}, "status": {"admissionChecks": [
+            {"name": "laclip-flex-start", "state": "Pending", "message": "Waiting for resources"}]}})
     watch = [["--root", ROOT, *args] for args in
              (["status"], ["status", run, "--no-store"], ["logs", run, "--stage", "rewrite"], ["cancel", run, "--yes"])]
     for args in submits + watch:
@@ -203,8 +282,12 @@ def test_role_grants_every_request_the_cli_makes(base, cluster, demo_store, gcs_
     again = runner.invoke(app, next(a for a in submits if "eval" in a))  # the same request: it stands
     assert again.exit_code == 0 and "already exists (the same request)" in again.stderr, again.output
     if "train" in registered_stages():  # another submission of that run (a new owner token): refused
-        again = runner.invoke(app, next(a for a in submits if "train" in a))
-        assert again.exit_code != 0 and "already exists and asks for something else" in str(again.exception)
+        for resubmit in [a for a in submits if "train" in a]:  # the JobSet, the Volcano Job: each read to compare
+            again = runner.invoke(app, resubmit)
+            assert again.exit_code != 0 and "already exists and asks for something else" in str(again.exception)
+        for args in (["status", "train-demo-rbac", "--no-store"], ["cancel", "train-demo-rbac", "--yes"]):
+            result = runner.invoke(app, ["--root", ROOT, *args])  # a queued JobSet: its workload, then cancelled
+            assert result.exit_code == 0, (args, repr(result.exception))
     (role,) = by_kind(base, "Role")
     verbs = {"GET": "get", "DELETE": "delete", "POST": "create"}
     seen = set()
@@ -219,10 +302,12 @@ def test_role_grants_every_request_the_cli_makes(base, cluster, demo_store, gcs_
     assert ("batch", "jobs", "get") in seen  # the second eval submit read the Job it found
     if "train" in registered_stages():
         assert {("batch.volcano.sh", "jobs", "create"), ("batch.volcano.sh", "jobs", "get")} <= seen
+        assert {("jobset.x-k8s.io", "jobsets", v) for v in ("create", "get", "list", "delete")} <= seen
+        assert ("autoscaling.x-k8s.io", "provisioningrequests", "list") in seen  # a workload awaits its check
     # and no right to create anything the CLI never creates
     created = {(g, res) for r in role["rules"] if "create" in r["verbs"]
                for g in r["apiGroups"] for res in r["resources"]}
     made = {(g, res) for g, res, verb in seen if verb == "create"}
     if "train" not in registered_stages():
-        made.add(("batch.volcano.sh", "jobs"))
+        made |= {("batch.volcano.sh", "jobs"), ("jobset.x-k8s.io", "jobsets")}
     assert created <= made, f"the Role grants create on {sorted(created - made)}, which the CLI never creates"

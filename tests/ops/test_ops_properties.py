@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from laclip.errors import LaclipError, UsageError
 from laclip_jobs import common
 
-from .render import STAGE_ARGS, dry_run, pod_specs, registered_stages
+from .render import STAGE_ARGS, as_batch_jobs, dry_run, pod_specs, registered_stages
 
 # Shell and option syntax. `$` is tested on its own (test_dollar_signs_reach_the_process):
 # the kubelet's `$(VAR)` expansion is a separate, known gap in the renderers.
@@ -161,11 +161,11 @@ def check_objects(objs, drawn: str, tmp_path) -> None:
     for obj in objs:
         meta = obj["metadata"]
         assert is_dns_label(meta["name"]), meta["name"]
-        for labelled in [meta] + [t["template"].get("metadata", {}) for t in obj.get("spec", {}).get("tasks", [])]:
-            for k, v in (labelled.get("labels") or {}).items():
-                assert is_label_value(v), (k, v)
-        if not obj["apiVersion"].startswith("batch.volcano.sh"):
-            kubernetes_validate.validate(obj, "1.33", strict=True)
+        for job in as_batch_jobs(obj):  # a Volcano Job's tasks, a JobSet's Jobs: as batch/v1 Jobs
+            for labelled in (meta, job["metadata"], job["spec"]["template"].get("metadata", {})):
+                for k, v in (labelled.get("labels") or {}).items():
+                    assert is_label_value(v), (k, v)
+            kubernetes_validate.validate(job, "1.33", strict=True)
         for spec in pod_specs(obj):
             for c in spec["containers"] + spec.get("initContainers", []):
                 argv = list(c.get("command", [])) + list(c.get("args", []))

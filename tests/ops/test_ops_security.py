@@ -16,7 +16,7 @@ import yaml
 
 from laclip_jobs.common import dump_yaml
 
-from .render import STAGE_ARGS, dry_run, registered_stages, volcano_tasks_as_jobs
+from .render import STAGE_ARGS, as_batch_jobs, dry_run, registered_stages
 
 REPO = Path(__file__).resolve().parents[2]
 CHECKOV_CONFIG = REPO / "manifests" / "checkov.yaml"
@@ -46,7 +46,10 @@ USER_ENV = {"OPENAI_API_KEY": "sk-proj-Zx81kLmQ0pRt5VwY7bN2cD4f", "HF_TOKEN": "h
             "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMIK7MDENGbPxRfiCYzEXAMPLEKEY",
             "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPL2"}
 VARIANTS = {"rewrite-openai": ("rewrite", ["--engine", "openai", "--endpoint", "http://vllm:8000/v1",
-                                          "--model", "llama"])}
+                                          "--model", "llama"]),
+            "get-eval": ("get-eval", ["--datasets", "laclip-paper", "--token-secret", "hf-token"]),
+            "train-volcano": ("train", ["--scheduler", "volcano", "--nodes", "2:8"]),
+            "train-flex-start": ("train", ["--flex-start", "--topology", "required"])}
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +78,7 @@ def scan_dir(rendered, tmp_path_factory):
     for stage, (objs, _) in rendered.items():
         docs = []
         for obj in objs:
-            docs += volcano_tasks_as_jobs(obj) if obj["apiVersion"].startswith("batch.volcano.sh") else [obj]
+            docs += as_batch_jobs(obj)
         (folder / f"{stage}.yaml").write_text(dump_yaml(docs))
     if shutil.which("kubectl"):
         for name, path in (("cluster-base", "base"), ("cluster-example", "overlays/example")):

@@ -187,7 +187,7 @@ def test_status_lists_runs_and_rejects_unknown(populated, store):
     text = run_cli(store, "status").output
     for run in (REWRITE, TRAIN, EVAL, QUEUED):
         assert run in text
-    assert "kubectl get jobs,jobs.batch.volcano.sh -n laclip" in " ".join(text.split())
+    assert "kubectl get jobs,jobsets.jobset.x-k8s.io,jobs.batch.volcano.sh -n laclip" in " ".join(text.split())
     result = run_cli(store, "status", "no-such-run")
     assert "has no jobs or pods" in str(result.exception)
     result = run_cli(store, "status", "Bad Run!")
@@ -275,7 +275,7 @@ def test_cluster_without_volcano_or_kueue(tmp_path, monkeypatch, store):
     """CRDs that are not installed answer 404: status still works from batch Jobs."""
     from .conftest import Emulator, point_kubeconfig
 
-    emu = Emulator(volcano=False, kueue=False)
+    emu = Emulator(volcano=False, kueue=False, jobset=False)
     try:
         point_kubeconfig(emu, tmp_path, monkeypatch)
         emu.add(JOBS, job(EVAL, "eval", EVAL, {"completions": 1}, {"startTime": ts(5), "active": 1}))
@@ -286,7 +286,7 @@ def test_cluster_without_volcano_or_kueue(tmp_path, monkeypatch, store):
         assert EVAL in text and "kubectl: kubectl get jobs -n laclip -l app.kubernetes.io/managed-by=laclip" in text
         text = " ".join(run_cli(store, "cancel", EVAL, "--yes").output.split())
         assert f"kubectl: kubectl delete jobs,configmaps -n laclip -l laclip.dev/run={EVAL}" in text
-        assert "volcano" not in text and EVAL not in emu.names(JOBS)
+        assert "volcano" not in text and "jobset" not in text and EVAL not in emu.names(JOBS)
     finally:
         emu.close()
 

@@ -13,7 +13,7 @@ from laclip.data.registry import resolve_shards
 from laclip.storage import open_store
 from laclip.train.config import TrainConfig
 from laclip.train.main import main
-from laclip_jobs.train import eval_template, render
+from laclip_jobs.train import eval_template, pod_templates, render
 from tests.ops.conftest import JOBS, cluster  # noqa: F401  (the emulated API server fixture)
 
 from .train_helpers import write_rewrites
@@ -41,8 +41,8 @@ def _container(job: dict) -> dict:
 
 def _pod_config(cfg: TrainConfig) -> tuple[str, dict]:
     """(the TrainConfig JSON the training pods' entrypoint gets, the pod's environment)."""
-    [job] = render(cfg)
-    [container] = job["spec"]["tasks"][0]["template"]["spec"]["containers"]
+    [job] = render(cfg)  # a JobSet: its one pod template
+    [container] = pod_templates(job)[0]["spec"]["containers"]
     args = shlex.split(container["command"][2].replace("${", "").replace(":=localhost}", ""))
     text = args[args.index("--config") + 1]
     assert "$" not in text  # else the kubelet's $$ -> $ pass would change it

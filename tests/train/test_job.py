@@ -21,7 +21,7 @@ RUN = "train-laclip-cc12m-1122-0412-a3f9"
 
 
 def cc12m(root="gs://bucket/laclip", **cluster):
-    return preset("cc12m", run=RUN, rewrites="rw1", nodes="2:8", root=root,
+    return preset("cc12m", run=RUN, rewrites="rw1", nodes="2:8", root=root, scheduler="volcano",
                   cluster=ClusterOptions(gpus=8, **cluster))
 
 
@@ -85,7 +85,8 @@ def test_volcano_retry_budget_survives_spot_preemptions():
     explicit = cc12m("gs://b", spot=True).model_copy(update={"max_job_retries": 5})
     assert budget(render(explicit)[0]) == 5
     result = CliRunner().invoke(app, ["--root", "gs://bucket/x", "submit", "train", "--dataset", "cc12m",
-                                      "--rewrites", "X", "--spot", "--max-job-retries", "7", "--dry-run"])
+                                      "--rewrites", "X", "--spot", "--max-job-retries", "7", "--scheduler", "volcano",
+                                      "--dry-run"])
     assert result.exit_code == 0, result.output
     assert budget(yaml.safe_load(result.stdout)) == 7
 
@@ -101,8 +102,8 @@ def test_render_needs_the_store_root_in_the_config():
 
 def test_cli_dry_run_renders_torchrun_nnodes(tmp_path):
     result = CliRunner().invoke(app, ["--root", "gs://bucket/x", "submit", "train", "--dataset", "cc12m",
-                                      "--rewrites", "X", "--model", "ViT-B-16", "--nodes", "2:8",
-                                      "--eval-datasets", "imagenet1k, demo-eval", "--dry-run"])
+                                      "--rewrites", "X", "--model", "ViT-B-16", "--nodes", "2:8", "--scheduler",
+                                      "volcano", "--eval-datasets", "imagenet1k, demo-eval", "--dry-run"])
     assert result.exit_code == 0, result.output
     (job,) = list(yaml.safe_load_all(result.stdout))
     assert job["kind"] == "Job"
@@ -129,7 +130,8 @@ def test_cli_dry_run_renders_torchrun_nnodes(tmp_path):
 BAD_FLAGS = [
     (["--model", "ViT-Q-99"], "unknown model 'ViT-Q-99'"),
     (["--nodes", "4:2"], "--nodes '4:2' must be N or MIN:MAX"),
-    (["--nodes", "2:257"], "--nodes 2:257: at most 256 nodes"),  # 1e20 nodes rendered 1e20 tasks (a hang)
+    (["--nodes", "2:257", "--scheduler", "volcano"], "--nodes 2:257: at most 256 nodes"),  # 1e20 tasks: a hang
+    (["--nodes", "2:8"], "--nodes 2:8 is elastic, and a JobSet runs a fixed gang"),
     (["--nproc", "4"], "--nproc sets the processes of a --local run"),  # was ignored
     (["--run", "Bad_Name"], "not a valid Kubernetes name"),
     (["--loss", "multitext"], "texts-per-image of at least 2"),
@@ -152,7 +154,8 @@ def test_cli_rejects_bad_flags_with_a_clear_message(argv, message):
     assert isinstance(result.exception, UsageError) and message in str(result.exception)
 
 
-RENDER_TIME = (["--nodes", "2:257"], ["--queue", "Team A"])  # refused by the renderer, after the store checks
+# refused by the renderer, after the store checks
+RENDER_TIME = (["--nodes", "2:257", "--scheduler", "volcano"], ["--nodes", "2:8"], ["--queue", "Team A"])
 
 
 @pytest.mark.parametrize("argv, message", [(a, m) for a, m in BAD_FLAGS if a not in RENDER_TIME])
@@ -233,7 +236,7 @@ def test_create_through_the_kubernetes_client(demo_store, gcs_bucket, tmp_path, 
 
     _bucket_with_cc12m(demo_store, gcs_bucket)
     args = ["--root", gcs_bucket, "submit", "train", "--dataset", "cc12m", "--rewrites", "X",
-            "--nodes", "2:4", "--run", RUN]
+            "--nodes", "2:4", "--scheduler", "volcano", "--run", RUN]
     for volcano in (True, False):
         emu = Emulator(volcano=volcano)
         try:

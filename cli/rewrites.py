@@ -1,0 +1,65 @@
+"""`laclip rewrites import|export|list`: rewrite sets made elsewhere in, and out to other trainers."""
+
+from __future__ import annotations
+
+import typer
+
+from laclip_cli.console import out
+from laclip_cli.stage import command
+from laclip_cli.stages import rewrite_import
+from laclip_cli.state import state
+
+app = typer.Typer(help="Import released rewrites, export rewrites for other trainers, list rewrite sets.",
+                  no_args_is_help=True)
+app.command("import", help=rewrite_import.STAGE.help)(command(rewrite_import.STAGE))
+
+
+@app.command("export")
+def export(
+    dataset: str = typer.Option(..., "--dataset", "-d", help="dataset under datasets/"),
+    rewrites: str = typer.Option(..., "--rewrites", help="the rewrite id to export"),
+    dest: str = typer.Option(..., "--out", help="folder or gs:// URL for the exported shards"),
+    format: str = typer.Option("wds-json", "--format", help="wds-json: the shards again, each sample's .json "
+                                                             "carrying one field per rewrite source"),
+) -> None:
+    """Write the dataset's shards again with the rewrites in each sample's .json (for open_clip's
+    --json-text-key); images and .txt unchanged."""
+    from laclip.errors import UsageError
+    from laclip.rewrite.export import export_wds_json
+    from laclip.rewrite.output import read_record
+
+    if format != "wds-json":
+        raise UsageError(f"invalid --format {format!r}: the one format is wds-json")
+    store = state.store()
+    counts = export_wds_json(store, dataset, rewrites, dest)
+    sources = read_record(store, dataset, rewrites).get("sources") or []
+    out.print(f"exported {counts.get('shards', 0)} shards ({counts.get('shards_skipped', 0)} already there), "
+              f"{counts.get('samples', 0):,} samples: {counts.get('with_rewrites', 0):,} with rewrites, "
+              f"{counts.get('without_rewrites', 0):,} without a rewrite row, {counts.get('caption_mismatches', 0):,} "
+              f"made from another caption (those carry their own caption) to {dest}", soft_wrap=True, markup=False)
+    keys = ";".join(["txt", *sources]) if sources else "txt"
+    out.print(f"open_clip (development branch): --train-data '{dest.rstrip('/')}/{{00000..NNNNN}}.tar' "
+              f"--dataset-type webdataset --json-text-key \"{keys.replace('txt', 'caption')}\"",
+              soft_wrap=True, markup=False)
+
+
+@app.command("list")
+def list_sets(dataset: str = typer.Argument(..., help="dataset under datasets/")) -> None:
+    """The rewrite sets of a dataset, with their shards and what made them."""
+    from laclip import layout
+    from laclip.errors import LaclipError
+    from laclip.rewrite.output import read_record
+
+    store = state.store()
+    ids = layout.rewrite_ids(store, dataset)
+    if not ids:
+        out.print(f"no rewrite sets of {dataset} in {store.url_of(layout.rewrites_of(dataset))}/", markup=False)
+    for rid in ids:
+        try:
+            record = read_record(store, dataset, rid)
+        except LaclipError:
+            record = {}
+        kind = record.get("kind") or (record.get("fingerprint") or {}).get("engine") or "?"
+        shards = len(layout.rewritten_shards(store, dataset, rid))
+        out.print(f"{rid}  {kind}  {shards} shards  sources: {', '.join(record.get('sources') or [])}",
+                  markup=False, soft_wrap=True)

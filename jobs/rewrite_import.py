@@ -1,0 +1,80 @@
+"""Render the rewrite-import stage as one Kubernetes Job (pure: config in, dicts out).
+
+One CPU pod streams the release files from the bucket, joins them onto the dataset's shards and
+writes the rewrite set (laclip.rewrite_import). Its inputs must be gs:// URLs (the pod cannot
+read files on the submitter's machine; the CLI refuses others before it submits). The spill
+files go to the pod's /tmp (an emptyDir, with an ephemeral-storage request sized for them).
+The image is the eval image: the import needs only laclip itself (pyarrow and numpy), and that
+image is already pulled where evaluations run.
+A preemption is not counted; EXIT_PERMANENT (files not line-aligned, a changed shard) fails the
+Job at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from laclip import layout
+from laclip.errors import UsageError
+from laclip.rewrite_import.config import ImportConfig
+from laclip_jobs.common import (
+    EXIT_PERMANENT, apply_gke_pod_spec, base_env, check_name, image_for, kubelet_literal, labels, object_labels,
+    resources, stamp,
+)
+
+COMPONENT = "rewrite-import"
+CONTAINER = "import"
+IMAGE = "eval"
+ENTRY_MODULE = "laclip.rewrite_import.main"
+SCRATCH = "64Gi"  # ephemeral storage for the spill files: CC12M's candidates take about 6 GiB (lz4)
+
+
+def render(cfg: ImportConfig) -> list[dict[str, Any]]:
+    run, root = cfg.run, cfg.root
+    if not (run and root):
+        raise UsageError("the import Job needs the run id and the store root (submit sets them)")
+    check_name(run, "run id")
+    cluster = cfg.cluster
+    rewrite_id = cfg.resolved_rewrite_id()
+    worker = cfg.model_copy(update={"rewrite_id": rewrite_id, "work_dir": "/tmp"})
+    res = resources(cluster)
+    res["requests"]["ephemeral-storage"] = SCRATCH
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": image_for(IMAGE, cluster),
+        "command": ["python", "-m", ENTRY_MODULE],
+        "args": ["--config", kubelet_literal(worker.worker_json())],
+        "env": base_env(root, run),
+        "resources": res,
+    }
+    spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
+    apply_gke_pod_spec(spec, cluster)
+    job_spec: dict[str, Any] = {
+        "completions": 1,
+        "parallelism": 1,
+        "backoffLimit": cfg.backoff_limit,
+        "podFailurePolicy": {"rules": [
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+            {"action": "FailJob", "onExitCodes": {"containerName": CONTAINER, "operator": "In",
+                                                  "values": [EXIT_PERMANENT]}},
+        ]},
+        "ttlSecondsAfterFinished": cluster.ttl_seconds_after_finished,
+        "template": {"metadata": {"labels": labels(COMPONENT, run, cfg.dataset)}, "spec": spec},
+    }
+    if cluster.queue:
+        job_spec["suspend"] = True
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": run,
+            "namespace": check_name(cluster.namespace, "namespace"),
+            "labels": object_labels(COMPONENT, run, cfg.dataset, cluster),
+            "annotations": {
+                "laclip.dev/rewrite-id": rewrite_id,
+                "laclip.dev/output": f"{root.rstrip('/')}/{layout.rewrite_folder(cfg.dataset, rewrite_id)}/",
+            },
+        },
+        "spec": job_spec,
+    }
+    return [stamp(job)]

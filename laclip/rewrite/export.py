@@ -1,0 +1,109 @@
+"""Rewrites where other trainers read them: `laclip rewrites export --format wds-json`.
+
+Writes a copy of a dataset's shards (img2dataset's layout: NNNNN.tar + NNNNN.parquet) in which
+every sample's `.json` also carries its rewrites, one field per source (`"chatgpt": "..."`),
+so that open_clip's trainer in its development branch can draw a caption per sample from several
+fields (`--json-text-key "caption;chatgpt;bard;coco;human"`, LaCLIP's uniform draw). Images and
+`.txt` are copied byte for byte, so the shards still train as they are in open_clip 3.3's released
+trainer (which reads `.txt`) and in laclip.
+
+Every source field is always there: a rewrite that was rejected (or a sample without a rewrite row,
+or one whose rewrites were made from another caption) holds the sample's own caption, as the
+rewrite parquet's columns do; `laclip_rejected` lists the sources that fell back, with the reason.
+`export.json` beside the shards records what was exported; an export into a folder holding another
+export is refused, and one into a folder of the same export skips the shards already written.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections import Counter
+from typing import Callable
+
+from laclip import __version__
+from laclip.data.registry import resolve_shards
+from laclip.data.shards import iter_tar
+from laclip.errors import AlreadyExists, NotFound, UsageError
+from laclip.rewrite import output as out
+from laclip.rewrite.config import REJECT_SUFFIX
+from laclip.storage import open_store
+from laclip.storage.base import Store
+
+RECORD = "export.json"
+
+
+def export_wds_json(store: Store, dataset: str, rewrite_id: str, dest: str,
+                    progress: Callable[[int, int], None] | None = None) -> dict:
+    """Export; returns counts (shards, samples, with_rewrites, fell_back...)."""
+    out.read_record(store, dataset, rewrite_id)  # a clear error for an unknown set
+    target = open_store(dest)
+    if target.url.rstrip("/") == store.url.rstrip("/"):
+        raise UsageError("--out must be another folder than the store root (the shards would be overwritten)")
+    record = {"format": "wds-json", "dataset": dataset, "rewrite_id": rewrite_id,
+              "source_store": store.url, "laclip_version": __version__}
+    try:
+        target.write_text(RECORD, json.dumps(record, indent=2) + "\n", create_only=True)
+    except AlreadyExists:
+        theirs = json.loads(target.read_text(RECORD))
+        if (theirs.get("dataset"), theirs.get("rewrite_id")) != (dataset, rewrite_id):
+            raise UsageError(f"{target.url_of(RECORD)} records an export of {theirs.get('dataset')!r} rewrites "
+                             f"{theirs.get('rewrite_id')!r}: export into another folder") from None
+    shards = resolve_shards(store, dataset)
+    counts: Counter = Counter()
+    for i, shard in enumerate(shards):
+        tar_name, parquet_name = f"{shard.id}.tar", f"{shard.id}.parquet"
+        if target.exists(parquet_name):
+            counts["shards_skipped"] += 1
+        else:
+            counts.update(_export_shard(store, target, dataset, rewrite_id, shard, tar_name))
+            target.write_bytes(parquet_name, store.read_bytes(shard.parquet), create_only=True)  # last: shard done
+        counts["shards"] += 1
+        if progress:
+            progress(i + 1, len(shards))
+    return dict(counts)
+
+
+def _export_shard(store: Store, target: Store, dataset: str, rewrite_id: str, shard, tar_name: str) -> Counter:
+    counts: Counter = Counter()
+    try:
+        table = out.read_shard(store, dataset, rewrite_id, shard.id)
+    except NotFound:
+        table = None
+    sources = out.source_columns(table) if table is not None else []
+    rows = {}
+    if table is not None:
+        cols = {c: table.column(c).to_pylist() for c in table.column_names}
+        for i, key in enumerate(cols["key"]):
+            rows[key] = i
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for sample in iter_tar(store, shard.tar):
+            key = sample["__key__"]
+            caption = sample["txt"].decode("utf-8", "replace").strip() if "txt" in sample else ""
+            meta = json.loads(sample["json"]) if "json" in sample else {}
+            i = rows.get(key)
+            if i is None or (cols["caption"][i] or "").strip() != caption:
+                counts["without_rewrites" if i is None else "caption_mismatches"] += 1
+                texts = {s: caption for s in sources}
+                rejected = {s: "no rewrite row" if i is None else "made from another caption" for s in sources}
+            else:
+                texts = {s: cols[s][i] or caption for s in sources}
+                rejected = {s: cols[s + REJECT_SUFFIX][i] for s in sources
+                            if cols.get(s + REJECT_SUFFIX) and cols[s + REJECT_SUFFIX][i] is not None}
+                counts["with_rewrites"] += 1
+            meta.update(texts)
+            meta["laclip_rewrite_id"] = rewrite_id
+            meta["laclip_rejected"] = rejected
+            sample["json"] = json.dumps(meta, ensure_ascii=False).encode()
+            for ext, data in sample.items():
+                if ext == "__key__":
+                    continue
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size, info.mode = len(data), 0o644
+                tar.addfile(info, io.BytesIO(data))
+            counts["samples"] += 1
+            counts["fell_back"] += len(rejected)
+    target.write_bytes(tar_name, buf.getvalue(), create_only=False)
+    return counts
