@@ -22,8 +22,10 @@ REPO = Path(__file__).resolve().parents[1]
     ("eval_zeroshot", ["--images-per-class", "4", "--runs", "1"], ["clip_benchmark"]),
     ("train_steps", ["--runs", "1", "--short", "1", "--long", "2", "--per-shard", "200"],
      ["| laclip |", "| open_clip_train |", "data real"]),
-    ("accum_curve", ["--steps", "2", "--log-every", "1"], ["batch 32 x accum 4", "mean |accum - batch 128|"]),
-    ("gpu", ["--toy", "--out", "{tmp}/gpu.json"], ["| train laclip-tiny fp32", "zero-shot", "rewrite hf"]),
+    pytest.param("accum_curve", ["--steps", "2", "--log-every", "1"],
+                 ["batch 32 x accum 4", "mean |accum - batch 128|"], marks=pytest.mark.slow),  # three trainings
+    pytest.param("gpu", ["--toy", "--out", "{tmp}/gpu.json"], ["| train laclip-tiny fp32", "zero-shot", "rewrite hf"],
+                 marks=pytest.mark.slow),
     ("rewrite_import", ["--rows", "3000", "--runs", "1"], ["| rewrite import |", "matched "]),
 ])
 def test_benchmark_runs(module, args, expect, tmp_path):
