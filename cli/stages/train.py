@@ -29,6 +29,7 @@ FLAGS = [
     Flag("loss", ("--loss",)),
     Flag("texts_per_image", ("--texts-per-image",)),
     Flag("batch_size", ("--batch-size",)),
+    Flag("accum_freq", ("--accum-freq",)),
     Flag("steps", ("--steps",)),
     Flag("epochs", ("--epochs",), "training epochs  [default: the preset's]"),
     Flag("lr", ("--lr",), "peak learning rate  [default: the preset's]"),
@@ -36,6 +37,7 @@ FLAGS = [
     Flag("warmup_steps", ("--warmup-steps",), "warm-up steps  [default: the preset's warm-up epochs]"),
     Flag("precision", ("--precision",)),
     Flag("grad_checkpointing", ("--grad-checkpointing",), "recompute activations in backward (less memory)"),
+    Flag("compile", ("--compile",), "torch.compile the model (slower first steps while it compiles)"),
     Flag("local_loss", ("--local-loss",), "open_clip's local loss (needs --gather-with-grad)"),
     Flag("gather_with_grad", ("--gather-with-grad",), "gather features with their gradients"),
     Flag("workers", ("--workers",)),
@@ -109,7 +111,7 @@ def estimate(cfg: TrainConfig):
     gpus = cfg.nnodes()[1] * cfg.nproc()
     if cfg.steps:  # a fixed step budget: the samples it will see, once
         return try_estimate("train", cfg.dataset, gpus, model=cfg.model, epochs=1,
-                            samples=cfg.steps * cfg.batch_size * gpus)
+                            samples=cfg.steps * cfg.step_samples(gpus))
     return try_estimate("train", cfg.dataset, gpus, model=cfg.model, epochs=cfg.epochs)
 
 

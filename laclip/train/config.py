@@ -48,7 +48,13 @@ class TrainConfig(BaseModel):
 
     # model and optimisation
     model: str = Field("ViT-B-16", description="open_clip model name, e.g. ViT-B-16 or laclip-tiny")
-    batch_size: int = Field(256, ge=1, le=65536, description="per-process batch size")
+    batch_size: int = Field(256, ge=1, le=65536,
+                            description="per-process batch size (of each sub-batch with --accum-freq)")
+    # Contrastive gradient accumulation (laclip.train.step): one optimizer step over accum_freq
+    # sub-batches, with the loss and gradients of one batch of batch_size x accum_freq per process.
+    accum_freq: int = Field(1, ge=1, le=4096, description="sub-batches per optimizer step: each step trains on "
+                            "batch_size x accum_freq samples per process with the loss of one batch that size "
+                            "(e.g. the paper's 8192 on one 8-GPU node: --batch-size 128 --accum-freq 8)")
     steps: Optional[int] = Field(None, ge=1, le=10**9, description="total steps [default: from the epochs]")
     epochs: float = Field(35, gt=0, le=10**6, allow_inf_nan=False)
     lr: float = Field(1e-3, gt=0, le=1e3, allow_inf_nan=False)
@@ -67,6 +73,7 @@ class TrainConfig(BaseModel):
     gather_with_grad: bool = False
     precision: Precision = Field("auto", description="auto (bf16 autocast on GPU, fp32 on CPU), amp_bf16, amp, fp32")
     grad_checkpointing: bool = False
+    compile: bool = Field(False, description="torch.compile the model (the first steps are slow while it compiles)")
     crop_scale: tuple[float, float] = (0.5, 1.0)
     grad_clip: Optional[float] = Field(None, gt=0, allow_inf_nan=False)
     seed: int = Field(0, ge=0, le=2**63 - 1)
@@ -86,6 +93,9 @@ class TrainConfig(BaseModel):
     resume: str = Field("latest", description="latest, none, or a checkpoint path in the store (none and a path "
                                               "apply only while the run has no checkpoint of its own)")
     log_every: int = Field(20, ge=1, le=10**9)
+    # the fraction of a log window spent waiting for the loader above which the run warns (once)
+    data_wait_warn: float = Field(0.1, ge=0, le=1, description="warn when the loader keeps training waiting more "
+                                  "than this fraction of the time (the loader is the bottleneck)")
     tensorboard: bool = True
     # one owner per run (laclip.lease): a lease not refreshed for this long may be taken over
     lease_timeout_s: float = Field(600, ge=5, le=30 * 86400, allow_inf_nan=False)
@@ -203,13 +213,17 @@ class TrainConfig(BaseModel):
     def nproc(self) -> int:
         return self.procs_per_node or max(1, self.cluster.gpus)
 
+    def step_samples(self, world_size: int) -> int:
+        """Samples per optimizer step over all processes (the global batch)."""
+        return self.batch_size * self.accum_freq * world_size
+
     def total_steps(self, samples: int, world_size: int) -> int:
-        return self.steps or max(1, math.ceil(self.epochs * samples / (self.batch_size * world_size)))
+        return self.steps or max(1, math.ceil(self.epochs * samples / self.step_samples(world_size)))
 
     def warmup(self, samples: int, world_size: int) -> int:
         if self.warmup_steps is not None:
             return self.warmup_steps
-        return math.ceil(self.warmup_epochs * samples / (self.batch_size * world_size))
+        return math.ceil(self.warmup_epochs * samples / self.step_samples(world_size))
 
     def to_arg(self) -> str:
         """Compact JSON for the container command. Every field, so that an image built with

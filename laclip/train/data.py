@@ -23,6 +23,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Iterator
 
+import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
@@ -80,7 +81,10 @@ def epoch_slices(slices: list[Slice], seed: int, epoch: int, worker: int, total_
 
 
 class TrainStream(IterableDataset):
-    """Yields (images [B,3,H,W], texts [B*M, ctx], info) batches forever.
+    """Yields (images [B,H,W,3] uint8, texts [B*M, ctx], info) batches forever.
+
+    Images are the random crops as bytes, not yet normalised: the trainer converts and normalises
+    the whole batch on its device (laclip.train.step.ImageNormalizer, `normalize` here on CPU).
 
     info = {"worker": global worker id, "epoch": e, "consumed": raw samples consumed in epoch e
     by that worker up to and including this batch, "keys": the batch's sample keys,
@@ -156,8 +160,7 @@ class TrainStream(IterableDataset):
 
         import laclip.train.model  # noqa: F401  (registers laclip-tiny in this worker)
 
-        self.transform = open_clip.image_transform(self.image_size, is_train=True, mean=self.mean, std=self.std,
-                                                   aug_cfg={"scale": tuple(self.crop_scale)})
+        self.transform = pil_transform(self.image_size, self.mean, self.std, self.crop_scale)
         self.tokenizer = open_clip.get_tokenizer(self.model)
 
     def _decode(self, sample: dict, table, rng: random.Random, stats: Counter):
@@ -166,7 +169,7 @@ class TrainStream(IterableDataset):
         try:
             if ext is None:
                 raise BadImage("undecodable", "no image")
-            image = self.transform(decode_rgb(sample[ext], self.max_pixels))
+            image = np.asarray(self.transform(decode_rgb(sample[ext], self.max_pixels)))
         except BadImage as exc:
             stats["broken_images"] += 1
             if exc.reason == "over_pixel_limit":
@@ -224,7 +227,7 @@ class TrainStream(IterableDataset):
                 keys.append(sample["__key__"])
                 if len(images) == self.batch_size:
                     stats["samples"] += len(images)
-                    yield (torch.stack(images), self.tokenizer(texts),
+                    yield (torch.from_numpy(np.stack(images)), self.tokenizer(texts),
                            {"worker": gw, "epoch": epoch, "consumed": consumed, "keys": keys, "stats": dict(stats)})
                     stats.clear()  # the same Counter: _raw holds a reference to it
                     images, texts, keys = [], [], []
@@ -232,6 +235,29 @@ class TrainStream(IterableDataset):
                 raise DataError(f"loader worker {gw} found no usable sample in epoch {epoch} of dataset "
                                 f"{self.dataset!r} ({dict(stats) or 'its shards are empty'})")
             epoch, skip = epoch + 1, 0
+
+
+def pil_transform(image_size: int, mean, std, crop_scale):
+    """open_clip's training transform (RandomResizedCrop, bicubic) up to, not including, its
+    per-sample float conversion and normalisation: PIL image in, PIL RGB crop out."""
+    import open_clip
+    from torchvision.transforms import Compose, Normalize, ToTensor
+
+    full = open_clip.image_transform(image_size, is_train=True, mean=mean, std=std,
+                                     aug_cfg={"scale": tuple(crop_scale)})
+    ops = list(full.transforms)
+    if not (len(ops) >= 3 and isinstance(ops[-1], Normalize) and isinstance(ops[-2], ToTensor)):
+        raise RuntimeError(f"unexpected open_clip training transform: {full}")
+    # the input is RGB already (convert-mode would only copy it)
+    return Compose([op for op in ops[:-2] if type(op).__name__ != "MaybeConvertMode"])
+
+
+def normalize(images: torch.Tensor, mean, std) -> torch.Tensor:
+    """uint8 [B,H,W,3] -> normalised float [B,3,H,W] on the tensor's device (the trainer does the
+    same through laclip.train.step.ImageNormalizer)."""
+    from laclip.train.step import ImageNormalizer
+
+    return ImageNormalizer(mean, std, images.device)(images)
 
 
 def count_samples(store: Store, shards: list[Shard], probe: int = 16,

@@ -37,6 +37,7 @@ from laclip.train.eval_hook import request_eval
 from laclip.train.inputs import check_inputs, scan
 from laclip.train.metrics import MetricsLog
 from laclip.train.loss import build_loss
+from laclip.train.step import ImageNormalizer, StepRunner, compile_model, make_optimizer, set_optimizer_impl
 
 log = logging.getLogger("laclip.train")
 
@@ -81,6 +82,38 @@ def plan_schedule(cfg: TrainConfig, state: dict | None, samples: int, world: int
     return total, min(warmup, total)
 
 
+class LossHealth:
+    """The window's summed loss and the first step whose loss was not finite, kept on the device."""
+
+    NONE = 2**62
+
+    def __init__(self, device):
+        self.sum = torch.zeros((), device=device)
+        self.bad_step = torch.full((), self.NONE, dtype=torch.long, device=device)
+        self.bad_loss = torch.zeros((), device=device)
+
+    def add(self, loss: torch.Tensor, step: int) -> None:
+        loss = loss.float()
+        self.sum += loss
+        first = torch.isfinite(loss).logical_not() & (self.bad_step == self.NONE)
+        self.bad_step = torch.where(first, step, self.bad_step)
+        self.bad_loss = torch.where(first, loss, self.bad_loss)
+
+    def check(self, world: int) -> None:
+        """Raise on every rank alike when any rank saw a loss that was not finite."""
+        first = self.bad_step.clone()
+        if world > 1:
+            dist.all_reduce(first, op=dist.ReduceOp.MIN)
+        at = int(first.item())
+        if at != self.NONE:
+            value = self.bad_loss.item() if int(self.bad_step.item()) == at else "not finite (on another process)"
+            raise LaclipError(f"loss is {value} at step {at}: lower --lr or check the data")
+
+    def take(self) -> torch.Tensor:
+        out, self.sum = self.sum.reshape(1), torch.zeros((), device=self.sum.device)
+        return out
+
+
 def init_distributed() -> tuple[int, int, int, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
@@ -88,6 +121,10 @@ def init_distributed() -> tuple[int, int, int, torch.device]:
     device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(device)
+        # as open_clip_train: TF32 for what runs in fp32 (autocast leaves some ops there), and cuDNN
+        # picks its fastest convolution for the patch embedding's fixed shapes
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
     if world > 1:
         # Collectives (and gloo's connect after an elastic restart) give up after this long, so a
         # peer that died mid-collective turns into a restart instead of a hang.
@@ -182,16 +219,18 @@ def _loop(cfg: TrainConfig, rank: int, world: int, device, store, shards, config
         raise DataError(f"dataset {cfg.dataset!r}: no sample could be counted to plan {cfg.epochs:g} epochs "
                         f"({why[:300]}): pass --steps N, or fix the parquets")
     total, warmup = plan_schedule(cfg, state, samples, world)
+    accum, global_batch = cfg.accum_freq, cfg.step_samples(world)
     torch.manual_seed(cfg.seed)
     model = models.create(cfg.model, device, cfg.grad_checkpointing)
-    optimizer = torch.optim.AdamW(models.weight_decay_groups(model, cfg.wd), lr=cfg.lr,
-                                  betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+    optimizer = make_optimizer(models.weight_decay_groups(model, cfg.wd), device, cfg.lr, (cfg.beta1, cfg.beta2),
+                               cfg.eps)
     precision = cfg.precision if cfg.precision != "auto" else ("amp_bf16" if device.type == "cuda" else "fp32")
     scaler = torch.amp.GradScaler("cuda") if precision == "amp" and device.type == "cuda" else None
     step, start = 0, None
     if state is not None:
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
+        set_optimizer_impl(optimizer, device)
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         step = state["step"]
@@ -203,6 +242,10 @@ def _loop(cfg: TrainConfig, rank: int, world: int, device, store, shards, config
         else:  # elastic resize or another order: the positions mean nothing now, start the next epoch afresh
             epoch = 1 + max((v[0] for v in data.get("positions", {}).values()), default=-1)
             start = {w: (epoch, 0) for w in range(world * max(1, cfg.workers))}
+        if state.get("global_batch", global_batch) != global_batch:
+            log.warning("the global batch changed from %d to %d samples per step (%d processes x batch %d x "
+                        "accum_freq %d): the learning rate is not rescaled", state["global_batch"], global_batch,
+                        world, cfg.batch_size, accum)
         log.info("resumed from %s at step %d of %d", store.url_of(where), step, total)
     del state
 
@@ -213,57 +256,61 @@ def _loop(cfg: TrainConfig, rank: int, world: int, device, store, shards, config
                          shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed, rank=rank, world_size=world,
                          workers=cfg.workers, start=start, max_pixels=cfg.max_image_pixels, skip_keys=found.repeated)
     loader = DataLoader(stream, batch_size=None, num_workers=cfg.workers, pin_memory=device.type == "cuda",
-                        prefetch_factor=4 if cfg.workers else None)
+                        prefetch_factor=max(4, 2 * accum) if cfg.workers else None)
     net = model
     if world > 1:
         device_ids = [device.index] if device.type == "cuda" else None
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    if cfg.compile:
+        compile_model(net, cfg.grad_checkpointing, world > 1)
     loss_fn = build_loss(cfg, rank, world)
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "amp_bf16"
                 else torch.autocast(device.type, dtype=torch.float16) if precision == "amp" and device.type == "cuda"
                 else contextlib.nullcontext())
+    runner = StepRunner(net, model, loss_fn, autocast=autocast, scaler=scaler, distributed=world > 1)
+    normalize = ImageNormalizer(mean, std, device)
     metrics = MetricsLog(store, cfg.run, total, cfg.tensorboard) if rank == 0 else None
     # this rank's workers only: the checkpoint merges every rank's dict, and another rank's start
     # positions (stale once that rank has trained) must not overwrite what it reports
     per_rank = max(1, cfg.workers)
     positions = {w: p for w, p in (start or {}).items() if w // per_rank == rank}
     counts: Counter = Counter()
-    window = Counter()
+    # Read on the host at log and checkpoint steps only: the losses of the window are summed on the
+    # device, and the first step whose loss was not finite is kept there too.
+    health = LossHealth(device)
+    window, waited = Counter(), Counter()
     # The random crops draw from the global generator (and iter() seeds the loader workers from
     # it): seeded as the model was, every rank would crop alike, and every resume replay step 0's.
     torch.manual_seed(random.Random(f"loader-{cfg.seed}-{rank}-{step}").getrandbits(63))
     batches = iter(loader)
-    t_window = time.perf_counter()
+    t_window, first_window = time.perf_counter(), True
     if metrics and step == 0:
         metrics.event("start", dataset=cfg.dataset, shards=len(shards), samples=samples,
                       unreadable_parquets=len(found.unreadable), skipped_rows=sum(found.skipped_rows.values()),
                       model=cfg.model,
                       world_size=world, total_steps=total, augment=cfg.augment, loss=cfg.loss,
-                      threads=torch.get_num_threads())
+                      threads=torch.get_num_threads(), accum_freq=accum, global_batch=global_batch,
+                      compile=cfg.compile)
     while step < total:
-        t0 = time.perf_counter()
-        try:
-            images, texts, info = next(batches)
-        except LaclipError as exc:
-            raise worker_error(exc) from None
-        t1 = time.perf_counter()
-        positions[info["worker"]] = (info["epoch"], info["consumed"])
-        counts.update(info["stats"])
+        micro, wait = [], 0.0
+        for _ in range(accum):  # the step's sub-batches (one without accumulation)
+            t0 = time.perf_counter()
+            try:
+                images, texts, info = next(batches)
+            except LaclipError as exc:
+                raise worker_error(exc) from None
+            wait += time.perf_counter() - t0
+            positions[info["worker"]] = (info["epoch"], info["consumed"])
+            counts.update(info["stats"])
+            micro.append((normalize(images.to(device, non_blocking=True)), texts.to(device, non_blocking=True)))
         lr = lr_at(step, cfg.lr, warmup, total)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        images, texts = images.to(device, non_blocking=True), texts.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
-        with autocast:
-            img_f, txt_f, scale = net(images, texts)
-            loss = loss_fn(img_f, txt_f, scale)
-        if not torch.isfinite(loss):
-            raise LaclipError(f"loss is {loss.item()} at step {step}: lower --lr or check the data")
-        if scaler is not None:
-            scaler.scale(loss).backward()
+        loss = runner(micro)
+        del micro
+        if scaler is not None and cfg.grad_clip:
             scaler.unscale_(optimizer)
-        else:
-            loss.backward()
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         scaler.step(optimizer) if scaler is not None else optimizer.step()
@@ -272,21 +319,34 @@ def _loop(cfg: TrainConfig, rank: int, world: int, device, store, shards, config
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
         step += 1
-        window.update(loss=loss.item(), steps=1, wait=t1 - t0, busy=time.perf_counter() - t0)
-        if step % cfg.log_every == 0 or step == total:
+        health.add(loss, step)
+        window.update(steps=1, wait=wait)
+        logs, saves = step % cfg.log_every == 0 or step == total, step % cfg.checkpoint_every == 0 or step == total
+        if logs or saves:
+            health.check(world)  # the one host sync of these steps; never a checkpoint of a diverged model
+        if logs:
             # on `device`: nccl has no CPU backend (gather() and barrier() find the GPU through the
             # torch.cuda.set_device of init_distributed)
-            mean_loss = torch.tensor([window["loss"] / window["steps"]], device=device)
+            mean_loss = health.take() / window["steps"]
             if world > 1:
                 dist.all_reduce(mean_loss)
                 mean_loss /= world
             elapsed = time.perf_counter() - t_window
+            data_wait = window["wait"] / max(elapsed, 1e-9)
             if metrics:
                 metrics.write(step, {"loss": mean_loss.item(), "lr": lr, "logit_scale": model.logit_scale.exp().item(),
-                                     "samples_per_s": window["steps"] * cfg.batch_size * world / elapsed,
-                                     "data_wait": window["wait"] / max(elapsed, 1e-9)})
-            window, t_window = Counter(), time.perf_counter()
-        if step % cfg.checkpoint_every == 0 or step == total:
+                                     "samples_per_s": window["steps"] * global_batch / elapsed,
+                                     "data_wait": data_wait})
+            if not first_window:  # the first holds the loader's start-up
+                waited.update(wait=window["wait"], elapsed=elapsed)
+                if rank == 0 and data_wait > cfg.data_wait_warn and not waited["warned"]:
+                    waited["warned"] = 1
+                    log.warning("the loader kept training waiting %.0f%% of the time over steps %d-%d (more than "
+                                "data_wait_warn %.0f%%): it is the bottleneck; give it more --workers (now %d per "
+                                "process, %d CPUs here) or faster storage", 100 * data_wait, step - window["steps"] + 1,
+                                step, 100 * cfg.data_wait_warn, cfg.workers, len(os.sched_getaffinity(0)))
+            window, t_window, first_window = Counter(), time.perf_counter(), False
+        if saves:
             all_positions = {}
             for part in gather(positions, world):
                 all_positions.update(part)
@@ -294,6 +354,7 @@ def _loop(cfg: TrainConfig, rank: int, world: int, device, store, shards, config
                 payload = {"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
                            "scaler": scaler.state_dict() if scaler is not None else {}, "step": step,
                            "total_steps": total, "warmup_steps": warmup, "config": config,
+                           "global_batch": global_batch,
                            "data": {"workers_total": world * max(1, cfg.workers),
                                     "positions": {str(k): list(v) for k, v in all_positions.items()}}}
                 lease.check()  # taken over while paused? then nothing is written
@@ -308,6 +369,8 @@ def _loop(cfg: TrainConfig, rank: int, world: int, device, store, shards, config
         summary.update(part)
     summary.update(unreadable_parquets=len(found.unreadable), skipped_rows=sum(found.skipped_rows.values()))
     if metrics:
+        if waited["elapsed"]:
+            summary["data_wait"] = round(waited["wait"] / waited["elapsed"], 3)
         metrics.event("done", step=step, **{k: summary[k] for k in sorted(summary)})
         metrics.close()
         bad = {k: summary[k] for k in BAD_INPUT if summary[k]}

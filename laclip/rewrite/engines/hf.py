@@ -16,21 +16,26 @@ class HFEngine(Engine):
     default_batch = 32
 
     def __init__(self, model: str, sampling: Sampling, device: str | None = None, dtype: str | None = None,
-                 fixed_length: bool = False):
+                 fixed_length: bool = False, loaded: tuple | None = None):
+        """`loaded`: (model, tokenizer) already in memory (bench/gpu.py builds a LLaMA-7B-shaped random
+        model on the GPU instead of writing 13 GB to disk and reading them back); `model` then only names it."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        path = check_model_dir(model, self.name)
-        self.model_path = str(path)
         self.sampling = sampling
         self.fixed_length = bool(fixed_length)  # benchmarks: always max_new_tokens, no stop
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         dt = dtype or ("bfloat16" if self.device.startswith("cuda") else "float32")
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
-            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dt))
-        except (OSError, ValueError) as exc:
-            raise EngineError(f"cannot load the checkpoint in {model}: {exc}") from None
+        if loaded is not None:
+            self.model_path, (self.model, self.tokenizer) = str(model), loaded
+        else:
+            path = check_model_dir(model, self.name)
+            self.model_path = str(path)
+            try:
+                self.tokenizer = AutoTokenizer.from_pretrained(path)
+                self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dt))
+            except (OSError, ValueError) as exc:
+                raise EngineError(f"cannot load the checkpoint in {model}: {exc}") from None
         self.model.to(self.device).eval()
         tok = self.tokenizer
         tok.padding_side = "left"
