@@ -96,6 +96,22 @@ def object_labels(component: str, run: str, dataset: str, cluster: ClusterOption
     return out
 
 
+def batch_job(component: str, name: str, run: str, dataset: str, cluster: ClusterOptions,
+              annotations: dict[str, str], spec: dict[str, Any]) -> dict[str, Any]:
+    """A batch/v1 Job with laclip's metadata (the Indexed Jobs of rewrite, import, eval and fetch)."""
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": check_name(cluster.namespace, "namespace"),
+            "labels": object_labels(component, run, dataset, cluster),
+            "annotations": annotations,
+        },
+        "spec": spec,
+    }
+
+
 def image_for(component: str, cluster: ClusterOptions) -> str:
     if cluster.image:
         return cluster.image

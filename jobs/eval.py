@@ -13,7 +13,7 @@ from typing import Any
 from laclip.eval.config import EvalConfig, slug
 from laclip.eval.request import apply_checkpoint
 from laclip_jobs.common import (
-    EXIT_PERMANENT, apply_gke_pod_spec, base_env, check_label_value, check_name, image_for, labels, object_labels,
+    EXIT_PERMANENT, apply_gke_pod_spec, base_env, batch_job, check_label_value, check_name, image_for, labels,
     resources,
 )
 
@@ -84,16 +84,7 @@ def render(cfg: EvalConfig) -> list[dict[str, Any]]:
     if cluster.queue:
         spec["suspend"] = True  # Kueue admits (unsuspends) it when the queue has quota
     spec["template"] = {"metadata": {"labels": labels(COMPONENT, cfg.run, dataset)}, "spec": pod_spec}
-    job = {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": name,
-            "namespace": check_name(cluster.namespace, "namespace"),
-            "labels": object_labels(COMPONENT, cfg.run, dataset, cluster),
-            "annotations": {DATASETS_ANNOTATION: ",".join(cfg.datasets), TASKS_ANNOTATION: ",".join(cfg.tasks),
-                            **({SUITES_ANNOTATION: ",".join(cfg.suites)} if cfg.suites else {})},
-        },
-        "spec": spec,
-    }
+    job = batch_job(COMPONENT, name, cfg.run, dataset, cluster,
+                    {DATASETS_ANNOTATION: ",".join(cfg.datasets), TASKS_ANNOTATION: ",".join(cfg.tasks),
+                     **({SUITES_ANNOTATION: ",".join(cfg.suites)} if cfg.suites else {})}, spec)
     return [apply_checkpoint(job, cfg)]

@@ -15,9 +15,8 @@ from laclip.cluster import stamp
 from laclip.eval.config import slug
 from laclip.fetch.config import FetchConfig
 from laclip_jobs.common import (
-    EXIT_PERMANENT, apply_gke_pod_spec, base_env, check_label_value, check_name, check_subdomain, image_for,
-    kubelet_literal,
-    object_labels, labels, resources,
+    EXIT_PERMANENT, apply_gke_pod_spec, base_env, batch_job, check_label_value, check_name, check_subdomain,
+    image_for, kubelet_literal, labels, resources,
 )
 
 COMPONENT = "get-eval"
@@ -77,15 +76,5 @@ def render(cfg: FetchConfig) -> list[dict[str, Any]]:
     if cluster.queue:
         spec["suspend"] = True
     spec["template"] = {"metadata": {"labels": labels(COMPONENT, cfg.run, label)}, "spec": pod_spec}
-    job = {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": name,
-            "namespace": check_name(cluster.namespace, "namespace"),
-            "labels": object_labels(COMPONENT, cfg.run, label, cluster),
-            "annotations": {DATASETS_ANNOTATION: ",".join(cfg.datasets)},
-        },
-        "spec": spec,
-    }
+    job = batch_job(COMPONENT, name, cfg.run, label, cluster, {DATASETS_ANNOTATION: ",".join(cfg.datasets)}, spec)
     return [stamp(job)]

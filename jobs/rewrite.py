@@ -24,7 +24,7 @@ from laclip.errors import UsageError
 from laclip.rewrite.config import RewriteConfig
 from laclip.storage.gcs import BUCKET_RULE, valid_bucket
 from laclip_jobs.common import (
-    EXIT_PERMANENT, apply_gke_pod_spec, base_env, check_name, image_for, kubelet_literal, labels, object_labels,
+    EXIT_PERMANENT, apply_gke_pod_spec, base_env, batch_job, check_name, image_for, kubelet_literal, labels,
     resources, stamp,
 )
 
@@ -126,19 +126,9 @@ def render(cfg: RewriteConfig) -> list[dict[str, Any]]:
     }
     if cluster.queue:
         job_spec["suspend"] = True  # Kueue admits (unsuspends) it when the queue has quota
-    job = {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": run,
-            "namespace": check_name(cluster.namespace, "namespace"),
-            "labels": object_labels(COMPONENT, run, cfg.dataset, cluster),
-            "annotations": {
-                "laclip.dev/rewrite-id": rewrite_id,
-                "laclip.dev/output": f"{root.rstrip('/')}/{layout.rewrite_folder(cfg.dataset, rewrite_id)}/",
-                "laclip.dev/shards": str(num_shards),
-            },
-        },
-        "spec": job_spec,
-    }
+    job = batch_job(COMPONENT, run, run, cfg.dataset, cluster, {
+        "laclip.dev/rewrite-id": rewrite_id,
+        "laclip.dev/output": f"{root.rstrip('/')}/{layout.rewrite_folder(cfg.dataset, rewrite_id)}/",
+        "laclip.dev/shards": str(num_shards),
+    }, job_spec)
     return [stamp(job)]

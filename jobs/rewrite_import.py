@@ -18,7 +18,7 @@ from laclip import layout
 from laclip.errors import UsageError
 from laclip.rewrite_import.config import ImportConfig
 from laclip_jobs.common import (
-    EXIT_PERMANENT, apply_gke_pod_spec, base_env, check_name, image_for, kubelet_literal, labels, object_labels,
+    EXIT_PERMANENT, apply_gke_pod_spec, base_env, batch_job, check_name, image_for, kubelet_literal, labels,
     resources, stamp,
 )
 
@@ -63,18 +63,8 @@ def render(cfg: ImportConfig) -> list[dict[str, Any]]:
     }
     if cluster.queue:
         job_spec["suspend"] = True
-    job = {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": run,
-            "namespace": check_name(cluster.namespace, "namespace"),
-            "labels": object_labels(COMPONENT, run, cfg.dataset, cluster),
-            "annotations": {
-                "laclip.dev/rewrite-id": rewrite_id,
-                "laclip.dev/output": f"{root.rstrip('/')}/{layout.rewrite_folder(cfg.dataset, rewrite_id)}/",
-            },
-        },
-        "spec": job_spec,
-    }
+    job = batch_job(COMPONENT, run, run, cfg.dataset, cluster, {
+        "laclip.dev/rewrite-id": rewrite_id,
+        "laclip.dev/output": f"{root.rstrip('/')}/{layout.rewrite_folder(cfg.dataset, rewrite_id)}/",
+    }, job_spec)
     return [stamp(job)]
