@@ -28,6 +28,7 @@ import tempfile
 import time
 
 from bench._train_common import machine
+from laclip import layout
 
 SOURCES = ("chatgpt", "bard", "mscoco", "human")
 PER_SHARD = 10_000
@@ -63,7 +64,7 @@ def generate(folder: str, rows: int, kept: float, seed: int = 0) -> dict:
             for i, c in enumerate(captions):
                 f.write(f"a {s} style picture showing {c} in rewrite {i}\n")
     root = os.path.join(folder, "store")
-    shard_dir = os.path.join(root, "datasets", "bench")
+    shard_dir = os.path.join(root, layout.dataset_folder("bench"))
     os.makedirs(shard_dir, exist_ok=True)
     mine = [c for c in captions if rng.random() < kept]
     for i in range(0, len(mine), 100):  # 1 % of the samples have a caption the release lacks

@@ -206,9 +206,10 @@ def _written_elsewhere(owners: list[dict], store) -> str | None:
     """The root a rewrite Job writes to (its `laclip.dev/output` annotation), when that is not
     the store laclip reads here: its progress there would read as 0 shards."""
     output = _first(owners, "laclip.dev/output", "annotations")
-    if store is None or not output or output.rstrip("/").count("/") < 3:
+    root = layout.root_of_rewrite_url(output) if output else None
+    if store is None or root is None:
         return None
-    root, here = output.rstrip("/").rsplit("/", 3)[0], store.url.rstrip("/")  # ROOT/rewrites/DATASET/ID
+    here = store.url.rstrip("/")
     # Only a gs:// side is compared: a local folder may be written as a path or as a file: URL.
     return root if root != here and "gs://" in (root[:5], here[:5]) else None
 

@@ -56,6 +56,12 @@ def rewrite_folder(dataset: str, rewrite_id: str) -> str:
     return join(REWRITES, dataset, rewrite_id)
 
 
+def root_of_rewrite_url(url: str) -> str | None:
+    """The store root of `ROOT/rewrites/DATASET/ID[/]` (a rewrite Job's output annotation), else None."""
+    parts = url.rstrip("/").rsplit("/", 3)
+    return parts[0] if len(parts) == 4 and parts[1] == REWRITES and parts[0] else None
+
+
 def rewrite_record(dataset: str, rewrite_id: str) -> str:
     return join(rewrite_folder(dataset, rewrite_id), RECORD)
 

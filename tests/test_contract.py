@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("laclip", "jobs", "cli")
+PACKAGES = ("laclip", "jobs", "cli", "bench")
 PREFIXES = ("datasets", "rewrites", "checkpoints", "evals", "leases")
 PATH_LIKE = re.compile(r"(^|[/{}'\"])(%s)/" % "|".join(PREFIXES))
 
