@@ -4,7 +4,6 @@ image pull failure, a failed index, succeeded, and a Job waiting for Kueue admis
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import subprocess
 import sys
@@ -14,64 +13,10 @@ from typer.testing import CliRunner
 
 from laclip import layout
 from laclip_cli.main import app
-from laclip_jobs.status import format_indexes, parse_indexes, rate_and_eta, summarise
-
 from .conftest import CONFIGMAPS, EVENTS, JOBS, PODS, VOLCANO, WORKLOADS
-
-NS = "laclip"
-REWRITE = "rewrite-demo-1122-0412-a3f9"
-TRAIN = "train-demo-1122-0500-bb01"
-EVAL = "eval-demo-1122-0600-cc02"
-QUEUED = "rewrite-demo-1122-0700-dd03"
-REWRITE_ID = "vllm-llama-7b-31f31af8d1"  # where the rewrite writes: rewrites/<dataset>/<rewrite-id>/
-RESULT_ID = "5d41402abc4b"  # names the settings of an eval result (laclip.eval.results.result_id)
-NOW = dt.datetime.now(dt.timezone.utc)
-
-
-def ts(minutes_ago: float) -> str:
-    """A timestamp relative to the moment the object is built (not to module import)."""
-    now = dt.datetime.now(dt.timezone.utc)
-    return (now - dt.timedelta(minutes=minutes_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def labels(run, stage, dataset="demo", **extra):
-    return {"app.kubernetes.io/name": "laclip", "app.kubernetes.io/component": stage,
-            "app.kubernetes.io/managed-by": "laclip", "laclip.dev/run": run, "laclip.dev/dataset": dataset, **extra}
-
-
-def job(run, stage, name, spec=None, status=None, extra_labels=None, annotations=None):
-    return {"apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": name, "namespace": NS, "labels": labels(run, stage, **(extra_labels or {})),
-                         "annotations": annotations or {}, "creationTimestamp": ts(60), "uid": f"uid-{name}"},
-            "spec": {"template": {"spec": {"containers": [{"name": stage, "image": "img"}],
-                                           "restartPolicy": "Never"}}, **(spec or {})},
-            "status": status or {}}
-
-
-def pod(run, stage, name, phase, index=None, status=None, minutes_ago=30):
-    lab = labels(run, stage)
-    if index is not None:
-        lab["batch.kubernetes.io/job-completion-index"] = str(index)
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": NS, "labels": lab, "creationTimestamp": ts(minutes_ago)},
-            "spec": {"containers": [{"name": "gke-gcsfuse-sidecar", "image": "gcsfuse"},  # GKE injects it
-                                    {"name": stage, "image": "img"}]},
-            "status": {"phase": phase, **(status or {})}}
-
-
-def cstatus(state, name="rewrite"):
-    return {"name": name, "state": state, "image": "bad/rewrite:0.1.0", "imageID": "", "ready": False,
-            "restartCount": 0}
-
-
-def event(name, kind, reason, message, type_="Warning"):
-    return {"apiVersion": "v1", "kind": "Event",
-            "metadata": {"name": f"{name}.{reason.lower()}", "namespace": NS},
-            "involvedObject": {"kind": kind, "name": name, "namespace": NS},
-            "reason": reason, "message": message, "type": type_, "lastTimestamp": ts(1)}
-
-
-UNSCHEDULABLE = "0/4 nodes are available: 4 Insufficient nvidia.com/gpu. preemption: 0/4 nodes are available"
+from .status_objects import (
+    EVAL, NS, QUEUED, RESULT_ID, REWRITE, REWRITE_ID, TRAIN, UNSCHEDULABLE, cstatus, event, job, labels, pod, ts,
+)
 
 
 @pytest.fixture
@@ -310,40 +255,6 @@ def test_unreadable_kubeconfig_is_a_clear_error(tmp_path):
         assert "cannot read the kubeconfig" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_index_sets_and_eta():
-    assert parse_indexes("0-2,5,7-8") == [0, 1, 2, 5, 7, 8]
-    assert format_indexes([8, 7, 5, 2, 1, 0]) == "0-2,5,7-8"
-    assert parse_indexes("") == [] and format_indexes([]) == ""
-    rate, eta = rate_and_eta(10, 40, NOW - dt.timedelta(hours=2), NOW)
-    assert rate == pytest.approx(5.0) and eta == dt.timedelta(hours=6)
-    assert rate_and_eta(0, 40, NOW, NOW) == (None, None)
-
-
-def test_summarise_ignores_other_runs_and_succeeded_noise():
-    other = job("other-run", "rewrite", "other", {"completions": 2, "completionMode": "Indexed"},
-                {"completedIndexes": "0-1"})
-    done = job(EVAL, "eval", EVAL, {"completions": 1}, {"succeeded": 1, "startTime": ts(9), "completionTime": ts(1),
-                                                       "conditions": [{"type": "Complete", "status": "True"}]})
-    old = event(EVAL, "Job", "BackoffLimitExceeded", "old warning")
-    st = summarise(EVAL, [other, done], [], [], [old]).stages
-    assert list(st) == ["eval"] and st["eval"].state == "Succeeded" and st["eval"].reasons == []
-
-
-
-def test_many_pods_with_one_problem_make_one_line():
-    """500 shards stuck on the same quota must not print 500 lines; a pod that got scheduled
-    since its FailedScheduling event is no longer reported."""
-    j = job(REWRITE, "rewrite", REWRITE, {"completions": 4, "completionMode": "Indexed"}, {"active": 4})
-    stuck = {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                             "message": UNSCHEDULABLE}]}
-    pods = [pod(REWRITE, "rewrite", f"{REWRITE}-{i}-x", "Pending", i, stuck) for i in range(3)]
-    pods.append(pod(REWRITE, "rewrite", f"{REWRITE}-3-x", "Running", 3))
-    events = [event(p["metadata"]["name"], "Pod", "FailedScheduling", UNSCHEDULABLE) for p in pods]
-    st = summarise(REWRITE, [j], [], pods, events).stages["rewrite"]
-    assert st.reasons == [f"3 pods ({REWRITE}-0-x, {REWRITE}-1-x, ...): unschedulable: {UNSCHEDULABLE}",
-                          f"3 pods ({REWRITE}-0-x, {REWRITE}-1-x, ...): FailedScheduling: {UNSCHEDULABLE}"]
-
-
 def test_status_json_and_cancel_one_stage(populated, store):
     import json
 
@@ -378,18 +289,6 @@ def test_forbidden_kueue_workloads_are_skipped_but_forbidden_jobs_are_an_error(p
     assert "forbidden in namespace 'laclip'" in str(result.exception)
 
 
-def test_eval_jobs_per_checkpoint_add_up():
-    """Training queues an eval Job per checkpoint under its own run id: three finished Jobs are
-    three completions of three, not one (their indexes all start at 0)."""
-    done = {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
-    jobs = [job(TRAIN, "eval", f"eval-{TRAIN}-step-{n}", {"completions": 1}, done) for n in (1, 2)]
-    jobs.append(job(TRAIN, "eval", f"eval-{TRAIN}-step-3", {"completions": 2, "completionMode": "Indexed"},
-                    {"completedIndexes": "0", "failedIndexes": "1",
-                     "conditions": [{"type": "Failed", "status": "True"}]}))
-    st = summarise(TRAIN, jobs, [], [], []).stages["eval"]
-    assert (st.completions, st.completed, st.failed) == (4, [0, 1, 2], [3])
-
-
 def test_a_failed_stage_stops_its_clock_and_has_no_eta(cluster, store):
     run = "rewrite-demo-1122-0800-ff05"
     cluster.add(JOBS, job(run, "rewrite", run, {"completions": 8, "completionMode": "Indexed"},
@@ -414,26 +313,6 @@ def test_rewrite_of_some_shards_counts_against_its_own_total(cluster, store):
 
     doc = json.loads(run_cli(store, "status", run, "--json").stdout)
     assert doc["stages"]["rewrite"]["store"]["shards_total"] == 3
-
-
-def test_kueue_reason_is_what_blocks_admission():
-    from laclip_jobs.status import workload_reason
-
-    def wl(*conditions):
-        return {"spec": {"queueName": "laclip-a100"},
-                "status": {"conditions": [{"type": t, "status": s, "message": m} for t, s, m in conditions]}}
-
-    reserved = ("QuotaReserved", "True", "Quota reserved in ClusterQueue laclip")
-    # quota reserved, admission checks pending: the reserved quota is not why it waits
-    assert workload_reason(wl(reserved, ("Admitted", "False", "The workload has not all checks ready"))) \
-        == "Kueue: The workload has not all checks ready"
-    assert workload_reason(wl(("QuotaReserved", "False", "insufficient quota"),
-                              ("Evicted", "True", "Preempted to accommodate a higher priority Workload"))) \
-        == "Kueue: Preempted to accommodate a higher priority Workload"
-    # a finished Workload (newer Kueue clears Admitted on finish) waits for nothing
-    assert workload_reason(wl(("Admitted", "False", "The workload has no reservation"),
-                              ("Finished", "True", "Job finished successfully"))) is None
-    assert workload_reason(wl()) == "Kueue: waiting for admission in LocalQueue laclip-a100"
 
 
 def test_progress_of_a_run_in_another_store_is_not_read_as_zero(cluster, store):
