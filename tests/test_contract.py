@@ -121,3 +121,28 @@ def test_every_entrypoint_reads_its_config_one_way(module, tmp_path):
         assert proc.returncode == EXIT_PERMANENT, (args, proc.stderr)
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
         assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+
+STYLES = "bold|dim|italic|underline|reverse|red|green|yellow|blue|magenta|cyan|white|b|i|u"
+MARKUP = re.compile(rf"\[(/({STYLES})?|({STYLES})( [^\]]*)?)\]")
+
+
+def markup_spellings(tree) -> list[tuple[int, str]]:
+    """String constants (f-string parts included) that hold rich markup tags: every console here reads no
+    markup, so a tag is printed as text; style comes from `styled` only."""
+    skip = docstrings(tree)
+    return [(node.lineno, node.value) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skip
+            and MARKUP.search(node.value)]
+
+
+def test_no_rich_markup_is_spelled_in_messages():
+    offenders = [f"{path.relative_to(REPO)}:{line}: {text!r}" for path, tree in sources(*PACKAGES)
+                 for line, text in markup_spellings(tree)]
+    assert not offenders, "\n".join(offenders)
+
+
+def test_the_check_finds_spelled_markup():
+    for code in ('err.print(f"[yellow]warning:[/] {w}")', 'out.print("[bold]done[/bold]")', 'x = "[red on white]x"'):
+        assert markup_spellings(ast.parse(code)), code
+    for code in ('x = "gs://b/p"', 'x = "a[0]"', 'x = "{00000..NNNNN}.tar"', 'x = "[x]"', 'x = "()[]{}"'):
+        assert not markup_spellings(ast.parse(code)), code

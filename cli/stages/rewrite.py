@@ -8,9 +8,7 @@ from typing import Callable, Optional
 
 from laclip.errors import LaclipError, UsageError
 from laclip.rewrite.config import RewriteConfig
-from rich.markup import escape
-
-from laclip_cli.console import err, out
+from laclip_cli.console import err, out, styled
 from laclip_cli.stage import Context, Flag, Option, Stage, cluster_flags
 
 DEFAULT_MODEL = "llama-7b"  # gs://ROOT/models/llama-7b: upload the weights there once
@@ -163,7 +161,7 @@ def run_here(cfg: RewriteConfig, *, workers: int | None = None,
     store = open_store(cfg.root)
     cfg, warning = cfg.check().for_this_machine()
     if warning:
-        err.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+        err.print(styled(("warning:", "yellow"), " ", warning), soft_wrap=True)
     if cfg.engine in ("hf", "backtranslate"):
         from laclip.rewrite.engines.base import check_model_dir
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from laclip.config import ClusterOptions
 from laclip.errors import UsageError
+from laclip.rewrite.wordnet import OPERATIONS
 
 ENGINES = ("vllm", "hf", "eda", "backtranslate", "openai", "null")
 BUILTIN_SOURCES = ("chatgpt", "bard", "coco", "human")
@@ -32,10 +33,16 @@ FILTER_VERSION = 2
 EXECUTION_OPTIONS = frozenset({"delay_s", "gpu_memory_utilization", "timeout_s", "retries"})
 # The options each engine's constructor takes (laclip.rewrite.engines; a test keeps the two in step), as
 # (type, check, rule): an unknown or ill-typed --engine-option is refused at submit, before any index starts.
+def _is_operations(value: str) -> bool:
+    names = [n.strip() for n in value.split(",")]
+    return any(names) and all(n in OPERATIONS for n in names if n)
+
+
 _FRACTION = (float, lambda v: 0 < v <= 1, "a fraction in (0, 1]")
 ENGINE_OPTIONS: dict[str, dict[str, tuple]] = {
     "null": {"delay_s": (float, lambda v: 0 <= v <= 3600, "seconds, 0 to 3600")},
-    "eda": {"alpha": _FRACTION, "wordnet": (bool, None, "true or false")},
+    "eda": {"alpha": _FRACTION, "wordnet": (bool, None, "true or false"),
+            "operations": (str, _is_operations, f"a comma-separated subset of {', '.join(OPERATIONS)}")},
     "hf": {"device": (str, lambda v: re.fullmatch(r"cpu|mps|cuda(:\d+)?", v), "cpu, cuda, cuda:N or mps"),
            "dtype": (str, lambda v: v in ("float32", "float16", "bfloat16"), "float32, float16 or bfloat16"),
            "fixed_length": (bool, None, "true or false")},
@@ -47,6 +54,8 @@ ENGINE_OPTIONS: dict[str, dict[str, tuple]] = {
     "openai": {"timeout_s": (float, lambda v: 0 < v <= 86400, "seconds, above 0 and at most 86400"),
                "retries": (int, lambda v: 0 <= v <= 100, "a count, 0 to 100")},
 }
+
+
 SECRET_QUERY = re.compile(r"(api[-_]?key|key|token|secret|password|passwd|pwd|sig|signature|auth|credential)s?",
                           re.IGNORECASE)
 

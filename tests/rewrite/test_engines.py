@@ -268,6 +268,9 @@ def test_eda_operations_are_in_the_rewrite_id_and_never_silently_fewer(monkeypat
     here, warning = full.for_this_machine()
     assert here.eda_operations() == ("swap", "delete") and "replace, insert cannot run here" in warning
     assert here.resolved_rewrite_id() == fewer.resolved_rewrite_id()
+    assert here.check() is here and fewer.check() is fewer  # the pods' own check takes what the CLI chose
+    with pytest.raises(UsageError, match="wants a comma-separated subset"):
+        RewriteConfig(dataset="demo", engine="eda", engine_options={"operations": "swap,shuffle"}).check()
     with pytest.raises(UsageError, match="need WordNet"):
         make_engine(full)
     with pytest.warns(RuntimeWarning, match="without replace, insert"):
