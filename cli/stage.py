@@ -80,6 +80,12 @@ class Stage:
     options: list[Option] = field(default_factory=list)
     bucket_paths: Callable[[Any], list[str]] = lambda cfg: [cfg.root]
     local_default: bool = False  # runs here unless --cluster (a CPU stage such as rewrite import)
+    component: str = ""  # the app.kubernetes.io/component label of its objects [default: the name]
+    submit: bool = True  # a command of `laclip submit` (rewrite import is `laclip rewrites import`)
+
+    @property
+    def label(self) -> str:
+        return self.component or self.name
 
     def flag_names(self) -> dict[str, str]:
         """field path -> the flag a user types, for error messages."""
@@ -197,10 +203,11 @@ def drive(stage: Stage, flag_values: dict, fields: dict[str, Flag], *, config_fi
         sys.stdout.write(dump_yaml(objects))
         return
     from laclip import cluster
+    from laclip_jobs.backends import RESOURCES
     from laclip_jobs.common import check_images_configured
 
     check_images_configured(objects)
-    outcomes = cluster.create(objects, context=kube_context)
+    outcomes = cluster.create(objects, RESOURCES, context=kube_context)
     for kind, name, outcome in outcomes:
         ns = next(o["metadata"]["namespace"] for o in objects if o["metadata"]["name"] == name)
         if outcome == "created":

@@ -153,6 +153,6 @@ STAGE = Stage(
     name="import", help="Import released rewrites (the LaCLIP paper's files, or any line-aligned ones) onto a "
                         "dataset: joined by caption, written as a rewrite set. Runs here unless --cluster.",
     config=ImportConfig, flags=FLAGS, build=build, render=render, run_local=run_local, check=check,
-    submitted=submitted, local_default=True,
+    submitted=submitted, local_default=True, component="rewrite-import", submit=False,
     bucket_paths=lambda cfg: [cfg.root, cfg.original, *cfg.sources.values()],
 )

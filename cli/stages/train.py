@@ -1,6 +1,7 @@
-"""`laclip submit train`: the TorchX dist.ddp AppDef, rendered for GKE as a JobSet (Kueue's unit of
-admission: --queue, --flex-start, --topology) or as TorchX's Volcano Job (--scheduler volcano);
---dry-run prints it, --local runs the AppDef's own torchrun command here whatever the scheduler."""
+"""`laclip submit train`: the TorchX dist.ddp AppDef, rendered for GKE by the backend --scheduler names
+(laclip_jobs.backends: a JobSet, Kueue's unit of admission for --queue, --flex-start, --topology; TorchX's
+Volcano Job; Kubeflow Trainer's TrainJob); --dry-run prints it, --local runs the AppDef's own torchrun
+command here whatever the scheduler."""
 
 from __future__ import annotations
 
@@ -12,14 +13,16 @@ from laclip.errors import EXIT_PERMANENT, LaclipError, UsageError
 from laclip.train.config import TrainConfig
 from laclip_cli.console import out
 from laclip_cli.stage import Context, Flag, Option, Stage, cluster_flags
+from laclip_jobs import backends
 
 
 def _names(text: str) -> list[str]:
     return [d.strip() for d in text.split(",") if d.strip()]
 
 
-QUEUE_HELP = ("Kueue LocalQueue of the JobSet (it waits there, suspended, for admission); with --scheduler volcano "
-              "the Volcano queue [default: none; laclip-flex with --flex-start; Volcano: default]")
+QUEUE_HELP = ("Kueue LocalQueue of the JobSet or TrainJob (it waits there, suspended, for admission); with "
+              "--scheduler volcano the Volcano queue [default: none; laclip-flex with --flex-start; Volcano: default]")
+SCHEDULER_HELP = "how the cluster runs it: " + "; ".join(f"{name}: {b.help}" for name, b in backends.TRAIN.items())
 FLAGS = [
     Flag("dataset", ("--dataset",)),
     Flag("rewrites", ("--rewrites",)),
@@ -48,7 +51,7 @@ FLAGS = [
     Flag("seed", ("--seed",), "seeds data order, initialisation and crops  [default: 0]"),
     Flag("run", ("--run",)),
     Flag("nodes", ("--nodes",), "nodes: N, or MIN:MAX (elastic, --scheduler volcano only)  [default: 1]"),
-    Flag("scheduler", ("--scheduler",)),
+    Flag("scheduler", ("--scheduler",), SCHEDULER_HELP),
     Flag("flex_start", ("--flex-start",)),
     Flag("topology", ("--topology",)),
     Flag("topology_level", ("--topology-level",)),
@@ -75,6 +78,7 @@ def build(stage: Stage, values: dict, sets: list[str], ctx: Context) -> TrainCon
     # A fresh owner token per submission: its own restarts may take the run's lease, nothing else may.
     defaults = {"preset": "auto", "root": ctx.root, "run": "-", "owner": secrets.token_hex(8)}
     cfg = load_config(stage.config, merge(defaults, values), sets=sets, flags=stage.flag_names())
+    backends.scheduler(cfg.scheduler)  # a typo'd --scheduler is refused by --local and --dry-run too
     if cfg.run == "-":  # as long as the scheduler's pod names allow for this many nodes
         from laclip_jobs.train import run_id_limit
 
@@ -116,8 +120,10 @@ def estimate(cfg: TrainConfig):
 
 
 def submitted(cfg: TrainConfig, objects: list[dict], outcomes: list, ctx: Context) -> None:
+    from laclip_jobs.backends import for_object
+
     ns = cfg.cluster.namespace
-    kind = "jobsets.jobset.x-k8s.io" if cfg.scheduler == "jobset" else "jobs.batch.volcano.sh"
+    kind = for_object(objects[0]).resource.kubectl
     out.print(f"watch: laclip status {cfg.run}  (kubectl get {kind},pods -n {ns} "
               f"-l laclip.dev/run={cfg.run})", markup=False, soft_wrap=True)
 
@@ -148,7 +154,7 @@ def run_local(cfg: TrainConfig, ctx: Context) -> None:
 
 STAGE = Stage(
     name="train", help="Train CLIP / LaCLIP: DDP (torchrun via TorchX) on GKE GPU node pools, as a JobSet under "
-                       "Kueue or a Volcano Job.",
+                       "Kueue, a Volcano Job or a Kubeflow Trainer TrainJob.",
     config=TrainConfig, flags=FLAGS, options=OPTIONS, build=build, check=check, render=render,
     run_local=run_local, estimate=estimate, submitted=submitted,
 )

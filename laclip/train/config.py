@@ -20,7 +20,6 @@ Precision = Literal["auto", "amp_bf16", "amp", "fp32"]
 # Whole-Job restarts on Spot VMs unless --max-job-retries says otherwise: a multi-day run survives
 # that many preemptions, while a run that crashes on every start still ends.
 SPOT_JOB_RETRIES = 20
-Scheduler = Literal["jobset", "volcano"]
 TopologyMode = Literal["preferred", "required"]
 # GKE labels nodes with their place in the data centre (block > sub-block > host); a block is the
 # largest domain of low-latency links (manifests/components/kueue-topology names these levels).
@@ -115,10 +114,11 @@ class TrainConfig(BaseModel):
     max_job_retries: Optional[int] = Field(None, ge=0, le=10_000, description=
                                            "restarts of the whole job after a pod fails or is evicted, each from "
                                            "the newest checkpoint [default: --max-restarts; 20 with --spot]")
-    # How the cluster runs the AppDef (laclip_jobs.train): a JobSet that Kueue admits as one workload
-    # (GKE's mainstream for multi-node GPU jobs), or the Volcano Job of TorchX's own scheduler.
-    scheduler: Scheduler = Field("jobset", description="jobset (JobSet, admitted by Kueue with --queue) or volcano "
-                                                       "(TorchX's Volcano Job; elastic --nodes MIN:MAX)")
+    # How the cluster runs the AppDef: the name of a training backend (laclip_jobs.backends.TRAIN, which
+    # checks it): a JobSet that Kueue admits as one workload (GKE's mainstream for multi-node GPU jobs),
+    # the Volcano Job of TorchX's own scheduler, or Kubeflow Trainer's TrainJob.
+    scheduler: str = Field("jobset", pattern=r"^[a-z][a-z0-9-]{0,30}$",
+                           description="how the cluster runs it: jobset, volcano or trainjob")
     flex_start: bool = Field(False, description="GKE flex-start (Dynamic Workload Scheduler): Kueue's "
                                                 "ProvisioningRequest check gets all nodes at once from a node "
                                                 "pool created with queued provisioning [queue: laclip-flex]")
@@ -173,10 +173,6 @@ class TrainConfig(BaseModel):
         if not 0 < lo <= hi <= 1:
             raise ValueError(f"crop scale {self.crop_scale} must satisfy 0 < min <= max <= 1")
         self.nnodes()  # validates the format
-        if self.scheduler == "volcano" and (self.flex_start or self.topology):
-            flag = "--flex-start" if self.flex_start else "--topology"
-            raise ValueError(f"{flag} needs --scheduler jobset: it works through Kueue, which cannot admit a "
-                             "Volcano Job")
         if self.flex_start and self.cluster.gpus < 1:
             raise ValueError("--flex-start provisions GPU nodes: it needs --gpus-per-node of at least 1")
         if self.flex_start and self.cluster.spot:

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from laclip.cluster import ClusterError
 from laclip.storage import open_store
 from laclip_cli.main import app
-from laclip_jobs.status import jobset_state, summarise
+from laclip_jobs.backends.jobset import BACKEND as JOBSET
+from laclip_jobs.status import summarise
 
 from .conftest import JOBS, JOBSETS, PODS, PROVISIONING, WORKLOADS, Emulator, point_kubeconfig
 from .test_ops_status import labels, pod, ts
@@ -192,18 +193,18 @@ def js(status=None, suspend=False, labels_=None, **spec) -> dict:
 
 
 def test_jobset_states():
-    failed = jobset_state(js({"restarts": 4, "restartsCountTowardsMax": 3, "conditions": [
+    failed = JOBSET.state(js({"restarts": 4, "restartsCountTowardsMax": 3, "conditions": [
         {"type": "Failed", "status": "True", "reason": "ReachedMaxRestarts",
          "message": "jobset failed due to reaching max number of restarts"}]}))
     assert failed.state == "Failed" and "reaching max number of restarts; restarts: 4 (3 of at most 3" in failed.detail
-    permanent = jobset_state(js({"conditions": [{"type": "Failed", "status": "True", "reason": "FailedJobs",
+    permanent = JOBSET.state(js({"conditions": [{"type": "Failed", "status": "True", "reason": "FailedJobs",
                                                   "message": "failed due to FailJobSet rule PermanentError"}]}))
     assert (permanent.state, permanent.detail) == ("Failed", "failed due to FailJobSet rule PermanentError")
-    assert jobset_state(js(suspend=True)).detail == "suspended (spec.suspend=true)"
-    pending = jobset_state(js({"replicatedJobsStatus": [{"name": "main", "ready": 0, "active": 1}]}))
+    assert JOBSET.state(js(suspend=True)).detail == "suspended (spec.suspend=true)"
+    pending = JOBSET.state(js({"replicatedJobsStatus": [{"name": "main", "ready": 0, "active": 1}]}))
     assert (pending.state, pending.detail) == ("Pending", "0 of 1 job(s) ready, 1 active")
     # a failed run is a failed stage, with the reason; its pods' exit shows why
-    st = summarise(RUN, [], [], [], [], jobsets=[js({"conditions": [
+    st = summarise(RUN, [js({"conditions": [
         {"type": "Failed", "status": "True", "message": "failed due to FailJobSet rule PermanentError"}]})])
     assert st.stages["train"].state == "Failed"
     assert st.stages["train"].reasons == [f"JobSet {RUN}: failed due to FailJobSet rule PermanentError"]

@@ -21,7 +21,7 @@ from laclip.config import ClusterOptions
 from laclip.errors import EXIT_PERMANENT, UsageError
 from laclip.train.config import SPOT_JOB_RETRIES, TrainConfig, preset
 from laclip_cli.main import app
-from laclip_jobs import jobset
+from laclip_jobs.backends import jobset
 from laclip_jobs.train import pod_templates, render
 from tests import crd_schema
 
