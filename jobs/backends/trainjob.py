@@ -8,12 +8,13 @@ through `runtimePatches` (v2.3's successor of podTemplateOverrides) the GKE patc
 may carry: nodeSelector, tolerations, service account, pod and container security contexts,
 /dev/shm and /tmp, and the laclip labels on the JobSet, its Jobs and pods.
 
-What a TrainJob cannot patch lives in the runtime it names: ClusterTrainingRuntime `laclip-torch`
-(`runtime()`; shipped as manifests/components/trainer, a test keeps the two equal), not Trainer's
-own `torch-distributed`, whose Job retries a pod up to 6 times (a permanent error too) and whose
-JobSet fails on any pod failure (a Spot reclaim ends the run). laclip-torch has the JobSet backend's
-failure policies: EXIT_PERMANENT fails the JobSet at once, a disruption restarts the gang without
-counting, anything else restarts it up to RUNTIME_MAX_RESTARTS times; and Workload Identity's token.
+What a TrainJob cannot patch lives in the runtime it names: ClusterTrainingRuntime `laclip-torch`, or
+`laclip-torch-spot` on Spot VMs (`runtime()`; shipped as manifests/components/trainer, a test keeps
+the two equal), not Trainer's own `torch-distributed`, whose Job retries a pod up to 6 times (a
+permanent error too) and whose JobSet fails on any pod failure (a Spot reclaim ends the run). Ours
+have the JobSet backend's failure policies: EXIT_PERMANENT fails the JobSet at once, a disruption
+restarts the gang without counting, anything else restarts it up to maxRestarts times (the JobSet
+backend's default: 3, or 20 on Spot); and the pods keep Workload Identity's token.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 from laclip.config import ClusterOptions
 from laclip.errors import EXIT_PERMANENT, UsageError
 from laclip.kube import Resource, stamp
+from laclip.train.config import SPOT_JOB_RETRIES
 from laclip_jobs.backends import jobset
 from laclip_jobs.backends.base import Backend, ObjectState, TrainRequest, condition, meta, waiting
 
@@ -31,29 +33,33 @@ RESOURCE = Resource("trainer.kubeflow.org/v1alpha1", "TrainJob", "trainjobs", si
                             "github.com/kubeflow/trainer.git/manifests/overlays/manager?ref=v2.3.0\") and "
                             "apply manifests/components/trainer (its ClusterTrainingRuntime laclip-torch)")
 RUNTIME = "laclip-torch"
+RUNTIMES = {RUNTIME: 3, f"{RUNTIME}-spot": SPOT_JOB_RETRIES}  # name -> gang restarts (failurePolicy.maxRestarts)
 NODE = "node"  # Trainer's name for the trainer's replicated Job and container
 ANCESTOR_LABEL = "trainer.kubeflow.org/trainjob-ancestor-step"
 MANAGER = "laclip.dev/submit"  # who owns our runtime patch (a domain-prefixed path, as Trainer asks)
-RUNTIME_MAX_RESTARTS = 3
 RUNTIME_TTL = ClusterOptions.model_fields["ttl_seconds_after_finished"].default
 RUNTIME_POD = {"restartPolicy": "Never", "automountServiceAccountToken": True}  # not patchable per TrainJob
 PATCHABLE_POD = ("nodeSelector", "tolerations", "serviceAccountName", "securityContext", "volumes")
 
 
-def runtime() -> dict[str, Any]:
-    """ClusterTrainingRuntime laclip-torch: the JobSet every laclip TrainJob runs in."""
+def runtime_for(cfg) -> str:
+    return f"{RUNTIME}-spot" if cfg.cluster.spot else RUNTIME
+
+
+def runtime(name: str = RUNTIME) -> dict[str, Any]:
+    """ClusterTrainingRuntime `name` (of RUNTIMES): the JobSet a laclip TrainJob runs in."""
     pod_failure, rules = jobset.failure_policies(NODE, EXIT_PERMANENT)
     job = {"completionMode": "Indexed", "backoffLimit": 0, "podFailurePolicy": pod_failure,
            "template": {"spec": {**RUNTIME_POD, "containers": [{"name": NODE}]}}}
     return {
         "apiVersion": RESOURCE.api_version, "kind": "ClusterTrainingRuntime",
-        "metadata": {"name": RUNTIME, "labels": {"trainer.kubeflow.org/framework": "torch"}},
+        "metadata": {"name": name, "labels": {"trainer.kubeflow.org/framework": "torch"}},
         "spec": {"mlPolicy": {"numNodes": 1, "torch": {}}, "template": {"spec": {
             "network": {"enableDNSHostnames": True, "publishNotReadyAddresses": True},
             "replicatedJobs": [{"name": NODE, "template": {"metadata": {"labels": {ANCESTOR_LABEL: "trainer"}},
                                                            "spec": job}}],
             "successPolicy": {"operator": "All", "targetReplicatedJobs": [NODE]},
-            "failurePolicy": {"maxRestarts": RUNTIME_MAX_RESTARTS, "restartStrategy": "BlockingRecreate",
+            "failurePolicy": {"maxRestarts": RUNTIMES[name], "restartStrategy": "BlockingRecreate",
                               "rules": rules},
             "ttlSecondsAfterFinished": RUNTIME_TTL}}},
     }
@@ -73,14 +79,15 @@ class TrainJobBackend(Backend):
         return jobset.BACKEND.shown(pod_name)
 
     def check_train(self, cfg, lo: int, hi: int) -> None:
-        jobset.BACKEND.check_train(cfg, lo, hi)  # a fixed gang; an RFC 1035 name
+        jobset.JobSetBackend.check_train(self, cfg, lo, hi)  # a fixed gang (of a JobSet); an RFC 1035 name
+        name = runtime_for(cfg)
         fixed = {"--priority-class": (cfg.cluster.priority_class, None),
-                 "--max-job-retries": (cfg.max_job_retries, RUNTIME_MAX_RESTARTS),
+                 "--max-job-retries": (cfg.max_job_retries, RUNTIMES[name]),
                  "cluster.ttl_seconds_after_finished": (cfg.cluster.ttl_seconds_after_finished, RUNTIME_TTL)}
         for flag, (value, runtime_value) in fixed.items():
             if value is not None and value != runtime_value:
                 raise UsageError(f"{flag} {value}: a TrainJob takes this from its runtime (ClusterTrainingRuntime "
-                                 f"{RUNTIME}), which Trainer's runtime patches cannot change; edit "
+                                 f"{name}), which Trainer's runtime patches cannot change; edit "
                                  "manifests/components/trainer, or use --scheduler jobset")
 
     def render_train(self, req: TrainRequest) -> dict[str, Any]:
@@ -100,7 +107,7 @@ class TrainJobBackend(Backend):
             "name": NODE, "template": {"metadata": {"labels": dict(req.template_labels)}, "spec": {"template": {
                 "metadata": pod_meta, "spec": {**pod, "containers": [patched]}}}}}]}}
         spec: dict[str, Any] = {
-            "runtimeRef": {"apiGroup": RESOURCE.group, "kind": "ClusterTrainingRuntime", "name": RUNTIME},
+            "runtimeRef": {"apiGroup": RESOURCE.group, "kind": "ClusterTrainingRuntime", "name": runtime_for(cfg)},
             "trainer": {"image": container["image"], "command": container["command"], "env": container["env"],
                         "numNodes": req.nodes, "numProcPerNode": cfg.nproc(), "resourcesPerNode": resources},
             "runtimePatches": [{"manager": MANAGER, "trainingRuntimeSpec": {"template": patch}}],

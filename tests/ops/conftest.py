@@ -104,3 +104,14 @@ def trainer_cluster(tmp_path, monkeypatch):
     point_kubeconfig(emu, tmp_path, monkeypatch)
     yield emu
     emu.close()
+
+
+@pytest.fixture
+def bucket(demo_store, gcs_bucket):
+    """A bucket (fake-gcs-server) holding the demo dataset: what a cluster submit checks first."""
+    from laclip.storage import open_store
+
+    store = open_store(gcs_bucket)
+    for path in demo_store.list("datasets/demo/"):
+        store.write_bytes(path, demo_store.read_bytes(path))
+    return store

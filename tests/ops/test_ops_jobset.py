@@ -8,11 +8,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 
-import pytest
 from typer.testing import CliRunner
 
 from laclip.cluster import ClusterError
-from laclip.storage import open_store
 from laclip_cli.main import app
 from laclip_jobs.backends.jobset import BACKEND as JOBSET
 from laclip_jobs.status import summarise
@@ -23,15 +21,6 @@ from .test_ops_status import labels, pod, ts
 NS = "laclip"
 RUN = "train-demo-1201-0900-js01"
 QUOTA = "couldn't assign flavors to pod set main: insufficient quota for nvidia.com/gpu in flavor a100-flex"
-
-
-@pytest.fixture
-def bucket(demo_store, gcs_bucket):
-    """A bucket (fake-gcs-server) holding the demo dataset: what a cluster submit checks first."""
-    store = open_store(gcs_bucket)
-    for path in demo_store.list("datasets/demo/"):
-        store.write_bytes(path, demo_store.read_bytes(path))
-    return store
 
 
 def cli(*args, root, input=None):
