@@ -88,6 +88,10 @@ def test_renderers_never_talk_to_a_cluster():
                 module = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
                 if (module or "").split(".")[0] == "kubernetes" and "ApiClient" not in {a.name for a in node.names}:
                     offenders.append(f"{path.relative_to(REPO)}:{node.lineno}: imports {module}")
+                names = {f"{module}.{a.name}" for a in node.names} if isinstance(node, ast.ImportFrom) else set()
+                if module in ("laclip.cluster", "laclip_cli") or module.startswith("laclip_cli.") or \
+                        "laclip.cluster" in names:  # the API client, and the layer above
+                    offenders.append(f"{path.relative_to(REPO)}:{node.lineno}: imports {module}")
     assert not offenders, "\n".join(offenders)
 
 
