@@ -22,6 +22,7 @@ import re
 from laclip import layout
 from laclip.errors import UsageError
 from laclip.rewrite.config import RewriteConfig
+from laclip.rewrite.engines import spec
 from laclip.storage.gcs import BUCKET_RULE, valid_bucket
 from laclip_jobs.backends import job
 from laclip_jobs.common import check_name
@@ -85,9 +86,8 @@ def render(cfg: RewriteConfig) -> list[dict[str, Any]]:
                                         "tensor_parallel": cfg.gpus_per_pod})
     env = [{"name": "HF_HOME", "value": "/tmp/.cache/huggingface"},
            {"name": "VLLM_CACHE_ROOT", "value": "/tmp/.cache/vllm"}]
-    if cfg.engine == "openai":
-        env.append({"name": "OPENAI_API_KEY", "valueFrom": {"secretKeyRef": {
-            "name": "laclip-openai", "key": "api-key", "optional": True}}})
+    env += [{"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": True}}}
+            for name, (secret, key) in spec(cfg.engine).secret_env.items()]
     return [job.render(
         component=COMPONENT, name=run, run=run, root=root, dataset=cfg.dataset, cluster=cluster, entry=ENTRY_MODULE,
         config=worker_cfg.worker_json(), items=n, indexed=True, parallelism=parallelism,

@@ -8,6 +8,7 @@ from typing import Callable, Optional
 
 from laclip.errors import LaclipError, UsageError
 from laclip.rewrite.config import RewriteConfig
+from laclip.rewrite.engines import spec
 from laclip_cli.console import err, out, styled
 from laclip_cli.stage import Context, Flag, Option, Stage, cluster_flags
 
@@ -95,12 +96,11 @@ def build(stage: Stage, values: dict, sets: list[str], ctx: Context) -> RewriteC
     if not ctx.local and not ctx.dry_run:
         require_bucket(cfg.root, False)  # before the listing: pods cannot read a local folder
     update: dict = {}
-    if cfg.engine == "vllm" and not cfg.model and not ctx.local:
+    engine = spec(cfg.engine)
+    if engine.default_model and not cfg.model and not ctx.local:
         # gs://your-bucket: a placeholder for --dry-run of a local root, and a valid bucket name
         bucket = cfg.root.rstrip("/") if cfg.root.startswith("gs://") else "gs://your-bucket"
         update["model"] = f"{bucket}/{layout.model_folder(DEFAULT_MODEL)}"
-    if cfg.endpoint and cfg.engine != "openai":
-        raise UsageError(f"--endpoint is for --engine openai; the {cfg.engine} engine would ignore it")
     update["run"] = cfg.run or new_run_id("rewrite", cfg.dataset)
     if not ctx.local:
         update["num_shards"] = cfg.num_shards or _shard_count(cfg, ctx)
@@ -133,7 +133,7 @@ def estimate(cfg: RewriteConfig):
     from laclip.plan import try_estimate
     from laclip_jobs.rewrite import DEFAULT_PARALLELISM, completions
 
-    if cfg.engine not in ("vllm", "hf"):
+    if not spec(cfg.engine).gpu:
         return None
     n = completions(cfg.num_shards, cfg.shards_per_pod)
     gpus = max(1, cfg.cluster.gpus) * min(cfg.parallelism or DEFAULT_PARALLELISM, n)
@@ -162,7 +162,7 @@ def run_here(cfg: RewriteConfig, *, workers: int | None = None,
     cfg, warning = cfg.check().for_this_machine()
     if warning:
         err.print(styled(("warning:", "yellow"), " ", warning), soft_wrap=True)
-    if cfg.engine in ("hf", "backtranslate"):
+    if spec(cfg.engine).model_dirs:
         from laclip.rewrite.engines.base import check_model_dir
 
         for folder in filter(None, (cfg.model, cfg.back_model)):
