@@ -39,10 +39,17 @@ class Flag:
     kind: type | None = None  # the flag's type when it differs from the field's (say, a comma list)
 
 
+def fields(*paths: str, **help_text: str) -> list[Flag]:
+    """Flags that are only their field: `--max-restarts` for max_restarts, `--queue` for cluster.queue
+    (the last part of the path), help, default and type from the field; in the order given. A stage's
+    own help for one goes by that last part."""
+    return [Flag(p, (f"--{p.rsplit('.', 1)[-1].replace('_', '-')}",), help_text.get(p.rsplit(".", 1)[-1]))
+            for p in paths]
+
+
 def cluster_flags(*names: str, **help_text: str) -> list[Flag]:
-    """Flags of ClusterOptions fields (`--queue` for cluster.queue...), in the order given; a stage's
-    own help for one goes by field name."""
-    return [Flag(f"cluster.{n}", (f"--{n.replace('_', '-')}",), help_text.get(n)) for n in names]
+    """Flags of ClusterOptions fields (`--queue` for cluster.queue...)."""
+    return fields(*(f"cluster.{n}" for n in names), **help_text)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import time
 from laclip.errors import LaclipError, UsageError
 from laclip.eval.config import EvalConfig
 from laclip_cli.console import err, out
-from laclip_cli.stage import Context, Flag, Option, Stage, cluster_flags
+from laclip_cli.stage import Context, Flag, Option, Stage, cluster_flags, fields
 
 
 def _names(text: str) -> list[str]:
@@ -16,18 +16,13 @@ def _names(text: str) -> list[str]:
 
 FLAGS = [
     Flag("checkpoint", ("--checkpoint", "-c")),
-    Flag("run", ("--run",)),
-    Flag("model", ("--model",)),
+    *fields("run", "model"),
     Flag("datasets", ("--datasets",), parse=_names, kind=str),
     Flag("tasks", ("--tasks",), parse=_names, kind=str),
-    Flag("templates", ("--templates",)),
-    Flag("classnames", ("--classnames",)),
+    *fields("templates", "classnames"),
     Flag("fewshot.episodes", ("--episodes",), "few-shot episodes  [default: 600]"),
-    Flag("batch_size", ("--batch-size",)),
-    Flag("workers", ("--workers",)),
-    Flag("precision", ("--precision",)),
-    Flag("seed", ("--seed",), "seeds the few-shot episodes and the probe's split  [default: 0]"),
-    Flag("parallelism", ("--parallelism",)),
+    *fields("batch_size", "workers", "precision", "seed", "parallelism",
+            seed="seeds the few-shot episodes and the probe's split  [default: 0]"),
     *cluster_flags("namespace", "image", "gpus", "accelerator", "spot", "queue", "priority_class",
                    "service_account", gpus="GPUs per pod: 1, or 0 for CPU nodes  [default: 1]"),
 ]

@@ -8,7 +8,7 @@ import time
 from laclip.errors import UsageError
 from laclip.fetch.config import FetchConfig
 from laclip_cli.console import err, out
-from laclip_cli.stage import Context, Flag, Stage, cluster_flags
+from laclip_cli.stage import Context, Flag, Stage, cluster_flags, fields
 
 
 def _names(text: str) -> list[str]:
@@ -27,16 +27,11 @@ def _repos(values: list[str]) -> dict[str, str]:
 
 FLAGS = [
     Flag("datasets", ("--datasets", "-d"), parse=_names, kind=str),
-    Flag("revision", ("--revision",)),
+    *fields("revision"),
     Flag("splits", ("--splits",), parse=_names, kind=str),
     Flag("repos", ("--repo",), "NAME=OWNER/REPO: fetch NAME from another hub repository (repeatable).", _repos,
          list[str]),
-    Flag("endpoint", ("--endpoint",)),
-    Flag("workers", ("--workers",)),
-    Flag("scratch", ("--scratch",)),
-    Flag("token_secret", ("--token-secret",)),
-    Flag("parallelism", ("--parallelism",)),
-    Flag("run", ("--run",)),
+    *fields("endpoint", "workers", "scratch", "token_secret", "parallelism", "run"),
     *cluster_flags("namespace", "image", "queue", "priority_class", "service_account", "spot"),
 ]
 

@@ -10,7 +10,7 @@ from laclip.errors import LaclipError, UsageError
 from laclip.rewrite.config import RewriteConfig
 from laclip.rewrite.engines import spec
 from laclip_cli.console import err, out, styled
-from laclip_cli.stage import Context, Flag, Option, Stage, cluster_flags
+from laclip_cli.stage import Context, Flag, Option, Stage, cluster_flags, fields
 
 DEFAULT_MODEL = "llama-7b"  # gs://ROOT/models/llama-7b: upload the weights there once
 
@@ -54,28 +54,18 @@ def _sources(text: str) -> list[str]:
 FLAGS = [
     Flag("dataset", ("--dataset", "-d")),
     Flag("sources", ("--sources",), parse=_sources, kind=str),
-    Flag("engine", ("--engine",)),
-    Flag("model", ("--model",)),
-    Flag("back_model", ("--back-model",)),
+    *fields("engine", "model", "back_model"),
     Flag("meta_pairs", ("--meta-pairs",), "SOURCE=PATH: your own pairs file (repeatable).", _meta_pairs, list[str]),
-    Flag("rewrite_id", ("--rewrite-id",)),
-    Flag("shards_per_pod", ("--shards-per-pod",)),
+    *fields("rewrite_id", "shards_per_pod"),
     Flag("cluster.gpus", ("--gpus-per-pod",), "GPUs per pod (vLLM tensor parallel size)  [default: 1]"),
-    Flag("parallelism", ("--parallelism",)),
+    *fields("parallelism"),
     *cluster_flags("accelerator", "spot", "queue", "namespace", "service_account", "image", "priority_class", "cpu",
                    "memory"),
-    Flag("endpoint", ("--endpoint",)),
+    *fields("endpoint"),
     Flag("engine_options", ("--engine-option",), "KEY=VALUE passed to the engine, e.g. gpu_memory_utilization=0.85 "
          "(vllm), retries=0 (openai). Repeatable.", _engine_options, list[str]),
-    Flag("batch_size", ("--batch-size",)),
-    Flag("seed", ("--seed",)),
-    Flag("sampling.temperature", ("--temperature",), "sampling temperature  [default: 0.9]"),
-    Flag("sampling.top_p", ("--top-p",), "nucleus sampling  [default: 0.95]"),
-    Flag("sampling.max_new_tokens", ("--max-new-tokens",), "tokens generated at most  [default: 77]"),
-    Flag("num_shards", ("--num-shards",)),
-    Flag("max_failed_indexes", ("--max-failed-indexes",)),
-    Flag("backoff_limit_per_index", ("--backoff-limit-per-index",)),
-    Flag("run", ("--run",)),
+    *fields("batch_size", "seed", "sampling.temperature", "sampling.top_p", "sampling.max_new_tokens", "num_shards",
+            "max_failed_indexes", "backoff_limit_per_index", "run"),
 ]
 OPTIONS = [Option("workers", ("--workers",), Optional[int], None, "--local: processes at once [default: cores].")]
 

@@ -9,7 +9,7 @@ import time
 from laclip.errors import UsageError
 from laclip.rewrite_import.config import ImportConfig, source_name
 from laclip_cli.console import err, out
-from laclip_cli.stage import Context, Flag, Stage, cluster_flags
+from laclip_cli.stage import Context, Flag, Stage, cluster_flags, fields
 
 
 def _sources(values: list[str]) -> dict[str, str]:
@@ -29,15 +29,10 @@ def _sources(values: list[str]) -> dict[str, str]:
 
 FLAGS = [
     Flag("dataset", ("--dataset", "-d")),
-    Flag("original", ("--original",)),
+    *fields("original"),
     Flag("sources", ("--source",), "NAME=FILE: a rewrite file, one line per row of --original (repeatable; "
          "FILE alone takes NAME from <dataset>_<name>.txt).", _sources, list[str]),
-    Flag("rewrite_id", ("--rewrite-id",)),
-    Flag("original_format", ("--original-format",)),
-    Flag("choose", ("--choose",)),
-    Flag("filter", ("--filter",)),
-    Flag("work_dir", ("--work-dir",)),
-    Flag("run", ("--run",)),
+    *fields("rewrite_id", "original_format", "choose", "filter", "work_dir", "run"),
     *cluster_flags("namespace", "service_account", "image", "queue", "priority_class", "cpu", "memory", "spot"),
 ]
 

@@ -12,7 +12,7 @@ from typing import Callable, Optional
 from laclip.errors import EXIT_PERMANENT, LaclipError, UsageError
 from laclip.train.config import TrainConfig
 from laclip_cli.console import out
-from laclip_cli.stage import Context, Flag, Option, Stage, cluster_flags
+from laclip_cli.stage import Context, Flag, Option, Stage, cluster_flags, fields
 from laclip_jobs import backends
 
 
@@ -24,43 +24,15 @@ QUEUE_HELP = ("Kueue LocalQueue of the JobSet or TrainJob (it waits there, suspe
               "--scheduler volcano the Volcano queue [default: none; laclip-flex with --flex-start; Volcano: default]")
 SCHEDULER_HELP = "how the cluster runs it: " + "; ".join(f"{name}: {b.help}" for name, b in backends.TRAIN.items())
 FLAGS = [
-    Flag("dataset", ("--dataset",)),
-    Flag("rewrites", ("--rewrites",)),
-    Flag("preset", ("--preset",)),
-    Flag("model", ("--model",)),
-    Flag("augment", ("--augment",)),
-    Flag("loss", ("--loss",)),
-    Flag("texts_per_image", ("--texts-per-image",)),
-    Flag("batch_size", ("--batch-size",)),
-    Flag("accum_freq", ("--accum-freq",)),
-    Flag("steps", ("--steps",)),
-    Flag("epochs", ("--epochs",), "training epochs  [default: the preset's]"),
-    Flag("lr", ("--lr",), "peak learning rate  [default: the preset's]"),
-    Flag("wd", ("--wd",), "weight decay  [default: the preset's]"),
-    Flag("warmup_steps", ("--warmup-steps",), "warm-up steps  [default: the preset's warm-up epochs]"),
-    Flag("precision", ("--precision",)),
-    Flag("grad_checkpointing", ("--grad-checkpointing",), "recompute activations in backward (less memory)"),
-    Flag("compile", ("--compile",), "torch.compile the model (slower first steps while it compiles)"),
-    Flag("local_loss", ("--local-loss",), "open_clip's local loss (needs --gather-with-grad)"),
-    Flag("gather_with_grad", ("--gather-with-grad",), "gather features with their gradients"),
-    Flag("workers", ("--workers",)),
-    Flag("checkpoint_every", ("--checkpoint-every",)),
-    Flag("keep_last", ("--keep-last",)),
-    Flag("log_every", ("--log-every",), "steps between metric lines  [default: 20]"),
-    Flag("resume", ("--resume",)),
-    Flag("seed", ("--seed",), "seeds data order, initialisation and crops  [default: 0]"),
-    Flag("run", ("--run",)),
-    Flag("nodes", ("--nodes",), "nodes: N, or MIN:MAX (elastic, --scheduler volcano only)  [default: 1]"),
-    Flag("scheduler", ("--scheduler",), SCHEDULER_HELP),
-    Flag("flex_start", ("--flex-start",)),
-    Flag("topology", ("--topology",)),
-    Flag("topology_level", ("--topology-level",)),
+    *fields("dataset", "rewrites", "preset", "model", "augment", "loss", "texts_per_image", "batch_size", "accum_freq",
+            "steps", "epochs", "lr", "wd", "warmup_steps", "precision", "grad_checkpointing", "compile", "local_loss",
+            "gather_with_grad", "workers", "checkpoint_every", "keep_last", "log_every", "resume", "seed", "run",
+            "nodes", "scheduler", "flex_start", "topology", "topology_level", scheduler=SCHEDULER_HELP),
     Flag("cluster.gpus", ("--gpus-per-node",), "GPUs (= processes) per node [default: the preset's; demo 0]"),
     *cluster_flags("accelerator", "spot", "queue", "priority_class", "namespace", "service_account", "image", "cpu",
                    "memory", queue=QUEUE_HELP, cpu="CPU request per node [default: the preset's]",
                    memory="memory per node, e.g. 600Gi [default: the preset's]"),
-    Flag("max_restarts", ("--max-restarts",)),
-    Flag("max_job_retries", ("--max-job-retries",)),
+    *fields("max_restarts", "max_job_retries"),
     Flag("eval_datasets", ("--eval-datasets",), parse=_names, kind=str),
 ]
 OPTIONS = [Option("nproc", ("--nproc",), Optional[int], None, "Processes with --local [default: 1].")]

@@ -66,9 +66,9 @@ class Sampling(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    temperature: float = Field(0.9, ge=0.0, le=5.0)
-    top_p: float = Field(0.95, gt=0.0, le=1.0)
-    max_new_tokens: int = Field(77, ge=1, le=1024)
+    temperature: float = Field(0.9, ge=0.0, le=5.0, description="sampling temperature")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="nucleus sampling")
+    max_new_tokens: int = Field(77, ge=1, le=1024, description="tokens generated at most")
     stop: str = "\n"
 
 

@@ -55,27 +55,30 @@ class TrainConfig(BaseModel):
                             "batch_size x accum_freq samples per process with the loss of one batch that size "
                             "(e.g. the paper's 8192 on one 8-GPU node: --batch-size 128 --accum-freq 8)")
     steps: Optional[int] = Field(None, ge=1, le=10**9, description="total steps [default: from the epochs]")
-    epochs: float = Field(35, gt=0, le=10**6, allow_inf_nan=False)
-    lr: float = Field(1e-3, gt=0, le=1e3, allow_inf_nan=False)
-    wd: float = Field(0.5, ge=0, le=1e3, allow_inf_nan=False)
+    epochs: float = Field(35, gt=0, le=10**6, allow_inf_nan=False,
+                          description="training epochs  [default: the preset's]")
+    lr: float = Field(1e-3, gt=0, le=1e3, allow_inf_nan=False,
+                      description="peak learning rate  [default: the preset's]")
+    wd: float = Field(0.5, ge=0, le=1e3, allow_inf_nan=False, description="weight decay  [default: the preset's]")
     beta1: float = Field(0.9, ge=0, lt=1)  # AdamW refuses others (in the pod, after the start)
     beta2: float = Field(0.98, ge=0, lt=1)
     eps: float = Field(1e-8, gt=0, le=1)
     warmup_epochs: float = Field(1.0, ge=0, le=10**6, allow_inf_nan=False)
-    warmup_steps: Optional[int] = Field(None, ge=0, le=10**9)  # overrides warmup_epochs
+    warmup_steps: Optional[int] = Field(None, ge=0, le=10**9,  # overrides warmup_epochs
+                                        description="warm-up steps  [default: the preset's warm-up epochs]")
     loss: LossKind = Field("clip", description="clip or multitext")
     texts_per_image: int = Field(1, ge=1, le=8, description="texts per image with --loss multitext")
     multitext_form: Literal["paper", "pooled"] = Field(
         "paper", description="multitext loss: paper (LaCLIP-MT: one CLIP loss per text slot, averaged) or pooled "
                              "(one softmax over all texts, every text of the image a positive); laclip.train.loss")
-    local_loss: bool = False
-    gather_with_grad: bool = False
+    local_loss: bool = Field(False, description="open_clip's local loss (needs --gather-with-grad)")
+    gather_with_grad: bool = Field(False, description="gather features with their gradients")
     precision: Precision = Field("auto", description="auto (bf16 autocast on GPU, fp32 on CPU), amp_bf16, amp, fp32")
-    grad_checkpointing: bool = False
+    grad_checkpointing: bool = Field(False, description="recompute activations in backward (less memory)")
     compile: bool = Field(False, description="torch.compile the model (the first steps are slow while it compiles)")
     crop_scale: tuple[float, float] = (0.5, 1.0)
     grad_clip: Optional[float] = Field(None, gt=0, allow_inf_nan=False)
-    seed: int = Field(0, ge=0, le=2**63 - 1)
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="seeds data order, initialisation and crops")
 
     # data loading
     workers: int = Field(4, ge=0, le=256, description="data loader workers per process")
@@ -91,7 +94,7 @@ class TrainConfig(BaseModel):
     # "latest", "none", or a checkpoint path in the store; none/a path only while the run has no checkpoint
     resume: str = Field("latest", description="latest, none, or a checkpoint path in the store (none and a path "
                                               "apply only while the run has no checkpoint of its own)")
-    log_every: int = Field(20, ge=1, le=10**9)
+    log_every: int = Field(20, ge=1, le=10**9, description="steps between metric lines")
     # the fraction of a log window spent waiting for the loader above which the run warns (once)
     data_wait_warn: float = Field(0.1, ge=0, le=1, description="warn when the loader keeps training waiting more "
                                   "than this fraction of the time (the loader is the bottleneck)")
@@ -106,7 +109,7 @@ class TrainConfig(BaseModel):
 
     # where it runs (jobs/ only)
     cluster: ClusterOptions = Field(default_factory=ClusterOptions)
-    nodes: str = Field("1", description="nodes: N, or MIN:MAX (elastic; --scheduler volcano)")
+    nodes: str = Field("1", description="nodes: N, or MIN:MAX (elastic, --scheduler volcano only)")
     procs_per_node: Optional[int] = Field(None, ge=1, le=64)  # None: cluster.gpus (1 without GPUs)
     max_restarts: int = Field(3, ge=0, le=1000, description="torchrun restarts of the worker group")
     # Volcano restarts of the whole Job (a pod failed or evicted); each resumes from the newest
