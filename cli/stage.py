@@ -39,6 +39,22 @@ class Flag:
     kind: type | None = None  # the flag's type when it differs from the field's (say, a comma list)
 
 
+def comma_list(text: str) -> list[str]:
+    """`a, b,c` -> ["a", "b", "c"]: a flag that takes a list as one comma-separated value."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def lazy(target: str) -> Callable:
+    """`module:function`, imported when called: a stage's renderer stays out of `laclip --help`."""
+    def call(*args, **kwargs):
+        import importlib
+
+        module, _, name = target.partition(":")
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    return call
+
+
 def fields(*paths: str, **help_text: str) -> list[Flag]:
     """Flags that are only their field: `--max-restarts` for max_restarts, `--queue` for cluster.queue
     (the last part of the path), help, default and type from the field; in the order given. A stage's

@@ -21,6 +21,10 @@ class ClusterError(LaclipError):
     """The API server cannot be reached, or refused the request."""
 
 
+class Forbidden(ClusterError):
+    """This account may not do what was asked (403)."""
+
+
 def connect(context: str | None = None):
     """An ApiClient for the kubeconfig's current context (or `context`), else the pod's own
     ServiceAccount when running in a cluster."""
@@ -69,8 +73,8 @@ def _translate(what: str, namespace: str, host: str, fn: Callable, *args, **kwar
         return fn(*args, **kwargs)
     except ApiException as exc:
         if exc.status == 403:
-            raise ClusterError(f"{what}: forbidden in namespace {namespace!r}; apply manifests/ (Role laclip-user) "
-                               "or ask for rights to jobs, pods, pods/log and events") from None
+            raise Forbidden(f"{what}: forbidden in namespace {namespace!r}; apply manifests/ (Role laclip-user) "
+                            "or ask for rights to jobs, pods, pods/log and events") from None
         if exc.status == 404:
             raise NotFound(f"{what}: not found in namespace {namespace!r}") from None
         raise ClusterError(f"{what}: the API server answered {exc.status} {exc.reason}") from None
@@ -126,6 +130,10 @@ class Cluster:
                 raise
 
         return self._call(f"list {res.kubectl}", fetch).get("items", [])
+
+    def get(self, res: Resource, name: str) -> dict:
+        return self._call(f"get {res.short} {name}", self.custom.get_namespaced_custom_object, res.group, res.version,
+                          self.namespace, res.plural, name)
 
     def delete(self, res: Resource, name: str, policy: str = "Foreground") -> None:
         """Delete an object; the propagation policy makes the garbage collector remove what it owns

@@ -10,7 +10,7 @@ from laclip.errors import LaclipError, UsageError
 from laclip.rewrite.config import RewriteConfig
 from laclip.rewrite.engines import spec
 from laclip_cli.console import err, out, styled
-from laclip_cli.stage import Context, Flag, Option, Stage, cluster_flags, fields
+from laclip_cli.stage import Context, Flag, Option, Stage, cluster_flags, comma_list, fields, lazy
 
 DEFAULT_MODEL = "llama-7b"  # gs://ROOT/models/llama-7b: upload the weights there once
 
@@ -47,13 +47,9 @@ def _engine_options(values: list[str]) -> dict:
     return found
 
 
-def _sources(text: str) -> list[str]:
-    return [s.strip() for s in text.split(",") if s.strip()]
-
-
 FLAGS = [
     Flag("dataset", ("--dataset", "-d")),
-    Flag("sources", ("--sources",), parse=_sources, kind=str),
+    Flag("sources", ("--sources",), parse=comma_list, kind=str),
     *fields("engine", "model", "back_model"),
     Flag("meta_pairs", ("--meta-pairs",), "SOURCE=PATH: your own pairs file (repeatable).", _meta_pairs, list[str]),
     *fields("rewrite_id", "shards_per_pod"),
@@ -111,12 +107,6 @@ def _shard_count(cfg: RewriteConfig, ctx: Context) -> int:
     if cfg.dataset in PRESETS:
         return PRESETS[cfg.dataset].shards
     raise UsageError(f"dataset {cfg.dataset!r} is not a preset: pass --num-shards N for a dry run")
-
-
-def render(cfg: RewriteConfig) -> list[dict]:
-    from laclip_jobs.rewrite import render as render_job
-
-    return render_job(cfg)
 
 
 def estimate(cfg: RewriteConfig):
@@ -233,6 +223,7 @@ def _show_examples(store, cfg: RewriteConfig, rid: str, n: int = 3) -> None:
 
 STAGE = Stage(
     name="rewrite", help="Rewrite every caption of a dataset with an LLM (one column per meta-pair source).",
-    config=RewriteConfig, flags=FLAGS, options=OPTIONS, build=build, render=render, run_local=run_local,
+    config=RewriteConfig, flags=FLAGS, options=OPTIONS, build=build,
+    render=lazy("laclip_jobs.rewrite:render"), run_local=run_local,
     estimate=estimate, submitted=submitted,
 )

@@ -12,12 +12,8 @@ from typing import Callable, Optional
 from laclip.errors import EXIT_PERMANENT, LaclipError, UsageError
 from laclip.train.config import TrainConfig
 from laclip_cli.console import out
-from laclip_cli.stage import Context, Flag, Option, Stage, cluster_flags, fields
+from laclip_cli.stage import Context, Flag, Option, Stage, cluster_flags, comma_list, fields, lazy
 from laclip_jobs import backends
-
-
-def _names(text: str) -> list[str]:
-    return [d.strip() for d in text.split(",") if d.strip()]
 
 
 QUEUE_HELP = ("Kueue LocalQueue of the JobSet or TrainJob (it waits there, suspended, for admission); with "
@@ -33,7 +29,7 @@ FLAGS = [
                    "memory", queue=QUEUE_HELP, cpu="CPU request per node [default: the preset's]",
                    memory="memory per node, e.g. 600Gi [default: the preset's]"),
     *fields("max_restarts", "max_job_retries"),
-    Flag("eval_datasets", ("--eval-datasets",), parse=_names, kind=str),
+    Flag("eval_datasets", ("--eval-datasets",), parse=comma_list, kind=str),
 ]
 OPTIONS = [Option("nproc", ("--nproc",), Optional[int], None, "Processes with --local [default: 1].")]
 
@@ -70,12 +66,6 @@ def check(cfg: TrainConfig, ctx: Context) -> None:
     from laclip.train.inputs import check_inputs
 
     check_inputs(cfg)
-
-
-def render(cfg: TrainConfig) -> list[dict]:
-    from laclip_jobs.train import render as render_job
-
-    return render_job(cfg)
 
 
 def estimate(cfg: TrainConfig):
@@ -127,6 +117,6 @@ def run_local(cfg: TrainConfig, ctx: Context) -> None:
 STAGE = Stage(
     name="train", help="Train CLIP / LaCLIP: DDP (torchrun via TorchX) on GKE GPU node pools, as a JobSet under "
                        "Kueue, a Volcano Job or a Kubeflow Trainer TrainJob.",
-    config=TrainConfig, flags=FLAGS, options=OPTIONS, build=build, check=check, render=render,
+    config=TrainConfig, flags=FLAGS, options=OPTIONS, build=build, check=check, render=lazy("laclip_jobs.train:render"),
     run_local=run_local, estimate=estimate, submitted=submitted,
 )
