@@ -25,7 +25,9 @@ class Resource:
     title: str = ""  # how messages name it [default: the kind]
     singular: str = ""  # what `kubectl delete <singular> NAME` takes [default: the full plural name]
     install: str = ""  # what to install when the cluster does not serve it (a CRD)
-    optional: bool = False  # nice to have: an account without the right to list it skips it (Kueue)
+    # nice to have: an account without the right to list it skips it, with a warning (the custom kinds: a
+    # Role applied before laclip created a kind must not break `laclip status` for the rest)
+    optional: bool = False
 
     @property
     def group(self) -> str:

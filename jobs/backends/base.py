@@ -12,6 +12,13 @@ this side stays pure (data in, data out; no API client):
     log_iter  the pods of a run's stage by label; `index_keys` says which label numbers a pod
 
 Each backend is one module of this package and one line of its registry (`__init__.py`).
+
+Why not TorchX `Scheduler` subclasses: a TorchX scheduler owns an API client (schedule, describe,
+cancel and log_iter call the cluster), so rendering would no longer be pure; it schedules AppDefs,
+while four of laclip's stages are Indexed Jobs that no AppDef describes; its describe() answers an
+AppState per role, with no room for Kueue's admission, ProvisioningRequests or the events that say
+why a run waits; and it is registered through entry points. The training AppDef stays TorchX's
+(`dist.ddp`), and its Volcano Job is TorchX's own scheduler's dry run.
 """
 
 from __future__ import annotations

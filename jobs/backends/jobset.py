@@ -28,7 +28,7 @@ from laclip.kube import Resource, stamp
 from laclip_jobs.backends.base import (DISRUPTION, ROLE, Backend, ObjectState, TrainRequest, condition, meta,
                                        waiting)
 
-RESOURCE = Resource("jobset.x-k8s.io/v1alpha2", "JobSet", "jobsets", singular="jobset",
+RESOURCE = Resource("jobset.x-k8s.io/v1alpha2", "JobSet", "jobsets", optional=True, singular="jobset",
                     install="install JobSet v0.10 or later (kubectl apply --server-side -f https://github.com/"
                           "kubernetes-sigs/jobset/releases/download/v0.12.0/manifests.yaml)")
 API, KIND = RESOURCE.api_version, RESOURCE.kind

@@ -28,7 +28,7 @@ from laclip.train.config import SPOT_JOB_RETRIES
 from laclip_jobs.backends import jobset
 from laclip_jobs.backends.base import Backend, ObjectState, TrainRequest, condition, meta, waiting
 
-RESOURCE = Resource("trainer.kubeflow.org/v1alpha1", "TrainJob", "trainjobs", singular="trainjob",
+RESOURCE = Resource("trainer.kubeflow.org/v1alpha1", "TrainJob", "trainjobs", singular="trainjob", optional=True,
                     install="install Kubeflow Trainer v2.3 or later (kubectl apply --server-side -k \"https://"
                             "github.com/kubeflow/trainer.git/manifests/overlays/manager?ref=v2.3.0\") and "
                             "apply manifests/components/trainer (its ClusterTrainingRuntime laclip-torch)")

@@ -14,7 +14,7 @@ from laclip.kube import Resource, stamp
 from laclip_jobs.backends.base import ROLE, Backend, ObjectState, Progress, TrainRequest, meta
 from laclip_jobs.common import as_json, check_subdomain
 
-RESOURCE = Resource("batch.volcano.sh/v1alpha1", "Job", "jobs", title="Volcano Job",
+RESOURCE = Resource("batch.volcano.sh/v1alpha1", "Job", "jobs", optional=True, title="Volcano Job",
                     install="install Volcano (helm install volcano volcano-sh/volcano -n volcano-system)")
 DEFAULT_QUEUE = "default"
 # TorchX renders one Volcano task per node (~4 KB each); past this the Job nears etcd's 1.5 MiB object limit.

@@ -320,6 +320,19 @@ def test_a_cluster_without_trainer_says_what_to_install(cluster, bucket):
     assert "eval-x" in text and "trainjobs" not in text  # kubectl would reject the kind
 
 
+def test_a_role_without_trainjobs_still_shows_the_other_runs(trainer_cluster, caplog):
+    """A Role applied before laclip created TrainJobs: listing them is forbidden; status and cancel of
+    the rest still work, and a warning names what was skipped."""
+    trainer_cluster.emu["list", TRAINJOBS] << 403
+    trainer_cluster.add(JOBS, {"apiVersion": "batch/v1", "kind": "Job", "metadata": {
+        "name": "eval-y", "namespace": NS, "labels": labels("eval-y", "eval"), "creationTimestamp": ts(5)},
+        "spec": {"template": {"spec": {"containers": [{"name": "eval", "image": "i"}]}}}, "status": {}})
+    result = CliRunner().invoke(app, ["--root", "gs://b/x", "status"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0 and "eval-y" in said(result), repr(result.exception)
+    assert "no right to list trainjobs.trainer.kubeflow.org in laclip" in caplog.text
+    assert CliRunner().invoke(app, ["--root", "gs://b/x", "cancel", "eval-y", "--yes"]).exit_code == 0
+
+
 def test_unknown_scheduler_names_the_backends():
     result = CliRunner().invoke(app, ["--root", "gs://b/x", "submit", "train", "--dataset", "cc12m",
                                       "--scheduler", "kubernetes", "--dry-run"])
