@@ -378,8 +378,7 @@ def cancel(
     context: Optional[str] = ContextOpt,
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> None:
-    """Delete a run's Jobs (JobSets, Volcano Jobs, TrainJobs) and ConfigMaps; their pods go with them. Store outputs
-    stay."""
+    """Delete a run's jobs, of every kind, and ConfigMaps; their pods go with them. Store outputs stay."""
     namespace = _ns(namespace)
     from laclip_jobs.backends import BACKENDS, for_object
     from laclip_jobs.status import of_run, split_made

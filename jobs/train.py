@@ -1,7 +1,6 @@
 """Render a training run: the TorchX dist.ddp AppDef, run by the cluster as the object of the backend
-`--scheduler` names (laclip_jobs.backends: a JobSet admitted by Kueue, TorchX's own Volcano Job, or
-Kubeflow Trainer's TrainJob), with the same GKE patches. Pure functions of TrainConfig; no torch,
-nothing contacted.
+`--scheduler` names (laclip_jobs.backends.TRAIN: a JobSet admitted by Kueue by default), with the
+same GKE patches whichever it is. Pure functions of TrainConfig; no torch, nothing contacted.
 
 The AppDef is the one definition of the job: TorchX owns the torchrun command line (c10d
 rendezvous on the first node, elastic `--nnodes MIN:MAX` under Volcano). We add what TorchX cannot
@@ -11,10 +10,9 @@ Identity, non-root security contexts, /dev/shm and /tmp, the laclip labels, the 
 object name, and failure policies that end the job on EXIT_PERMANENT instead of restarting it.
 
 Why JobSet by default: on GKE, multi-node GPU training is a JobSet admitted by Kueue (xpk and
-Kubeflow Trainer v2 build on it); Kueue cannot admit a Volcano Job, so only the JobSet (and the
-TrainJob, on clusters that run Trainer) goes through the quota, flex-start provisioning and
-topology-aware placement that a team's GPUs sit behind. Volcano stays for clusters that run it,
-and for elastic node counts.
+Kubeflow Trainer v2 build on it); Kueue cannot admit a Volcano Job, so only what Kueue admits goes
+through the quota, flex-start provisioning and topology-aware placement that a team's GPUs sit
+behind. Volcano stays for clusters that run it, and for elastic node counts.
 """
 
 from __future__ import annotations

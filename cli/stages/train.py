@@ -1,7 +1,7 @@
 """`laclip submit train`: the TorchX dist.ddp AppDef, rendered for GKE by the backend --scheduler names
-(laclip_jobs.backends: a JobSet, Kueue's unit of admission for --queue, --flex-start, --topology; TorchX's
-Volcano Job; Kubeflow Trainer's TrainJob); --dry-run prints it, --local runs the AppDef's own torchrun
-command here whatever the scheduler."""
+(laclip_jobs.backends; by default a JobSet, Kueue's unit of admission for --queue, --flex-start,
+--topology); --dry-run prints it, --local runs the AppDef's own torchrun command here whatever the
+scheduler."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from laclip_cli.stage import Context, Flag, Option, Stage, cluster_flags, comma_
 from laclip_jobs import backends
 
 
-QUEUE_HELP = ("Kueue LocalQueue of the JobSet or TrainJob (it waits there, suspended, for admission); with "
+QUEUE_HELP = ("Kueue LocalQueue of the run (it waits there, suspended, for admission); with "
               "--scheduler volcano the Volcano queue [default: none; laclip-flex with --flex-start; Volcano: default]")
 SCHEDULER_HELP = "how the cluster runs it: " + "; ".join(f"{name}: {b.help}" for name, b in backends.TRAIN.items())
 FLAGS = [
@@ -116,7 +116,7 @@ def run_local(cfg: TrainConfig, ctx: Context) -> None:
 
 STAGE = Stage(
     name="train", help="Train CLIP / LaCLIP: DDP (torchrun via TorchX) on GKE GPU node pools, as a JobSet under "
-                       "Kueue, a Volcano Job or a Kubeflow Trainer TrainJob.",
+                       "Kueue or another --scheduler backend.",
     config=TrainConfig, flags=FLAGS, options=OPTIONS, build=build, check=check, render=lazy("laclip_jobs.train:render"),
     run_local=run_local, estimate=estimate, submitted=submitted,
 )

@@ -118,10 +118,10 @@ class TrainConfig(BaseModel):
                                            "restarts of the whole job after a pod fails or is evicted, each from "
                                            "the newest checkpoint [default: --max-restarts; 20 with --spot]")
     # How the cluster runs the AppDef: the name of a training backend (laclip_jobs.backends.TRAIN, which
-    # checks it): a JobSet that Kueue admits as one workload (GKE's mainstream for multi-node GPU jobs),
-    # the Volcano Job of TorchX's own scheduler, or Kubeflow Trainer's TrainJob.
+    # checks it), such as a JobSet that Kueue admits as one workload (GKE's mainstream for multi-node
+    # GPU jobs) or the Volcano Job of TorchX's own scheduler.
     scheduler: str = Field("jobset", pattern=r"^[a-z][a-z0-9-]{0,30}$",
-                           description="how the cluster runs it: jobset, volcano or trainjob")
+                           description="the backend that runs it on the cluster (laclip_jobs.backends)")
     flex_start: bool = Field(False, description="GKE flex-start (Dynamic Workload Scheduler): Kueue's "
                                                 "ProvisioningRequest check gets all nodes at once from a node "
                                                 "pool created with queued provisioning [queue: laclip-flex]")
