@@ -21,8 +21,7 @@ INDEX_LABEL = "batch.kubernetes.io/job-completion-index"  # label (1.28+) and an
 
 
 def render(*, component: str, name: str, run: str, root: str, dataset: str, cluster: ClusterOptions, entry: str,
-           config: str,
-           items: int, retries: int, annotations: dict[str, str], container: str | None = None,
+           config: str, items: int, retries: int, annotations: dict[str, str], container: str | None = None,
            image: str | None = None, parallelism: int | None = None, indexed: bool | None = None,
            max_failed_indexes: int | None = None, env: list[dict] | None = None, res: dict | None = None,
            volumes: list[dict] | None = None, mounts: list[dict] | None = None,
