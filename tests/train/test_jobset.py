@@ -1,4 +1,4 @@
-"""The training run as a JobSet under Kueue (jobs/jobset.py), beside TorchX's Volcano Job: CRD
+"""The training run as a JobSet under Kueue (jobs/backends/jobset.py), beside TorchX's Volcano Job: CRD
 schemas (strict), the Kubernetes 1.33 schema for its pod and Job templates, the failure policies
 read against the messages Kubernetes writes, Kueue's flex-start and topology wiring, names that fit,
 golden files for both schedulers, and the CLI."""
