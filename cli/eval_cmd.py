@@ -43,7 +43,7 @@ def report(
     asked = [(ref.partition("/")[0], ref.partition("/")[2] or None) for ref in runs]
     rows = []
     for key in dict.fromkeys(run for run, _ in asked):
-        found = load_rows(store, key)
+        found = load_rows(store, key, newest=layout_ != "paper")  # the paper layout picks pairs itself
         if not found:
             raise NotFound(f"no evaluation results under {store.url_of(layout.evals_of(key))}/: "
                            f"run `laclip submit eval --checkpoint {key}/step_N` first")
@@ -148,7 +148,7 @@ def compare(
     if png is not None and not no_png:
         check_out_file(png, "--png", ".png")
     store = state.store()
-    side_a, side_b = cmp.resolve(store, a), cmp.resolve(store, b)
+    side_a, side_b = cmp.resolve(store, a, "A"), cmp.resolve(store, b, "B")
     names = [d.strip() for d in datasets.split(",") if d.strip()] if datasets else None
     items = cmp.compare(side_a, side_b, names, resamples=resamples, seed=seed)
     rows = cmp.flat(items)
@@ -165,6 +165,10 @@ def compare(
         for line in body:
             t.add_row(*line)
         out.print(t, soft_wrap=True)
+    notes = cmp.notes(rows)  # on screen, not only in the JSON
+    if notes:
+        text = "\n".join(("- " if markdown else "note: ") + n for n in notes)
+        out.print(("\n" if markdown else "") + text, markup=False, soft_wrap=True)
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{side_a.label}-vs-{side_b.label}")
     path = json_path or Path(f"compare-{slug}.json")
     summary = {"a": {"ref": a, "run": side_a.run, "checkpoint": side_a.checkpoint, "store": side_a.store.url},
@@ -173,10 +177,14 @@ def compare(
                "interval": "paired percentile bootstrap over test images (few-shot: episodes; text-to-image "
                            "retrieval: query images)", "test": "exact McNemar (binomial on discordant images)",
                "rows": rows}
-    path.write_text(json.dumps(summary, indent=2) + "\n")
-    if not no_png and any(r["metric"] for r in rows):
-        chart_path = png or Path(f"compare-{slug}.png")
-        cmp.chart(rows, str(chart_path), title)
+    chart_path = png or Path(f"compare-{slug}.png") if not no_png and any(r["metric"] for r in rows) else None
+    try:  # the default files go to the current folder, which may not be writable
+        path.write_text(json.dumps(summary, indent=2) + "\n")
+        if chart_path is not None:
+            cmp.chart(rows, str(chart_path), title)
+    except OSError as exc:
+        raise UsageError(f"cannot write {exc.filename or path}: {exc.strerror or exc}") from None
+    if chart_path is not None:
         if not markdown:
             out.print(f"json: {path}  chart: {chart_path}", markup=False, soft_wrap=True)
     elif not markdown:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from laclip.eval.config import EvalConfig, slug
-from laclip.eval.request import apply_checkpoint
+from laclip.eval.config import EvalConfig
+from laclip.followup import point_at, slug
 from laclip_jobs.common import (
     EXIT_PERMANENT, apply_gke_pod_spec, base_env, batch_job, check_label_value, check_name, image_for, labels,
     resources,
@@ -55,7 +55,7 @@ def render(cfg: EvalConfig) -> list[dict[str, Any]]:
         "image": image_for(COMPONENT, cluster),
         "imagePullPolicy": "IfNotPresent",
         "command": ["python", "-m", ENTRY_MODULE],
-        "args": ["--config", ""],  # apply_checkpoint puts the config in
+        "args": ["--config", ""],  # point_at puts the config in
         "env": base_env(cfg.root, cfg.run),
         "resources": resources(cluster),
     }
@@ -87,4 +87,4 @@ def render(cfg: EvalConfig) -> list[dict[str, Any]]:
     job = batch_job(COMPONENT, name, cfg.run, dataset, cluster,
                     {DATASETS_ANNOTATION: ",".join(cfg.datasets), TASKS_ANNOTATION: ",".join(cfg.tasks),
                      **({SUITES_ANNOTATION: ",".join(cfg.suites)} if cfg.suites else {})}, spec)
-    return [apply_checkpoint(job, cfg)]
+    return [point_at(job, cfg.model_dump_json(exclude={"cluster"}), cfg.checkpoint)]

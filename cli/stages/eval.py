@@ -159,11 +159,13 @@ def wait(name: str, namespace: str, timeout: int, poll: float = 15.0, api_client
 
 
 def print_records(records: list[dict]) -> None:
-    from laclip.eval.results import HEADLINE
+    """One line per result (records checked by laclip.eval.records: numbers or None)."""
+    from laclip.eval.tasks import of_result
 
     for rec in records:
         metrics = rec["metrics"]
-        headline = HEADLINE.get(rec["task"], "acc1")
+        spec = of_result(rec["task"])
+        headline = spec.headline_result if spec else "acc1"
         value = metrics.get(headline)
         shown = "n/a" if value is None else f"{100 * value:.2f}"
         ci = metrics.get("acc1_ci95")
