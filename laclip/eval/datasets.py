@@ -244,9 +244,8 @@ def _iter_tar_groups(store: Store, path: str) -> Iterator[tuple[str, dict[str, b
         yield key, parts
 
 
-def open_eval_dataset(root_store: Store, ref: str, fetch_hint=None) -> EvalDataset:
-    """A dataset by name (`datasets/<name>/` in the root store) or by URL/path of its folder.
-    `fetch_hint(name, root)`: what makes a missing set appear (laclip.eval.suites.fetch_hint)."""
+def open_eval_dataset(root_store: Store, ref: str) -> EvalDataset:
+    """A dataset by name (`datasets/<name>/` in the root store) or by URL/path of its folder."""
     if "://" in ref or ref.startswith(("/", "./", "../")):
         ds = EvalDataset(ref.rstrip("/").rsplit("/", 1)[-1], open_store(ref.rstrip("/")), "")
         if not ds.files:
@@ -263,10 +262,12 @@ def open_eval_dataset(root_store: Store, ref: str, fetch_hint=None) -> EvalDatas
 
     ds = EvalDataset(ref, root_store, layout.dataset_folder(ref))
     if not any(f.endswith("nshards.txt") for f in ds.files):
+        from laclip.eval.suites import fetch_hint
+
         known = sorted(n for n, info in discover(root_store).items() if info.kind == "clip_benchmark")
         fetching = layout.dataset_source(ref) in ds.files
         hint = "run `laclip data synth` for demo-eval" if ref == "demo-eval" else (
-            (fetch_hint and fetch_hint(ref, root_store.url)) or
+            fetch_hint(ref, root_store.url) or
             "mirror it in CLIP_benchmark's webdataset layout (clip_benchmark_export_wds) there")
         if fetching:
             hint = f"its fetch from the hub has not finished; {hint}"

@@ -1,5 +1,5 @@
 """Load a checkpoint as an open_clip model and compute frozen features, cached in the store.
-`cfg` below is an EvalConfig (laclip.eval.config).
+`cfg` below is an EvalConfig (laclip.eval.config), `ds` an EvalDataset (laclip.eval.datasets).
 
 Image features are computed once per (checkpoint, dataset, split) and written create-only to
 `evals/<run>/<checkpoint>/features/<dataset>/<split>.npz`; every task reads them from there.
@@ -21,7 +21,6 @@ import torch
 import torch.nn.functional as F
 from laclip.data.images import BadImage, decode_rgb, pixel_limit
 from laclip.errors import AlreadyExists, DataError, NotFound, UsageError
-from laclip.eval.datasets import EvalDataset
 from laclip.storage import open_store
 from laclip.storage.base import Store
 
@@ -110,7 +109,7 @@ def _load(cfg, path: str) -> LoadedModel:
 class _SplitImages(torch.utils.data.IterableDataset):
     """Decoded, preprocessed images of one split; DataLoader workers share it (by shard or by sample)."""
 
-    def __init__(self, ds: EvalDataset, split: str, preprocess, max_pixels: int):
+    def __init__(self, ds, split: str, preprocess, max_pixels: int):
         self.ds, self.split, self.preprocess, self.max_pixels = ds, split, preprocess, max_pixels
 
     def __iter__(self):
@@ -119,7 +118,7 @@ class _SplitImages(torch.utils.data.IterableDataset):
         ds = self.ds
         if info is not None:
             # A forked worker must not share the parent's HTTP connections (gs://): open its own.
-            ds = EvalDataset(ds.name, open_store(ds.store.url), ds.folder)
+            ds = type(ds)(ds.name, open_store(ds.store.url), ds.folder)
             ds.__dict__["files"] = self.ds.files  # the listing is already known
         for s in ds.iter_samples(self.split, worker, workers):
             try:  # a benchmark is scored on every image: one that cannot be used ends the evaluation
@@ -151,7 +150,7 @@ def input_size(lm: LoadedModel) -> int:
     return int(size[0] if isinstance(size, (list, tuple)) else size)
 
 
-def compute_image_features(lm: LoadedModel, ds: EvalDataset, split: str, batch_size: int = 256,
+def compute_image_features(lm: LoadedModel, ds, split: str, batch_size: int = 256,
                            workers: int = 0, max_pixels: int | None = None) -> Features:
     images = _SplitImages(ds, split, lm.preprocess, pixel_limit(input_size(lm), max_pixels))
     loader = torch.utils.data.DataLoader(
@@ -202,7 +201,7 @@ def _cached_source(meta: dict) -> tuple:
             meta.get("versions"))
 
 
-def split_features(cfg, lm: LoadedModel, ds: EvalDataset, split: str, store: Store) -> Features:
+def split_features(cfg, lm: LoadedModel, ds, split: str, store: Store) -> Features:
     """Image features of a split: from the cache when it holds this model, checkpoint, dataset and precision,
     else computed and cached (create-only, or over a stale cache)."""
     from laclip.eval.sources import checkpoint_version, dataset_version

@@ -46,11 +46,10 @@ def plan(cfg: EvalConfig, store, datasets: list[str] | None = None) -> list[Plan
     from laclip.eval.datasets import open_eval_dataset
     from laclip.eval.results import identity, result_id
     from laclip.eval.sources import checkpoint_version, dataset_version
-    from laclip.eval.suites import fetch_hint
 
     checkpoint = checkpoint_version(cfg)
     refs = datasets or cfg.datasets
-    found = [open_eval_dataset(store, ref, fetch_hint) for ref in refs]
+    found = [open_eval_dataset(store, ref) for ref in refs]
     planned = []
     for ref, ds in zip(refs, found):
         files = dataset_version(ds)
