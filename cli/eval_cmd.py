@@ -106,9 +106,10 @@ def _run_ref(ref: str) -> tuple[str, str | None]:
     """(run, checkpoint or None) of a `RUN` or `RUN/CHECKPOINT` argument, checked as names."""
     from laclip.eval.config import RUN_RE
 
-    parts = ref.strip().removesuffix("/").split("/")
-    if not 1 <= len(parts) <= 2 or not all(RUN_RE.fullmatch(p) for p in parts):
-        raise UsageError(f"run {ref!r} is not RUN or RUN/CHECKPOINT (names of letters, digits, '.', '_' and '-')")
+    parts = [p for p in ref.strip().split("/") if p]
+    if ref.strip().startswith(("/", "~")) or not 1 <= len(parts) <= 2 or not all(RUN_RE.fullmatch(p) for p in parts):
+        raise UsageError(f"run {ref!r} is not RUN or RUN/CHECKPOINT (names of letters, digits, '.', '_' and '-', "
+                         "not a path: the results are under --root)")
     return parts[0], parts[1] if len(parts) == 2 else None
 
 

@@ -92,11 +92,12 @@ def results(cfg: EvalConfig) -> list[dict]:
 def run_here(cfg: EvalConfig, *, quiet: bool = False) -> list[dict]:
     """Evaluate cfg with the pods' entrypoint, one process per dataset as the Indexed Job would;
     the result records of this request."""
-    from laclip.eval.worker import plan
+    from laclip.eval.worker import plan, read_results
     from laclip.storage import open_store
     from laclip_cli.local import run_indexed
 
-    plan(cfg, open_store(cfg.root))  # every input checked here, before a process starts
+    store = open_store(cfg.root)
+    read_results(store, plan(cfg, store))  # every input and existing result checked here, before a process starts
     run_indexed("laclip.eval.main", cfg.model_dump_json(exclude={"cluster"}), list(range(len(cfg.datasets))),
                 echo=not quiet, what=f"eval of {cfg.checkpoint}")
     return results(cfg)

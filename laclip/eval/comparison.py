@@ -51,7 +51,10 @@ def resolve(store: Store, ref: str, which: str = "the checkpoint") -> Side:
         root, parts = (found[0], found[1].split("/")[1:]) if found else ("", [])
         if len(parts) != 2 or not (root.partition("://")[2] if "://" in text else root).strip("/"):
             raise UsageError(f"{which} {ref!r} is not a checkpoint path or URL: give {FORMS}")
-        store = open_store(root)
+        try:
+            store = open_store(root)
+        except UsageError as exc:  # say which argument: the root is the user's B, not --root
+            raise UsageError(f"{which} {ref!r}: {exc}") from None
     else:
         parts = [p for p in text.removeprefix(layout.CHECKPOINTS + "/").strip("/").split("/") if p]
     names = [parts[0], parts[1].removesuffix(".pt")] if len(parts) == 2 else parts

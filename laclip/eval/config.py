@@ -16,7 +16,7 @@ from laclip.config import ClusterOptions
 from laclip.data.images import LIMIT_HELP, PIL_LIMIT
 from laclip.eval import tasks as task_registry
 from laclip.eval.suites import expand
-from laclip.followup import job_name, slug  # noqa: F401  (slug: the eval Job's names)
+from laclip.followup import job_name, slug  # noqa: F401  (slug: for the eval and fetch Jobs' names)
 from laclip.layout import CHECKPOINTS  # the run folder marker in checkpoint URLs
 
 Task = Literal[tuple(task_registry.names())]  # our names; --tasks also takes aliases (task_registry.ACCEPTED)

@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 
 from laclip import layout
-from laclip.errors import AlreadyExists, LaclipError, NotFound
+from laclip.errors import AlreadyExists, DataError, LaclipError, NotFound
 from laclip.eval import tasks
 from laclip.eval.records import read_result
 from laclip.identity import digest
@@ -114,11 +114,17 @@ class Row:
         return layout.eval_outcomes(self.run, self.checkpoint, self.dataset, self.task, self.result_id or "")
 
     def outcomes(self, store: Store) -> dict | None:
-        """The result's per-sample outcomes, checked against it; None where it has none."""
+        """The result's per-sample outcomes, checked against it; None where it has none (written before
+        laclip kept them). A result that names its outcomes file and lacks it is a DataError."""
         from laclip.eval import outcomes as oc
 
-        path = layout.eval_result(self.run, self.checkpoint, self.dataset, self.task, self.result_id or "")
-        return oc.read(store, self.outcomes_path, self.task, self.record["metrics"], store.url_of(path))
+        url = store.url_of(layout.eval_result(self.run, self.checkpoint, self.dataset, self.task,
+                                              self.result_id or ""))
+        found = oc.read(store, self.outcomes_path, self.task, self.record["metrics"], url)
+        if found is None and self.record.get("laclip", {}).get("outcomes"):
+            raise DataError(f"result {url} names its outcomes {self.record['laclip']['outcomes']}, which are "
+                            "missing: delete the result and evaluate again")
+        return found
 
     @property
     def created(self) -> str:

@@ -5,7 +5,7 @@ another version, so nothing made from the old one is reused. No torch here.
 
 from __future__ import annotations
 
-from laclip.errors import NotFound
+from laclip.errors import DataError, NotFound
 from laclip.identity import listing_digest
 from laclip.storage.base import Store
 
@@ -24,8 +24,11 @@ def checkpoint_file(cfg) -> tuple[Store, str]:
 
 
 def checkpoint_version(cfg) -> dict:
+    """The checkpoint's URL and version: a file written again under the same name is another checkpoint."""
     store, path = checkpoint_file(cfg)
     version = store.versions(path).get(path)
+    if version is None:  # a result id without it would outlive the file
+        raise DataError(f"checkpoint {store.url_of(path)} has no readable version (size and time or generation)")
     return {"url": store.url_of(path), "version": version}
 
 

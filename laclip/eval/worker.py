@@ -42,11 +42,13 @@ class Planned:
 
 
 def plan(cfg: EvalConfig, store, datasets: list[str] | None = None) -> list[Planned]:
-    """Every (dataset, task) asked for, inputs checked; raises on the first bad one."""
+    """Every (dataset, task) asked for, inputs checked (the results folder's owner first); raises on the
+    first bad one."""
     from laclip.eval.datasets import open_eval_dataset
     from laclip.eval.results import identity, result_id
     from laclip.eval.sources import checkpoint_version, dataset_version
 
+    _check_same_checkpoint(cfg, store)
     checkpoint = checkpoint_version(cfg)
     refs = datasets or cfg.datasets
     found = [open_eval_dataset(store, ref) for ref in refs]
@@ -162,7 +164,6 @@ def run_eval(cfg: EvalConfig, datasets: list[str] | None = None) -> list[dict]:
     from laclip.eval.results import write_result
 
     store = open_store(cfg.root)
-    _check_same_checkpoint(cfg, store)
     # Every input is checked before the (possibly large) checkpoint is fetched and loaded.
     planned = plan(cfg, store, datasets)
     todo = [p for p in planned if not store.exists(p.path)]

@@ -272,8 +272,9 @@ def _pickled(found: dict) -> bytes:
     return buf.getvalue()
 
 
-OUTCOME_DAMAGE = ["truncated-half", "truncated-10", "empty", "text", "missing-rank", "missing-keys", "missing-label",
-                  "keys-2d", "rank-short", "rank-negative", "rank-too-big", "object-array", "label-float"]
+OUTCOME_DAMAGE = ["deleted", "truncated-half", "truncated-10", "empty", "text", "missing-rank", "missing-keys",
+                  "missing-label", "keys-2d", "rank-short", "rank-negative", "rank-too-big", "object-array",
+                  "label-float"]
 ACC1 = {"true": True, "string": "0.9", "percent": 90.0, "negative": -0.5, "list": [0.9], "nan": float("nan"),
         "disagrees": 0.9}  # 0.9 where the outcomes give 12.5 %: the hand-edited or mixed-up result
 RESULT_DAMAGE = {
@@ -297,7 +298,10 @@ def _damaged(what: str, kind: str, surface: str) -> Case:
             from laclip.eval import outcomes as oc
 
             data = outcomes.read_bytes()
-            outcomes.write_bytes(_outcome_damage(kind, data, oc.from_bytes(data)))
+            if kind == "deleted":  # the result names it: not a result from before outcomes were kept
+                outcomes.unlink()
+            else:
+                outcomes.write_bytes(_outcome_damage(kind, data, oc.from_bytes(data)))
         elif kind in RAW_DAMAGE:
             result.write_text(RAW_DAMAGE[kind](result.read_text()), errors="surrogateescape")
         else:
@@ -328,16 +332,45 @@ def _damaged_episodes(kind: str) -> Case:
     return Case(106, f"damaged-outcomes-episodes-{kind}-compare", run)
 
 
+def _damaged_before_evaluating(what: str) -> Case:
+    """`submit eval --local` finds a damaged record of this request: one line naming it, before any pod."""
+    def run(tmp: Path) -> None:
+        from laclip.eval.config import EvalConfig
+        from laclip.eval.worker import plan
+        from laclip.storage import open_store
+
+        from .harness import labelled, write_checkpoint, write_eval_set
+
+        root = tmp / "store"
+        write_eval_set(root, "evalset", labelled(6))
+        write_checkpoint(root, "run-a", 1)
+        cfg = EvalConfig(checkpoint="run-a/step_1", root=str(root), datasets=["evalset"], tasks=["zeroshot"])
+        if what == "result":  # the result of exactly this request, truncated
+            [item] = plan(cfg, open_store(str(root)))
+            name = item.path.rsplit("/", 1)[-1]
+            (root / item.path).parent.mkdir(parents=True)
+            (root / item.path).write_text('{"dataset": "wds/evalset", "metr')
+        else:  # the record of what made the folder
+            name = "config.json"
+            (root / "evals/run-a/step_1").mkdir(parents=True)
+            (root / "evals/run-a/step_1" / name).write_text("[1, 2]")
+        res = laclip("--root", str(root), "submit", "eval", "--checkpoint", "run-a/step_1", "--datasets", "evalset",
+                     "--tasks", "zeroshot", "--local", "--workers", "0", "--batch-size", "4")
+        assert_clean_error(res, name)
+    return Case(106, f"damaged-{what}-submit-eval-local", run, slow=True)
+
+
 SURFACES = ("report", "compare", "paper")
 CLASS106 = ([_damaged("outcomes", k, s) for k in OUTCOME_DAMAGE for s in SURFACES]
             + [_damaged("result", k, s) for k in [*RESULT_DAMAGE, *RAW_DAMAGE] for s in SURFACES]
-            + [_damaged_episodes(k) for k in ("nan", "above-one")])
+            + [_damaged_episodes(k) for k in ("nan", "above-one")]
+            + [_damaged_before_evaluating(w) for w in ("result", "eval-record")])
 
 
 # -- 108: eval arguments ------------------------------------------------------------------------------
 BAD_REFS = ["//", "/", "gs://", "gs://bucket", "gs:///checkpoints/r/step_1", "a/b/c", "", "   ", "..", "./", "~",
             "/x/checkpoints/", "/x/checkpoints/r", "run-a/step_1/extra", "bad run!", "r" * 100, "checkpoints/",
-            "-", "run-a//step_1", "//checkpoints/run-a/step_1"]
+            "-", "//checkpoints/run-a/step_1", "run-a/step 1", "run-a\nstep_1"]
 
 
 def _bad_ref(ref: str, command: str) -> Case:
@@ -345,12 +378,13 @@ def _bad_ref(ref: str, command: str) -> Case:
     def run(tmp: Path) -> None:
         root = tmp / "store"
         es.write(root, "run-a", "zeroshot")
+        named = repr(ref.strip())[1:-1]  # as a message quotes it
         if command == "compare":
             res = _report(root, "compare", "run-a", ref, "--no-png", "--json", str(tmp / "c.json"))
-            assert_clean_error(res, ref.strip() or "B")
+            assert_clean_error(res, named or "B")
         else:
             res = _report(root, "report", ref, "--no-png")
-            assert_clean_error(res, ref.strip() or "run")
+            assert_clean_error(res, named or "run")
     return Case(108, f"eval-{command}-argument-{ref.strip() or 'blank'}-{len(ref)}", run)
 
 
