@@ -11,7 +11,7 @@ below, and its test. No torch here.
 from __future__ import annotations
 
 from laclip.eval.tasks import fewshot, linear_probe, retrieval, zeroshot
-from laclip.eval.tasks.base import TaskRun, TaskSpec
+from laclip.eval.tasks.base import TaskRun, TaskSpec  # noqa: F401  (the registry's types)
 
 TASKS: tuple[TaskSpec, ...] = (zeroshot.SPEC, fewshot.SPEC, linear_probe.SPEC, retrieval.SPEC)
 
@@ -19,8 +19,6 @@ BY_NAME = {t.name: t for t in TASKS}
 BY_RESULT = {t.result_name: t for t in TASKS}
 # what --tasks accepts for each task: its name, CLIP_benchmark's and the aliases
 ACCEPTED = {alias: t.name for t in TASKS for alias in (t.name, t.result_name, *t.aliases)}
-
-__all__ = ["TASKS", "TaskRun", "TaskSpec", "names", "get", "of_result", "canonical"]
 
 
 def names() -> list[str]:

@@ -9,6 +9,7 @@ from laclip.errors import DataError
 
 # metric -> (kind, per-observation values, groups or None, binary): what laclip.eval.stats resamples
 Observations = dict
+LABELS = {"acc1": "top-1", "acc5": "top-5", "mean_per_class_recall": "mean per-class recall"}
 
 
 @dataclass
@@ -52,6 +53,7 @@ class TaskSpec:
     metric_prefix: str = ""  # CLIP_benchmark's prefix of the task's result metrics (lp_ for the probe)
     paper_row: int | None = None  # its row's place in the paper layout; None: no row
     outcome_keys: tuple[str, ...] = ()  # what its .outcomes.npz must hold besides `keys`
+    per_sample: tuple[str, ...] = ()  # outcome arrays with one value per test sample
 
     # -- running it ---------------------------------------------------------------------------
     def unsupported(self, cfg, ds, from_suite: bool) -> str | None:
@@ -101,10 +103,6 @@ class TaskSpec:
                 raise DataError(f"{where}: {key!r} holds NaN or infinite values")
         for key in self.per_sample:
             if o[key].shape != (n,):
-                raise DataError(f"{where}: {key!r} has shape {o[key].shape}, not one value per each of the "
+                raise DataError(f"{where}: {key!r} has shape {o[key].shape}, not one value for each of the "
                                 f"{n} keys")
 
-    per_sample: tuple[str, ...] = ()  # outcome arrays with one value per test sample
-
-
-LABELS = {"acc1": "top-1", "acc5": "top-5", "mean_per_class_recall": "mean per-class recall"}
