@@ -7,9 +7,7 @@ id functions), then read by `laclip eval report` (both layouts) and `laclip eval
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -227,51 +225,6 @@ CLASS102 = ([_mixed(t, k, v, s) for t, k, v in SETTINGS for s in ("compare", "pa
 
 
 # -- 106: damaged records ------------------------------------------------------------------------
-def _npz(**arrays) -> bytes:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    return buf.getvalue()
-
-
-def _outcome_damage(kind: str, data: bytes, found: dict) -> bytes:
-    keys = found["keys"]
-    if kind == "truncated-half":
-        return data[:len(data) // 2]
-    if kind == "truncated-10":
-        return data[:10]
-    if kind == "empty":
-        return b""
-    if kind == "text":
-        return b"not an npz\n"
-    if kind == "object-array":
-        return _pickled(found)
-    broken = dict(found)
-    if kind.startswith("missing-"):
-        broken.pop(kind.removeprefix("missing-"))
-    elif kind == "keys-2d":
-        broken["keys"] = np.stack([keys, keys])
-    elif kind == "rank-short":
-        broken["rank"] = found["rank"][:5]
-    elif kind == "rank-negative":
-        broken["rank"] = found["rank"] - 100
-    elif kind == "rank-too-big":
-        broken["rank"] = found["rank"] + 1000
-    elif kind == "label-float":
-        broken["label"] = found["label"] + 0.5
-    return _npz(**broken)
-
-
-def _pickled(found: dict) -> bytes:
-    """An npz whose array needs pickle to load (what allow_pickle=False refuses)."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for k, v in found.items():
-            inner = io.BytesIO()
-            np.save(inner, v if k != "rank" else np.array(list(v), dtype=object), allow_pickle=True)
-            z.writestr(f"{k}.npy", inner.getvalue())
-    return buf.getvalue()
-
-
 OUTCOME_DAMAGE = ["deleted", "truncated-half", "truncated-10", "empty", "text", "missing-rank", "missing-keys",
                   "missing-label", "keys-2d", "rank-short", "rank-negative", "rank-too-big", "object-array",
                   "label-float"]
@@ -301,7 +254,7 @@ def _damaged(what: str, kind: str, surface: str) -> Case:
             if kind == "deleted":  # the result names it: not a result from before outcomes were kept
                 outcomes.unlink()
             else:
-                outcomes.write_bytes(_outcome_damage(kind, data, oc.from_bytes(data)))
+                outcomes.write_bytes(es.damaged_outcomes(kind, data, oc.from_bytes(data)))
         elif kind in RAW_DAMAGE:
             result.write_text(RAW_DAMAGE[kind](result.read_text()), errors="surrogateescape")
         else:

@@ -7,8 +7,10 @@ unchanged against the commit before a fix. And readers of what `laclip eval repo
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +118,53 @@ def write(root: Path, run: str, task: str, *, logits=None, episodes=None, create
     outcomes.write_bytes(oc.to_bytes(kept))
     result.write_text(json.dumps(record, indent=2) + "\n")
     return result, outcomes, record
+
+
+# -- damaged outcomes ------------------------------------------------------------------------------
+def _npz(**arrays) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def damaged_outcomes(kind: str, data: bytes, found: dict) -> bytes:
+    """An outcomes file made from `data` (its arrays: `found`) damaged one way."""
+    keys = found["keys"]
+    if kind == "truncated-half":
+        return data[:len(data) // 2]
+    if kind == "truncated-10":
+        return data[:10]
+    if kind == "empty":
+        return b""
+    if kind == "text":
+        return b"not an npz\n"
+    if kind == "object-array":
+        return _pickled(found)
+    broken = dict(found)
+    if kind.startswith("missing-"):
+        broken.pop(kind.removeprefix("missing-"))
+    elif kind == "keys-2d":
+        broken["keys"] = np.stack([keys, keys])
+    elif kind == "rank-short":
+        broken["rank"] = found["rank"][:5]
+    elif kind == "rank-negative":
+        broken["rank"] = found["rank"] - 100
+    elif kind == "rank-too-big":
+        broken["rank"] = found["rank"] + 1000
+    elif kind == "label-float":
+        broken["label"] = found["label"] + 0.5
+    return _npz(**broken)
+
+
+def _pickled(found: dict) -> bytes:
+    """An npz whose array needs pickle to load (what allow_pickle=False refuses)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for k, v in found.items():
+            inner = io.BytesIO()
+            np.save(inner, v if k != "rank" else np.array(list(v), dtype=object), allow_pickle=True)
+            z.writestr(f"{k}.npy", inner.getvalue())
+    return buf.getvalue()
 
 
 # -- what the commands print ------------------------------------------------------------------------
