@@ -233,7 +233,7 @@ def build(rows: list[Row], runs: list[tuple[str, str]], suite=None, title: str |
             csv_rows.append(raw)
             notes.extend(f"{UNPAIRED} {label} {d}: not paired, {why}" for (d, t), why in sorted(unpaired.items())
                          if t == task and d in skipped)
-            partial = partial or bool(skipped)
+            partial = partial or any("*" in cell for cell in md[2:])
     if partial:
         notes.append("* the mean over the datasets with a result (of those the suite averages; for a difference, "
                      "of those paired)")
