@@ -35,22 +35,28 @@ def report(
 
     if layout_ not in ("runs", "paper"):
         raise UsageError(f"invalid --layout {layout_!r}: use runs or paper")
+    asked = [_run_ref(ref) for ref in runs]
     if csv_out not in (None, "-"):
         check_out_file(Path(csv_out), "--csv", ".csv")
     path = None if no_png or layout_ == "paper" else \
         check_out_file(png or Path(f"eval-{'-'.join(runs).replace('/', '-')}.png"), "--png", ".png")
     store = state.store()
-    asked = [(ref.partition("/")[0], ref.partition("/")[2] or None) for ref in runs]
     rows = []
     for key in dict.fromkeys(run for run, _ in asked):
-        found = load_rows(store, key)
+        found = load_rows(store, key, newest=layout_ != "paper")  # the paper layout picks pairs itself
         if not found:
             raise NotFound(f"no evaluation results under {store.url_of(layout.evals_of(key))}/: "
                            f"run `laclip submit eval --checkpoint {key}/step_N` first")
         rows.extend(found)
+    for run, ckpt in asked:
+        if ckpt is not None and not any(r.run == run and r.checkpoint == ckpt for r in rows):
+            have = sorted({r.checkpoint for r in rows if r.run == run})
+            raise NotFound(f"run {run} has no results of checkpoint {ckpt} (it has: {', '.join(have)})")
     if layout_ == "paper":
         _paper(store, rows, asked, suite, csv_out)
         return
+    whole = {run for run, ckpt in asked if ckpt is None}  # RUN: every checkpoint; RUN/CHECKPOINT: that one
+    rows = [r for r in rows if r.run in whole or (r.run, r.checkpoint) in asked]
     attach_intervals(store, rows)
     header, body = table(rows)
     if markdown:
@@ -65,6 +71,7 @@ def report(
         for line in body:
             t.add_row(*line)
         out.print(t)
+    _print_notes(_mixed_columns(rows), markdown)
     if path is not None:
         try:
             chart(rows, str(path))
@@ -72,6 +79,38 @@ def report(
             raise UsageError(f"cannot write the chart {path}: {exc.strerror or exc}") from None
         if not markdown:  # keep a Markdown summary clean
             out.print(f"chart: {path}", soft_wrap=True)
+
+
+def _mixed_columns(rows) -> list[str]:
+    """A column whose checkpoints were evaluated with other settings (a curve of unlike numbers): why."""
+    from laclip.eval.comparison import unlike
+    from laclip.eval.results import _short
+
+    notes = []
+    for column in dict.fromkeys((r.dataset, r.task) for r in rows):
+        mine = [r for r in rows if (r.dataset, r.task) == column]
+        why = next((unlike(mine[0], r) for r in mine[1:] if unlike(mine[0], r)), None)
+        if why:
+            notes.append(f"{column[0]} {_short(column[1])}: its checkpoints were {why}")
+    return notes
+
+
+def _print_notes(notes: list[str], markdown: bool) -> None:
+    """Notes under a table, on screen: `note: ...` lines, or a Markdown list."""
+    if notes:
+        text = "\n".join(("- " if markdown else "note: ") + n for n in notes)
+        out.print(("\n" if markdown else "") + text, markup=False, soft_wrap=True)
+
+
+def _run_ref(ref: str) -> tuple[str, str | None]:
+    """(run, checkpoint or None) of a `RUN` or `RUN/CHECKPOINT` argument, checked as names."""
+    from laclip.eval.config import RUN_RE
+
+    parts = [p for p in ref.strip().split("/") if p]
+    if ref.strip().startswith(("/", "~")) or not 1 <= len(parts) <= 2 or not all(RUN_RE.fullmatch(p) for p in parts):
+        raise UsageError(f"run {ref!r} is not RUN or RUN/CHECKPOINT (names of letters, digits, '.', '_' and '-', "
+                         "not a path: the results are under --root)")
+    return parts[0], parts[1] if len(parts) == 2 else None
 
 
 def check_out_file(path: Path, flag: str, suffix: str) -> Path:
@@ -96,9 +135,6 @@ def _paper(store, rows, asked: list[tuple[str, str | None]], suite_name: str | N
 
     picked = []
     for run, ckpt in asked:
-        if ckpt is not None and not any(r.run == run and r.checkpoint == ckpt for r in rows):
-            have = sorted({r.checkpoint for r in rows if r.run == run})
-            raise NotFound(f"run {run} has no results of checkpoint {ckpt} (it has: {', '.join(have)})")
         picked += paper.pick_checkpoints(rows, {run: ckpt})
     if len(set(picked)) != len(picked):
         raise UsageError("the same run and checkpoint is asked for twice")
@@ -148,7 +184,7 @@ def compare(
     if png is not None and not no_png:
         check_out_file(png, "--png", ".png")
     store = state.store()
-    side_a, side_b = cmp.resolve(store, a), cmp.resolve(store, b)
+    side_a, side_b = cmp.resolve(store, a, "A"), cmp.resolve(store, b, "B")
     names = [d.strip() for d in datasets.split(",") if d.strip()] if datasets else None
     items = cmp.compare(side_a, side_b, names, resamples=resamples, seed=seed)
     rows = cmp.flat(items)
@@ -165,6 +201,7 @@ def compare(
         for line in body:
             t.add_row(*line)
         out.print(t, soft_wrap=True)
+    _print_notes(cmp.notes(rows), markdown)  # on screen, not only in the JSON
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{side_a.label}-vs-{side_b.label}")
     path = json_path or Path(f"compare-{slug}.json")
     summary = {"a": {"ref": a, "run": side_a.run, "checkpoint": side_a.checkpoint, "store": side_a.store.url},
@@ -173,10 +210,14 @@ def compare(
                "interval": "paired percentile bootstrap over test images (few-shot: episodes; text-to-image "
                            "retrieval: query images)", "test": "exact McNemar (binomial on discordant images)",
                "rows": rows}
-    path.write_text(json.dumps(summary, indent=2) + "\n")
-    if not no_png and any(r["metric"] for r in rows):
-        chart_path = png or Path(f"compare-{slug}.png")
-        cmp.chart(rows, str(chart_path), title)
+    chart_path = png or Path(f"compare-{slug}.png") if not no_png and any(r["metric"] for r in rows) else None
+    try:  # the default files go to the current folder, which may not be writable
+        path.write_text(json.dumps(summary, indent=2) + "\n")
+        if chart_path is not None:
+            cmp.chart(rows, str(chart_path), title)
+    except OSError as exc:
+        raise UsageError(f"cannot write {exc.filename or path}: {exc.strerror or exc}") from None
+    if chart_path is not None:
         if not markdown:
             out.print(f"json: {path}  chart: {chart_path}", markup=False, soft_wrap=True)
     elif not markdown:

@@ -93,10 +93,11 @@ def pipeline(
         checkpoints = {label: timings.run(f"train: {label} ({run}){suffix}", _train, root, run,
                                           rewrite_id if label == "LaCLIP" else None, steps, s, nproc)
                        for label, run in runs.items()}
-        results = {label: timings.run(f"eval: {label}{suffix}", _evaluate, root, ckpt, s)
+        records = {label: timings.run(f"eval: {label}{suffix}", _evaluate, root, ckpt, s)
                    for label, ckpt in checkpoints.items()}
+        results = {label: {r["task"]: r["metrics"] for r in recs} for label, recs in records.items()}
         pairs.append({"seed": s, "tag": tag, "runs": runs, "checkpoints": checkpoints, "results": results,
-                      "differences": _paired(store, runs, checkpoints, s)})
+                      "differences": _paired(store, runs, checkpoints, records, s)})
     tag = pairs[0]["tag"] if seeds == 1 else _tag(rewrite_id, steps, [p["seed"] for p in pairs], nproc)
     _report(store, tag, rewrite_id, kept, pairs, timings)
 
@@ -105,14 +106,16 @@ def _tag(rewrite_id: str, steps, seed, nproc: int) -> str:
     return hashlib.sha256(json.dumps([rewrite_id, steps, seed, nproc]).encode()).hexdigest()[:6]
 
 
-def _paired(store, runs: dict, checkpoints: dict, seed: int) -> dict:
-    """LaCLIP - CLIP of every metric, paired over the test images: {task: {metric: Difference dict}}."""
+def _paired(store, runs: dict, checkpoints: dict, records: dict, seed: int) -> dict:
+    """LaCLIP - CLIP of every metric, paired over the test images: {task: {metric: Difference dict}}. Only
+    the results this pipeline evaluated are paired, so the differences are those of the numbers shown."""
     from laclip.eval import comparison
 
     sides = [comparison.Side(label, store, runs[label], checkpoints[label].rsplit("/", 1)[-1].removesuffix(".pt"))
              for label in ("CLIP", "LaCLIP")]
+    mine = {r["laclip"]["result_id"] for recs in records.values() for r in recs}
     found: dict = {}
-    for item in comparison.compare(*sides, [EVAL_SET], seed=seed):
+    for item in comparison.compare(*sides, [EVAL_SET], results=mine, seed=seed):
         if item.differences:
             found[item.task] = {m: d.to_dict() for m, d in item.differences.items()}
         elif item.note:
@@ -208,7 +211,7 @@ class _LogProgress:
                 out.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
-def _evaluate(root: str, checkpoint: str, seed: int) -> dict[str, dict]:
+def _evaluate(root: str, checkpoint: str, seed: int) -> list[dict]:
     from laclip.eval.config import EvalConfig
     from laclip_cli.stages.eval import results, run_here
 
@@ -217,17 +220,16 @@ def _evaluate(root: str, checkpoint: str, seed: int) -> dict[str, dict]:
     if len(results(cfg)) == len(TASKS):
         out.print(f"reusing the results for {checkpoint}", markup=False)
     with out.status("embedding images and fitting classifiers"):
-        records = run_here(cfg, quiet=True)
-    return {r["task"]: r["metrics"] for r in records}
+        return run_here(cfg, quiet=True)
 
 
 # -- the comparison ------------------------------------------------------------------------
-ROWS = [  # (label, task as written in the result JSON, metric)
-    ("zero-shot top-1", "zeroshot_classification", "acc1"),
-    ("zero-shot top-5", "zeroshot_classification", "acc5"),
-    ("zero-shot mean per-class recall", "zeroshot_classification", "mean_per_class_recall"),
-    ("few-shot 5-way 5-shot kNN", "fewshot_knn", "acc1"),
-    ("linear probe top-1", "linear_probe", "lp_acc1"),
+ROWS = [  # (label, task, metric in the outcomes' names): the metrics of TASKS the table shows
+    ("zero-shot top-1", "zeroshot", "acc1"),
+    ("zero-shot top-5", "zeroshot", "acc5"),
+    ("zero-shot mean per-class recall", "zeroshot", "mean_per_class_recall"),
+    ("few-shot 5-way 5-shot kNN", "fewshot", "acc1"),
+    ("linear probe top-1", "linear_probe", "acc1"),
 ]
 
 
@@ -253,11 +255,15 @@ def _report(store, tag, rewrite_id, kept, pairs: list[dict], timings: Timings) -
     table.add_column("LaCLIP - CLIP" + (" (mean)" if many else ""), justify="right")
     table.add_column("95% CI " + ("across seeds" if many else "(paired bootstrap)"), justify="right")
     table.add_column("per seed [paired 95% CI]" if many else "McNemar p", justify="right")
+    from laclip.eval.tasks import get
+
     rows, summary_rows = [], []
-    for name, task, metric in ROWS:
-        values = [[_metric(p["results"][label], task, metric) for p in pairs] for label in ("CLIP", "LaCLIP")]
-        # the paired differences name metrics as the outcomes do: without the linear probe's `lp_`
-        diffs = [p["differences"].get(task, {}).get(metric.removeprefix("lp_")) for p in pairs]
+    for name, key, metric in ROWS:
+        spec = get(key)
+        task = spec.result_name
+        values = [[_metric(p["results"][label], task, spec.result_metric(metric)) for p in pairs]
+                  for label in ("CLIP", "LaCLIP")]
+        diffs = [p["differences"].get(task, {}).get(metric) for p in pairs]
         if all(v is None for v in values[0] + values[1]) or any(d is None for d in diffs):
             continue
         means = [sum(v) / len(v) for v in values]
@@ -271,8 +277,8 @@ def _report(store, tag, rewrite_id, kept, pairs: list[dict], timings: Timings) -
         table.add_row(name, *(f"{100 * m:.1f}" for m in means), f"{100 * diff:+.1f}",
                       f"[{100 * lo:+.1f}, {100 * hi:+.1f}]", last)
         rows.append((name, means, diff, lo, hi))
-        summary_rows.append({"metric": name, "task": task, "key": metric, "clip": means[0], "laclip": means[1],
-                             "diff": diff, "lo": lo, "hi": hi, "per_seed": diffs,
+        summary_rows.append({"metric": name, "task": task, "key": spec.result_metric(metric), "clip": means[0],
+                             "laclip": means[1], "diff": diff, "lo": lo, "hi": hi, "per_seed": diffs,
                              "interval": "student-t across seeds" if many else "paired bootstrap over test images"})
     out.print(table)
     if many:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from laclip.eval.config import EvalConfig, slug
-from laclip.eval.request import apply_checkpoint
+from laclip.eval.config import EvalConfig
+from laclip.followup import point_at, slug
 from laclip_jobs.backends import job as backends_job
 from laclip_jobs.common import check_label_value, check_name
 
@@ -52,4 +52,4 @@ def render(cfg: EvalConfig) -> list[dict[str, Any]]:
         entry=ENTRY_MODULE, config="", items=n, parallelism=cfg.parallelism, retries=RETRIES_PER_DATASET,
         annotations={DATASETS_ANNOTATION: ",".join(cfg.datasets), TASKS_ANNOTATION: ",".join(cfg.tasks),
                      **({SUITES_ANNOTATION: ",".join(cfg.suites)} if cfg.suites else {})})
-    return [apply_checkpoint(job, cfg)]
+    return [point_at(job, cfg.model_dump_json(exclude={"cluster"}), cfg.checkpoint)]

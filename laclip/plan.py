@@ -173,12 +173,12 @@ def estimate(stage: Stage, dataset: str, gpus: int, *, model: str | None = None,
     from laclip.data.registry import PRESETS, check_name
 
     if stage == "eval" and datasets is None:
-        from laclip.eval.config import ALL_TASKS
         from laclip.eval.suites import expand, is_suite
+        from laclip.eval.tasks import names
 
         if is_suite(dataset):
-            found = expand([dataset], list(ALL_TASKS))
-            datasets = [(d, found.tasks.get(d, list(ALL_TASKS))) for d in found.datasets]
+            found = expand([dataset], names())
+            datasets = [(d, found.tasks.get(d, names())) for d in found.datasets]
     check_name(dataset)
     if stage not in _UNITS:
         raise UsageError(f"unknown stage {stage!r}: use rewrite, train or eval")

@@ -77,11 +77,12 @@ def results(cfg: EvalConfig) -> list[dict]:
 def run_here(cfg: EvalConfig, *, quiet: bool = False) -> list[dict]:
     """Evaluate cfg with the pods' entrypoint, one process per dataset as the Indexed Job would;
     the result records of this request."""
-    from laclip.eval.worker import plan
+    from laclip.eval.worker import plan, read_results
     from laclip.storage import open_store
     from laclip_cli.local import run_indexed
 
-    plan(cfg, open_store(cfg.root))  # every input checked here, before a process starts
+    store = open_store(cfg.root)
+    read_results(store, plan(cfg, store))  # every input and existing result checked here, before a process starts
     run_indexed("laclip.eval.main", cfg.model_dump_json(exclude={"cluster"}), list(range(len(cfg.datasets))),
                 echo=not quiet, what=f"eval of {cfg.checkpoint}")
     return results(cfg)
@@ -139,11 +140,13 @@ def wait(name: str, namespace: str, timeout: int, poll: float = 15.0, api_client
 
 
 def print_records(records: list[dict]) -> None:
-    from laclip.eval.results import HEADLINE
+    """One line per result (records checked by laclip.eval.records: numbers or None)."""
+    from laclip.eval.tasks import of_result
 
     for rec in records:
         metrics = rec["metrics"]
-        headline = HEADLINE.get(rec["task"], "acc1")
+        spec = of_result(rec["task"])
+        headline = spec.headline_result if spec else "acc1"
         value = metrics.get(headline)
         shown = "n/a" if value is None else f"{100 * value:.2f}"
         ci = metrics.get("acc1_ci95")

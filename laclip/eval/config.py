@@ -10,56 +10,21 @@ import posixpath
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from laclip.config import ClusterOptions
 from laclip.data.images import LIMIT_HELP, PIL_LIMIT
+from laclip.eval import tasks as task_registry
+from laclip.eval.suites import expand
+from laclip.followup import job_name, slug  # noqa: F401  (slug: for the eval and fetch Jobs' names)
+from laclip.layout import CHECKPOINTS  # the run folder marker in checkpoint URLs
 
-Task = Literal["zeroshot", "fewshot", "linear_probe", "retrieval"]
-ALL_TASKS: tuple[str, ...] = ("zeroshot", "fewshot", "linear_probe", "retrieval")
-# The task names written into result JSON; CLIP_benchmark's where it has one.
-TASK_RESULT_NAMES = {
-    "zeroshot": "zeroshot_classification",
-    "fewshot": "fewshot_knn",
-    "linear_probe": "linear_probe",
-    "retrieval": "zeroshot_retrieval",
-}
-TASK_ALIASES = {"zs": "zeroshot", "zeroshot_classification": "zeroshot", "knn": "fewshot", "fewshot_knn": "fewshot",
-                "linear": "linear_probe", "lp": "linear_probe", "zeroshot_retrieval": "retrieval"}
-from laclip.layout import CHECKPOINTS  # noqa: E402  (the run folder marker in checkpoint URLs)
+Task = Literal[tuple(task_registry.names())]  # our names; --tasks also takes aliases (task_registry.ACCEPTED)
 
 
-class FewShotOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    ways: int = Field(5, ge=2, le=1000)
-    shots: int = Field(5, ge=1, le=10_000)
-    queries: int = Field(15, ge=1, le=10_000, description="query images per class in each episode")
-    episodes: int = Field(600, ge=1, le=1_000_000)
-    k: int = Field(5, ge=1, le=10_000, description="neighbours that vote (at most ways*shots)")
-    temperature: float = Field(0.07, gt=0, le=100, allow_inf_nan=False, description="vote weight exp(cosine/T)")
-
-
-class LinearProbeOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    val_fraction: float = Field(0.2, gt=0, lt=1, description="held out of train when no val_split is set")
-    # L2 strength lambda searched on a log grid, then refined around the best (as the CLIP paper does).
-    reg_min: float = Field(1e-6, gt=0, allow_inf_nan=False)
-    reg_max: float = Field(1e2, gt=0, allow_inf_nan=False)
-    grid: int = Field(9, ge=2, le=1000)
-    refine_steps: int = Field(4, ge=0, le=100)
-    max_iter: int = Field(100, ge=10, le=100_000)
-
-    @model_validator(mode="after")
-    def _range(self) -> "LinearProbeOptions":
-        if self.reg_min >= self.reg_max:
-            raise ValueError(f"reg_min {self.reg_min:g} must be below reg_max {self.reg_max:g}")
-        return self
-
-
-class EvalConfig(BaseModel):
-    """What to evaluate (a checkpoint), on what (datasets, tasks), where results go, how pods run."""
+class _EvalSettings(BaseModel):
+    """What to evaluate (a checkpoint), on what (datasets, tasks), where results go, how pods run; EvalConfig
+    adds each task's options."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -73,8 +38,8 @@ class EvalConfig(BaseModel):
     datasets: list[str] = Field(default_factory=lambda: ["demo-eval"], min_length=1,
                                 description="comma-separated names under datasets/, folder URLs, or suites "
                                             "(laclip-paper, datacomp: `laclip datasets suites`)")
-    tasks: list[Task] = Field(default_factory=lambda: list(ALL_TASKS), min_length=1,
-                              description="comma-separated: zeroshot, fewshot, linear_probe, retrieval")
+    tasks: list[Task] = Field(default_factory=task_registry.names, min_length=1,
+                              description="comma-separated: " + ", ".join(task_registry.names()))
     dataset_tasks: dict[str, list[Task]] = Field(
         default_factory=dict, description="tasks of one dataset where they are not --tasks (a suite's protocol "
                                           "fills it: few-shot on the downstream sets only...)")
@@ -93,16 +58,17 @@ class EvalConfig(BaseModel):
     recall_k: list[Annotated[int, Field(ge=1, le=10**6)]] = Field(default_factory=lambda: [1, 5, 10], min_length=1)
     max_image_pixels: int | None = Field(None, ge=1, le=PIL_LIMIT, description=LIMIT_HELP)
     cache_features: bool = True
-    fewshot: FewShotOptions = Field(default_factory=FewShotOptions)
-    linear_probe: LinearProbeOptions = Field(default_factory=LinearProbeOptions)
     cluster: ClusterOptions = Field(default_factory=ClusterOptions)
 
     @field_validator("tasks", mode="before")
     @classmethod
     def _aliases(cls, value):
-        if isinstance(value, str):
-            value = [v for v in value.split(",") if v.strip()]
-        return list(dict.fromkeys(TASK_ALIASES.get(v.strip(), v.strip()) for v in value))
+        return _task_names(value)
+
+    @field_validator("dataset_tasks", mode="before")
+    @classmethod
+    def _dataset_aliases(cls, value):
+        return {k: _task_names(v) for k, v in value.items()} if isinstance(value, dict) else value
 
     @field_validator("datasets", mode="before")
     @classmethod
@@ -131,8 +97,6 @@ class EvalConfig(BaseModel):
 
     def _expand_suites(self) -> None:
         """Suite names in `datasets` become their datasets, each with the suite's tasks (among `tasks`)."""
-        from laclip.eval.suites import expand
-
         found = expand(self.datasets, list(self.tasks))
         if found.dropped:
             import logging
@@ -182,24 +146,28 @@ class EvalConfig(BaseModel):
         return cls(checkpoint=checkpoint, root=root, **options)
 
     def job_name(self) -> str:
-        """`eval-<run>-<checkpoint>`, shortened with a hash when too long: at most 63 characters, less
-        the `-<index>` that the API server requires room for in an Indexed Job's pod hostnames."""
-        import hashlib
+        """`eval-<run>-<checkpoint>` within the name limits of an Indexed Job (laclip.followup.job_name)."""
+        return job_name("eval", self.run, self.checkpoint_name, len(self.datasets))
 
-        n = len(self.datasets)
-        limit = 63 - (len(f"-{n - 1}") if n > 1 else 0)
-        name = f"eval-{slug(self.run)}-{slug(self.checkpoint_name)}".strip("-")
-        if len(name) > limit:
-            digest = hashlib.sha256(f"{self.run}/{self.checkpoint_name}".encode()).hexdigest()[:6]
-            name = name[:limit - 7].rstrip("-") + "-" + digest
-        return name
+
+# One field per task with options (`fewshot`, `linear_probe`), from the task registry: `--set fewshot.episodes=200`
+# and --config-file reach them, and a new task's options need no line here.
+EvalConfig = create_model(
+    "EvalConfig", __base__=_EvalSettings, __module__=__name__,
+    **{t.name: (t.options, Field(default_factory=t.options)) for t in task_registry.TASKS if t.options})
+EvalConfig.__doc__ = "What to evaluate (a checkpoint), on what (datasets, tasks), where results go, how pods run."
+
+
+def _task_names(value):
+    """Tasks as typed (comma-separated text or a list; aliases and CLIP_benchmark's names) as our names."""
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        return value  # pydantic says what is wrong
+    return list(dict.fromkeys(task_registry.ACCEPTED.get(v.strip(), v.strip()) for v in value))
 
 
 RUN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
 
 
 def _locate(checkpoint: str, root: str | None) -> tuple[str, str]:

@@ -1,4 +1,5 @@
 """Load a checkpoint as an open_clip model and compute frozen features, cached in the store.
+`cfg` below is an EvalConfig (laclip.eval.config), `ds` an EvalDataset (laclip.eval.datasets).
 
 Image features are computed once per (checkpoint, dataset, split) and written create-only to
 `evals/<run>/<checkpoint>/features/<dataset>/<split>.npz`; every task reads them from there.
@@ -20,8 +21,6 @@ import torch
 import torch.nn.functional as F
 from laclip.data.images import BadImage, decode_rgb, pixel_limit
 from laclip.errors import AlreadyExists, DataError, NotFound, UsageError
-from laclip.eval.config import EvalConfig
-from laclip.eval.datasets import EvalDataset
 from laclip.storage import open_store
 from laclip.storage.base import Store
 
@@ -50,26 +49,9 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-MODEL_CONFIGS_ENV = "LACLIP_MODEL_CONFIGS"  # extra open_clip config folders/files, os.pathsep-separated
-
-
-def _register_project_models() -> None:
-    """Custom architectures: the training stage's (laclip-tiny, on import) and $LACLIP_MODEL_CONFIGS."""
-    import open_clip
-
-    try:
-        import laclip.train.model  # noqa: F401
-    except ImportError:
-        pass
-    except Exception as exc:  # a broken optional module must not stop an evaluation of a built-in model
-        log.warning("laclip.train.model could not register its models: %s", exc)
-    for path in filter(None, os.environ.get(MODEL_CONFIGS_ENV, "").split(os.pathsep)):
-        open_clip.add_model_config(path)
-
-
-def fetch_checkpoint(cfg: EvalConfig, workdir: str) -> str:
+def fetch_checkpoint(cfg, workdir: str) -> str:
     """A local file for the checkpoint (`.pt` may be left off), downloading it when remote."""
-    from laclip.eval.results import checkpoint_file
+    from laclip.eval.sources import checkpoint_file
 
     store, path = checkpoint_file(cfg)
     local = store.local_path(path)
@@ -80,7 +62,7 @@ def fetch_checkpoint(cfg: EvalConfig, workdir: str) -> str:
     return dest
 
 
-def load_model(cfg: EvalConfig) -> LoadedModel:
+def load_model(cfg) -> LoadedModel:
     """The checkpoint as an open_clip model in eval mode; a downloaded copy is deleted once loaded."""
     import shutil
 
@@ -91,10 +73,12 @@ def load_model(cfg: EvalConfig) -> LoadedModel:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _load(cfg: EvalConfig, path: str) -> LoadedModel:
+def _load(cfg, path: str) -> LoadedModel:
     import open_clip
 
-    _register_project_models()
+    from laclip.models import register
+
+    register()  # laclip's own architectures and $LACLIP_MODEL_CONFIGS
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a file that is not a checkpoint
@@ -125,7 +109,7 @@ def _load(cfg: EvalConfig, path: str) -> LoadedModel:
 class _SplitImages(torch.utils.data.IterableDataset):
     """Decoded, preprocessed images of one split; DataLoader workers share it (by shard or by sample)."""
 
-    def __init__(self, ds: EvalDataset, split: str, preprocess, max_pixels: int):
+    def __init__(self, ds, split: str, preprocess, max_pixels: int):
         self.ds, self.split, self.preprocess, self.max_pixels = ds, split, preprocess, max_pixels
 
     def __iter__(self):
@@ -134,7 +118,7 @@ class _SplitImages(torch.utils.data.IterableDataset):
         ds = self.ds
         if info is not None:
             # A forked worker must not share the parent's HTTP connections (gs://): open its own.
-            ds = EvalDataset(ds.name, open_store(ds.store.url), ds.folder)
+            ds = type(ds)(ds.name, open_store(ds.store.url), ds.folder)
             ds.__dict__["files"] = self.ds.files  # the listing is already known
         for s in ds.iter_samples(self.split, worker, workers):
             try:  # a benchmark is scored on every image: one that cannot be used ends the evaluation
@@ -166,7 +150,7 @@ def input_size(lm: LoadedModel) -> int:
     return int(size[0] if isinstance(size, (list, tuple)) else size)
 
 
-def compute_image_features(lm: LoadedModel, ds: EvalDataset, split: str, batch_size: int = 256,
+def compute_image_features(lm: LoadedModel, ds, split: str, batch_size: int = 256,
                            workers: int = 0, max_pixels: int | None = None) -> Features:
     images = _SplitImages(ds, split, lm.preprocess, pixel_limit(input_size(lm), max_pixels))
     loader = torch.utils.data.DataLoader(
@@ -202,7 +186,7 @@ def encode_texts(lm: LoadedModel, texts: list[str], batch_size: int = 256) -> to
     return torch.cat(out)
 
 
-def cache_path(cfg: EvalConfig, dataset: str, split: str) -> str:
+def cache_path(cfg, dataset: str, split: str) -> str:
     from laclip import layout
 
     return layout.eval_features(cfg.run, cfg.checkpoint_name, dataset, split)
@@ -217,10 +201,10 @@ def _cached_source(meta: dict) -> tuple:
             meta.get("versions"))
 
 
-def split_features(cfg: EvalConfig, lm: LoadedModel, ds: EvalDataset, split: str, store: Store) -> Features:
+def split_features(cfg, lm: LoadedModel, ds, split: str, store: Store) -> Features:
     """Image features of a split: from the cache when it holds this model, checkpoint, dataset and precision,
     else computed and cached (create-only, or over a stale cache)."""
-    from laclip.eval.results import checkpoint_version, dataset_version
+    from laclip.eval.sources import checkpoint_version, dataset_version
 
     path = cache_path(cfg, ds.name, split)
     # The checkpoint's and the dataset's versions too: a checkpoint written again under the same

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from laclip.eval.zeroshot import classification_metrics
+from laclip.eval.tasks import classification
 
 
 @contextmanager
@@ -116,12 +116,10 @@ def _evaluate(train_x, train_y, test_x, test_y, val_x, val_y, *, reg_min, reg_ma
     all_x = t(np.concatenate([fit_x, val_x]))
     all_y = t(np.concatenate([fit_y, val_y]), torch.long)
     w = fit(all_x, all_y, classes, 10 ** best, max_iter)
-    logits = predict(w, t(test_x)).cpu().numpy()
+    found = classification.outcomes(predict(w, t(test_x)).cpu().numpy(), test_y)
     if outcomes is not None:
-        from laclip.eval.outcomes import classification
-
-        outcomes.update(classification(logits, test_y))
-    metrics = classification_metrics(logits, test_y)
+        outcomes.update(found)
+    metrics = classification.metrics(found)
     metrics.update({"reg": float(10 ** best), "val_acc1": scores[best], "train_size": len(all_y),
                     "val_size": len(vy), "regs_tried": len(scores)})
     return metrics

@@ -8,10 +8,12 @@ CLIP_benchmark's output ({dataset, model, pretrained, task, metrics, language}) 
 `lp_acc1`, `lp_acc5`, `lp_mean_per_class_recall`), so `clip_benchmark build` merges laclip's
 results with its own into one table; laclip's own details sit under "laclip".
 <id> is a digest of everything that decides the numbers (`identity`): the checkpoint file
-(its URL and version), the dataset's files, the model, the precision, the splits, the class
-names and templates (zero-shot), the task's options and seed. A result is reused only when a
-new request has the same id; any changed setting gives a new file, and the old one stays.
-No torch here: `laclip eval report` runs on a laptop.
+(its URL and version), the dataset's files, the model, the precision, the test split, and what
+the task's spec names (laclip.eval.tasks: the class names and templates of zero-shot, the
+options, seed and splits of the others). A result is reused only when a new request has the
+same id; any changed setting gives a new file, and the old one stays. Results are read back
+through laclip.eval.records (checked) and their outcomes through laclip.eval.outcomes.read
+(checked against the result). No torch here: `laclip eval report` runs on a laptop.
 """
 
 from __future__ import annotations
@@ -22,65 +24,31 @@ import re
 from dataclasses import dataclass
 
 from laclip import layout
-from laclip.errors import AlreadyExists, LaclipError, NotFound
-from laclip.identity import digest, listing_digest
+from laclip.errors import AlreadyExists, DataError, LaclipError, NotFound
+from laclip.eval import tasks
+from laclip.eval.records import read_result
+from laclip.identity import digest
 from laclip.storage.base import Store
 
-# The one number per task a table shows, in CLIP_benchmark's metric names.
-HEADLINE = {
-    "zeroshot_classification": "acc1",
-    "fewshot_knn": "acc1",
-    "linear_probe": "lp_acc1",
-    "zeroshot_retrieval": "image_retrieval_recall@1",
-}
-SHORT = {"zeroshot_classification": "zero-shot", "fewshot_knn": "few-shot", "linear_probe": "linear",
-         "zeroshot_retrieval": "t2i R@1"}
 # Bumped when the evaluation code changes what a task computes or writes. 2: CLIP_benchmark's names
 # (`lp_acc1`..., `wds/<name>`, `pretrained` with `.pt`), so results written before are not reused as these.
 # 3: per-sample outcomes beside every result (laclip.eval.outcomes), so `laclip eval compare` can pair two
-# checkpoints.
-RESULTS_VERSION = 3
-
-
-def checkpoint_file(cfg) -> tuple[Store, str]:
-    """(store, path) of cfg's checkpoint; `.pt` may be left off the reference."""
-    from laclip.storage import open_store
-
-    store = open_store(cfg.checkpoint_root)
-    path = cfg.checkpoint_path
-    candidates = [path] if path.endswith(".pt") else [path + ".pt", path]
-    for candidate in candidates:
-        if store.exists(candidate):
-            return store, candidate
-    raise NotFound(f"checkpoint {store.url_of(candidates[0])} does not exist")
-
-
-def checkpoint_version(cfg) -> dict:
-    store, path = checkpoint_file(cfg)
-    version = store.versions(path).get(path)
-    return {"url": store.url_of(path), "version": version}
-
-
-def dataset_version(ds) -> str:
-    """The dataset's files as one digest: a re-exported or re-downloaded set is another dataset."""
-    prefix = ds.folder + "/" if ds.folder else ""
-    return listing_digest({p[len(prefix):]: v for p, v in ds.store.versions(prefix).items()})
+# checkpoints. 4: ranks, top-K and recall@K break ties as argmax does (laclip.eval.tasks.classification):
+# version 3 counted a true class tied with others as rank 0 in the outcomes.
+RESULTS_VERSION = 4
 
 
 def identity(cfg, task: str, ds, checkpoint: dict, dataset: str, inputs: dict | None = None) -> dict:
-    """Everything that decides the numbers of `task` on `ds`. `inputs`: task inputs read from files
-    (the class names and templates of zero-shot)."""
+    """Everything that decides the numbers of `task` on `ds`. `inputs`: the digests of what the task
+    reads from files (TaskSpec.inputs: zero-shot's class names and templates)."""
+    spec = tasks.get(task)
     base = {"version": RESULTS_VERSION, "task": task, "checkpoint": checkpoint, "model": cfg.model,
             "precision": cfg.precision, "dataset": {"url": ds.url(), "files": dataset}, "test_split": cfg.test_split}
-    if task == "zeroshot":
+    if inputs is not None:
         base["inputs"] = inputs
-    elif task == "fewshot":
-        base.update(fewshot=cfg.fewshot.model_dump(), seed=cfg.seed, train_split=cfg.train_split)
-    elif task == "linear_probe":
-        base.update(linear_probe=cfg.linear_probe.model_dump(), seed=cfg.seed, train_split=cfg.train_split,
-                    val_split=cfg.val_split)
-    elif task == "retrieval":
-        base.update(recall_k=cfg.recall_k)
+    for name in spec.identity_fields:
+        value = getattr(cfg, name)
+        base[name] = value.model_dump() if hasattr(value, "model_dump") else value
     return base
 
 
@@ -128,10 +96,35 @@ class Row:
     interval: tuple[float, float] | None = None  # the headline metric's 95 % interval (attach_intervals)
 
     @property
+    def spec(self):
+        return tasks.of_result(self.task)
+
+    @property
+    def headline(self) -> str:
+        return self.spec.headline_result if self.spec else "acc1"
+
+    @property
     def value(self) -> float | None:
-        metrics = self.record.get("metrics", {})
-        value = metrics.get(HEADLINE.get(self.task, "acc1"))
+        metrics = self.record["metrics"]
+        value = metrics.get(self.headline)
         return metrics.get("acc1") if value is None else value  # a result written before RESULTS_VERSION 2
+
+    @property
+    def outcomes_path(self) -> str:
+        return layout.eval_outcomes(self.run, self.checkpoint, self.dataset, self.task, self.result_id or "")
+
+    def outcomes(self, store: Store) -> dict | None:
+        """The result's per-sample outcomes, checked against it; None where it has none (written before
+        laclip kept them). A result that names its outcomes file and lacks it is a DataError."""
+        from laclip.eval import outcomes as oc
+
+        url = store.url_of(layout.eval_result(self.run, self.checkpoint, self.dataset, self.task,
+                                              self.result_id or ""))
+        found = oc.read(store, self.outcomes_path, self.task, self.record["metrics"], url)
+        if found is None and self.record.get("laclip", {}).get("outcomes"):
+            raise DataError(f"result {url} names its outcomes {self.record['laclip']['outcomes']}, which are "
+                            "missing: delete the result and evaluate again")
+        return found
 
     @property
     def created(self) -> str:
@@ -150,11 +143,9 @@ def load_rows(store: Store, run: str, newest: bool = True) -> list[Row]:
     rows = []
     for ckpt, dataset, task, rid, path in layout.eval_results(store, run):
         try:
-            record = json.loads(store.read_text(path))
-        except (NotFound, ValueError):
+            rows.append(Row(run, ckpt, dataset, task, read_result(store, path, task), rid))
+        except NotFound:  # deleted since the listing
             continue
-        if isinstance(record, dict) and "metrics" in record:
-            rows.append(Row(run, ckpt, dataset, task, record, rid))
     if newest:
         best: dict[tuple, Row] = {}
         for r in rows:
@@ -168,12 +159,11 @@ def load_rows(store: Store, run: str, newest: bool = True) -> list[Row]:
 
 def table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
     """Header and body: one line per checkpoint, one column per (dataset, task) headline metric."""
-    columns = sorted({(r.dataset, r.task) for r in rows}, key=lambda c: (c[0], list(HEADLINE).index(c[1])
-                                                                          if c[1] in HEADLINE else 99))
+    columns = sorted({(r.dataset, r.task) for r in rows}, key=column_order)
     by_ckpt: dict[tuple[str, str], dict] = {}
     for r in rows:
         by_ckpt.setdefault((r.run, r.checkpoint), {})[(r.dataset, r.task)] = r
-    header = ["run", "checkpoint"] + [f"{d} {SHORT.get(t, t)}" for d, t in columns]
+    header = ["run", "checkpoint"] + [f"{d} {_short(t)}" for d, t in columns]
     body = []
     for (run, ckpt), cells in by_ckpt.items():
         line = [run, ckpt]
@@ -184,19 +174,26 @@ def table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
+def column_order(column: tuple[str, str]) -> tuple:
+    """(dataset, task) columns by dataset, then in the task registry's order."""
+    spec = tasks.of_result(column[1])
+    return column[0], tasks.TASKS.index(spec) if spec else len(tasks.TASKS), column[1]
+
+
+def _short(task: str) -> str:
+    spec = tasks.of_result(task)
+    return spec.short if spec else task
+
+
 def attach_intervals(store: Store, rows: list[Row], seed: int = 0) -> list[Row]:
     """Fill each row's headline interval from its per-sample outcomes (a bootstrap over the test
-    images, over episodes for few-shot); rows without outcomes keep None."""
+    images, over episodes for few-shot); rows without outcomes keep None. Outcomes that are damaged
+    or do not give the result's own numbers are a DataError (laclip.eval.outcomes.read)."""
     from laclip.eval import outcomes as oc
 
     for r in rows:
-        path = layout.eval_outcomes(r.run, r.checkpoint, r.dataset, r.task, r.result_id or "")
-        try:
-            found = oc.from_bytes(store.read_bytes(path), store.url_of(path))
-            # the outcomes name metrics without the linear probe's `lp_` (CLIP_benchmark's result names)
-            iv = oc.intervals(r.task, found, seed=seed).get(HEADLINE.get(r.task, "acc1").removeprefix("lp_"))
-        except (NotFound, FileNotFoundError, LaclipError, KeyError):
-            continue
+        found = r.outcomes(store) if r.spec else None
+        iv = oc.intervals(r.task, found, seed=seed).get(r.spec.headline) if found else None
         if iv is not None:
             r.interval = (iv.lo, iv.hi)
     return rows
@@ -248,7 +245,7 @@ def chart(rows: list[Row], path: str) -> None:
                 series.setdefault((r.run, r.dataset, r.task), []).append((_step(r.checkpoint)[1], 100 * r.value))
         for (run, dataset, task), points in sorted(series.items()):
             xs, ys = zip(*sorted(points))
-            ax.plot(xs, ys, marker="o", label=f"{run} {dataset} {SHORT.get(task, task)}")
+            ax.plot(xs, ys, marker="o", label=f"{run} {dataset} {_short(task)}")
         ax.set_xlabel("training step")
     else:
         import numpy as np
@@ -258,8 +255,7 @@ def chart(rows: list[Row], path: str) -> None:
         fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(groups) * max(1, len(body))), 4.5), dpi=120)
         width = 0.8 / max(1, len(body))
         x = np.arange(len(groups))
-        columns = sorted({(r.dataset, r.task) for r in rows}, key=lambda c: (c[0], list(HEADLINE).index(c[1])
-                                                                              if c[1] in HEADLINE else 99))
+        columns = sorted({(r.dataset, r.task) for r in rows}, key=column_order)
         cells = {(r.run, r.checkpoint, r.dataset, r.task): r for r in rows}
         for i, line in enumerate(body):
             found = [cells.get((line[0], line[1], d, t)) for d, t in columns]

@@ -190,6 +190,14 @@ def paired_average(items, *, resamples: int = RESAMPLES, seed: int = 0,
     return diff, min(lo, diff), max(hi, diff)
 
 
+def point(kind: str, a, groups=None) -> float:
+    """The metric itself over all observations (what the bootstrap resamples)."""
+    a = np.asarray(a, dtype=np.float64)
+    if kind != "class_recall":  # a cluster mean over every query image is the plain mean
+        return float(a.mean())
+    return float(np.mean([a[groups == g].mean() for g in np.unique(groups)]))
+
+
 def interval(kind: str, a, groups=None, *, resamples: int = RESAMPLES, seed: int = 0,
              confidence: float = CONFIDENCE) -> Interval:
     """One model's metric with its bootstrap interval over the same observations."""

@@ -28,13 +28,13 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from laclip.errors import UsageError
+from laclip.eval import tasks as task_registry
 
 log = logging.getLogger("laclip.eval")
 
 SUITES_ENV = "LACLIP_SUITES"
 AVERAGE = "@average"
 ALL = "*"  # in `average`: every dataset of the suite
-TRAIN_TASKS = ("fewshot", "linear_probe")  # tasks that read the train split besides the test split
 
 
 class SuiteDataset(BaseModel):
@@ -64,19 +64,14 @@ class SuiteDataset(BaseModel):
     @field_validator("tasks")
     @classmethod
     def _tasks(cls, value: list[str]) -> list[str]:
-        from laclip.eval.config import ALL_TASKS
-
-        bad = [t for t in value if t not in ALL_TASKS]
-        if bad:
-            raise ValueError(f"unknown task {bad[0]!r} (tasks: {', '.join(ALL_TASKS)})")
-        return value
+        return [task_registry.canonical(t) for t in value]
 
     def splits(self, tasks: list[str] | None = None) -> list[str]:
         """The splits `tasks` (default: the suite's) read on this dataset."""
         tasks = self.tasks if tasks is None else tasks
         if not tasks:
             return []
-        return ["test", "train"] if any(t in TRAIN_TASKS for t in tasks) else ["test"]
+        return ["test", "train"] if any(task_registry.get(t).reads_train for t in tasks) else ["test"]
 
 
 class Suite(BaseModel):

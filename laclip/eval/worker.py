@@ -15,45 +15,40 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from laclip import __version__, layout
 from laclip.errors import DataError, NotFound, UsageError
-from laclip.eval.config import TASK_RESULT_NAMES, EvalConfig
-from laclip.identity import digest
+from laclip.eval import tasks
+from laclip.eval.config import EvalConfig
 from laclip.storage import open_store
 
 log = logging.getLogger("laclip.eval")
-# CLIP_benchmark's names for the linear probe's metrics (its classification ones carry no prefix)
-LP_NAMES = {"acc1": "lp_acc1", "acc5": "lp_acc5", "mean_per_class_recall": "lp_mean_per_class_recall"}
 
 
 @dataclass
 class Planned:
-    """One (dataset, task) of a request: where its result goes and what decides it."""
+    """One (dataset, task) of a request: where its result goes, what decides it, what it read."""
 
     ds: object
     task: str
     path: str
     identity: dict
-    classnames: list[str] | None = None
-    templates: list[str] | None = None
+    payload: dict = field(default_factory=dict)  # TaskSpec.inputs: zero-shot's class names and templates
 
-
-def _zeroshot_inputs(cfg: EvalConfig, ds) -> tuple[list[str], list[str]]:
-    names, templates = ds.classnames(cfg.classnames), ds.templates(cfg.templates)
-    own = ds.classnames("auto") if cfg.classnames != "auto" and ds.has_file("classnames.txt") else None
-    if own is not None and len(own) != len(names):  # caught here, before any checkpoint is loaded
-        raise DataError(f"--classnames {cfg.classnames} has {len(names)} names but {ds.url('classnames.txt')} "
-                        f"lists {len(own)} classes")
-    return names, templates
+    @property
+    def spec(self) -> tasks.TaskSpec:
+        return tasks.get(self.task)
 
 
 def plan(cfg: EvalConfig, store, datasets: list[str] | None = None) -> list[Planned]:
-    """Every (dataset, task) asked for, inputs checked; raises on the first bad one."""
+    """Every (dataset, task) asked for, inputs checked (the results folder's owner first); raises on the
+    first bad one."""
     from laclip.eval.datasets import open_eval_dataset
-    from laclip.eval.results import checkpoint_version, dataset_version, identity, result_id
+    from laclip.eval.results import identity, result_id
+    from laclip.eval.sources import checkpoint_version, dataset_version
 
+    _check_same_checkpoint(cfg, store)
     checkpoint = checkpoint_version(cfg)
     refs = datasets or cfg.datasets
     found = [open_eval_dataset(store, ref) for ref in refs]
@@ -61,50 +56,34 @@ def plan(cfg: EvalConfig, store, datasets: list[str] | None = None) -> list[Plan
     for ref, ds in zip(refs, found):
         files = dataset_version(ds)
         for task in supported_tasks(cfg, ds, cfg.tasks_for(ref), from_suite=ref in cfg.dataset_tasks):
-            names = templates = inputs = None
-            if task == "zeroshot":
-                names, templates = _zeroshot_inputs(cfg, ds)
-                inputs = {"classnames": digest(names), "templates": digest(templates)}
+            spec = tasks.get(task)
+            inputs, payload = spec.inputs(cfg, ds)
             ident = identity(cfg, task, ds, checkpoint, files, inputs)
-            path = layout.eval_result(cfg.run, cfg.checkpoint_name, ds.name, TASK_RESULT_NAMES[task],
-                                      result_id(ident))
-            planned.append(Planned(ds, task, path, ident, names, templates))
+            path = layout.eval_result(cfg.run, cfg.checkpoint_name, ds.name, spec.result_name, result_id(ident))
+            planned.append(Planned(ds, task, path, ident, payload))
     return planned
 
 
 def read_results(store, planned: list[Planned]) -> list[dict]:
-    """The result records of `planned` that exist."""
+    """The result records of `planned` that exist, each checked (laclip.eval.records)."""
+    from laclip.eval.records import read_result
+
     records = []
     for p in planned:
         try:
-            records.append(json.loads(store.read_text(p.path)))
-        except (NotFound, ValueError):
+            records.append(read_result(store, p.path, p.spec.result_name))
+        except NotFound:
             pass
     return records
 
 
-def supported_tasks(cfg: EvalConfig, ds, tasks: list[str], from_suite: bool = False) -> list[str]:
-    """`tasks` less those ds cannot do (logged): they would write no result, so stay pending and
-    make every later run load the checkpoint again. A suite's linear probe is also left out where
-    the dataset has no train split (a hub copy without one): the rest of the suite still runs."""
-    if ds.kind == "retrieval":
-        dropped, why = [t for t in tasks if t != "retrieval"], "it is a retrieval dataset"
-    elif "retrieval" in tasks and not _captioned(ds, cfg.test_split):
-        dropped, why = ["retrieval"], f"its {cfg.test_split} split has no .txt captions"
-    elif from_suite and "linear_probe" in tasks and not ds.has_split(cfg.train_split):
-        dropped, why = ["linear_probe"], f"it has no {cfg.train_split} split to fit the probe on"
-    else:
-        dropped, why = [], ""
-    if dropped:
-        log.warning("%s: skipping %s: %s", ds.name, ", ".join(dropped), why)
-    return [t for t in tasks if t not in dropped]
-
-
-def _captioned(ds, split: str) -> bool:
-    try:
-        return ds.captioned(split)
-    except (DataError, NotFound):
-        return True  # cannot tell from the shards (cached features may stand in): retrieval says what it finds
+def supported_tasks(cfg: EvalConfig, ds, wanted: list[str], from_suite: bool = False) -> list[str]:
+    """`wanted` less those ds cannot do (TaskSpec.unsupported; logged): they would write no result, so
+    stay pending and make every later run load the checkpoint again."""
+    why = {t: tasks.get(t).unsupported(cfg, ds, from_suite) for t in wanted}
+    for reason in dict.fromkeys(r for r in why.values() if r):
+        log.warning("%s: skipping %s: %s", ds.name, ", ".join(t for t in wanted if why[t] == reason), reason)
+    return [t for t in wanted if not why[t]]
 
 
 def _require_labels(feats, where: str, task: str) -> None:
@@ -119,74 +98,46 @@ def _require_labels(feats, where: str, task: str) -> None:
 def evaluate_dataset(cfg: EvalConfig, ds, lm, store, todo: list[Planned]) -> list[dict]:
     import numpy as np
 
-    from laclip.eval import fewshot, linear_probe, outcomes, retrieval, zeroshot
+    from laclip.eval import outcomes
     from laclip.eval.features import split_features
     from laclip.eval.results import write_bytes_once, write_result
 
     feats = {}
-
-    def split(name: str, task: str | None = None):
-        """A split's features; with a task, one that needs every sample labelled."""
-        if name not in feats:
-            feats[name] = split_features(cfg, lm, ds, name, store)
-        if task:
-            _require_labels(feats[name], ds.url(name), task)
-        return feats[name]
-
-    has_train = ds.has_split(cfg.train_split)
     done = []
     for item in todo:
-        task, start = item.task, time.perf_counter()
-        test = split(cfg.test_split, None if task == "retrieval" else task)
-        extra: dict = {"split": cfg.test_split}
-        kept: dict = {}  # per-sample outcomes (laclip.eval.outcomes)
-        if task == "retrieval":
-            metrics = retrieval.evaluate(lm, test.features, test.captions, cfg.recall_k, where=ds.url(cfg.test_split),
-                                         outcomes=kept)
-        elif task == "zeroshot":
-            classnames, templates = item.classnames, item.templates
-            metrics = zeroshot.evaluate(lm, test.features, test.labels, classnames, templates,
-                                        where=ds.url(cfg.test_split), outcomes=kept)
-            extra.update(classes=len(classnames), templates=len(templates))
-        elif task == "fewshot":
-            fs = cfg.fewshot
-            support = split(cfg.train_split, task) if has_train else None
-            metrics = fewshot.evaluate(
-                test.features, test.labels, support.features if support else None,
-                support.labels if support else None, ways=fs.ways, shots=fs.shots, queries=fs.queries,
-                episodes=fs.episodes, k=fs.k, temperature=fs.temperature, seed=cfg.seed, outcomes=kept)
-            extra["support_split"] = cfg.train_split if has_train else cfg.test_split
-        else:  # linear_probe
-            if not has_train:
-                raise DataError(f"linear probe needs a {cfg.train_split!r} split in {ds.url()}")
-            train = split(cfg.train_split, task)
-            val = split(cfg.val_split, task) if cfg.val_split else None
-            lp = cfg.linear_probe
-            metrics = linear_probe.evaluate(
-                train.features, train.labels, test.features, test.labels,
-                val.features if val else None, val.labels if val else None, reg_min=lp.reg_min,
-                reg_max=lp.reg_max, grid=lp.grid, refine_steps=lp.refine_steps, max_iter=lp.max_iter,
-                val_fraction=lp.val_fraction, seed=cfg.seed, device=str(lm.device), outcomes=kept)
-            metrics = {LP_NAMES.get(k, k): v for k, v in metrics.items()}
+        spec, start = item.spec, time.perf_counter()
+
+        def split(name: str, labelled: bool):
+            """A split's features; labelled: every sample must carry a .cls (for this task)."""
+            if name not in feats:
+                feats[name] = split_features(cfg, lm, ds, name, store)
+            if labelled:
+                _require_labels(feats[name], ds.url(name), item.task)
+            return feats[name]
+
+        run = tasks.TaskRun(spec, cfg, lm, ds, item.payload, split)
+        metrics = spec.evaluate(run)
+        test = feats[cfg.test_split]
         rid = item.path.rsplit("-", 1)[-1][:-5]
         keys = np.asarray(test.keys)
+        kept = run.outcomes
         kept["keys"] = keys[kept.pop("images")] if "images" in kept else keys
-        outcomes_path = layout.eval_outcomes(cfg.run, cfg.checkpoint_name, ds.name, TASK_RESULT_NAMES[task], rid)
+        outcomes_path = layout.eval_outcomes(cfg.run, cfg.checkpoint_name, ds.name, spec.result_name, rid)
         # before the result: a result that exists has its outcomes (create-only; a retry keeps the first)
         write_bytes_once(store, outcomes_path, outcomes.to_bytes(kept))
-        extra["outcomes"] = outcomes_path.rsplit("/", 1)[-1]
         record = {
             # CLIP_benchmark's names: its webdataset sets are `wds/<name>`, `pretrained` the file open_clip loads
             "dataset": f"wds/{ds.name}", "model": lm.name, "pretrained": item.identity["checkpoint"]["url"],
-            "task": TASK_RESULT_NAMES[task], "metrics": metrics, "language": "en",
+            "task": spec.result_name, "metrics": metrics, "language": "en",
             "laclip": {"run": cfg.run, "checkpoint": cfg.checkpoint_name, "dataset_url": ds.url(),
                        "images": int(len(test.labels)), "seconds": round(time.perf_counter() - start, 3),
                        "seed": cfg.seed, "version": __version__, "result_id": rid,
                        "identity": item.identity,
-                       "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"), **extra},
+                       "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
+                       "split": cfg.test_split, **run.details, "outcomes": outcomes_path.rsplit("/", 1)[-1]},
         }
         write_result(store, item.path, record)
-        log.info("%s %s: %s", ds.name, task, json.dumps(metrics))
+        log.info("%s %s: %s", ds.name, item.task, json.dumps(metrics))
         done.append(record)
     return done
 
@@ -194,13 +145,14 @@ def evaluate_dataset(cfg: EvalConfig, ds, lm, store, todo: list[Planned]) -> lis
 def _check_same_checkpoint(cfg: EvalConfig, store) -> None:
     """evals/<run>/<name>/ belongs to one checkpoint: two files with the same run folder and
     name (say /a/run7/final.pt and /b/run7/final.pt) must not share one folder of results."""
-    path = layout.eval_record(cfg.run, cfg.checkpoint_name)
-    try:
-        before = json.loads(store.read_text(path))["config"]
-    except (NotFound, ValueError, KeyError, TypeError):
+    from laclip.eval.records import read_eval_record
+
+    record = read_eval_record(store, layout.eval_record(cfg.run, cfg.checkpoint_name))
+    if record is None:
         return
-    url = before.get("checkpoint") or (before.get("checkpoint_root", "").rstrip("/") + "/"
-                                       + before.get("checkpoint_path", ""))
+    before = record["config"]
+    url = str(before.get("checkpoint") or (str(before.get("checkpoint_root", "")).rstrip("/") + "/"
+                                           + str(before.get("checkpoint_path", ""))))
     if url.removesuffix(".pt") != cfg.checkpoint_url.removesuffix(".pt"):
         raise UsageError(f"{store.url_of(cfg.out_dir)}/ holds the evaluation of {url}, not of "
                          f"{cfg.checkpoint_url}: give this checkpoint its own --run or name")
@@ -212,7 +164,6 @@ def run_eval(cfg: EvalConfig, datasets: list[str] | None = None) -> list[dict]:
     from laclip.eval.results import write_result
 
     store = open_store(cfg.root)
-    _check_same_checkpoint(cfg, store)
     # Every input is checked before the (possibly large) checkpoint is fetched and loaded.
     planned = plan(cfg, store, datasets)
     todo = [p for p in planned if not store.exists(p.path)]

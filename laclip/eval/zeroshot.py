@@ -1,7 +1,8 @@
 """Zero-shot classification: class names in prompt templates, one averaged text embedding per class.
 
 Same arithmetic as CLIP and CLIP_benchmark: each prompt embedding is L2-normalised, the class
-mean is normalised again, logits are 100 * cosine; top-1, top-5 and mean per-class recall.
+mean is normalised again, logits are 100 * cosine; top-1, top-5 and mean per-class recall, with ties
+broken as argmax breaks them.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from laclip.errors import DataError
+from laclip.eval.tasks import classification
 
 
 def class_embeddings(lm, classnames: list[str], templates: list[str]) -> torch.Tensor:
@@ -32,19 +34,9 @@ def check_labels(labels: np.ndarray, classnames: list[str], where: str) -> None:
 
 
 def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float | None]:
-    """acc1, acc5 (None with fewer than 5 classes) and mean per-class recall (balanced accuracy)."""
-    logits = torch.as_tensor(logits)
-    target = torch.as_tensor(labels)
-    k = min(5, logits.shape[1])
-    top = logits.topk(k, dim=1).indices
-    hit = top.eq(target[:, None])
-    pred = top[:, 0]
-    recalls = [(pred[target == c] == c).float().mean().item() for c in target.unique().tolist()]
-    return {
-        "acc1": hit[:, :1].any(dim=1).float().mean().item(),
-        "acc5": hit.any(dim=1).float().mean().item() if logits.shape[1] >= 5 else None,
-        "mean_per_class_recall": float(np.mean(recalls)),
-    }
+    """acc1, acc5 (None with fewer than 5 classes) and mean per-class recall (balanced accuracy), read from
+    the true class's rank in argmax's order: the numbers the outcomes give (laclip.eval.tasks.classification)."""
+    return classification.metrics(classification.outcomes(logits, labels))
 
 
 def evaluate(lm, features: np.ndarray, labels: np.ndarray, classnames: list[str], templates: list[str],
@@ -52,9 +44,7 @@ def evaluate(lm, features: np.ndarray, labels: np.ndarray, classnames: list[str]
     """Metrics; `outcomes`, when given, receives each image's prediction and true-class rank."""
     check_labels(labels, classnames, where)
     classifier = class_embeddings(lm, classnames, templates)
-    logits = 100.0 * torch.as_tensor(features) @ classifier.T
+    found = classification.outcomes((100.0 * torch.as_tensor(features) @ classifier.T).numpy(), labels)
     if outcomes is not None:
-        from laclip.eval.outcomes import classification
-
-        outcomes.update(classification(logits.numpy(), labels))
-    return classification_metrics(logits.numpy(), labels)
+        outcomes.update(found)
+    return classification.metrics(found)

@@ -184,7 +184,9 @@ def local_dir_config(name: str, dest: str | Path, extra: dict | None = None) -> 
     trainer too (randomly initialised, since the folder has no weights)."""
     import open_clip
 
-    import laclip.train.model  # noqa: F401  (custom configs)
+    from laclip.models import register
+
+    register()  # laclip-tiny and the user's configs, in this process
 
     cfg = open_clip.get_model_config(name)
     if cfg is None:

@@ -158,7 +158,9 @@ class TrainStream(IterableDataset):
     def _setup(self):
         import open_clip
 
-        import laclip.train.model  # noqa: F401  (registers laclip-tiny in this worker)
+        from laclip.models import register
+
+        register()  # laclip-tiny and the user's configs, in this process
 
         self.transform = pil_transform(self.image_size, self.mean, self.std, self.crop_scale)
         self.tokenizer = open_clip.get_tokenizer(self.model)

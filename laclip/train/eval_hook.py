@@ -1,7 +1,7 @@
 """Ask for an eval Job on each checkpoint a cluster run writes (TrainConfig.eval_datasets).
 
 At submit time the CLI renders the run's eval Job into TrainConfig.eval_job; rank 0 creates its
-copy for each checkpoint right after the checkpoint lands in the bucket (laclip.eval.request),
+copy for each checkpoint right after the checkpoint lands in the bucket (laclip.followup),
 through the cluster-client module with the pod's own credentials. The pod's ServiceAccount
 needs `create` on Jobs (manifests/components/train-submits-eval). Evaluation is a side job: a
 refused or failed request is logged and training goes on; asking twice is harmless.
@@ -26,7 +26,7 @@ def request_eval(cfg: TrainConfig, checkpoint_url: str) -> str | None:
         return None
     try:
         from laclip import cluster
-        from laclip.eval.request import for_checkpoint
+        from laclip.followup import for_checkpoint
 
         job = for_checkpoint(cfg.eval_job, checkpoint_url)
         [(_, name, _)] = cluster.create([job])

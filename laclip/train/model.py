@@ -1,21 +1,15 @@
-"""open_clip models by name, including the `laclip-tiny` config shipped with this package.
-
-Importing this module registers every JSON in model_configs/ with open_clip, so eval code
-that imports it can load demo checkpoints with open_clip.create_model_and_transforms.
-"""
+"""open_clip models by name, including laclip's own configs (laclip.models, registered on import)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import open_clip
 import torch
 
 from laclip.errors import UsageError
+from laclip.models import register
 from laclip.train.model_names import check_model_name
 
-CONFIG_DIR = Path(__file__).parent / "model_configs"
-open_clip.add_model_config(CONFIG_DIR)
+register()
 
 
 def check_model(name: str) -> str:

@@ -1,7 +1,7 @@
 """Check an open_clip model name without importing torch (the CLI runs without it).
 
 open_clip keeps one JSON per architecture in its package; laclip adds its own in
-model_configs/. When open_clip is not installed the name is checked at run time instead.
+model_configs/ (laclip.models). When open_clip is not installed the name is checked at run time instead.
 """
 
 from __future__ import annotations
@@ -10,8 +10,7 @@ import importlib.util
 from pathlib import Path
 
 from laclip.errors import UsageError
-
-OWN = Path(__file__).parent / "model_configs"
+from laclip.models import CONFIG_DIR as OWN
 
 
 def known_models() -> list[str] | None:

@@ -1,6 +1,6 @@
 """Creating the eval Job through the real kubernetes client (laclip.cluster.create), against kmock's
 API emulator: from `laclip submit eval`, and from a training run that copies its eval Job template
-for each checkpoint (laclip.eval.request.for_checkpoint, laclip.train.eval_hook.request_eval)."""
+for each checkpoint (laclip.followup.for_checkpoint, laclip.train.eval_hook.request_eval)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,15 @@ from laclip.cluster import REQUEST_ANNOTATION, ClusterError
 from laclip.config import ClusterOptions
 from laclip.errors import LaclipError
 from laclip.eval.config import EvalConfig
-from laclip.eval.request import config_of, for_checkpoint
+from laclip.followup import config_text, for_checkpoint
 from laclip_jobs.eval import render
 
 JOBS = kmock.resource("batch", "v1", "jobs")
+
+
+def config_of(job: dict) -> EvalConfig:
+    """The EvalConfig an eval Job's pods read."""
+    return EvalConfig.model_validate_json(config_text(job))
 
 
 class Api:

@@ -75,9 +75,11 @@ def test_the_paper_layout_over_demo_results(ckpt_store, tiny_models):
 
 
 def _write(store, run: str, dataset: str, task: str, metrics: dict, named: str | None = None) -> None:
+    """A result as the worker writes it: the runs' results differ in their checkpoint only, so they pair."""
+    identity = {"version": 4, "task": task, "checkpoint": {"url": f"{run}/step_100.pt"}, "dataset": dataset}
     write_result(store, layout.eval_result(run, "step_100", dataset, task, "a1b2c3d4e5f6"),
                  {"dataset": named or dataset, "task": task, "metrics": metrics,
-                  "laclip": {"created": "2026-01-01T00:00:00.000+00:00"}})
+                  "laclip": {"created": "2026-01-01T00:00:00.000+00:00", "identity": identity}})
 
 
 def test_the_paper_suite_columns_average_and_protocol(tmp_path):

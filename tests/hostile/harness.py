@@ -249,6 +249,11 @@ CLASSES = {
     9: "small tracebacks and misleading answers",
     10: "files others must read",
     11: "the CLI's flag surface (seeded random invocations)",
+    # round two (1xx: class xx of round two), the evaluation side
+    101: "ties scored as correct",
+    102: "results made with other settings paired",
+    106: "damaged eval records",
+    108: "eval arguments: internal errors and messages that blame the wrong thing",
 }
 
 
