@@ -1,4 +1,12 @@
-"""Fixtures shared by every stage's tests.
+"""Fixtures shared by every stage's tests, and the test tiers.
+
+Tiers (markers in pyproject.toml): `make test-fast` runs `-m "not slow and not images"`, the unit
+tier; `make test` runs all but `images`, in parallel; `make images-test` runs the container images.
+Mark a test `@pytest.mark.slow` when it starts a Python process (the `laclip` command, `python -m
+laclip...`, torchrun, open_clip_train, clip_benchmark, checkov: anything running Python), forks
+(DataLoader workers, multiprocessing), or takes an optimizer step (trains a model); mark it
+`@pytest.mark.images` when it starts a container engine. tests/tiers.py watches every test for
+these and fails one that lacks its marker, so the unit tier stays a unit tier.
 
 `demo_store` is a session-wide local store holding the demo dataset (built once, read-only
 for tests: copy it with `demo_copy` before writing). `gcs_emulator` starts the real
@@ -14,6 +22,13 @@ import pytest
 
 from laclip.data.synth import synth_demo
 from laclip.storage import open_store
+from tests.tiers import TierWatch
+
+pytest_plugins = ["pytester"]  # tests/test_tiers.py runs pytest sessions of its own
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(TierWatch(), "laclip-test-tiers")
 
 
 @pytest.fixture(autouse=True)
