@@ -15,6 +15,7 @@ fake-gcs-server binary and points google-cloud-storage at it.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -29,6 +30,17 @@ pytest_plugins = ["pytester"]  # tests/test_tiers.py runs pytest sessions of its
 
 def pytest_configure(config):
     config.pluginmanager.register(TierWatch(), "laclip-test-tiers")
+    # Under pytest-xdist each worker gets its share of the cores (before torch is imported): N workers
+    # each running torch on every core would fight over them. Set OMP_NUM_THREADS to choose.
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers and "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(workers)))
+
+
+def pytest_collection_modifyitems(config, items):
+    """The longest tests first (a stable sort: file order otherwise), so that under pytest-xdist none
+    of them starts last and keeps one worker busy after the others have finished."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(autouse=True)

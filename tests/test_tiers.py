@@ -4,6 +4,7 @@ is no reason to mark."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
@@ -101,11 +102,16 @@ def test_unmarked_heavy_tests_fail_and_marked_ones_pass(pytester):
     (["python3", "-c", "pass"], "python"),
     ([str(__import__("pathlib").Path(sys.executable).with_name("laclip")), "pipeline", "--local"], "python"),
     (["unshare", "--user", "sh", "-c", f"mount -t tmpfs x /y && cd / && exec {sys.executable} -m tests.x"], "python"),
-    ("laclip --help", "python"),  # a shell=True string, found in the interpreter's folder
+    ("laclip --help", "python"),  # a shell=True string, found on the PATH below
     (["podman", "build", "."], "engine"),
     (["bash", "-c", "echo hi | tr a-z A-Z"], None),
     (["true"], None),
+    (["bash", "-c", "python() { echo stub; }; python -m x"], None),  # nothing called python on the child's PATH
 ])
-def test_what_counts_as_a_python_process(argv, kind):
-    found = classify(argv)
+def test_what_counts_as_a_python_process(argv, kind, tmp_path):
+    (tmp_path / "podman").write_text("#!/bin/sh\n")
+    (tmp_path / "podman").chmod(0o755)
+    bins = os.pathsep.join([str(tmp_path), os.path.dirname(sys.executable), "/usr/bin", "/bin"])
+    path = "/nonexistent:/bin:/usr/bin" if "stub" in str(argv) else bins
+    found = classify(argv, env={"PATH": path})
     assert (found[0] if found else None) == kind, found

@@ -85,28 +85,32 @@ def _words(argv) -> list[str]:
     return out
 
 
-def classify(argv, executable=None) -> tuple[str, str] | None:
+def classify(argv, executable=None, env=None) -> tuple[str, str] | None:
     """('python' | 'engine', summary) for a process start that runs Python or a container engine; None
-    for another program."""
+    for another program. Bare names are found on the child's PATH, as its shell would find them."""
     words = _words(argv)
     summary = " ".join(words[:6])[:160]
-    candidates = ([os.fsdecode(executable)] if executable else []) + words
-    for word in candidates:
+    path_var = (env if env is not None else os.environ).get("PATH", os.defpath)
+    if isinstance(path_var, bytes):
+        path_var = os.fsdecode(path_var)
+    for word in ([os.fsdecode(executable)] if executable else []) + words:
         if not word or len(word) > 300 or word.startswith("-"):
             continue
-        base = os.path.basename(word)
+        path = word if "/" in word else shutil.which(word, path=path_var)
+        if not path:
+            continue
+        base = os.path.basename(path)
         if base in ENGINES:
             return "engine", summary
-        if word == sys.executable or re.fullmatch(r"python[0-9.]*", base):
-            return "python", summary
-        path = word if "/" in word else shutil.which(word) or shutil.which(word, path=os.path.dirname(sys.executable))
-        if path and os.path.isfile(path) and _python_script(path):
+        if path == sys.executable or re.fullmatch(r"python[0-9.]*", base) or _python_script(path):
             return "python", summary
     return None
 
 
-_AUDIT = {"subprocess.Popen": lambda a: (a[1], a[0]), "os.posix_spawn": lambda a: (a[1], a[0]),
-          "os.exec": lambda a: (a[1], a[0]), "os.spawn": lambda a: (a[2], a[1]), "os.system": lambda a: (a[0], None)}
+# event -> (argv, executable, env) from its arguments
+_AUDIT = {"subprocess.Popen": lambda a: (a[1], a[0], a[3]), "os.posix_spawn": lambda a: (a[1], a[0], a[2]),
+          "os.exec": lambda a: (a[1], a[0], a[2]), "os.spawn": lambda a: (a[2], a[1], a[3]),
+          "os.system": lambda a: (a[0], None, None)}
 
 
 def _audit(event: str, args) -> None:

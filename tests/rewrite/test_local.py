@@ -94,6 +94,7 @@ def test_local_run_from_a_folder_holding_a_laclip_package(demo_copy, tmp_path, m
     assert sorted(p.name for p in (cwd / "laclip").iterdir()) == ["__init__.py"]  # nothing written there
 
 
+@pytest.mark.slow
 def test_local_children_see_the_shadowing_package_without_the_safe_path(demo_copy, tmp_path):
     """The hazard the previous test guards against is real: without PYTHONSAFEPATH, `python -m` from that
     folder imports the empty ./laclip/ as the package, and the worker cannot start."""
