@@ -4,9 +4,9 @@ Tiers (markers in pyproject.toml): `make test-fast` runs `-m "not slow and not i
 tier; `make test` runs all but `images`, in parallel; `make images-test` runs the container images.
 Mark a test `@pytest.mark.slow` when it starts a Python process (the `laclip` command, `python -m
 laclip...`, torchrun, open_clip_train, clip_benchmark, checkov: anything running Python), forks
-(DataLoader workers, multiprocessing), or takes an optimizer step (trains a model); mark it
-`@pytest.mark.images` when it starts a container engine. tests/tiers.py watches every test for
-these and fails one that lacks its marker, so the unit tier stays a unit tier.
+(DataLoader workers, multiprocessing), or trains a model (an optimizer step on over 10,000
+parameters); mark it `@pytest.mark.images` when it starts a container engine. tests/tiers.py
+watches every test (and the fixtures it uses) for these and fails one that lacks its marker.
 
 `demo_store` is a session-wide local store holding the demo dataset (built once, read-only
 for tests: copy it with `demo_copy` before writing). `gcs_emulator` starts the real

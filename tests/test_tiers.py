@@ -54,9 +54,18 @@ def test_python_in_a_shell_script():
 def test_trains():
     import torch
 
-    model = torch.nn.Linear(2, 1)
+    model = torch.nn.Linear(200, 60)  # 12,060 parameters
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    model(torch.ones(1, 2)).sum().backward()
+    model(torch.ones(1, 200)).sum().backward()
+    opt.step()
+
+
+def test_steps_an_optimizer_of_a_few_parameters():
+    import torch
+
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.SGD([p], lr=0.1)
+    p.sum().backward()
     opt.step()
 
 
@@ -90,9 +99,10 @@ def test_unmarked_heavy_tests_fail_and_marked_ones_pass(pytester):
         "test_python_child": "failed", "test_python_child_marked": "passed", "test_python_in_a_shell_script": "failed",
         "test_trains": "failed", "test_a_slow_one_makes_the_shared_fixture": "passed",
         "test_a_fast_one_uses_it_later": "failed", "test_a_cheap_program": "passed", "test_an_engine": "failed",
+        "test_steps_an_optimizer_of_a_few_parameters": "passed",
     }, result.stdout.str()
     text = result.stdout.str()
-    assert "is not marked slow, yet it started" in text and "took an optimizer step (SGD)" in text
+    assert "is not marked slow, yet it started" in text and "took an optimizer step (SGD, 12,060 parameters)" in text
     assert "forked this process" in text and "is not marked images, yet it started" in text
     assert "tests/tiers.py: a test that starts a Python process" in text
 

@@ -10,7 +10,7 @@ setup of every fixture it uses, wherever that fixture was first made), this plug
   when it runs Python: an argv word (or a word of a `sh -c` script) that is a python interpreter or
   a script with a python #! line (the `laclip` command, torchrun, open_clip_train, checkov, ...);
   other programs (fake-gcs-server, hadolint, bash with no python in it) are cheap and allowed;
-- optimizer steps (torch.optim's global step hook): any step is training.
+- optimizer steps (torch.optim's global step hook) on more than MODEL_SIZE parameters: training.
 
 A test that does any of these without the marker fails, naming what it did and the rule. The
 events of a nested pytest session (pytester) are that session's own.
@@ -29,8 +29,10 @@ import pytest
 
 HEAVY = ("slow", "images")  # either keeps a test out of the unit tier
 ENGINES = {"podman", "docker", "buildah", "nerdctl"}
+MODEL_SIZE = 10_000  # parameters: a step on fewer is a unit test of the optimizer, not training
 RULES = ("tests/tiers.py: a test that starts a Python process (the laclip command, python -m ..., torchrun, a "
-         "peer tool), forks, or takes an optimizer step is marked @pytest.mark.slow; one that starts a container "
+         "peer tool), forks, or trains a model (an optimizer step on over 10,000 parameters) is marked "
+         "@pytest.mark.slow; one that starts a container "
          "engine is marked @pytest.mark.images")
 
 
@@ -132,7 +134,10 @@ def _audit(event: str, args) -> None:
 
 def _optimizer_step(optimizer, args, kwargs) -> None:
     if _open and _open[-1] is not None:
-        _deliver("heavy", f"took an optimizer step ({type(optimizer).__name__}): trains a model")
+        size = sum(p.numel() for group in optimizer.param_groups for p in group["params"])
+        if size > MODEL_SIZE:
+            _deliver("heavy", f"took an optimizer step ({type(optimizer).__name__}, {size:,} parameters): trains a "
+                              "model")
 
 
 _hooked = {"audit": False, "optim": False}
