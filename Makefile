@@ -37,10 +37,10 @@ demo: $(VENV)/.local
 test: $(VENV)/.dev
 	$(VENV)/bin/python -m pytest -q -m "not images" -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
-# test-fast: the unit tier for the edit loop, in this process: no Python child processes, forks,
-# training or containers (a few minutes on 2 cores).
+# test-fast: the unit tier for the edit loop: no Python child processes, forks, training or
+# containers (under 3 minutes on 2 cores).
 test-fast: $(VENV)/.dev
-	$(VENV)/bin/python -m pytest -q -m "not slow and not images" $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -q -m "not slow and not images" -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 bench: $(VENV)/.dev
 	$(VENV)/bin/python -m bench
