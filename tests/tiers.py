@@ -7,9 +7,10 @@ setup of every fixture it uses, wherever that fixture was first made), this plug
 
 - process starts, through Python's audit events (subprocess.Popen, os.system, os.posix_spawn,
   os.exec*, os.spawn*, os.fork; multiprocessing and DataLoader workers fork too). A start counts
-  when it runs Python: an argv word (or a word of a `sh -c` script) that is a python interpreter or
-  a script with a python #! line (the `laclip` command, torchrun, open_clip_train, checkov, ...);
-  other programs (fake-gcs-server, hadolint, bash with no python in it) are cheap and allowed;
+  when it runs Python: an argv word (or a word of a `sh -c` script), found on the child's PATH, that
+  is a python interpreter or a script with a python #! line (the `laclip` command, torchrun,
+  open_clip_train, checkov, ...); other programs (fake-gcs-server, hadolint, bash with no python in
+  it) are cheap and allowed;
 - optimizer steps (torch.optim's global step hook) on more than MODEL_SIZE parameters: training.
 
 A test that does any of these without the marker fails, naming what it did and the rule. The
@@ -32,8 +33,7 @@ ENGINES = {"podman", "docker", "buildah", "nerdctl"}
 MODEL_SIZE = 10_000  # parameters: a step on fewer is a unit test of the optimizer, not training
 RULES = ("tests/tiers.py: a test that starts a Python process (the laclip command, python -m ..., torchrun, a "
          "peer tool), forks, or trains a model (an optimizer step on over 10,000 parameters) is marked "
-         "@pytest.mark.slow; one that starts a container "
-         "engine is marked @pytest.mark.images")
+         "@pytest.mark.slow; one that starts a container engine is marked @pytest.mark.images")
 
 
 @dataclass(eq=False)  # recorders are removed by identity
