@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,11 @@ def pytest_configure(config):
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
     if workers and "OMP_NUM_THREADS" not in os.environ:
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(workers)))
+    if workers and "readline" in sys.modules:
+        # GNU readline, loaded in a worker, exports COLUMNS=80 and LINES=24 (its stdin is no terminal); the
+        # CLI's consoles would then keep 80 columns for the whole session, whatever COLUMNS a test passes.
+        for name in ("COLUMNS", "LINES"):
+            os.environ.pop(name, None)
 
 
 def pytest_collection_modifyitems(config, items):
