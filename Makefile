@@ -32,15 +32,16 @@ demo: $(VENV)/.local
 	$(VENV)/bin/laclip pipeline --local
 
 # The tiers (tests/conftest.py says which test goes where; tests/tiers.py enforces it).
-# test: every test but the container images (make images-test), spread over the cores; the longest
-# start first and an idle worker takes queued tests from a busy one (worksteal).
+# test: every test but the container images (make images-test), spread over the cores: the longest
+# first, handed out round robin (tests/conftest.py orders them), the rest to whichever worker is free;
+# an xdist_group stays on one worker (the tests that share open_clip_train's run).
 test: $(VENV)/.dev
-	$(VENV)/bin/python -m pytest -q -m "not images" -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -q -m "not images" -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # test-fast: the unit tier for the edit loop: no Python child processes, forks, training or
 # containers (under 3 minutes on 2 cores).
 test-fast: $(VENV)/.dev
-	$(VENV)/bin/python -m pytest -q -m "not slow and not images" -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -q -m "not slow and not images" -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 bench: $(VENV)/.dev
 	$(VENV)/bin/python -m bench

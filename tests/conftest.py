@@ -43,10 +43,22 @@ def pytest_configure(config):
             os.environ.pop(name, None)
 
 
+# The longest tests, longest first (the serial run's --durations on 2 cores): they start first, one per
+# worker, so that none of them starts last and keeps one worker busy after the others are done.
+LONGEST = ("tests/test_pipeline.py::test_pipeline_runs", "tests/train/test_train_steps.py::test_compiled_step",
+           "tests/test_bench.py::test_benchmark_runs[accum_curve", "tests/test_bench.py::test_benchmark_runs[gpu",
+           "tests/train/test_train_steps.py", "tests/test_bench.py", "tests/train/test_peers.py", "tests/test_lease.py",
+           "tests/train/test_gcs.py", "tests/train/test_train.py")
+
+
 def pytest_collection_modifyitems(config, items):
-    """The longest tests first (a stable sort: file order otherwise), so that under pytest-xdist none
-    of them starts last and keeps one worker busy after the others have finished."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """LONGEST first, then the other slow tests, then the rest (a stable sort: file order otherwise);
+    `make test` hands them out round robin (--dist loadgroup)."""
+    def rank(item):
+        first = next((i for i, prefix in enumerate(LONGEST) if item.nodeid.startswith(prefix)), len(LONGEST))
+        return item.get_closest_marker("slow") is None, first
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(autouse=True)
