@@ -5,8 +5,10 @@ PIP := $(VENV)/bin/pip
 # torch is not pinned in the package; this is the build the project is tested with.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test` (auto: one per core; 0: in this process, serially)
+TEST_WORKERS ?= auto
 
-.PHONY: setup setup-dev demo test lint bench images vllm-venv
+.PHONY: setup setup-dev demo test test-fast lint bench images vllm-venv
 
 $(VENV)/.base:
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +31,17 @@ setup-dev: $(VENV)/.dev
 demo: $(VENV)/.local
 	$(VENV)/bin/laclip pipeline --local
 
+# The tiers (tests/conftest.py says which test goes where; tests/tiers.py enforces it).
+# test: every test but the container images (make images-test), spread over the cores: the longest
+# first, handed out round robin (tests/conftest.py orders them), the rest to whichever worker is free;
+# an xdist_group stays on one worker (the tests that share open_clip_train's run).
 test: $(VENV)/.dev
-	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -q -m "not images" -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+# test-fast: the unit tier for the edit loop: no Python child processes, forks, training or
+# containers (under 3 minutes on 2 cores).
+test-fast: $(VENV)/.dev
+	$(VENV)/bin/python -m pytest -q -m "not slow and not images" -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 bench: $(VENV)/.dev
 	$(VENV)/bin/python -m bench

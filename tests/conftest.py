@@ -1,4 +1,12 @@
-"""Fixtures shared by every stage's tests.
+"""Fixtures shared by every stage's tests, and the test tiers.
+
+Tiers (markers in pyproject.toml): `make test-fast` runs `-m "not slow and not images"`, the unit
+tier; `make test` runs all but `images`, in parallel; `make images-test` runs the container images.
+Mark a test `@pytest.mark.slow` when it starts a Python process (the `laclip` command, `python -m
+laclip...`, torchrun, open_clip_train, clip_benchmark, checkov: anything running Python), forks
+(DataLoader workers, multiprocessing), or trains a model (an optimizer step on over 10,000
+parameters); mark it `@pytest.mark.images` when it starts a container engine. tests/tiers.py
+watches every test (and the fixtures it uses) for these and fails one that lacks its marker.
 
 `demo_store` is a session-wide local store holding the demo dataset (built once, read-only
 for tests: copy it with `demo_copy` before writing). `gcs_emulator` starts the real
@@ -7,13 +15,50 @@ fake-gcs-server binary and points google-cloud-storage at it.
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
 from laclip.data.synth import synth_demo
 from laclip.storage import open_store
+from tests.tiers import TierWatch
+
+pytest_plugins = ["pytester"]  # tests/test_tiers.py runs pytest sessions of its own
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(TierWatch(), "laclip-test-tiers")
+    # Under pytest-xdist each worker gets its share of the cores (before torch is imported): N workers
+    # each running torch on every core would fight over them. Set OMP_NUM_THREADS to choose.
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers and "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(workers)))
+    if workers and "readline" in sys.modules:
+        # GNU readline, loaded in a worker, exports COLUMNS=80 and LINES=24 (its stdin is no terminal); the
+        # CLI's consoles would then keep 80 columns for the whole session, whatever COLUMNS a test passes.
+        for name in ("COLUMNS", "LINES"):
+            os.environ.pop(name, None)
+
+
+# The longest tests, longest first (the serial run's --durations on 2 cores): they start first, one per
+# worker, so that none of them starts last and keeps one worker busy after the others are done.
+LONGEST = ("tests/test_pipeline.py::test_pipeline_runs", "tests/train/test_train_steps.py::test_compiled_step",
+           "tests/test_bench.py::test_benchmark_runs[accum_curve", "tests/test_bench.py::test_benchmark_runs[gpu",
+           "tests/train/test_train_steps.py", "tests/test_bench.py", "tests/train/test_peers.py", "tests/test_lease.py",
+           "tests/train/test_gcs.py", "tests/train/test_train.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    """LONGEST first, then the other slow tests, then the rest (a stable sort: file order otherwise);
+    `make test` hands them out round robin (--dist loadgroup)."""
+    def rank(item):
+        first = next((i for i, prefix in enumerate(LONGEST) if item.nodeid.startswith(prefix)), len(LONGEST))
+        return item.get_closest_marker("slow") is None, first
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(autouse=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # each runs a benchmark as a Python process
 
 
 @pytest.mark.parametrize("module, args, expect", [
@@ -23,9 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
     ("train_steps", ["--runs", "1", "--short", "1", "--long", "2", "--per-shard", "200"],
      ["| laclip |", "| open_clip_train |", "data real"]),
     pytest.param("accum_curve", ["--steps", "2", "--log-every", "1"],
-                 ["batch 32 x accum 4", "mean |accum - batch 128|"], marks=pytest.mark.slow),  # three trainings
-    pytest.param("gpu", ["--toy", "--out", "{tmp}/gpu.json"], ["| train laclip-tiny fp32", "zero-shot", "rewrite hf"],
-                 marks=pytest.mark.slow),
+                 ["batch 32 x accum 4", "mean |accum - batch 128|"]),  # three trainings
+    pytest.param("gpu", ["--toy", "--out", "{tmp}/gpu.json"], ["| train laclip-tiny fp32", "zero-shot", "rewrite hf"]),
     ("rewrite_import", ["--rows", "3000", "--runs", "1"], ["| rewrite import |", "matched "]),
 ])
 def test_benchmark_runs(module, args, expect, tmp_path):

@@ -17,6 +17,7 @@ runner = CliRunner()
 LACLIP = str(Path(sys.executable).with_name("laclip"))
 
 
+@pytest.mark.slow
 def test_help_does_not_import_heavy_libraries():
     code = ("import sys, laclip_cli.main; heavy = {'torch', 'open_clip', 'transformers', 'kubernetes', "
             "'google.cloud.storage', 'vllm'} & set(sys.modules); print(sorted(heavy))")
@@ -37,6 +38,7 @@ def test_datasets_list_shows_presets(tmp_path):
     assert "12,000,000" in result.output
 
 
+@pytest.mark.slow
 def test_synth_then_show(tmp_path):
     env = {**os.environ, "LACLIP_ROOT": str(tmp_path), "COLUMNS": "200"}
     proc = subprocess.run([LACLIP, "data", "synth", "--shards", "2", "--per-shard", "16"],
@@ -47,6 +49,7 @@ def test_synth_then_show(tmp_path):
     assert proc.returncode == 0 and "32" in proc.stdout and "consistent" in proc.stdout
 
 
+@pytest.mark.slow
 def test_errors_are_messages_not_tracebacks(tmp_path):
     # cwd and XDG_DATA_HOME in tmp_path: a wrongly accepted root writes there, not in the checkout or ~
     env = {**os.environ, "LACLIP_ROOT": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "xdg")}
@@ -68,6 +71,7 @@ def test_errors_are_messages_not_tracebacks(tmp_path):
     ["train", "--dataset", "demo"],
     ["eval", "--checkpoint", "gs://bkt/laclip/checkpoints/r1/step_10"],
 ])
+@pytest.mark.slow
 def test_submit_refuses_the_placeholder_registry(stage_args, monkeypatch, tmp_path, request):
     monkeypatch.delenv("LACLIP_REGISTRY")
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "never-read"))

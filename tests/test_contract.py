@@ -109,6 +109,7 @@ def test_exit_codes_are_defined_once():
                                "laclip/errors.py:EXIT_USAGE"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", ["laclip.rewrite.main", "laclip.train.main", "laclip.eval.main"])
 def test_every_entrypoint_reads_its_config_one_way(module, tmp_path):
     """`--config JSON`, `--config-file FILE`, `--set F=V`; a bad value exits EXIT_PERMANENT with one line."""

@@ -158,6 +158,7 @@ def test_caption_not_utf8(demo_copy):
     assert rows.rows == [("k1", "fine")] and rows.skipped == {"caption_not_utf8": 1}
 
 
+@pytest.mark.slow
 def test_a_process_that_read_a_parquet_exits_cleanly(tmp_path):
     """Arrow's pool threads released Python-owned bytes while the interpreter exited: exit 134,
     'terminate called without an active exception', in about a third of runs (after `data synth`)."""

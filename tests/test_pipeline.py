@@ -78,6 +78,7 @@ def test_pipeline_runs_every_stage_then_reuses_them(demo_copy):
     assert len(per) == 2 and zs2["diff"] == pytest.approx(sum(per) / 2) and zs2["lo"] <= zs2["diff"] <= zs2["hi"]
 
 
+@pytest.mark.slow
 def test_pipeline_refuses_bad_flags_before_any_work(tmp_path):
     for args, needle in ([["--root", str(tmp_path), "pipeline"], "--local"],
                          [["--root", "gs://bucket/x", "pipeline", "--local"], "local folder"],

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from laclip import layout
 from laclip.eval.config import EvalConfig
 from laclip.eval.worker import run_eval
@@ -12,6 +14,7 @@ from laclip.storage import open_store
 from .conftest import TINY, save_checkpoint
 
 
+@pytest.mark.slow
 def test_eval_reads_and_writes_a_bucket(ckpt_store, gcs_bucket):
     bucket = open_store(gcs_bucket + "/team")
     for path in ckpt_store.list("datasets/demo-eval/") + ckpt_store.list("checkpoints/"):

@@ -198,6 +198,7 @@ def test_a_suite_names_what_its_protocol_reads():
     assert FetchConfig(datasets="mine", root="/x", repos={"mine": "me/wds_mine"}).dataset_splits == {"mine": ["*"]}
 
 
+@pytest.mark.slow
 def test_the_job_for_a_bucket(tmp_path):
     import kubernetes_validate
     import yaml

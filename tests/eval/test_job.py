@@ -121,6 +121,7 @@ def test_long_names_are_shortened_and_bad_ones_refused():
         render(EvalConfig.for_checkpoint("gs://b/checkpoints/run_/step_1"))
 
 
+@pytest.mark.slow
 def test_dry_run_prints_a_valid_job_and_contacts_nothing(tmp_path):
     env = {**os.environ, "KUBECONFIG": str(tmp_path / "missing"), "LACLIP_ROOT": "",
            "GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "missing.json"), "NO_PROXY": "", "HTTPS_PROXY": "http://0.0.0.0:9"}

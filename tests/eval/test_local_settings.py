@@ -57,6 +57,7 @@ def first_result(ckpt_store, submit):
     return rid
 
 
+@pytest.mark.slow
 def test_other_settings_print_new_numbers_never_the_first_runs(ckpt_store, submit, first_result, tmp_path):
     templates = tmp_path / "templates.txt"
     templates.write_text("a blurry photo of a {c}.\nsomething shaped like a {c}.\n")
@@ -83,6 +84,7 @@ def test_other_settings_print_new_numbers_never_the_first_runs(ckpt_store, submi
     assert len(found) == 5
 
 
+@pytest.mark.slow
 def test_bad_templates_or_classnames_are_refused_though_results_exist(ckpt_store, submit, first_result, tmp_path):
     res = submit("--templates", str(tmp_path / "missing-templates.txt"))
     assert res.exit_code != 0 and isinstance(res.exception, DataError)

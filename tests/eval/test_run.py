@@ -21,10 +21,20 @@ from laclip.eval.worker import run_eval
 from laclip_cli.main import app
 from laclip_cli.stages.eval import results as results_of_request
 from laclip_cli.stages.eval import run_here
+from tests.hostile.harness import run_entry
 
 from .conftest import TINY, TINY_WIDE, save_checkpoint
 
 FAST = dict(workers=0, batch_size=64)
+
+
+def eval_entry(argv: list[str]) -> tuple[int, str]:
+    """`python -m laclip.eval.main ARGV` in this process: (exit code, stderr). That the module run as a
+    process exits with this code is tests/test_contract.py's (every entrypoint, one way)."""
+    from laclip.entrypoint import main
+    from laclip.eval.main import run
+
+    return run_entry(lambda args: main("eval", EvalConfig, run, argv=args), argv)
 
 
 def rewrite_shard(store, path: str, drop) -> None:
@@ -63,6 +73,7 @@ def blank_keeping_version(store, path: str) -> None:
     assert store.versions(path) == {path: f"{st.st_size}-{st.st_mtime_ns}"}
 
 
+@pytest.mark.slow  # `submit eval --local` runs the entrypoint as a child process; clip_benchmark's build
 def test_local_run_results_and_report(ckpt_store, tiny_models, tmp_path, monkeypatch):
     root = root_of(ckpt_store)
     save_checkpoint(ckpt_store, "laclip-run", 1, TINY, seed=1)
@@ -190,41 +201,40 @@ def test_missing_checkpoint_and_unknown_dataset(ckpt_store):
         run_eval(EvalConfig.for_checkpoint("clip-run/step_1", root=root, datasets="cifar10", **FAST))
 
 
-def test_worker_exit_code_for_bad_input(ckpt_store, tiny_models):
+def test_worker_exit_code_for_bad_input(ckpt_store, tiny_models, monkeypatch):
     cfg = EvalConfig.for_checkpoint("clip-run/step_1", root=root_of(ckpt_store), datasets="demo-eval,cifar10",
                                     **FAST)
-    env = {**os.environ, "LACLIP_MODEL_CONFIGS": str(tiny_models), "JOB_COMPLETION_INDEX": "1",
-           "LACLIP_LOG_FORMAT": "json"}
-    proc = subprocess.run([sys.executable, "-m", "laclip.eval.main", "--config", cfg.model_dump_json()],
-                          env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 3, proc.stderr  # the Job's podFailurePolicy fails this index without retries
-    assert "unknown evaluation dataset 'cifar10'" in proc.stderr and "Traceback" not in proc.stderr
-    (line,) = proc.stderr.strip().splitlines()[-1:]
+    for name, value in (("LACLIP_MODEL_CONFIGS", str(tiny_models)), ("JOB_COMPLETION_INDEX", "1"),
+                        ("LACLIP_LOG_FORMAT", "json")):
+        monkeypatch.setenv(name, value)
+    code, err = eval_entry(["--config", cfg.model_dump_json()])
+    assert code == 3, err  # the Job's podFailurePolicy fails this index without retries
+    assert "unknown evaluation dataset 'cifar10'" in err and "Traceback" not in err
+    (line,) = err.strip().splitlines()[-1:]
     assert json.loads(line)["severity"] == "ERROR" and json.loads(line)["permanent"] is True  # a JSON line in pods
     assert results(ckpt_store, "clip-run") == {}  # index 1 only: demo-eval is index 0's
 
 
-def test_entrypoint_reads_a_config_file_and_sets(ckpt_store, tiny_models, tmp_path):
+def test_entrypoint_reads_a_config_file_and_sets(ckpt_store, tiny_models, tmp_path, monkeypatch):
     """What --local runs: `python -m laclip.eval.main --config-file F [--set FIELD=VALUE ...]`."""
     import yaml
 
     config = tmp_path / "eval.yaml"
     config.write_text(yaml.safe_dump({"checkpoint": "clip-run/step_1", "root": root_of(ckpt_store),
                                       "tasks": ["fewshot"], "workers": 0, "batch_size": 64}))
-    env = {**os.environ, "LACLIP_MODEL_CONFIGS": str(tiny_models)}
-    env.pop("JOB_COMPLETION_INDEX", None)
-    cmd = [sys.executable, "-m", "laclip.eval.main", "--config-file", str(config)]
-    proc = subprocess.run(cmd + ["--set", "fewshot.episodes=7", "--set", "seed=4"], env=env, capture_output=True,
-                          text=True, timeout=180)
-    assert proc.returncode == 0, proc.stderr
+    monkeypatch.setenv("LACLIP_MODEL_CONFIGS", str(tiny_models))
+    monkeypatch.delenv("JOB_COMPLETION_INDEX", raising=False)
+    cmd = ["--config-file", str(config)]
+    code, err = eval_entry(cmd + ["--set", "fewshot.episodes=7", "--set", "seed=4"])
+    assert code == 0, err
     [path] = results(ckpt_store, "clip-run")["demo-eval", "fewshot_knn"]
     record = json.loads(ckpt_store.read_text(path))
     assert record["laclip"]["identity"]["fewshot"]["episodes"] == 7 and record["laclip"]["seed"] == 4
-    bad = subprocess.run(cmd + ["--set", "fewshot.episodes=0"], env=env, capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 3 and "Traceback" not in bad.stderr
-    assert "invalid --set fewshot.episodes 0: Input should be greater than or equal to 1" in bad.stderr
-    unknown = subprocess.run(cmd + ["--set", "fewshot.nope=1"], env=env, capture_output=True, text=True, timeout=120)
-    assert unknown.returncode == 3 and "--set fewshot.nope: no field 'nope' in fewshot" in unknown.stderr
+    code, err = eval_entry(cmd + ["--set", "fewshot.episodes=0"])
+    assert code == 3 and "Traceback" not in err
+    assert "invalid --set fewshot.episodes 0: Input should be greater than or equal to 1" in err
+    code, err = eval_entry(cmd + ["--set", "fewshot.nope=1"])
+    assert code == 3 and "--set fewshot.nope: no field 'nope' in fewshot" in err
 
 
 def test_cli_local_unknown_dataset_is_a_clean_error(ckpt_store):
@@ -373,9 +383,9 @@ def test_a_dataset_of_the_same_name_elsewhere(ckpt_store, tmp_path, caplog):
     (["--config", '{"checkpoint": "/x/checkpoints/r/step_1"}', "--set", "nope=1"],
      "[eval] error: --set nope: no field 'nope' in the config"),
 ])
-def test_entrypoint_without_a_valid_config(args, message):
-    env = {k: v for k, v in os.environ.items() if k not in ("LACLIP_LOG_FORMAT", "JOB_COMPLETION_INDEX")}
-    proc = subprocess.run([sys.executable, "-m", "laclip.eval.main", *args], env=env, capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 3, proc.stderr  # bad input is permanent: the Job does not retry it
-    assert message in proc.stderr and "Traceback" not in proc.stderr
+def test_entrypoint_without_a_valid_config(args, message, monkeypatch):
+    for name in ("LACLIP_LOG_FORMAT", "JOB_COMPLETION_INDEX"):
+        monkeypatch.delenv(name, raising=False)
+    code, err = eval_entry(args)
+    assert code == 3, err  # bad input is permanent: the Job does not retry it
+    assert message in err and "Traceback" not in err

@@ -92,7 +92,7 @@ def _local_mount(name: str, op: str, mount: str, cause: str) -> Case:
         path = "datasets/x/00000.tar"
         outcome = probe(op, root, path, mount=mount)
         assert_fault(outcome, True, cause, str(root))
-    return Case(5, f"local-{name}", run, slow=op.startswith("checkpoint"))
+    return Case(5, f"local-{name}", run, slow=True)  # the probe is a child process
 
 
 DENIED = [  # (name, op, the path under the denied folder, expected words)
@@ -110,7 +110,7 @@ def _local_denied(name: str, op: str, leaf: str) -> Case:
             (denied / f).write_bytes(b"data")
         outcome = probe(op, root, f"checkpoints/r/{leaf}".rstrip("/"), denied=denied)
         assert_fault(outcome, True, "Permission denied", str(root))
-    return Case(5, f"local-permission-denied-{name}", run)
+    return Case(5, f"local-permission-denied-{name}", run, slow=True)
 
 
 def _download_denied(tmp: Path) -> None:
@@ -227,7 +227,7 @@ def _gcs(status: int, reason: str, op: str) -> Case:
 
 
 CASES = ([_local_mount(*c) for c in LOCAL] + [_local_denied(*c) for c in DENIED]
-         + [Case(5, "local-permission-denied-download-target", _download_denied),
-            Case(5, "cli-permission-denied-dataset-folder", _cli_denied)]
+         + [Case(5, "local-permission-denied-download-target", _download_denied, slow=True),
+            Case(5, "cli-permission-denied-dataset-folder", _cli_denied, slow=True)]
          + [_gcs(status, reason, op) for status, reason in GCS_STATUS for op in ("read", "write", "list", "exists")
             if op in ("read", "write") or status in (403, 404, 500, 507)])

@@ -37,7 +37,7 @@ def _from_shadowing_folder(stage: str) -> Case:
                          "--tasks", "zeroshot", "--local", "--workers", "0", "--batch-size", "4", cwd=cwd)
         assert_ok(res)
         assert "the laclip of the current folder" not in res.out + res.err
-    return Case(8, f"{stage}-local-from-a-folder-holding-laclip", run, slow=stage == "eval")
+    return Case(8, f"{stage}-local-from-a-folder-holding-laclip", run, slow=True)  # --local: child processes
 
 
 CLASS8 = [_from_shadowing_folder(s) for s in ("rewrite", "eval")]

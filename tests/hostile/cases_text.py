@@ -80,7 +80,8 @@ def _markup_case(root_name: str, command: str) -> Case:
             res = laclip("--root", r, "eval", "report", "nosuch", "--no-png", env=WIDE)
             assert res.rc not in (0, None)
         shows(res, literal)
-    return Case(6, f"{command}-{re.sub(r'[^a-z0-9]+', '-', root_name.lower()).strip('-') or 'slash'}", run)
+    return Case(6, f"{command}-{re.sub(r'[^a-z0-9]+', '-', root_name.lower()).strip('-') or 'slash'}", run,
+                slow=command == "rewrite-local")  # --local runs the worker as a child process
 
 
 CLASS6 = ([_markup_case(r, c) for r in MARKUP_ROOTS

@@ -127,6 +127,7 @@ def test_skip_list_gives_a_reason_for_each_check():
         assert len(reason.split()) >= 8, f"{check} is skipped without a real reason"
 
 
+@pytest.mark.slow
 def test_checkov_passes_with_the_documented_skips(scan_dir, rendered):
     result = checkov(scan_dir, "--config-file", str(CHECKOV_CONFIG))
     assert result["parsing_errors"] == 0
@@ -135,6 +136,7 @@ def test_checkov_passes_with_the_documented_skips(scan_dir, rendered):
     assert not failed, f"checkov checks failed that manifests/checkov.yaml does not justify: {failed}"
 
 
+@pytest.mark.slow
 def test_skip_list_is_minimal(scan_dir):
     """Every skipped check really fails without the skip; nothing else fails."""
     result = checkov(scan_dir, "--framework", "kubernetes", "--skip-download")

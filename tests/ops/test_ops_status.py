@@ -257,6 +257,7 @@ def test_cluster_without_volcano_or_kueue(tmp_path, monkeypatch, store):
         emu.close()
 
 
+@pytest.mark.slow
 def test_no_cluster_configured_is_a_clear_error(tmp_path):
     env = {"KUBECONFIG": str(tmp_path / "missing"), "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
     proc = subprocess.run([sys.executable, "-m", "laclip_cli.main", "status", "some-run"], env=env,
@@ -265,6 +266,7 @@ def test_no_cluster_configured_is_a_clear_error(tmp_path):
     assert "no Kubernetes cluster configured" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_unreadable_kubeconfig_is_a_clear_error(tmp_path):
     broken = tmp_path / "kubeconfig"
     broken.write_text("clusters: [\n")  # a truncated edit
@@ -294,6 +296,7 @@ def test_status_json_and_cancel_one_stage(populated, store):
     assert "nothing to cancel" in str(run_cli(store, "cancel", TRAIN, "--stage", "eval", "--yes").exception)
 
 
+@pytest.mark.slow
 def test_forbidden_kueue_workloads_are_skipped_but_forbidden_jobs_are_an_error(populated, store):
     populated.emu["list", WORKLOADS] << 403  # the user's Role has no Kueue rights
     result = run_cli(store, "status", QUEUED)

@@ -210,6 +210,7 @@ def test_create_through_the_kubernetes_client(monkeypatch, tmp_path):
         emu.close()
 
 
+@pytest.mark.slow
 def test_a_mount_option_in_the_model_path_is_one_error_line():
     """`laclip` itself (its error printer): one line on stderr, the usage exit code, no YAML."""
     import subprocess

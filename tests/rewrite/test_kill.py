@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from laclip import layout
 from laclip.rewrite import output as rout
 from laclip.rewrite.config import RewriteConfig
@@ -16,6 +18,7 @@ from laclip.rewrite.config import RewriteConfig
 from tests.rewrite.helpers import check_complete
 
 
+@pytest.mark.slow
 def test_killed_worker_resumes_without_loss_or_duplicates(demo_copy):
     store = demo_copy
     # 128 captions x 4 sources in batches of 32 at 0.04 s each: about 0.6 s per shard.

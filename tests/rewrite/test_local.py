@@ -19,6 +19,7 @@ from tests.rewrite.helpers import check_complete
 runner = CliRunner()
 
 
+@pytest.mark.slow
 def test_local_demo_with_eda(demo_copy):
     root = str(demo_copy.root)
     result = runner.invoke(app, ["--root", root, "submit", "rewrite", "--dataset", "demo", "--local"],
@@ -50,6 +51,7 @@ def test_local_demo_with_eda(demo_copy):
     assert seen == [3, 4] and json.loads(store.read_text(stats_path))["shard"] == "00002"
 
 
+@pytest.mark.slow
 def test_local_demo_with_tiny_hf_model(demo_copy, tiny_llama):
     root = str(demo_copy.root)
     result = runner.invoke(app, ["--root", root, "submit", "rewrite", "--dataset", "demo", "--local",
@@ -65,6 +67,7 @@ def test_local_demo_with_tiny_hf_model(demo_copy, tiny_llama):
     assert stats["prompts"] == 2 * stats["captions"]
 
 
+@pytest.mark.slow
 def test_local_failure_names_the_index(demo_copy):
     """An engine that cannot reach its server: retried once, then reported; nothing written."""
     args = ["--engine", "openai", "--endpoint", "http://127.0.0.1:9/v1", "--model", "m", "--shards-per-pod", "4",
@@ -77,6 +80,7 @@ def test_local_failure_names_the_index(demo_copy):
     assert [p for p in demo_copy.list("rewrites/") if p.endswith(".parquet")] == []
 
 
+@pytest.mark.slow
 def test_local_run_from_a_folder_holding_a_laclip_package(demo_copy, tmp_path, monkeypatch):
     """The children run `python -m laclip.rewrite.main` with PYTHONSAFEPATH: a ./laclip/ in the current
     folder (a checkout's parent, a stray copy) is not imported in place of the installed package."""
@@ -94,6 +98,7 @@ def test_local_run_from_a_folder_holding_a_laclip_package(demo_copy, tmp_path, m
     assert sorted(p.name for p in (cwd / "laclip").iterdir()) == ["__init__.py"]  # nothing written there
 
 
+@pytest.mark.slow
 def test_local_children_see_the_shadowing_package_without_the_safe_path(demo_copy, tmp_path):
     """The hazard the previous test guards against is real: without PYTHONSAFEPATH, `python -m` from that
     folder imports the empty ./laclip/ as the package, and the worker cannot start."""
@@ -118,6 +123,7 @@ def test_local_children_see_the_shadowing_package_without_the_safe_path(demo_cop
     check_complete(demo_copy, "demo", cfg.resolved_rewrite_id())
 
 
+@pytest.mark.slow
 def test_local_rerun_refuses_a_shard_that_changed_since(demo_copy):
     import io
 

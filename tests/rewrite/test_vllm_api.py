@@ -69,6 +69,7 @@ def recorded_calls(monkeypatch) -> dict:
     return calls
 
 
+@pytest.mark.slow
 def test_vllm_adapter_calls_match_the_installed_vllm(monkeypatch):
     python = vllm_python()
     if python is None:

@@ -270,6 +270,7 @@ def test_config_source_errors_are_permanent(demo_copy, monkeypatch, capsys, argv
     assert demo_copy.list("rewrites/") == []
 
 
+@pytest.mark.slow
 def test_the_module_exits_permanently_on_bad_args(demo_copy):
     """The real `python -m laclip.rewrite.main`, as the pod runs it: a bad argument is exit 3, not argparse's 2."""
     import os

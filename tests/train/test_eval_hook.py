@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import shlex
 
+import pytest
+
 import laclip.train.model  # noqa: F401  (registers laclip-tiny with open_clip)
 from laclip.data.registry import resolve_shards
 from laclip.storage import open_store
@@ -49,6 +51,7 @@ def _pod_config(cfg: TrainConfig) -> tuple[str, dict]:
     return text, {e["name"]: e.get("value") for e in container["env"]}
 
 
+@pytest.mark.slow
 def test_each_checkpoint_gets_an_eval_job(demo_store, gcs_bucket, cluster, monkeypatch):  # noqa: F811
     # the eval image is the one the submitting machine resolved, inside the rendered eval Job
     monkeypatch.setenv("LACLIP_REGISTRY", "europe-docker.pkg.dev/team/laclip")
@@ -83,6 +86,7 @@ def test_training_pods_carry_the_eval_job_only_when_asked():
     assert eval_cfg["datasets"] == ["imagenet1k"]
 
 
+@pytest.mark.slow
 def test_a_refused_request_does_not_stop_training(demo_store, gcs_bucket, tmp_path, monkeypatch, capsys):
     from kubernetes.config import kube_config
 
@@ -97,6 +101,7 @@ def test_a_refused_request_does_not_stop_training(demo_store, gcs_bucket, tmp_pa
     assert f"could not request an eval Job for {gcs_bucket}/checkpoints/hooked/step_2.pt" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_local_checkpoint_gets_a_hint_instead_of_an_eval_job(demo_copy, capsys):
     """No pod can read a local folder: eval datasets on a local run end in a hint, and training goes on."""
     write_rewrites(demo_copy)

@@ -4,6 +4,7 @@ checkpoints written locally then uploaded create-only, resume reads them back.""
 from __future__ import annotations
 
 import open_clip
+import pytest
 
 from laclip.data.registry import resolve_shards
 from laclip.storage import open_store
@@ -14,6 +15,7 @@ from laclip.train.main import main
 from .train_helpers import write_rewrites
 
 
+@pytest.mark.slow
 def test_train_on_gcs_and_resume(demo_store, gcs_bucket, tmp_path, capsys):
     store = open_store(gcs_bucket)
     for shard in resolve_shards(demo_store, "demo")[:2]:

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 
 from laclip.data.registry import resolve_shards
 from laclip.errors import EXIT_PERMANENT
@@ -19,6 +20,7 @@ from laclip.train.config import TrainConfig
 from .train_helpers import write_rewrites
 
 LACLIP = str(Path(sys.executable).with_name("laclip"))  # the console script beside this Python
+pytestmark = pytest.mark.slow  # every test runs the launcher or the CLI as a process
 
 
 def _env(**extra) -> dict:

@@ -19,6 +19,7 @@ from laclip.train.checkpoint import local_dir_config
 
 TINY = "laclip-tiny"
 EVAL = dict(workers=0, batch_size=64)
+pytestmark = pytest.mark.xdist_group("open-clip-train")  # one worker trains peer_run for all of them
 
 
 def open_clip_train(data: str, logs: Path, name: str, model: str, samples: int = 64) -> subprocess.CompletedProcess:

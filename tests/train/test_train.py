@@ -33,6 +33,7 @@ def config(store, run, **kw) -> TrainConfig:
     return TrainConfig(run=run, root=store.url, **{**TINY, **kw})
 
 
+@pytest.mark.slow
 def test_train_checkpoints_resumes_and_guards_its_config(demo_copy, capsys):
     write_rewrites(demo_copy)
     cfg = config(demo_copy, "r1", steps=6, checkpoint_every=3, tensorboard=True)
@@ -59,6 +60,7 @@ def test_train_checkpoints_resumes_and_guards_its_config(demo_copy, capsys):
         assert path.stat().st_mode & 0o044 == 0o044, oct(path.stat().st_mode)
 
 
+@pytest.mark.slow
 def test_resume_skips_a_truncated_checkpoint(demo_copy, capsys):
     write_rewrites(demo_copy)
     cfg = config(demo_copy, "r2", steps=4, checkpoint_every=2, rewrites=None, augment="none")
@@ -71,6 +73,7 @@ def test_resume_skips_a_truncated_checkpoint(demo_copy, capsys):
     torch.load(last, weights_only=True)  # rewritten whole by the resumed run
 
 
+@pytest.mark.slow
 def test_resume_none_or_a_path_applies_only_until_the_run_has_checkpoints(demo_copy, capsys):
     plain = dict(checkpoint_every=2, rewrites=None, augment="none")
     assert main(["--config", config(demo_copy, "src", steps=4, **plain).model_dump_json()]) == 0
@@ -84,6 +87,7 @@ def test_resume_none_or_a_path_applies_only_until_the_run_has_checkpoints(demo_c
         assert f"continuing from the newest, not --resume {resume}" in err and "dst/step_6.pt at step 6 of 6" in err
 
 
+@pytest.mark.slow
 def test_loader_randomness_is_not_replayed_on_resume(demo_copy, monkeypatch):
     """The random crops draw from torch's global generator (workers' seeds too, with workers):
     a resumed run must not crop its new samples as step 0 cropped the first ones."""
@@ -98,6 +102,7 @@ def test_loader_randomness_is_not_replayed_on_resume(demo_copy, monkeypatch):
     assert len(draws) == 2 and draws[0] != draws[1]
 
 
+@pytest.mark.slow
 def test_resume_with_another_data_order_starts_the_next_epoch(demo_copy):
     """A position is a count into the order the seed and shuffle buffer decide: under another
     order it would skip samples never trained on and repeat others."""
@@ -150,6 +155,7 @@ def test_rewrites_made_from_other_captions_are_refused_before_training(demo_copy
     assert not list(demo_copy.list("leases/"))  # not even the run's lease was taken
 
 
+@pytest.mark.slow
 def test_a_few_rewrites_made_from_other_captions_train_on_the_original(demo_copy, capsys):
     """Under --max-rewrite-mismatch (1%) the run trains; those samples use their own caption and
     are counted in the run's summary."""
@@ -167,6 +173,7 @@ def test_a_few_rewrites_made_from_other_captions_train_on_the_original(demo_copy
     assert "4 of 512 rows checked differ (0.8%, more than --max-rewrite-mismatch 0%" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_loader_worker_error_reads_as_its_own_message(demo_copy, capsys):
     from laclip.data.registry import resolve_shards
 
@@ -194,6 +201,7 @@ def test_missing_config_file_is_a_clear_error(tmp_path, capsys):
     assert "error: --config is not JSON" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_config_file_and_set_build_the_same_config(demo_copy, tmp_path):
     """The one entrypoint convention: --config-file (what local runners pass) and --set FIELD=VALUE."""
     write_rewrites(demo_copy)
@@ -204,6 +212,7 @@ def test_config_file_and_set_build_the_same_config(demo_copy, tmp_path):
     assert ckpt.load(demo_copy, "checkpoints/viafile/step_2.pt")["config"]["steps"] == 2
 
 
+@pytest.mark.slow
 def test_multitext_training_runs(demo_copy):
     write_rewrites(demo_copy)
     cfg = config(demo_copy, "mt", steps=3, checkpoint_every=3, loss="multitext", texts_per_image=3)

@@ -34,6 +34,7 @@ def weights(store, run_id, step):
     return ckpt.load(store, f"checkpoints/{run_id}/step_{step}.pt")
 
 
+@pytest.mark.slow
 def test_a_run_resumed_mid_accumulation_ends_with_the_weights_of_one_never_stopped(demo_copy, capsys):
     """A checkpoint is only written between optimizer steps: a run stopped part-way through the K
     sub-batches of step 3 (only step_2.pt exists then) resumes at the start of step 3 and computes
@@ -64,6 +65,7 @@ def test_the_schedule_counts_samples_per_optimizer_step(demo_copy):
     assert (cfg.total_steps(512, 1), cfg.warmup(512, 1), cfg.step_samples(2)) == (16, 8, 64)
 
 
+@pytest.mark.slow
 def test_a_loss_that_is_not_finite_ends_the_run_before_it_is_checkpointed(demo_copy, capsys):
     """The loss is read on the host only at log and checkpoint steps; the first step whose loss was
     not finite is remembered on the device, so the error still names it, and the checkpoint step
@@ -77,6 +79,7 @@ def test_a_loss_that_is_not_finite_ends_the_run_before_it_is_checkpointed(demo_c
     assert [s for s, _ in ckpt.list_steps(demo_copy, "nan")] == [2]
 
 
+@pytest.mark.slow
 def test_the_data_wait_warning(demo_copy, capsys):
     """Over the threshold after the first log window (which holds the loader's start-up): one
     warning naming the workers; the run's summary carries the fraction either way."""
