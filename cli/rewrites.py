@@ -23,9 +23,9 @@ def export(
                                                              "carrying one field per rewrite source"),
 ) -> None:
     """Write the dataset's shards again with the rewrites in each sample's .json (for open_clip's
-    --json-text-key); images and .txt unchanged."""
+    --json-text-key with --json-text-key-probs); images and .txt unchanged."""
     from laclip.errors import UsageError
-    from laclip.rewrite.export import export_wds_json
+    from laclip.rewrite.export import export_wds_json, open_clip_args
     from laclip.rewrite.output import read_record
 
     if format != "wds-json":
@@ -37,9 +37,7 @@ def export(
               f"{counts.get('samples', 0):,} samples: {counts.get('with_rewrites', 0):,} with rewrites, "
               f"{counts.get('without_rewrites', 0):,} without a rewrite row, {counts.get('caption_mismatches', 0):,} "
               f"made from another caption (those carry their own caption) to {dest}", soft_wrap=True, markup=False)
-    keys = ";".join(["txt", *sources]) if sources else "txt"
-    out.print(f"open_clip (development branch): --train-data '{dest.rstrip('/')}/{{00000..NNNNN}}.tar' "
-              f"--dataset-type webdataset --json-text-key \"{keys.replace('txt', 'caption')}\"",
+    out.print(f"open_clip (development branch), LaCLIP's uniform draw: {open_clip_args(dest, sources)}",
               soft_wrap=True, markup=False)
 
 

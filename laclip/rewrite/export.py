@@ -1,17 +1,22 @@
 """Rewrites where other trainers read them: `laclip rewrites export --format wds-json`.
 
 Writes a copy of a dataset's shards (img2dataset's layout: NNNNN.tar + NNNNN.parquet) in which
-every sample's `.json` also carries its rewrites, one field per source (`"chatgpt": "..."`),
-so that open_clip's trainer in its development branch can draw a caption per sample from several
-fields (`--json-text-key "caption;chatgpt;bard;coco;human"`, LaCLIP's uniform draw). Images and
-`.txt` are copied byte for byte, so the shards still train as they are in open_clip 3.3's released
-trainer (which reads `.txt`) and in laclip.
+every sample's `.json` also carries its rewrites, one field per source (`"chatgpt": "..."`), for
+the trainer of open_clip's development branch. Its rule for several fields: `--json-text-key
+"caption;chatgpt;..."` alone is a priority list (the first non-empty field wins: the original,
+always, which is plain CLIP); with `--json-text-key-probs` the fields are put in a random order
+weighted by those numbers and the first non-empty one wins. So equal weights over the caption and
+every source, with a rejected rewrite left empty, draw uniformly from the original and the accepted
+rewrites: LaCLIP's draw, the one laclip's own trainer makes. `open_clip_args` prints both flags.
+Images and `.txt` are copied byte for byte, so the shards still train as they are in open_clip 3.3's
+released trainer (which reads `.txt`) and in laclip.
 
-Every source field is always there: a rewrite that was rejected (or a sample without a rewrite row,
-or one whose rewrites were made from another caption) holds the sample's own caption, as the
-rewrite parquet's columns do; `laclip_rejected` lists the sources that fell back, with the reason.
-`export.json` beside the shards records what was exported; an export into a folder holding another
-export is refused, and one into a folder of the same export skips the shards already written.
+A source field is empty where the rewrite was rejected, where the sample has no rewrite row, or
+where its rewrites were made from another caption; `laclip_rejected` names those sources with the
+reason. `caption` holds the sample's own caption (img2dataset's field, filled from `.txt` where it
+is missing). `export.json` beside the shards records what was exported; an export into a folder
+holding another export is refused, and one into a folder of the same export skips the shards
+already written.
 """
 
 from __future__ import annotations
@@ -32,6 +37,15 @@ from laclip.storage import open_store
 from laclip.storage.base import Store
 
 RECORD = "export.json"
+# 2: a rejected rewrite is an empty field (1 held the caption, which open_clip's draw weighs up)
+FORMAT_VERSION = 2
+
+
+def open_clip_args(dest: str, sources: list[str]) -> str:
+    """open_clip's flags for an export: LaCLIP's uniform draw over the caption and the accepted rewrites."""
+    keys = ["caption", *sources]
+    return (f"--train-data '{dest.rstrip('/')}/{{00000..NNNNN}}.tar' --dataset-type webdataset "
+            f"--json-text-key \"{';'.join(keys)}\" --json-text-key-probs {' '.join('1' for _ in keys)}")
 
 
 def export_wds_json(store: Store, dataset: str, rewrite_id: str, dest: str,
@@ -41,8 +55,8 @@ def export_wds_json(store: Store, dataset: str, rewrite_id: str, dest: str,
     target = open_store(dest)
     if target.url.rstrip("/") == store.url.rstrip("/"):
         raise UsageError("--out must be another folder than the store root (the shards would be overwritten)")
-    record = {"format": "wds-json", "dataset": dataset, "rewrite_id": rewrite_id,
-              "source_store": store.url, "laclip_version": __version__}
+    record = {"format": "wds-json", "format_version": FORMAT_VERSION, "dataset": dataset,
+              "rewrite_id": rewrite_id, "source_store": store.url, "laclip_version": __version__}
     try:
         target.write_text(RECORD, json.dumps(record, indent=2) + "\n", create_only=True)
     except AlreadyExists:
@@ -50,6 +64,9 @@ def export_wds_json(store: Store, dataset: str, rewrite_id: str, dest: str,
         if (theirs.get("dataset"), theirs.get("rewrite_id")) != (dataset, rewrite_id):
             raise UsageError(f"{target.url_of(RECORD)} records an export of {theirs.get('dataset')!r} rewrites "
                              f"{theirs.get('rewrite_id')!r}: export into another folder") from None
+        if theirs.get("format_version") != FORMAT_VERSION:
+            raise UsageError(f"{target.url_of(RECORD)} records an export by an older laclip, whose rejected "
+                             "rewrites hold the caption: export into another folder") from None
     shards = resolve_shards(store, dataset)
     counts: Counter = Counter()
     for i, shard in enumerate(shards):
@@ -86,14 +103,15 @@ def _export_shard(store: Store, target: Store, dataset: str, rewrite_id: str, sh
             i = rows.get(key)
             if i is None or (cols["caption"][i] or "").strip() != caption:
                 counts["without_rewrites" if i is None else "caption_mismatches"] += 1
-                texts = {s: caption for s in sources}
                 rejected = {s: "no rewrite row" if i is None else "made from another caption" for s in sources}
             else:
-                texts = {s: cols[s][i] or caption for s in sources}
                 rejected = {s: cols[s + REJECT_SUFFIX][i] for s in sources
                             if cols.get(s + REJECT_SUFFIX) and cols[s + REJECT_SUFFIX][i] is not None}
+                rejected.update({s: "empty" for s in sources if s not in rejected and not (cols[s][i] or "").strip()})
                 counts["with_rewrites"] += 1
-            meta.update(texts)
+            meta.update({s: "" if s in rejected else cols[s][i] for s in sources})
+            if not isinstance(meta.get("caption"), str) or not meta["caption"].strip():
+                meta["caption"] = caption
             meta["laclip_rewrite_id"] = rewrite_id
             meta["laclip_rejected"] = rejected
             sample["json"] = json.dumps(meta, ensure_ascii=False).encode()
