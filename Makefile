@@ -2,13 +2,14 @@
 PYTHON ?= python3
 VENV ?= .venv
 PIP := $(VENV)/bin/pip
-# torch is not pinned in the package; this is the build the project is tested with.
-TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+# torch is not pinned in the package; images/torch.txt holds the build the project is tested with
+# and the train and eval images ship.
+TORCH_SPEC ?= $(shell grep -E '^[a-z]' images/torch.txt)
 PYTEST_ARGS ?=
 # pytest-xdist workers for `make test` (auto: one per core; 0: in this process, serially)
 TEST_WORKERS ?= auto
 
-.PHONY: setup setup-dev demo test test-fast lint bench images vllm-venv
+.PHONY: setup setup-dev demo test test-fast lint bench images images-test vllm-venv
 
 $(VENV)/.base:
 	$(PYTHON) -m venv $(VENV)
@@ -49,9 +50,13 @@ bench: $(VENV)/.dev
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 
-# Build and push the rewrite, train and eval images (needs docker; LACLIP_REGISTRY=...).
+# Build and push the rewrite, train and eval images (docker or podman; LACLIP_REGISTRY=...).
 images:
 	images/build.sh
+
+# Build the images here with podman and no registry, and run them as the pods do (root, Debian; CI runs it).
+images-test:
+	images/test.sh
 
 # vLLM in a venv of its own (it pins its own CUDA torch; several GB): enough for
 # tests/rewrite/test_vllm_api.py to check the adapter's calls, no GPU needed.

@@ -55,7 +55,7 @@ def test_every_declared_package_of_the_library_extras_is_imported():
         for d in dists:
             dist_of.setdefault(d.lower().replace("_", "-"), set()).add(module)
     used = imports("laclip") | imports("cli") | imports("jobs")
-    for extra in ("base", "train", "eval", "rewrite", "vllm"):
+    for extra in ("base", "train", "eval", "rewrite", "vllm", "eda"):
         for req in extras()[extra]:
             name = requirement_name(req)
             if name == "laclip" or name in NOT_IMPORTED:
