@@ -152,36 +152,25 @@ def submitted(cfg: RewriteConfig, objects: list[dict], outcomes: list, ctx: Cont
 def run_here(cfg: RewriteConfig, *, workers: int | None = None,
              progress: Callable[[int, int], None] | None = None) -> str:
     """Rewrite cfg.dataset with local worker processes, as the Job's pods would; the rewrite id.
-    An index whose shards are all done (parquet and stats) starts no process."""
-    from laclip import layout
+    `cfg` is checked (build(), or the caller's own RewriteConfig.check()). An index whose shards are all
+    done starts no process; a finished shard made from other captions stops here (laclip.rewrite.output)."""
+    from laclip.claim import index_count, pending_indexes
     from laclip.data.registry import resolve_shards
+    from laclip.rewrite import output as rout
+    from laclip.rewrite.worker import REDO
     from laclip.storage import open_store
     from laclip_cli.local import run_indexed
 
     store = open_store(cfg.root)
-    cfg, warning = cfg.check().for_this_machine()
+    cfg, warning = cfg.for_this_machine()
     if warning:
         err.print(styled(("warning:", "yellow"), " ", warning), soft_wrap=True)
-    if cfg.engine in ("hf", "backtranslate"):
-        from laclip.rewrite.engines.base import check_model_dir
-
-        for folder in filter(None, (cfg.model, cfg.back_model)):
-            check_model_dir(folder, cfg.engine)
-    found = resolve_shards(store, cfg.dataset)
-    shards = [s.id for s in found]
+    cfg = cfg.for_this_model()
+    shards = resolve_shards(store, cfg.dataset)
     cfg = cfg.model_copy(update={"num_shards": len(shards), "rewrite_id": cfg.resolved_rewrite_id()})
-    k = cfg.shards_per_pod
-    n = -(-len(shards) // k)
-    listed = set(store.list(layout.rewrite_folder(cfg.dataset, cfg.rewrite_id) + "/"))
-    done = {sid for sid in shards if {layout.rewrite_shard(cfg.dataset, cfg.rewrite_id, sid),
-                                      layout.rewrite_stats(cfg.dataset, cfg.rewrite_id, sid)} <= listed}
-    from laclip.rewrite.worker import check_unchanged, recorded_stats
-
-    for shard in found:  # a finished shard is reused only when it was made from the captions there now
-        if shard.id in done:
-            stats = recorded_stats(store, cfg.dataset, cfg.rewrite_id, shard)
-            check_unchanged(store, cfg, cfg.rewrite_id, shard, stats)
-    pending = [i for i in range(n) if not set(shards[i * k:(i + 1) * k]) <= done]
+    todo = rout.shard_claims(store, cfg.dataset, cfg.rewrite_id, shards, REDO, restore=False)
+    pending = pending_indexes(shards, lambda s: s not in todo, cfg.shards_per_pod)
+    n = index_count(len(shards), cfg.shards_per_pod)
     if progress:
         progress(n - len(pending), n)
     workers = max(1, min(workers or os.cpu_count() or 1, len(pending) or 1))

@@ -225,6 +225,17 @@ class TrainConfig(BaseModel):
             return self.warmup_steps
         return math.ceil(self.warmup_epochs * samples / self.step_samples(world_size))
 
+    def recipe(self) -> dict:
+        """The settings that decide the weights (not EXECUTION_FIELDS or LENGTH_FIELDS), as the identity of a
+        run holds them: what a setting does not use is left out (rewrites without --augment laclip, the
+        multi-text form of the plain loss), so that only a change that changes the run counts."""
+        values = self.model_dump(mode="json", exclude=EXECUTION_FIELDS | LENGTH_FIELDS)
+        if not (values["rewrites"] and values["augment"] == "laclip"):
+            values.update(rewrites=None, augment="none", min_words=None)
+        if values["loss"] != "multitext":
+            values["multitext_form"] = None
+        return values
+
     def to_arg(self) -> str:
         """Compact JSON for the container command. Every field, so that an image built with
         other defaults than the submitting CLI still runs exactly what was submitted."""
@@ -233,6 +244,16 @@ class TrainConfig(BaseModel):
 
 # Fields that must match to continue a run from its checkpoint (others may change).
 RESUME_KEYS = ("model", "dataset", "loss", "texts_per_image")
+# What does not decide what a run's checkpoints hold: where and how it runs, how often it logs and saves,
+# who owns it. Every other field is its recipe (TrainConfig.recipe), part of the run's identity.
+EXECUTION_FIELDS = frozenset({
+    "run", "root", "preset", "owner", "workers", "checkpoint_every", "keep_last", "resume", "log_every",
+    "data_wait_warn", "tensorboard", "lease_timeout_s", "eval_datasets", "eval_job", "cluster", "nodes",
+    "procs_per_node", "max_restarts", "max_job_retries", "scheduler", "flex_start", "flex_start_max_run_s",
+    "topology", "topology_level", "rdzv_port", "compile", "grad_checkpointing", "max_rewrite_mismatch",
+})
+# The run's length may change between starts (its schedule is re-planned, with a warning: laclip.train.main).
+LENGTH_FIELDS = frozenset({"steps", "epochs", "warmup_epochs", "warmup_steps"})
 
 
 # Paper recipes (the LaCLIP paper's training details). Batch sizes are per process: 8192 = 8 nodes x 8 GPUs x 128.

@@ -34,7 +34,7 @@ from laclip.train import model as models
 from laclip.train.config import RESUME_KEYS, TrainConfig
 from laclip.train.data import TrainStream
 from laclip.train.eval_hook import request_eval
-from laclip.train.inputs import check_inputs, scan
+from laclip.train.inputs import check_inputs, claim_run, scan
 from laclip.train.metrics import MetricsLog
 from laclip.train.loss import build_loss
 from laclip.train.step import ImageNormalizer, StepRunner, compile_model, make_optimizer, set_optimizer_impl
@@ -203,7 +203,7 @@ def _loop(cfg: TrainConfig, rank: int, world: int, device, store, shards, config
             raise UsageError(f"cannot resume from {store.url_of(where)}: it trained the {before!r} multi-text loss, "
                              f"this run asks for {cfg.multitext_form!r} (--set multitext_form={before} to continue it)")
     if rank == 0:
-        ckpt.write_run_config(store, cfg.run, config, RESUME_KEYS)
+        claim_run(cfg, store, shards, config)
 
     found = scan(store, shards, cfg.scan_shards)
     samples = found.samples
