@@ -131,22 +131,27 @@ def same(before, now) -> bool:
     return canonical(before) == canonical(now)
 
 
-def claim(store: Store, path: str, record: dict, *, key: str, what: str, fresh: str,
+def claim(store: Store, path: str, record: dict, *, key: str | Callable[[dict], object], what: str, fresh: str,
           error: type[Exception] = UsageError) -> dict:
-    """Write `record` create-only as the record of an output; when one is there already, its `key`
-    (the identity) must equal ours, else `error` with one line naming the record, what changed and
-    `fresh` (how to start afresh). Returns the record that stands."""
+    """Write `record` create-only as the record of an output; when one is there already, its identity
+    (the field `key`, or what `key(record)` reads from it) must equal ours, else `error` with one line:
+    `<record> records <what> (<what changed>): <fresh>` (`fresh`: how to start afresh). Returns the record
+    that stands."""
     if write_once(store, path, dump(record)):
         return record
-    theirs = read_record(store, path, f"delete {store.url_of(path)} only if you mean to redo {what}")
+    theirs = read_record(store, path, f"delete the folder it describes to make it again, or {fresh}")
     if theirs is None:  # deleted between our write and our read: ours goes in now
         return claim(store, path, record, key=key, what=what, fresh=fresh, error=error)
-    diff = changes(theirs.get(key), record.get(key))
+    identity = key if callable(key) else (lambda r: r.get(key))
+    diff = changes(identity(theirs), identity(record))
     if diff:
-        more = f" (and {len(diff) - 3} more)" if len(diff) > 3 else ""
-        raise error(f"{what} was made from other inputs or settings ({'; '.join(diff[:3])}{more}; recorded in "
-                    f"{store.url_of(path)}): {fresh}")
+        raise error(f"{store.url_of(path)} records {what} ({summary(diff)}): {fresh}")
     return theirs
+
+
+def summary(diff: list[str], at_most: int = 3) -> str:
+    more = f" and {len(diff) - at_most} more" if len(diff) > at_most else ""
+    return "; ".join(diff[:at_most]) + more
 
 
 def row_changes(before: Iterable[tuple[str, str]], now: Iterable[tuple[str, str]]) -> tuple[int, int, int]:

@@ -104,7 +104,9 @@ def build(stage: Stage, values: dict, sets: list[str], ctx: Context) -> RewriteC
     update["run"] = cfg.run or new_run_id("rewrite", cfg.dataset)
     if not ctx.local:
         update["num_shards"] = cfg.num_shards or _shard_count(cfg, ctx)
-    return cfg.model_copy(update=update).check()
+    cfg = cfg.model_copy(update=update).check()
+    # the model's content enters the rewrite id where it can be read (a --dry-run reads no bucket)
+    return cfg if ctx.local or (ctx.dry_run and (cfg.model or "").startswith("gs://")) else cfg.for_this_model()
 
 
 def _shard_count(cfg: RewriteConfig, ctx: Context) -> int:
@@ -165,6 +167,11 @@ def run_here(cfg: RewriteConfig, *, workers: int | None = None,
     cfg, warning = cfg.for_this_machine()
     if warning:
         err.print(styled(("warning:", "yellow"), " ", warning), soft_wrap=True)
+    if cfg.engine in ("hf", "backtranslate"):
+        from laclip.rewrite.engines.base import check_model_dir
+
+        for folder in filter(None, (cfg.model, cfg.back_model)):
+            check_model_dir(folder, cfg.engine)
     cfg = cfg.for_this_model()
     shards = resolve_shards(store, cfg.dataset)
     cfg = cfg.model_copy(update={"num_shards": len(shards), "rewrite_id": cfg.resolved_rewrite_id()})

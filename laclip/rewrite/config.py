@@ -113,6 +113,9 @@ class RewriteConfig(BaseModel):
     model: str | None = Field(None, description="checkpoint: gs://BUCKET/PATH (mounted with gcsfuse), a folder, "
                                                 "or a model id  [default for vllm: ROOT/models/llama-7b]")
     model_origin: str | None = None  # where `model` was mounted from (gs://...), for the record
+    # The content of the model folder(s), read where the rewrite id is made (for_this_model): a digest, "-" where
+    # the model is not a folder that can be read there (a model id, a path inside the image); None: not read yet.
+    model_digest: str | None = None
     back_model: str | None = Field(None, description="backtranslate: the pivot -> source translation model folder "
                                                      "(--model translates source -> pivot)")
     # Custom meta pairs by source, content not paths: the pod cannot read the user's laptop.
@@ -209,7 +212,24 @@ class RewriteConfig(BaseModel):
             "max_caption_chars": self.max_caption_chars,
             "filter_version": FILTER_VERSION,
             **({"eda_operations": list(self.eda_operations())} if self.engine == "eda" else {}),
+            **({"model_digest": self.model_digest} if self.model_digest not in (None, UNREAD) else {}),
+            **({"batch_size": self.batch_size or BATCH_DEFAULTS[self.engine]}
+               if self.engine in BATCH_DECIDES else {}),
         }
+
+    def for_this_model(self) -> "RewriteConfig":
+        """With model_digest read: the content of --model (and --back-model) where it is a folder this
+        process can read (a local folder, or gs://, from the bucket's listing), so that other weights in the
+        same folder make another rewrite id; "-" where it is a name only. A config that has it is returned
+        as it is, so the id made at submit is the one the pods use."""
+        if self.model_digest is not None or self.engine not in MODEL_ENGINES:
+            return self
+        from laclip.identity import digest
+
+        parts = {name: model_content(ref) for name, ref in (("model", self.model), ("back_model", self.back_model))
+                 if ref}
+        found = UNREAD if not parts or UNREAD in parts.values() else digest(parts, 32)
+        return self.model_copy(update={"model_digest": found})
 
     def eda_operations(self) -> tuple[str, ...]:
         """The EDA operations this config asks for (`operations` engine option; all four by default,
@@ -264,6 +284,35 @@ class RewriteConfig(BaseModel):
         """The config as the pod receives it: compact, without the cluster options."""
         return self.model_dump_json(exclude={"cluster", "parallelism", "backoff_limit_per_index",
                                              "max_failed_indexes", "run"}, exclude_none=True)
+
+
+UNREAD = "-"  # model_digest of a model that is a name where the id is made
+MODEL_ENGINES = ("vllm", "hf", "backtranslate")
+# Engines whose outputs change with the prompts per call: transformers generates a batch from one seeded random
+# stream and pads it to its longest prompt, so a row's text depends on its batch (measured: 3 of 32 rows differ
+# between batches of 1 and 32). Batch-invariant generation would cost the batching; the batch size is in their
+# id instead. eda and null treat each caption alone; vLLM batches by its own scheduler whatever we pass, and an
+# OpenAI-compatible server decides alone, so for them the batch size stays out of the id.
+BATCH_DECIDES = ("hf", "backtranslate")
+BATCH_DEFAULTS = {"hf": 32, "backtranslate": 32}  # the engines' default_batch (a test keeps them in step)
+
+
+def model_content(ref: str) -> str:
+    """The digest of a model folder's content (laclip.identity.model_folder_digest; on gs:// from the listing's
+    hashes), or UNREAD for a reference that is no folder here."""
+    import os
+
+    from laclip.identity import NOT_MODEL, NOT_MODEL_PREFIX, digest, model_folder_digest
+
+    if ref.startswith("gs://"):
+        from laclip.storage import open_store
+
+        sums = open_store(ref).digests("")
+        files = {p: d for p, d in sums.items() if "/" not in p and not p.startswith(".")
+                 and not p.endswith(NOT_MODEL) and not p.upper().startswith(NOT_MODEL_PREFIX)}
+        return digest(files, 32) if files else UNREAD
+    path = os.path.expanduser(ref)
+    return model_folder_digest(path) if os.path.isdir(path) else UNREAD
 
 
 def check_engine_options(engine: str, options: dict) -> None:

@@ -198,7 +198,7 @@ def check_made_from(store: Store, dataset: str, rewrite_id: str, shard, rows: li
     what = (f"{changed} of {len(rows)} captions differ, {added} keys added, {removed} removed"
             if recorded else "its rewrites record no input digest")
     raise DataError(
-        f"shard {store.url_of(shard.parquet)} changed since rewrites {rewrite_id!r} were made from it ({what}; a "
+        f"shard {store.url_of(shard.parquet)} changed since rewrite {rewrite_id!r} was made from it ({what}; a "
         f"re-download from a changed URL list gives the same keys to other images): its rewrites would describe "
         f"other images. {redo}, or delete {store.url_of(layout.rewrite_folder(dataset, rewrite_id))}/ to redo this one"
     )

@@ -22,9 +22,8 @@ import socket
 import time
 from operator import itemgetter
 
-from laclip import __version__, layout
+from laclip import __version__, claim, layout
 from laclip.data.registry import resolve_shards
-from laclip.claim import claim, completion_index, dump, write_once
 from laclip.data.shards import Shard, read_rows
 from laclip.errors import DataError
 from laclip.identity import rows_digest
@@ -55,8 +54,8 @@ def ensure_run_record(store: Store, cfg: RewriteConfig, rewrite_id: str, pairs: 
     }
     fresh = ("choose another --rewrite-id" if cfg.rewrite_id else "the derived id names these settings, so the set "
              "was written by other means: give this run its own --rewrite-id")
-    claim(store, layout.rewrite_record(cfg.dataset, rewrite_id), record, key="fingerprint",
-          what=f"rewrite set {rewrite_id!r}", fresh=f"its outputs would mix with these; {fresh}")
+    claim.claim(store, layout.rewrite_record(cfg.dataset, rewrite_id), record, key="fingerprint",
+                what="a run with different settings", fresh=f"its outputs would mix with these; {fresh}")
 
 
 class ShardRewriter:
@@ -143,7 +142,7 @@ class ShardRewriter:
         stats["seconds"] = {k: round(v, 4) for k, v in secs.items()}
         stats["captions_per_s"] = round(n / secs["total"], 1) if secs["total"] else None
         data = out.table_bytes(out.build_table(keys, originals, sources, rewrites, rejected, stats))
-        if not write_once(self.store, layout.rewrite_shard(cfg.dataset, self.rewrite_id, shard.id), data):
+        if not claim.write_once(self.store, layout.rewrite_shard(cfg.dataset, self.rewrite_id, shard.id), data):
             log("shard-raced", shard=shard.id, note="another attempt published it first")
             return None
         # The copy in the parquet metadata has no write time; the .stats.json adds it.
@@ -153,7 +152,7 @@ class ShardRewriter:
         stats["seconds"] = {k: round(v, 4) for k, v in secs.items()}
         stats["captions_per_s"] = round(n / secs["total"], 1)
         stats["pipeline_captions_per_s"] = round(n / cpu, 1) if cpu > 0 else None
-        write_once(self.store, layout.rewrite_stats(cfg.dataset, self.rewrite_id, shard.id), dump(stats))
+        claim.write_once(self.store, layout.rewrite_stats(cfg.dataset, self.rewrite_id, shard.id), claim.dump(stats))
         return stats
 
 
@@ -215,4 +214,4 @@ def run_index(cfg: RewriteConfig, store: Store, index: int, engine=None) -> list
 
 def run(cfg: RewriteConfig) -> list[dict]:
     """The pod's work: the shards of this pod's completion index."""
-    return run_index(cfg, open_store(cfg.root), completion_index(required=True))
+    return run_index(cfg, open_store(cfg.root), claim.completion_index(required=True))

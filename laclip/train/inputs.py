@@ -106,9 +106,8 @@ def check_run(cfg: TrainConfig, store: Store, shards: list[Shard]) -> dict:
     before, complete = recorded_identity(record)
     diff = claim.changes(before, ident if complete else {"recipe": ident["recipe"]})
     if diff:
-        more = f" (and {len(diff) - 3} more)" if len(diff) > 3 else ""
-        raise UsageError(f"run {cfg.run!r} was trained with other settings or data ({'; '.join(diff[:3])}{more}; "
-                         f"recorded in {store.url_of(path)}): {fix}")
+        raise UsageError(f"{store.url_of(path)} records run {cfg.run!r} trained with other settings or data "
+                         f"({claim.summary(diff)}): {fix}")
     return ident
 
 
@@ -121,8 +120,9 @@ def claim_run(cfg: TrainConfig, store: Store, shards: list[Shard], config: dict)
         check_run(cfg, store, shards)
         return
     ident = run_identity(cfg, store, shards)
+    fresh = FRESH.format(folder=store.url_of(layout.run_folder(cfg.run)))
     claim.claim(store, layout.run_record(cfg.run), {**config, "identity": ident}, key="identity",
-                what=f"run {cfg.run!r}", fresh=FRESH.format(folder=store.url_of(layout.run_folder(cfg.run))))
+                what=f"run {cfg.run!r} trained with other settings or data", fresh=fresh)
 
 
 def _probe(shards: list[Shard], n: int) -> list[Shard]:
