@@ -105,8 +105,17 @@ def build(stage: Stage, values: dict, sets: list[str], ctx: Context) -> RewriteC
     if not ctx.local:
         update["num_shards"] = cfg.num_shards or _shard_count(cfg, ctx)
     cfg = cfg.model_copy(update=update).check()
-    # the model's content enters the rewrite id where it can be read (a --dry-run reads no bucket)
-    return cfg if ctx.local or (ctx.dry_run and (cfg.model or "").startswith("gs://")) else cfg.for_this_model()
+    if ctx.local or (ctx.dry_run and (cfg.model or "").startswith("gs://")):
+        return cfg  # --local reads the model in run_here; a --dry-run lists no bucket
+    return _read_model(cfg)
+
+
+def _read_model(cfg: RewriteConfig) -> RewriteConfig:
+    """The model's content in the rewrite id, where it can be read (RewriteConfig.for_this_model)."""
+    cfg, note = cfg.for_this_model()
+    if note:
+        err.print(styled(("note:", "yellow"), " ", note), soft_wrap=True)
+    return cfg
 
 
 def _shard_count(cfg: RewriteConfig, ctx: Context) -> int:
@@ -172,7 +181,7 @@ def run_here(cfg: RewriteConfig, *, workers: int | None = None,
 
         for folder in filter(None, (cfg.model, cfg.back_model)):
             check_model_dir(folder, cfg.engine)
-    cfg = cfg.for_this_model()
+    cfg = _read_model(cfg)
     shards = resolve_shards(store, cfg.dataset)
     cfg = cfg.model_copy(update={"num_shards": len(shards), "rewrite_id": cfg.resolved_rewrite_id()})
     todo = rout.shard_claims(store, cfg.dataset, cfg.rewrite_id, shards, REDO, restore=False)

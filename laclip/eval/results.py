@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 
 from laclip import layout
-from laclip.errors import AlreadyExists, LaclipError, NotFound
+from laclip.errors import LaclipError, NotFound
 from laclip.identity import digest, listing_digest
 from laclip.storage.base import Store
 
@@ -89,21 +89,10 @@ def result_id(ident: dict) -> str:
 
 
 def write_result(store: Store, path: str, record: dict) -> bool:
-    """Create-only: False when an earlier attempt already wrote it (that result stands)."""
-    try:
-        store.write_text(path, json.dumps(_clean(record), indent=2) + "\n", create_only=True)
-        return True
-    except AlreadyExists:
-        return False
+    """Create-only (laclip.claim): False when an earlier attempt already wrote it (that result stands)."""
+    from laclip.claim import write_once
 
-
-def write_bytes_once(store: Store, path: str, data: bytes) -> bool:
-    """Create-only bytes: False when an earlier attempt already wrote them."""
-    try:
-        store.write_bytes(path, data, create_only=True)
-        return True
-    except AlreadyExists:
-        return False
+    return write_once(store, path, json.dumps(_clean(record), indent=2) + "\n")
 
 
 def _clean(value):

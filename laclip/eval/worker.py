@@ -13,11 +13,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 
-from laclip import __version__, layout
+from laclip import __version__, claim, layout
 from laclip.errors import DataError, NotFound, UsageError
 from laclip.eval.config import TASK_RESULT_NAMES, EvalConfig
 from laclip.identity import digest
@@ -73,14 +72,8 @@ def plan(cfg: EvalConfig, store, datasets: list[str] | None = None) -> list[Plan
 
 
 def read_results(store, planned: list[Planned]) -> list[dict]:
-    """The result records of `planned` that exist."""
-    records = []
-    for p in planned:
-        try:
-            records.append(json.loads(store.read_text(p.path)))
-        except (NotFound, ValueError):
-            pass
-    return records
+    """The result records of `planned` that exist (a damaged one is a DataError naming it)."""
+    return [r for r in (claim.read_record(store, p.path, "delete it to evaluate again") for p in planned) if r]
 
 
 def supported_tasks(cfg: EvalConfig, ds, tasks: list[str], from_suite: bool = False) -> list[str]:
@@ -121,7 +114,7 @@ def evaluate_dataset(cfg: EvalConfig, ds, lm, store, todo: list[Planned]) -> lis
 
     from laclip.eval import fewshot, linear_probe, outcomes, retrieval, zeroshot
     from laclip.eval.features import split_features
-    from laclip.eval.results import write_bytes_once, write_result
+    from laclip.eval.results import write_result
 
     feats = {}
 
@@ -173,7 +166,7 @@ def evaluate_dataset(cfg: EvalConfig, ds, lm, store, todo: list[Planned]) -> lis
         kept["keys"] = keys[kept.pop("images")] if "images" in kept else keys
         outcomes_path = layout.eval_outcomes(cfg.run, cfg.checkpoint_name, ds.name, TASK_RESULT_NAMES[task], rid)
         # before the result: a result that exists has its outcomes (create-only; a retry keeps the first)
-        write_bytes_once(store, outcomes_path, outcomes.to_bytes(kept))
+        claim.write_once(store, outcomes_path, outcomes.to_bytes(kept))
         extra["outcomes"] = outcomes_path.rsplit("/", 1)[-1]
         record = {
             # CLIP_benchmark's names: its webdataset sets are `wds/<name>`, `pretrained` the file open_clip loads
@@ -194,10 +187,11 @@ def evaluate_dataset(cfg: EvalConfig, ds, lm, store, todo: list[Planned]) -> lis
 def _check_same_checkpoint(cfg: EvalConfig, store) -> None:
     """evals/<run>/<name>/ belongs to one checkpoint: two files with the same run folder and
     name (say /a/run7/final.pt and /b/run7/final.pt) must not share one folder of results."""
-    path = layout.eval_record(cfg.run, cfg.checkpoint_name)
     try:
-        before = json.loads(store.read_text(path))["config"]
-    except (NotFound, ValueError, KeyError, TypeError):
+        before = (claim.read_record(store, layout.eval_record(cfg.run, cfg.checkpoint_name)) or {})["config"]
+    except (DataError, KeyError, TypeError):
+        return
+    if not isinstance(before, dict):
         return
     url = before.get("checkpoint") or (before.get("checkpoint_root", "").rstrip("/") + "/"
                                        + before.get("checkpoint_path", ""))
@@ -215,7 +209,7 @@ def run_eval(cfg: EvalConfig, datasets: list[str] | None = None) -> list[dict]:
     _check_same_checkpoint(cfg, store)
     # Every input is checked before the (possibly large) checkpoint is fetched and loaded.
     planned = plan(cfg, store, datasets)
-    todo = [p for p in planned if not store.exists(p.path)]
+    todo = pending(store, planned)
     for p in planned:
         if p not in todo:
             log.info("%s %s: a result for these settings exists (%s)", p.ds.name, p.task, store.url_of(p.path))
@@ -231,12 +225,13 @@ def run_eval(cfg: EvalConfig, datasets: list[str] | None = None) -> list[dict]:
     return read_results(store, planned)
 
 
+def pending(store, planned: list[Planned]) -> list[Planned]:
+    """What is left: a (dataset, task) is done when its result for these settings exists (its name is
+    its identity, laclip.eval.results)."""
+    return [p for p in planned if not store.exists(p.path)]
+
+
 def run(cfg: EvalConfig) -> None:
     """The pod's work: dataset i of an Indexed Job ($JOB_COMPLETION_INDEX), else all of them."""
-    index = os.environ.get("JOB_COMPLETION_INDEX")
-    if index is not None and len(cfg.datasets) > 1:
-        if not index.strip().isdigit() or int(index) >= len(cfg.datasets):
-            raise UsageError(f"JOB_COMPLETION_INDEX={index!r} names none of the {len(cfg.datasets)} datasets")
-        run_eval(cfg, [cfg.datasets[int(index)]])
-    else:
-        run_eval(cfg)
+    index = claim.completion_index() if len(cfg.datasets) > 1 else None
+    run_eval(cfg, claim.units_of_index(cfg.datasets, index, what="datasets"))

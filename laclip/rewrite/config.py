@@ -217,19 +217,28 @@ class RewriteConfig(BaseModel):
                if self.engine in BATCH_DECIDES else {}),
         }
 
-    def for_this_model(self) -> "RewriteConfig":
+    def for_this_model(self) -> tuple["RewriteConfig", str | None]:
         """With model_digest read: the content of --model (and --back-model) where it is a folder this
         process can read (a local folder, or gs://, from the bucket's listing), so that other weights in the
-        same folder make another rewrite id; "-" where it is a name only. A config that has it is returned
-        as it is, so the id made at submit is the one the pods use."""
+        same folder make another rewrite id; "-" where it is a name only, with a note saying so for a gs://
+        folder that cannot be listed. A config that has it is returned as it is: the id made at submit is
+        the one the pods use."""
         if self.model_digest is not None or self.engine not in MODEL_ENGINES:
-            return self
+            return self, None
+        from laclip.errors import LaclipError
         from laclip.identity import digest
 
-        parts = {name: model_content(ref) for name, ref in (("model", self.model), ("back_model", self.back_model))
-                 if ref}
+        parts, note = {}, None
+        for name, ref in (("model", self.model), ("back_model", self.back_model)):
+            if ref:
+                try:
+                    parts[name] = model_content(ref)
+                except LaclipError as exc:
+                    parts[name] = UNREAD
+                    note = (f"the rewrite id names --{name.replace('_', '-')} {ref} by its path only: its files "
+                            f"could not be listed here ({' '.join(str(exc).split())[:200]})")
         found = UNREAD if not parts or UNREAD in parts.values() else digest(parts, 32)
-        return self.model_copy(update={"model_digest": found})
+        return self.model_copy(update={"model_digest": found}), note
 
     def eda_operations(self) -> tuple[str, ...]:
         """The EDA operations this config asks for (`operations` engine option; all four by default,

@@ -97,6 +97,9 @@ def check_run(cfg: TrainConfig, store: Store, shards: list[Shard]) -> dict:
     what it asks for. A UsageError names what changed and how to start afresh."""
     from laclip import claim, layout
 
+    from laclip.lease import Lease
+
+    Lease(store, cfg.run, cfg.owner or "", cfg.lease_timeout_s).check_free()  # a run trained right now: say that
     ident = run_identity(cfg, store, shards)
     path = layout.run_record(cfg.run)
     fix = FRESH.format(folder=store.url_of(layout.run_folder(cfg.run)))
