@@ -90,7 +90,7 @@ def build(stage: Stage, values: dict, sets: list[str], ctx: Context) -> RewriteC
     from laclip_cli.console import require_bucket
 
     defaults = {"engine": "eda" if ctx.local else "vllm", "root": ctx.root}
-    cfg = load_config(stage.config, merge(defaults, values), sets=sets, flags=stage.flag_names())
+    cfg = load_config(stage.config, merge(defaults, values), sets=sets, origin=ctx.origin)
     check_name(cfg.dataset)
     if not ctx.local and not ctx.dry_run:
         require_bucket(cfg.root, False)  # before the listing: pods cannot read a local folder
@@ -160,6 +160,21 @@ def submitted(cfg: RewriteConfig, objects: list[dict], outcomes: list, ctx: Cont
     out.print(f"output: {job['metadata']['annotations']['laclip.dev/output']}", markup=False, soft_wrap=True)
 
 
+def for_here(cfg: RewriteConfig) -> RewriteConfig:
+    """A checked config as it runs on this machine: the eda operations it can run (with the warning), the
+    model folders checked and their content read, the rewrite id fixed. Applying it twice changes nothing."""
+    cfg, warning = cfg.for_this_machine()
+    if warning:
+        err.print(styled(("warning:", "yellow"), " ", warning), soft_wrap=True)
+    if cfg.engine in ("hf", "backtranslate"):
+        from laclip.rewrite.engines.base import check_model_dir
+
+        for folder in filter(None, (cfg.model, cfg.back_model)):
+            check_model_dir(folder, cfg.engine)
+    cfg = _read_model(cfg)
+    return cfg.model_copy(update={"rewrite_id": cfg.resolved_rewrite_id()})
+
+
 def run_here(cfg: RewriteConfig, *, workers: int | None = None,
              progress: Callable[[int, int], None] | None = None) -> str:
     """Rewrite cfg.dataset with local worker processes, as the Job's pods would; the rewrite id.
@@ -173,17 +188,9 @@ def run_here(cfg: RewriteConfig, *, workers: int | None = None,
     from laclip_cli.local import run_indexed
 
     store = open_store(cfg.root)
-    cfg, warning = cfg.for_this_machine()
-    if warning:
-        err.print(styled(("warning:", "yellow"), " ", warning), soft_wrap=True)
-    if cfg.engine in ("hf", "backtranslate"):
-        from laclip.rewrite.engines.base import check_model_dir
-
-        for folder in filter(None, (cfg.model, cfg.back_model)):
-            check_model_dir(folder, cfg.engine)
-    cfg = _read_model(cfg)
+    cfg = for_here(cfg)
     shards = resolve_shards(store, cfg.dataset)
-    cfg = cfg.model_copy(update={"num_shards": len(shards), "rewrite_id": cfg.resolved_rewrite_id()})
+    cfg = cfg.model_copy(update={"num_shards": len(shards)})
     todo = rout.shard_claims(store, cfg.dataset, cfg.rewrite_id, shards, REDO, restore=False)
     pending = pending_indexes(shards, lambda s: s not in todo, cfg.shards_per_pod)
     n = index_count(len(shards), cfg.shards_per_pod)

@@ -52,8 +52,9 @@ def ensure_run_record(store: Store, cfg: RewriteConfig, rewrite_id: str, pairs: 
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "columns": ["key", "caption", *cfg.sources, *(s + REJECT_SUFFIX for s in cfg.sources)],
     }
-    fresh = ("choose another --rewrite-id" if cfg.rewrite_id else "the derived id names these settings, so the set "
-             "was written by other means: give this run its own --rewrite-id")
+    folder = store.url_of(layout.rewrite_folder(cfg.dataset, rewrite_id))
+    fresh = (f"choose another --rewrite-id, or delete {folder}/ to make it again" if cfg.rewrite_id else
+             f"give this run its own --rewrite-id, or delete {folder}/ to make it again")
     claim.claim(store, layout.rewrite_record(cfg.dataset, rewrite_id), record, key="fingerprint",
                 what="a run with different settings", fresh=f"its outputs would mix with these; {fresh}")
 

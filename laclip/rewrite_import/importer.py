@@ -153,7 +153,7 @@ def _read_release(cfg: ImportConfig, samples: dict, work: str, progress: Progres
     if len(every) == 0:
         raise DataError(f"{cfg.original} holds no caption rows" + (
             " (CSV rows count when their first field ends in .png/.jpg/.jpeg: --set csv_rows=all counts every row)"
-            if cfg.format == "csv" and cfg.csv_rows == "images" else ""))
+            if cfg.tabular and cfg.csv_rows == "images" else ""))
     _, counts = np.unique(every, return_counts=True)
     cands = {"hash": np.concatenate(c_hash) if c_hash else np.zeros(0, np.uint64),
              "rewrites": np.concatenate(c_rw) if c_rw else np.zeros(0, np.uint64),
@@ -173,9 +173,10 @@ def _ensure_record(store: Store, cfg: ImportConfig, rid: str, inputs: dict) -> N
         "columns": ["key", "caption", *sources, *(s + REJECT_SUFFIX for s in sources), PROVENANCE_COLUMN],
         "laclip_version": __version__, "created_at": _now(),
     }
-    fresh = ("choose another --rewrite-id" if cfg.rewrite_id else
-             "the derived id names these files and settings, so the set was written by other means: give this "
-             "import its own --rewrite-id")
+    folder = store.url_of(layout.rewrite_folder(cfg.dataset, rid))
+    fresh = (f"choose another --rewrite-id, or delete {folder}/ to import again" if cfg.rewrite_id else
+             f"the derived id names the files by their paths, and they changed since: give this import its own "
+             f"--rewrite-id, or delete {folder}/ to import again")
     claim.claim(store, path, record, key=_identity, what="an import of other files or settings",
           fresh=f"its shards would mix with these; {fresh}")
     return

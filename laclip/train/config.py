@@ -172,7 +172,9 @@ class TrainConfig(BaseModel):
         lo, hi = self.crop_scale
         if not 0 < lo <= hi <= 1:
             raise ValueError(f"crop scale {self.crop_scale} must satisfy 0 < min <= max <= 1")
-        self.nnodes()  # validates the format
+        if self.step_samples(self.nnodes()[0] * self.nproc()) < 2:
+            raise ValueError(f"--batch-size {self.batch_size} on one process trains nothing: the contrastive loss over "
+                             "a batch of 1 is 0 (no other sample to tell the pair from); use --batch-size 2 or more")
         if self.scheduler == "volcano" and (self.flex_start or self.topology):
             flag = "--flex-start" if self.flex_start else "--topology"
             raise ValueError(f"{flag} needs --scheduler jobset: it works through Kueue, which cannot admit a "

@@ -220,6 +220,9 @@ def _loop(cfg: TrainConfig, rank: int, world: int, device, store, shards, config
                         f"({why[:300]}): pass --steps N, or fix the parquets")
     total, warmup = plan_schedule(cfg, state, samples, world)
     accum, global_batch = cfg.accum_freq, cfg.step_samples(world)
+    if global_batch < 2:  # the config refuses this for its own node count; an elastic start may have fewer
+        raise UsageError(f"a step of {global_batch} sample trains nothing (the contrastive loss over a batch of 1 "
+                         "is 0): use --batch-size 2 or more")
     torch.manual_seed(cfg.seed)
     model = models.create(cfg.model, device, cfg.grad_checkpointing)
     optimizer = make_optimizer(models.weight_decay_groups(model, cfg.wd), device, cfg.lr, (cfg.beta1, cfg.beta2),
