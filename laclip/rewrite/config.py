@@ -199,10 +199,11 @@ class RewriteConfig(BaseModel):
         from laclip.rewrite.prompts import INSTRUCTION, PROMPT_FORMAT_VERSION, load_meta_pairs
 
         pairs = load_meta_pairs(self.sources, self.meta_pairs)
+        read = self.model_digest not in (None, UNREAD)  # the folders' content stands for their paths
         return {
             "engine": self.engine,
-            "model": (self.model_origin or self.model) if self.engine not in ("eda", "null") else None,
-            **({"back_model": self.back_model} if self.engine == "backtranslate" else {}),
+            "model": (self.model_origin or self.model) if self.engine not in ("eda", "null") and not read else None,
+            **({"back_model": None if read else self.back_model} if self.engine == "backtranslate" else {}),
             "sources": self.sources,
             "prompt_set_hash": prompt_set_hash(INSTRUCTION, pairs, PROMPT_FORMAT_VERSION),
             "sampling": self.sampling.model_dump() if self.engine not in ("eda", "null") else None,
@@ -212,7 +213,7 @@ class RewriteConfig(BaseModel):
             "max_caption_chars": self.max_caption_chars,
             "filter_version": FILTER_VERSION,
             **({"eda_operations": list(self.eda_operations())} if self.engine == "eda" else {}),
-            **({"model_digest": self.model_digest} if self.model_digest not in (None, UNREAD) else {}),
+            **({"model_digest": self.model_digest} if read else {}),
             **({"batch_size": self.batch_size or BATCH_DEFAULTS[self.engine]}
                if self.engine in BATCH_DECIDES else {}),
         }

@@ -249,6 +249,12 @@ CLASSES = {
     9: "small tracebacks and misleading answers",
     10: "files others must read",
     11: "the CLI's flag surface (seeded random invocations)",
+    # round 2, numbered 20 + the class of "Never a wrong number, round 2"
+    23: "round 2: a finished training run handed back for other settings or data",
+    24: "round 2: the pipeline reusing models trained on data that has since changed",
+    25: "round 2: exports and rewrite ids that outlive what made them (and the same input refused)",
+    27: "round 2: leases with bad fields",
+    28: "round 2: permanent errors retried, messages that blame the wrong thing",
 }
 
 
