@@ -121,7 +121,7 @@ def _broken(name: str, breaks) -> Case:
     def run(tmp: Path) -> None:
         root = tmp / "store"
         _demo(root)
-        model = _copy("tiny-llama", _tiny_model, tmp)
+        model = _copy("tiny-llama", _tiny_model, tmp, "llama-tiny")
         breaks(model)
         res = laclip("--root", str(root), "submit", "rewrite", "--dataset", "demo", "--engine", "hf", "--model",
                      str(model), "--local", "--workers", "1")

@@ -32,8 +32,8 @@ def _template(name: str, build) -> Path:
     return _TEMPLATES[name]
 
 
-def _copy(name: str, build, tmp: Path) -> Path:
-    root = tmp / "store"
+def _copy(name: str, build, tmp: Path, dest: str = "store") -> Path:
+    root = tmp / dest
     shutil.copytree(_template(name, build), root, symlinks=True)
     return root
 
