@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 
 from laclip import layout
 from laclip.data.shards import arrow_owned
-from laclip.errors import DataError, NotFound
+from laclip.errors import DataError
 from laclip.rewrite.config import REJECT_SUFFIX
 from laclip.storage.base import Store
 
@@ -138,14 +138,11 @@ def read_record(store: Store, dataset: str, rewrite_id: str) -> dict:
         what = "have no finished shard yet in" if rewrite_id in found else "do not exist:"
         raise DataError(f"rewrites {rewrite_id!r} of dataset {dataset!r} {what} {store.url_of(folder)}/ "
                         f"(rewrite sets of {dataset}: {', '.join(found) or 'none'})")
-    try:
-        record = json.loads(store.read_text(layout.rewrite_record(dataset, rewrite_id)))
-    except NotFound:
-        return {}
-    except ValueError as exc:
-        raise DataError(f"{store.url_of(layout.rewrite_record(dataset, rewrite_id))} is not a readable run "
-                        f"record: {exc}") from None
-    return record if isinstance(record, dict) else {}
+    from laclip import claim
+
+    record = claim.read_record(store, layout.rewrite_record(dataset, rewrite_id),
+                               "delete it, or make the rewrite set again under another id")
+    return record if record is not None else {}
 
 
 def stats_of(table_or_schema) -> dict:
