@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from laclip import layout
+from laclip import claim, layout
 from laclip.data.shards import arrow_owned
 from laclip.errors import DataError
 from laclip.rewrite.config import REJECT_SUFFIX
@@ -138,8 +138,6 @@ def read_record(store: Store, dataset: str, rewrite_id: str) -> dict:
         what = "have no finished shard yet in" if rewrite_id in found else "do not exist:"
         raise DataError(f"rewrites {rewrite_id!r} of dataset {dataset!r} {what} {store.url_of(folder)}/ "
                         f"(rewrite sets of {dataset}: {', '.join(found) or 'none'})")
-    from laclip import claim
-
     record = claim.read_record(store, layout.rewrite_record(dataset, rewrite_id),
                                "delete it, or make the rewrite set again under another id")
     return record if record is not None else {}
@@ -161,8 +159,6 @@ def recorded_stats(store: Store, dataset: str, rewrite_id: str, shard_id: str, r
     """The stats of a published shard. A pod killed between the parquet and its .stats.json, or a
     damaged .stats.json, leaves them in the parquet's own copy: read from there (and, with `restore`,
     written back create-only: what a pod finishing the shard does)."""
-    from laclip import claim
-
     path = layout.rewrite_stats(dataset, rewrite_id, shard_id)
     try:
         found = claim.read_record(store, path)
@@ -182,7 +178,6 @@ def check_made_from(store: Store, dataset: str, rewrite_id: str, shard, rows: li
     holds now: the recorded input digest, or the same rows in another order (img2dataset writes a
     shard in download order, so a download of the same URL list again reorders it). Else a DataError
     that says what changed and `redo`."""
-    from laclip import claim
     from laclip.identity import rows_digest
 
     recorded = stats.get("input_digest")
