@@ -20,7 +20,8 @@ import laclip.train.model  # noqa: F401  (registers laclip-tiny with open_clip)
 from laclip.errors import EXIT_PERMANENT, DataError, UsageError
 from laclip.train import checkpoint as ckpt
 from laclip.train.config import TrainConfig, preset
-from laclip.train.main import main, plan_schedule
+from laclip.train.loop import plan_schedule
+from laclip.train.main import main
 from laclip_jobs.train import ELASTIC_ENV
 
 from .train_helpers import write_rewrites
