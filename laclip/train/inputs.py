@@ -91,15 +91,16 @@ def recorded_identity(record: dict) -> tuple[dict, bool]:
         return {"recipe": None}, False
 
 
-def check_run(cfg: TrainConfig, store: Store, shards: list[Shard]) -> dict:
+def check_run(cfg: TrainConfig, store: Store, shards: list[Shard], holding: bool = False) -> dict:
     """The run's identity, once it is known that the run's record (if any) holds the same one: a start
     of a run with other settings or on other data would hand back (or extend) checkpoints that are not
-    what it asks for. A UsageError names what changed and how to start afresh."""
+    what it asks for. A UsageError names what changed and how to start afresh. Unless this process holds
+    the run's lease (`holding`), a live trainer of the run is named first (LeaseHeld)."""
     from laclip import claim, layout
-
     from laclip.lease import Lease
 
-    Lease(store, cfg.run, cfg.owner or "", cfg.lease_timeout_s).check_free()  # a run trained right now: say that
+    if not holding:  # a run trained right now: that is the first thing to say
+        Lease(store, cfg.run, cfg.owner or "", cfg.lease_timeout_s).check_free()
     ident = run_identity(cfg, store, shards)
     path = layout.run_record(cfg.run)
     fix = FRESH.format(folder=store.url_of(layout.run_folder(cfg.run)))
@@ -107,20 +108,35 @@ def check_run(cfg: TrainConfig, store: Store, shards: list[Shard]) -> dict:
     if record is None:
         return ident
     before, complete = recorded_identity(record)
-    diff = claim.changes(before, ident if complete else {"recipe": ident["recipe"]})
+    diff = _changes(before, ident if complete else {"recipe": ident["recipe"]})
     if diff:
         raise UsageError(f"{store.url_of(path)} records run {cfg.run!r} trained with other settings or data "
                          f"({claim.summary(diff)}): {fix}")
     return ident
 
 
+def _changes(before: dict, now: dict) -> list[str]:
+    """What differs between two run identities, in the words of a resume check."""
+    from laclip import claim
+
+    old, new = before.get("recipe") or {}, now.get("recipe") or {}
+    found = [f"{k}: checkpoint has {old.get(k)!r}, this run asks for {new.get(k)!r}"
+             for k in sorted(set(old) | set(new)) if not claim.same(old.get(k), new.get(k))]
+    for part, what in (("dataset", "the dataset's shards"), ("rewrites", "the rewrite set")):
+        if part in before or part in now:
+            if not claim.same(before.get(part), now.get(part)):
+                found.append(f"{part}: {what} hold other content than the run was trained on" if part in before
+                             and part in now else f"{part}: {'not used' if part not in now else 'now used'}")
+    return found
+
+
 def claim_run(cfg: TrainConfig, store: Store, shards: list[Shard], config: dict) -> None:
     """checkpoints/<run>/config.json: the config and identity of a run's first start, written once; every
-    later start must bring the same identity (check_run)."""
+    later start must bring the same identity (check_run). Called by the holder of the run's lease."""
     from laclip import claim, layout
 
     if claim.read_record(store, layout.run_record(cfg.run)) is not None:
-        check_run(cfg, store, shards)
+        check_run(cfg, store, shards, holding=True)
         return
     ident = run_identity(cfg, store, shards)
     fresh = FRESH.format(folder=store.url_of(layout.run_folder(cfg.run)))
