@@ -275,3 +275,13 @@ def test_eda_operations_are_in_the_rewrite_id_and_never_silently_fewer(monkeypat
         make_engine(full)
     with pytest.warns(RuntimeWarning, match="without replace, insert"):
         assert make_engine(fewer).info()["missing"] == ["replace", "insert"]
+
+
+def test_the_batch_sizes_in_the_rewrite_id_are_the_engines_defaults():
+    """hf and backtranslate name their batch size in the rewrite id, the default one included."""
+    from laclip.rewrite.config import BATCH_DECIDES, BATCH_DEFAULTS
+    from laclip.rewrite.engines.backtranslate import BackTranslateEngine
+    from laclip.rewrite.engines.hf import HFEngine
+
+    assert set(BATCH_DECIDES) == set(BATCH_DEFAULTS)
+    assert BATCH_DEFAULTS == {"hf": HFEngine.default_batch, "backtranslate": BackTranslateEngine.default_batch}
