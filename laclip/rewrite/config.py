@@ -299,10 +299,10 @@ class RewriteConfig(BaseModel):
 UNREAD = "-"  # model_digest of a model that is a name where the id is made
 MODEL_ENGINES = ("vllm", "hf", "backtranslate")
 # Engines whose outputs change with the prompts per call: transformers generates a batch from one seeded random
-# stream and pads it to its longest prompt, so a row's text depends on its batch (measured: 3 of 32 rows differ
-# between batches of 1 and 32). Batch-invariant generation would cost the batching; the batch size is in their
-# id instead. eda and null treat each caption alone; vLLM batches by its own scheduler whatever we pass, and an
-# OpenAI-compatible server decides alone, so for them the batch size stays out of the id.
+# stream and pads it to its longest prompt, so a row's text depends on its batch (a tiny random LLaMA: 32 of 32
+# sampled rows differ between batches of 1 and 32). Batch-invariant generation would cost the batching; the
+# batch size is in their id instead. eda and null treat each caption alone; vLLM batches by its own scheduler
+# whatever we pass, and an OpenAI-compatible server decides alone: for them it stays out of the id.
 BATCH_DECIDES = ("hf", "backtranslate")
 BATCH_DEFAULTS = {"hf": 32, "backtranslate": 32}  # the engines' default_batch (a test keeps them in step)
 
