@@ -30,8 +30,9 @@ def uses_rewrites(cfg: TrainConfig) -> bool:
     return bool(cfg.rewrites) and cfg.augment == "laclip"
 
 
-def check_inputs(cfg: TrainConfig, store: Store | None = None) -> list[Shard]:
-    """The dataset's shards, once the dataset, the rewrite set and the model name check out."""
+def check_inputs(cfg: TrainConfig, store: Store | None = None, holding: bool = False) -> list[Shard]:
+    """The dataset's shards, once the dataset, the rewrite set, the model name and the run's identity check
+    out (`holding`: this process is one of the run's own trainers, so its lease is not another's)."""
     from laclip.train.model_names import check_model_name
 
     check_model_name(cfg.model)
@@ -47,7 +48,7 @@ def check_inputs(cfg: TrainConfig, store: Store | None = None) -> list[Shard]:
 
         read_record(store, cfg.dataset, cfg.rewrites)
         check_captions(store, cfg, shards)
-    check_run(cfg, store, shards)
+    check_run(cfg, store, shards, holding)
     return shards
 
 
@@ -97,10 +98,10 @@ def check_run(cfg: TrainConfig, store: Store, shards: list[Shard], holding: bool
     what it asks for. A UsageError names what changed and how to start afresh. Unless this process holds
     the run's lease (`holding`), a live trainer of the run is named first (LeaseHeld)."""
     from laclip import claim, layout
-    from laclip.lease import Lease
+    from laclip.lease import Lease, owner_token
 
     if not holding:  # a run trained right now: that is the first thing to say
-        Lease(store, cfg.run, cfg.owner or "", cfg.lease_timeout_s).check_free()
+        Lease(store, cfg.run, cfg.owner or owner_token(), cfg.lease_timeout_s).check_free()
     ident = run_identity(cfg, store, shards)
     path = layout.run_record(cfg.run)
     fix = FRESH.format(folder=store.url_of(layout.run_folder(cfg.run)))

@@ -57,7 +57,7 @@ def train(cfg: TrainConfig) -> int:
     setup("train", rank)
     models.check_model(cfg.model)
     store = open_store(cfg.root)
-    shards = check_inputs(cfg, store)
+    shards = check_inputs(cfg, store, holding=rank > 0)  # rank 0 names a live holder before taking the lease
     config = cfg.model_dump(mode="json", exclude={"eval_job"})
     # One owner per run: rank 0 holds the run's lease while it trains; a second trainer of the
     # same run (another `laclip submit`, a leftover process) refuses to start, naming the holder.
