@@ -4,7 +4,9 @@
 
 Against another checkout of laclip (say, the commit before the fix): put its packages first on the
 path, e.g. a folder P with links laclip -> CHECKOUT/laclip, laclip_cli -> CHECKOUT/cli and
-laclip_jobs -> CHECKOUT/jobs, then `PYTHONPATH=P .venv/bin/python -m tests.hostile.measure`.
+laclip_jobs -> CHECKOUT/jobs, then `PYTHONPATH=P .venv/bin/python -m tests.hostile.measure` from a folder
+whose `tests` links to this checkout's tests (`python -m` puts the current folder first on the path: run
+from this checkout's root, its own `laclip` would win over PYTHONPATH's).
 """
 
 from __future__ import annotations
