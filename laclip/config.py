@@ -39,7 +39,7 @@ class Origin:
 
     def name(self, path: str, value=None) -> str:
         """How the user gave `value` at `path` (a dotted field path): `--set FIELD VALUE`, `--flag VALUE` or
-        `FIELD VALUE (in FILE)` (the value left out when None)."""
+        `config file FILE: FIELD VALUE` (the value left out when None)."""
         def within(paths) -> bool:
             return any(path == p or path.startswith(p + ".") for p in paths)
 
@@ -49,7 +49,7 @@ class Origin:
         if path in self.flags:
             return f"{self.flags[path]}{shown}"
         if self.file and within(self.file_paths):
-            return f"{path}{shown} (in {self.file})"
+            return f"config file {self.file}: {path}{shown}"
         return f"--set {path}{shown}" if path else f"config{shown}"
 
 
@@ -67,8 +67,8 @@ def field_paths(data: dict, prefix: str = "") -> frozenset[str]:
 def explain(exc: ValidationError, flags: dict[str, str] | None = None, file: str | None = None,
             set_paths: tuple[str, ...] = (), origin: Origin | None = None) -> str:
     """A pydantic error as one line: `invalid <what the user typed> 'given': why` for the first problem
-    (`--set FIELD` when the value came from one, the flag the user typed, `FIELD (in FILE)` when the
-    config file set it), and how many more there are."""
+    (`--set FIELD` when the value came from one, the flag the user typed, `config file FILE: FIELD` when
+    the config file set it), and how many more there are."""
     errors = exc.errors()
     first = errors[0]
     path = ".".join(str(p) for p in first["loc"] if not isinstance(p, int))
@@ -76,8 +76,6 @@ def explain(exc: ValidationError, flags: dict[str, str] | None = None, file: str
         origin = Origin(dict(flags or {}), file, frozenset({path}) if file and path not in (flags or {}) else
                         frozenset(), set_paths)
     msg = " ".join(first["msg"].removeprefix("Value error, ").split())
-    if first["type"] == "extra_forbidden":
-        msg = f"{exc.title} has no such field"
     given = first.get("input")
     shown = isinstance(given, (str, int, float)) and not isinstance(given, bool) and repr(given) not in msg \
         and len(repr(given)) < 200
