@@ -70,15 +70,15 @@ def ours(s: dict, augment: str, batches: int, normalise: bool = False) -> tuple[
 
     from laclip.data.registry import resolve_shards
     from laclip.train.step import ImageNormalizer
-    from laclip.train.data import TrainStream
+    from laclip.train.data import StreamSpec, TrainStream
 
     import torch
 
     shards = resolve_shards(s["store"], s["dataset"])[:1 if s["tars"] == "00000" else None]  # the peer's shards
-    stream = TrainStream(s["store"], shards, dataset=s["dataset"], rewrites="bench",
-                         augment=augment, texts_per_image=1, min_words=2, batch_size=BATCH, model=MODEL,
-                         image_size=s["size"], mean=s["mean"], std=s["std"], crop_scale=s["scale"],
-                         shuffle_buffer=1000, seed=0, rank=0, world_size=1, workers=1)
+    spec = StreamSpec(dataset=s["dataset"], rewrites="bench", augment=augment, texts_per_image=1, min_words=2,
+                      batch_size=BATCH, model=MODEL, image_size=s["size"], mean=s["mean"], std=s["std"],
+                      crop_scale=s["scale"], shuffle_buffer=1000, seed=0, workers=1)
+    stream = TrainStream(s["store"], shards, spec)
     norm = ImageNormalizer(s["mean"], s["std"], torch.device("cpu")) if normalise else None
     return _time(DataLoader(stream, batch_size=None, num_workers=0), batches,
                  (lambda out: norm(out[0])) if norm else None)

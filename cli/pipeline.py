@@ -83,7 +83,8 @@ def pipeline(
     out.print(f"store: {store.url}")
 
     timings.run("data: demo dataset", _ensure_demo, store)
-    rewrite_id = timings.run(f"rewrite: {engine} over demo", _rewrite, rewrite_cfg)
+    data = _data_digest(store)
+    rewrite_id = timings.run(f"rewrite: {engine} over demo", _rewrite, rewrite_cfg, data)
     kept = _rewrite_stats(store, rewrite_id)
     pairs = []
     for s in range(seed, seed + seeds):
@@ -103,7 +104,22 @@ def pipeline(
 
 
 def _tag(rewrite_id: str, steps, seed, nproc: int) -> str:
-    return hashlib.sha256(json.dumps([rewrite_id, steps, seed, nproc]).encode()).hexdigest()[:6]
+    """The runs' ids: from the rewrite set (which names the data, see _rewrite), the step budget, the seed, the
+    processes and the demo preset's recipe, so that another setting or other data trains new models."""
+    from laclip.train.config import PRESETS
+
+    return hashlib.sha256(json.dumps([rewrite_id, steps, seed, nproc, PRESETS["demo"]], sort_keys=True,
+                                     default=str).encode()).hexdigest()[:6]
+
+
+def _data_digest(store) -> str:
+    """The demo training shards' content (laclip.train.inputs.content_digest)."""
+    from laclip import layout
+    from laclip.data.registry import resolve_shards
+    from laclip.train.inputs import content_digest
+
+    shards = resolve_shards(store, "demo")
+    return content_digest(store, [p for s in shards for p in (s.tar, s.parquet)], layout.dataset_folder("demo") + "/")
 
 
 def _paired(store, runs: dict, checkpoints: dict, records: dict, seed: int) -> dict:
@@ -130,11 +146,15 @@ def _ensure_demo(store) -> None:
         synth_demo(store)
 
 
-def _rewrite(cfg) -> str:
+def _rewrite(cfg, data: str) -> str:
+    """The rewrite set of these settings for this data: the pipeline's rewrite id is the derived one and the
+    data's digest, so that demo data drawn again (`laclip data synth --overwrite`) gets rewrites of its own."""
     from rich.progress import Progress
 
-    from laclip_cli.stages.rewrite import run_here
+    from laclip_cli.stages.rewrite import for_here, run_here
 
+    cfg = for_here(cfg)
+    cfg = cfg.model_copy(update={"rewrite_id": f"{cfg.rewrite_id}-d{data[:6]}"})
     with Progress(console=out, transient=True) as progress:
         task = progress.add_task("shards rewritten", total=None)
         return run_here(cfg, progress=lambda done, total: progress.update(task, completed=done, total=total))
@@ -171,7 +191,12 @@ def _train(root: str, run: str, rewrite_id: Optional[str], steps: Optional[int],
     cfg = TrainConfig(preset="demo", run=run, root=root, augment=augment, rewrites=rewrite_id, seed=seed,
                       procs_per_node=nproc, **({"steps": steps} if steps else {}))
     final = layout.checkpoint(run, steps or PRESETS["demo"]["steps"])
-    if open_store(root).exists(final):
+    store = open_store(root)
+    if store.exists(final):  # reused only as the train stage reuses a run: the recorded identity is this one
+        from laclip.data.registry import resolve_shards
+        from laclip.train.inputs import check_run
+
+        check_run(cfg, store, resolve_shards(store, cfg.dataset))
         out.print(f"reusing {final}", markup=False)
     else:
         with _LogProgress() as bar:

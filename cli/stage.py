@@ -86,6 +86,7 @@ class Context:
     dry_run: bool
     kube_context: str | None
     options: dict = field(default_factory=dict)
+    origin: Any = None  # laclip.config.Origin: what the user typed, for messages (load_config(origin=...))
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,7 @@ def _nest(values: dict[str, Any]) -> dict:
 
 def drive(stage: Stage, flag_values: dict, fields: dict[str, Flag], *, config_file, sets, dry_run, local,
           kube_context, **options) -> None:
-    from laclip.config import merge, read_config_file
+    from laclip.config import Origin, field_paths, merge, read_config_file
     from laclip.storage import resolve_root
 
     if local is None:  # a stage that runs here by default (--local/--cluster): --dry-run prints its Job
@@ -208,8 +209,11 @@ def drive(stage: Stage, flag_values: dict, fields: dict[str, Flag], *, config_fi
         if value is not None and value != [] and value != ():
             flag = fields[pname]
             given[flag.field] = flag.parse(value) if flag.parse else value
-    values = merge(read_config_file(config_file) if config_file else {}, _nest(given))
-    ctx = Context(resolve_root(state.root), local, dry_run, kube_context, options)
+    from_file = read_config_file(config_file) if config_file else {}
+    values = merge(from_file, _nest(given))
+    typed = {path: next(f.names[0] for f in fields.values() if f.field == path) for path in given}
+    origin = Origin(typed, config_file, field_paths(from_file))
+    ctx = Context(resolve_root(state.root), local, dry_run, kube_context, options, origin)
     cfg = stage.build(stage, values, list(sets), ctx)
     if local:
         stage.run_local(cfg, ctx)

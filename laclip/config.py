@@ -16,6 +16,7 @@ import os
 import re
 import types
 import typing
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
@@ -26,24 +27,62 @@ Accelerator = Literal["nvidia-tesla-a100", "nvidia-a100-80gb", "nvidia-h100-80gb
 
 
 # -- reading a config ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Origin:
+    """Where a config's values came from, so that an error names what the user typed: the flags typed
+    (field path -> flag), the config file and the field paths it sets, the --set assignments."""
+
+    flags: dict[str, str] = field(default_factory=dict)
+    file: str | None = None
+    file_paths: frozenset[str] = frozenset()
+    set_paths: tuple[str, ...] = ()
+
+    def name(self, path: str, value=None) -> str:
+        """How the user gave `value` at `path` (a dotted field path): `--set FIELD VALUE`, `--flag VALUE` or
+        `config file FILE: FIELD VALUE` (the value left out when None)."""
+        def within(paths) -> bool:
+            return any(path == p or path.startswith(p + ".") for p in paths)
+
+        shown = "" if value is None else f" {json.dumps(value) if isinstance(value, bool) else repr(value)}"
+        if within(self.set_paths):
+            return f"--set {path}{shown}"
+        if path in self.flags:
+            return f"{self.flags[path]}{shown}"
+        if self.file and within(self.file_paths):
+            return f"config file {self.file}: {path}{shown}"
+        return f"--set {path}{shown}" if path else f"config{shown}"
+
+
+def field_paths(data: dict, prefix: str = "") -> frozenset[str]:
+    """The dotted paths of a nested mapping's leaves and branches (what a config file sets)."""
+    found = set()
+    for key, value in data.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        found.add(path)
+        if isinstance(value, dict):
+            found |= field_paths(value, path)
+    return frozenset(found)
+
+
 def explain(exc: ValidationError, flags: dict[str, str] | None = None, file: str | None = None,
-            set_paths: tuple[str, ...] = ()) -> str:
-    """A pydantic error as one line: `invalid --flag 'given': why` for the first problem (`--set FIELD`
-    when the value came from one, the flag the user types for the field, else the field of the config
-    file), and how many more there are."""
+            set_paths: tuple[str, ...] = (), origin: Origin | None = None) -> str:
+    """A pydantic error as one line: `invalid <what the user typed> 'given': why` for the first problem
+    (`--set FIELD` when the value came from one, the flag the user typed, `config file FILE: FIELD` when
+    the config file set it), and how many more there are."""
     errors = exc.errors()
     first = errors[0]
     path = ".".join(str(p) for p in first["loc"] if not isinstance(p, int))
-    if path in set_paths or (not file and path not in (flags or {})):
-        flag = f"--set {path}" if path else "config"
-    else:
-        flag = (flags or {}).get(path) or f"{path} (in {file})"
+    if origin is None:  # callers that know only the flags' names: those are what the user typed
+        origin = Origin(dict(flags or {}), file, frozenset({path}) if file and path not in (flags or {}) else
+                        frozenset(), set_paths)
     msg = " ".join(first["msg"].removeprefix("Value error, ").split())
     given = first.get("input")
-    shown = f" {given!r}" if isinstance(given, (str, int, float)) and not isinstance(given, bool) \
-        and repr(given) not in msg and len(repr(given)) < 200 else ""
+    shown = isinstance(given, (str, int, float)) and not isinstance(given, bool) and repr(given) not in msg \
+        and len(repr(given)) < 200
     more = f" (and {len(errors) - 1} more problem{'s' * (len(errors) > 2)})" if len(errors) > 1 else ""
-    return f"invalid {flag}{shown}: {msg}{more}"
+    if not path:  # a check across fields: its message names the flags itself
+        return f"{msg}{more}"
+    return f"invalid {origin.name(path, given if shown else None)}: {msg}{more}"
 
 
 def read_config_file(path: str) -> dict:
@@ -139,18 +178,55 @@ def merge(base: dict, override: dict) -> dict:
 
 
 def load_config(model: type[BaseModel], base: dict | None = None, *, file: str | None = None,
-                sets: list[str] = (), flags: dict[str, str] | None = None):
-    """`model` from base values, a --config-file and --set assignments (later ones win)."""
+                sets: list[str] = (), flags: dict[str, str] | None = None, origin: Origin | None = None):
+    """`model` from base values, a --config-file and --set assignments (later ones win). `origin` says
+    what the user typed for the base values (the CLI's flags and its own --config-file), `flags` the
+    flags of callers that know no more."""
     data = dict(base or {})
+    origin = origin or Origin(dict(flags or {}))
     if file:
-        data = merge(data, read_config_file(file))
+        read = read_config_file(file)
+        data = merge(data, read)
+        origin = Origin(origin.flags, file, field_paths(read), origin.set_paths)
+    paths = tuple(a.partition("=")[0].strip() for a in sets)
+    origin = Origin(origin.flags, origin.file, origin.file_paths, (*origin.set_paths, *paths))
     for assignment in sets:
         data = apply_set(data, assignment, model)
+    check_kinds(model, data, origin)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        paths = tuple(a.partition("=")[0].strip() for a in sets)
-        raise UsageError(explain(exc, flags, file, paths)) from None
+        raise UsageError(explain(exc, origin=origin)) from None
+
+
+def _kinds(annotation) -> set:
+    """The plain types a field annotation admits (Optional, Annotated and unions unwrapped)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType, Annotated):
+        args = typing.get_args(annotation)
+        return set().union(*(_kinds(a) for a in (args[:1] if origin is Annotated else args)))
+    if origin is Literal:
+        return {type(a) for a in typing.get_args(annotation)}
+    return {origin or annotation}
+
+
+def check_kinds(model: type[BaseModel], data: dict, origin: Origin, prefix: str = "") -> None:
+    """true/false is not a number and a number is not true/false: pydantic's lax mode would read
+    `--set steps=true` as 1 step and `tensorboard: 0` as false; here each is a usage error naming
+    what the user typed."""
+    for key, value in data.items():
+        info = model.model_fields.get(key) if isinstance(key, str) else None
+        if info is None:
+            continue
+        path = f"{prefix}.{key}" if prefix else key
+        kinds = _kinds(info.annotation)
+        inner = _unwrap(info.annotation)
+        if isinstance(value, dict) and inner is not None:
+            check_kinds(inner, value, origin, path)
+        elif isinstance(value, bool) and bool not in kinds and kinds & {int, float}:
+            raise UsageError(f"invalid {origin.name(path, value)}: true/false where a number belongs")
+        elif type(value) in (int, float) and bool in kinds and not kinds & {int, float, str}:
+            raise UsageError(f"invalid {origin.name(path, value)}: a number where true or false belongs")
 
 
 # -- where pods run -----------------------------------------------------------------------------

@@ -17,14 +17,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import os
 import re
 import socket
 import threading
 import time
 
-from laclip import layout
-from laclip.errors import AlreadyExists, LaclipError, LeaseHeld, NotFound
+from laclip import claim, layout
+from laclip.errors import AlreadyExists, DataError, LaclipError, LeaseHeld, NotFound
 from laclip.storage.base import Store, join
 
 OWNER_ENV = "LACLIP_RUN_OWNER"
@@ -66,12 +67,11 @@ class Lease:
                       if (m := SEQ_RE.fullmatch(p[len(prefix):])))
 
     def _read(self, path: str) -> dict | None:
+        """A lease file; a damaged one (not a JSON object) reads as {} and is named by _free."""
         try:
-            value = json.loads(self.store.read_text(path))
-            return value if isinstance(value, dict) else {}
-        except NotFound:
-            return None
-        except ValueError:
+            return claim.read_record(self.store, path)
+        except DataError as exc:
+            log.warning("%s", exc)
             return {}
 
     def holder(self) -> tuple[int, dict, dict | None] | None:
@@ -83,32 +83,51 @@ class Lease:
         return top, self._read(self._path(top, "json")) or {}, self._read(self._path(top, "alive"))
 
     # -- taking it -------------------------------------------------------------------------
-    def _free(self, record: dict, alive: dict | None) -> tuple[bool, str]:
-        """(may this process take it, why) for the newest lease."""
+    def _free(self, record: dict, alive: dict | None, seq: int | None = None) -> tuple[bool, str]:
+        """(may this process take it, why) for the newest lease. A refresh time that cannot be read (no
+        number, NaN, a day-long future) cannot show its holder alive: stale, and the reason says so."""
         if record.get("owner") == self.owner:
             return True, "own"
-        if alive and alive.get("released"):
+        if alive and alive.get("released") is True:
             return True, "released"
-        seen = (alive or {}).get("refreshed") or record.get("time", 0)
-        age = time.time() - float(seen or 0)
+        field, seen = ("refreshed", (alive or {}).get("refreshed")) if (alive or {}).get("refreshed") is not None \
+            else ("time", record.get("time"))
+        bad = _unreadable_time(seen)
+        if bad:
+            ext = "alive" if field == "refreshed" else "json"
+            where = "" if seq is None else f" in {self.store.url_of(self._path(seq, ext))}"
+            return True, f"its {field} time {seen!r} {bad}{where}: treated as stale"
+        age = max(0.0, time.time() - float(seen))  # a clock a little ahead of ours: just now
         if age > self.timeout_s:
             return True, f"not refreshed for {age:.0f}s"
-        if record.get("host") == socket.gethostname() and isinstance(record.get("pid"), int) \
-                and _pid_gone(record["pid"]):
+        pid = record.get("pid")
+        if record.get("host") == socket.gethostname() and type(pid) is int and pid > 0 and _pid_gone(pid):
             return True, f"process {record['pid']} on this host is gone"
         return False, f"alive {age:.0f}s ago"
+
+    def _refuse_if_held(self, found) -> str:
+        """Why the newest lease may be taken; LeaseHeld naming its live holder when it may not."""
+        ok, why = self._free(found[1], found[2], found[0])
+        if not ok:
+            raise LeaseHeld(f"run {self.run!r} is being trained by {describe(found[1])} ({why}; "
+                            f"lease {self.store.url_of(self._path(found[0], 'json'))}): wait for it to end, "
+                            f"cancel it, or pick another run id; a lease not refreshed for "
+                            f"{self.timeout_s:.0f}s is taken over")
+        return why
+
+    def check_free(self) -> None:
+        """Raise LeaseHeld when another live process holds the run (what acquire would say), taking nothing:
+        a start checks this before anything else, since a run being trained now is the first thing to know."""
+        found = self.holder()
+        if found is not None:
+            self._refuse_if_held(found)
 
     def acquire(self) -> "Lease":
         for _ in range(20):
             found = self.holder()
             seq = 0 if found is None else found[0] + 1
             if found is not None:
-                ok, why = self._free(found[1], found[2])
-                if not ok:
-                    raise LeaseHeld(f"run {self.run!r} is being trained by {describe(found[1])} ({why}; "
-                                    f"lease {self.store.url_of(self._path(found[0], 'json'))}): wait for it to end, "
-                                    f"cancel it, or pick another run id; a lease not refreshed for "
-                                    f"{self.timeout_s:.0f}s is taken over")
+                why = self._refuse_if_held(found)
             record = {"owner": self.owner, "host": socket.gethostname(), "pid": os.getpid(), "time": time.time(),
                       "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "run": self.run}
             try:
@@ -174,6 +193,20 @@ class Lease:
                 self._write_alive(released=True)
             except LaclipError as exc:
                 log.warning("could not release the lease of run %r: %s", self.run, exc)
+
+
+SKEW_S = 300  # clocks of two hosts may disagree by this much; a refresh further ahead is no refresh
+
+
+def _unreadable_time(value) -> str | None:
+    """Why a lease time cannot be used ('is not a number'...), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "is not a number" if value is not None else "is missing"
+    if not math.isfinite(value):
+        return "is not a finite number"
+    if value > time.time() + SKEW_S:
+        return f"lies {value - time.time():.0f}s in the future (a clock ahead, or a damaged lease)"
+    return None
 
 
 def describe(record: dict) -> str:

@@ -37,7 +37,7 @@ def build(stage: Stage, values: dict, sets: list[str], ctx: Context) -> EvalConf
     if ctx.options.get("wait") and (ctx.local or ctx.dry_run):
         raise UsageError("--wait waits for a cluster Job: it does nothing with --local or --dry-run")
     # an explicit --root / $LACLIP_ROOT is the data root; else the checkpoint's own store is
-    cfg = load_config(stage.config, {"root": state.root, **values}, sets=sets, flags=stage.flag_names())
+    cfg = load_config(stage.config, {"root": state.root, **values}, sets=sets, origin=ctx.origin)
     if cfg.cluster.gpus > 1:
         raise UsageError(f"invalid --gpus {cfg.cluster.gpus}: an eval pod uses one GPU (or 0 for CPU nodes)")
     return cfg

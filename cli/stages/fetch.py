@@ -41,7 +41,7 @@ def build(stage: Stage, values: dict, sets: list[str], ctx: Context) -> FetchCon
         raise UsageError("name the datasets or a suite: laclip datasets get-eval laclip-paper")
     # the hub endpoint as huggingface_hub reads it here: pods get the same one
     base = {"root": ctx.root, **({"endpoint": os.environ["HF_ENDPOINT"]} if os.environ.get("HF_ENDPOINT") else {})}
-    return load_config(stage.config, {**base, **values}, sets=sets, flags=stage.flag_names())
+    return load_config(stage.config, {**base, **values}, sets=sets, origin=ctx.origin)
 
 
 class _Bars:

@@ -77,7 +77,7 @@ def build(stage: Stage, values: dict, sets: list[str], ctx: Context) -> RewriteC
     from laclip_cli.console import require_bucket
 
     defaults = {"engine": "eda" if ctx.local else "vllm", "root": ctx.root}
-    cfg = load_config(stage.config, merge(defaults, values), sets=sets, flags=stage.flag_names())
+    cfg = load_config(stage.config, merge(defaults, values), sets=sets, origin=ctx.origin)
     check_name(cfg.dataset)
     if not ctx.local and not ctx.dry_run:
         require_bucket(cfg.root, False)  # before the listing: pods cannot read a local folder
@@ -90,7 +90,18 @@ def build(stage: Stage, values: dict, sets: list[str], ctx: Context) -> RewriteC
     update["run"] = cfg.run or new_run_id("rewrite", cfg.dataset)
     if not ctx.local:
         update["num_shards"] = cfg.num_shards or _shard_count(cfg, ctx)
-    return cfg.model_copy(update=update).check()
+    cfg = cfg.model_copy(update=update).check()
+    if ctx.local or (ctx.dry_run and (cfg.model or "").startswith("gs://")):
+        return cfg  # --local reads the model in run_here; a --dry-run lists no bucket
+    return _read_model(cfg)
+
+
+def _read_model(cfg: RewriteConfig) -> RewriteConfig:
+    """The model's content in the rewrite id, where it can be read (RewriteConfig.for_this_model)."""
+    cfg, note = cfg.for_this_model()
+    if note:
+        err.print(styled(("note:", "yellow"), " ", note), soft_wrap=True)
+    return cfg
 
 
 def _shard_count(cfg: RewriteConfig, ctx: Context) -> int:
@@ -129,17 +140,10 @@ def submitted(cfg: RewriteConfig, objects: list[dict], outcomes: list, ctx: Cont
     out.print(f"output: {job['metadata']['annotations']['laclip.dev/output']}", markup=False, soft_wrap=True)
 
 
-def run_here(cfg: RewriteConfig, *, workers: int | None = None,
-             progress: Callable[[int, int], None] | None = None) -> str:
-    """Rewrite cfg.dataset with local worker processes, as the Job's pods would; the rewrite id.
-    An index whose shards are all done (parquet and stats) starts no process."""
-    from laclip import layout
-    from laclip.data.registry import resolve_shards
-    from laclip.storage import open_store
-    from laclip_cli.local import run_indexed
-
-    store = open_store(cfg.root)
-    cfg, warning = cfg.check().for_this_machine()
+def for_here(cfg: RewriteConfig) -> RewriteConfig:
+    """A checked config as it runs on this machine: the eda operations it can run (with the warning), the
+    model folders checked and their content read, the rewrite id fixed. Applying it twice changes nothing."""
+    cfg, warning = cfg.for_this_machine()
     if warning:
         err.print(styled(("warning:", "yellow"), " ", warning), soft_wrap=True)
     if spec(cfg.engine).model_dirs:
@@ -147,21 +151,29 @@ def run_here(cfg: RewriteConfig, *, workers: int | None = None,
 
         for folder in filter(None, (cfg.model, cfg.back_model)):
             check_model_dir(folder, cfg.engine)
-    found = resolve_shards(store, cfg.dataset)
-    shards = [s.id for s in found]
-    cfg = cfg.model_copy(update={"num_shards": len(shards), "rewrite_id": cfg.resolved_rewrite_id()})
-    k = cfg.shards_per_pod
-    n = -(-len(shards) // k)
-    listed = set(store.list(layout.rewrite_folder(cfg.dataset, cfg.rewrite_id) + "/"))
-    done = {sid for sid in shards if {layout.rewrite_shard(cfg.dataset, cfg.rewrite_id, sid),
-                                      layout.rewrite_stats(cfg.dataset, cfg.rewrite_id, sid)} <= listed}
-    from laclip.rewrite.worker import check_unchanged, recorded_stats
+    cfg = _read_model(cfg)
+    return cfg.model_copy(update={"rewrite_id": cfg.resolved_rewrite_id()})
 
-    for shard in found:  # a finished shard is reused only when it was made from the captions there now
-        if shard.id in done:
-            stats = recorded_stats(store, cfg.dataset, cfg.rewrite_id, shard)
-            check_unchanged(store, cfg, cfg.rewrite_id, shard, stats)
-    pending = [i for i in range(n) if not set(shards[i * k:(i + 1) * k]) <= done]
+
+def run_here(cfg: RewriteConfig, *, workers: int | None = None,
+             progress: Callable[[int, int], None] | None = None) -> str:
+    """Rewrite cfg.dataset with local worker processes, as the Job's pods would; the rewrite id.
+    `cfg` is checked (build(), or the caller's own RewriteConfig.check()). An index whose shards are all
+    done starts no process; a finished shard made from other captions stops here (laclip.rewrite.output)."""
+    from laclip.claim import index_count, pending_indexes
+    from laclip.data.registry import resolve_shards
+    from laclip.rewrite import output as rout
+    from laclip.rewrite.worker import REDO
+    from laclip.storage import open_store
+    from laclip_cli.local import run_indexed
+
+    store = open_store(cfg.root)
+    cfg = for_here(cfg)
+    shards = resolve_shards(store, cfg.dataset)
+    cfg = cfg.model_copy(update={"num_shards": len(shards)})
+    todo = rout.shard_claims(store, cfg.dataset, cfg.rewrite_id, shards, REDO, restore=False)
+    pending = pending_indexes(shards, lambda s: s not in todo, cfg.shards_per_pod)
+    n = index_count(len(shards), cfg.shards_per_pod)
     if progress:
         progress(n - len(pending), n)
     workers = max(1, min(workers or os.cpu_count() or 1, len(pending) or 1))

@@ -45,7 +45,7 @@ def build(stage: Stage, values: dict, sets: list[str], ctx: Context) -> ImportCo
     from laclip.config import load_config, merge
     from laclip_jobs.common import new_run_id
 
-    cfg = load_config(stage.config, merge({"root": ctx.root}, values), sets=sets, flags=stage.flag_names())
+    cfg = load_config(stage.config, merge({"root": ctx.root}, values), sets=sets, origin=ctx.origin)
     update = {"original": _absolute(cfg.original), "sources": {k: _absolute(v) for k, v in cfg.sources.items()},
               "run": cfg.run or new_run_id("import", cfg.dataset)}
     cfg = cfg.model_copy(update=update).check()

@@ -45,7 +45,7 @@ def build(stage: Stage, values: dict, sets: list[str], ctx: Context) -> TrainCon
         raise UsageError(f"invalid --nproc {nproc}: between 1 and 64 processes")
     # A fresh owner token per submission: its own restarts may take the run's lease, nothing else may.
     defaults = {"preset": "auto", "root": ctx.root, "run": "-", "owner": secrets.token_hex(8)}
-    cfg = load_config(stage.config, merge(defaults, values), sets=sets, flags=stage.flag_names())
+    cfg = load_config(stage.config, merge(defaults, values), sets=sets, origin=ctx.origin)
     backends.scheduler(cfg.scheduler)  # a typo'd --scheduler is refused by --local and --dry-run too
     if cfg.run == "-":  # as long as the scheduler's pod names allow for this many nodes
         from laclip_jobs.train import run_id_limit

@@ -27,7 +27,7 @@ from laclip import layout
 from laclip.errors import AlreadyExists, DataError, LaclipError, NotFound
 from laclip.eval import tasks
 from laclip.eval.records import read_result
-from laclip.identity import digest
+from laclip.identity import digest, listing_digest
 from laclip.storage.base import Store
 
 # Bumped when the evaluation code changes what a task computes or writes. 2: CLIP_benchmark's names
@@ -57,21 +57,10 @@ def result_id(ident: dict) -> str:
 
 
 def write_result(store: Store, path: str, record: dict) -> bool:
-    """Create-only: False when an earlier attempt already wrote it (that result stands)."""
-    try:
-        store.write_text(path, json.dumps(_clean(record), indent=2) + "\n", create_only=True)
-        return True
-    except AlreadyExists:
-        return False
+    """Create-only (laclip.claim): False when an earlier attempt already wrote it (that result stands)."""
+    from laclip.claim import write_once
 
-
-def write_bytes_once(store: Store, path: str, data: bytes) -> bool:
-    """Create-only bytes: False when an earlier attempt already wrote them."""
-    try:
-        store.write_bytes(path, data, create_only=True)
-        return True
-    except AlreadyExists:
-        return False
+    return write_once(store, path, json.dumps(_clean(record), indent=2) + "\n")
 
 
 def _clean(value):

@@ -13,11 +13,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 
-from laclip import __version__, layout
+from laclip import __version__, claim, layout
 from laclip.errors import DataError, NotFound, UsageError
 from laclip.eval import tasks
 from laclip.eval.config import EvalConfig
@@ -100,7 +99,7 @@ def evaluate_dataset(cfg: EvalConfig, ds, lm, store, todo: list[Planned]) -> lis
 
     from laclip.eval import outcomes
     from laclip.eval.features import split_features
-    from laclip.eval.results import write_bytes_once, write_result
+    from laclip.eval.results import write_result
 
     feats = {}
     done = []
@@ -124,7 +123,7 @@ def evaluate_dataset(cfg: EvalConfig, ds, lm, store, todo: list[Planned]) -> lis
         kept["keys"] = keys[kept.pop("images")] if "images" in kept else keys
         outcomes_path = layout.eval_outcomes(cfg.run, cfg.checkpoint_name, ds.name, spec.result_name, rid)
         # before the result: a result that exists has its outcomes (create-only; a retry keeps the first)
-        write_bytes_once(store, outcomes_path, outcomes.to_bytes(kept))
+        claim.write_once(store, outcomes_path, outcomes.to_bytes(kept))
         record = {
             # CLIP_benchmark's names: its webdataset sets are `wds/<name>`, `pretrained` the file open_clip loads
             "dataset": f"wds/{ds.name}", "model": lm.name, "pretrained": item.identity["checkpoint"]["url"],
@@ -166,7 +165,7 @@ def run_eval(cfg: EvalConfig, datasets: list[str] | None = None) -> list[dict]:
     store = open_store(cfg.root)
     # Every input is checked before the (possibly large) checkpoint is fetched and loaded.
     planned = plan(cfg, store, datasets)
-    todo = [p for p in planned if not store.exists(p.path)]
+    todo = pending(store, planned)
     for p in planned:
         if p not in todo:
             log.info("%s %s: a result for these settings exists (%s)", p.ds.name, p.task, store.url_of(p.path))
@@ -182,12 +181,13 @@ def run_eval(cfg: EvalConfig, datasets: list[str] | None = None) -> list[dict]:
     return read_results(store, planned)
 
 
+def pending(store, planned: list[Planned]) -> list[Planned]:
+    """What is left: a (dataset, task) is done when its result for these settings exists (its name is
+    its identity, laclip.eval.results)."""
+    return [p for p in planned if not store.exists(p.path)]
+
+
 def run(cfg: EvalConfig) -> None:
     """The pod's work: dataset i of an Indexed Job ($JOB_COMPLETION_INDEX), else all of them."""
-    index = os.environ.get("JOB_COMPLETION_INDEX")
-    if index is not None and len(cfg.datasets) > 1:
-        if not index.strip().isdigit() or int(index) >= len(cfg.datasets):
-            raise UsageError(f"JOB_COMPLETION_INDEX={index!r} names none of the {len(cfg.datasets)} datasets")
-        run_eval(cfg, [cfg.datasets[int(index)]])
-    else:
-        run_eval(cfg)
+    index = claim.completion_index() if len(cfg.datasets) > 1 else None
+    run_eval(cfg, claim.units_of_index(cfg.datasets, index, what="datasets"))

@@ -29,8 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from laclip import __version__, layout
-from laclip.errors import AlreadyExists, DataError, LaclipError, NotFound, UsageError
+from laclip import __version__, claim, layout
+from laclip.errors import AlreadyExists, DataError, LaclipError, UsageError
 from laclip.fetch.config import EVERY, FetchConfig
 from laclip.storage import open_store
 from laclip.storage.base import Store
@@ -140,12 +140,12 @@ def _size(version: str | None) -> int | None:
 
 
 def _record(store: Store, name: str) -> dict | None:
-    try:
-        return json.loads(store.read_text(layout.dataset_source(name)))
-    except NotFound:
-        return None
-    except ValueError:
-        raise DataError(f"{store.url_of(layout.dataset_source(name))} is not JSON: delete it to fetch again") from None
+    record = claim.read_record(store, layout.dataset_source(name), "delete it to fetch again")
+    if record is not None and not (isinstance(record.get("repo"), str) and isinstance(record.get("revision"), str)
+                                   and isinstance(record.get("files"), dict)):
+        raise DataError(f"{store.url_of(layout.dataset_source(name))} is damaged: it lacks the repository, revision "
+                        "or file list of a fetch; delete it to fetch again")
+    return record
 
 
 def wanted(files: dict[str, dict], splits: list[str]) -> tuple[list[str], list[str]]:
@@ -182,10 +182,8 @@ def fetch_dataset(cfg: FetchConfig, store: Store, name: str, progress: Progress 
         record = {"repo": repo, "revision": commit, "requested_revision": cfg.revision or "main",
                   "endpoint": _endpoint(cfg), "files": files, "laclip": __version__,
                   "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-        try:
-            store.write_text(layout.dataset_source(name), json.dumps(record, indent=1) + "\n", create_only=True)
-        except AlreadyExists:  # another pod got there first: its record stands
-            record = _record(store, name)
+        if not claim.write_once(store, layout.dataset_source(name), json.dumps(record, indent=1) + "\n"):
+            record = _record(store, name)  # another pod got there first: its record stands
     if record["repo"] != repo and repo is not None:
         raise DataError(f"{store.url_of(folder)}/ holds {record['repo']}, not {repo}: give this copy another "
                         "name, or delete the folder to fetch it again")
@@ -299,7 +297,7 @@ def _copy_file(cfg: FetchConfig, store: Store, record: dict, folder: str, path: 
     try:
         store.upload_file(local, f"{folder}/{path}", create_only=True)
     except AlreadyExists:
-        pass  # another pod of this fetch stored it: the same bytes of the same commit
+        pass  # another pod of this fetch stored it: the same bytes of the same commit (checked against the record)
     local.unlink()
     return size
 
@@ -335,12 +333,7 @@ class _Failed(LaclipError):
 
 def run(cfg: FetchConfig) -> None:
     """The pod's work: dataset i of the Indexed Job ($JOB_COMPLETION_INDEX), else every one."""
-    index = os.environ.get("JOB_COMPLETION_INDEX")
-    names = None
-    if index is not None:
-        if not index.strip().isdigit() or int(index) >= len(cfg.datasets):
-            raise UsageError(f"JOB_COMPLETION_INDEX={index!r} names none of the {len(cfg.datasets)} datasets")
-        names = [cfg.datasets[int(index)]]
+    names = claim.units_of_index(cfg.datasets, claim.completion_index(), what="datasets")
     for outcome in fetch(cfg, _LogProgress(), names):
         log.info("%s: %s, %d files fetched, %d present%s", outcome.name, outcome.state, outcome.files,
                  outcome.present, "".join(f"; {n}" for n in outcome.notes))

@@ -87,6 +87,9 @@ class RewriteConfig(BaseModel):
     model: str | None = Field(None, description="checkpoint: gs://BUCKET/PATH (mounted with gcsfuse), a folder, "
                                                 "or a model id  [default for vllm: ROOT/models/llama-7b]")
     model_origin: str | None = None  # where `model` was mounted from (gs://...), for the record
+    # The content of the model folder(s), read where the rewrite id is made (for_this_model): a digest, "-" where
+    # the model is not a folder that can be read there (a model id, a path inside the image); None: not read yet.
+    model_digest: str | None = None
     back_model: str | None = Field(None, description="backtranslate: the pivot -> source translation model folder "
                                                      "(--model translates source -> pivot)")
     # Custom meta pairs by source, content not paths: the pod cannot read the user's laptop.
@@ -172,10 +175,11 @@ class RewriteConfig(BaseModel):
 
         pairs = load_meta_pairs(self.sources, self.meta_pairs)
         engine = spec(self.engine)
+        read = self.model_digest not in (None, UNREAD)  # the folders' content stands for their paths
         return {
             "engine": self.engine,
-            "model": (self.model_origin or self.model) if engine.llm else None,
-            **({"back_model": self.back_model} if "back_model" in engine.needs else {}),
+            "model": (self.model_origin or self.model) if engine.llm and not read else None,
+            **({"back_model": None if read else self.back_model} if "back_model" in engine.needs else {}),
             "sources": self.sources,
             "prompt_set_hash": prompt_set_hash(INSTRUCTION, pairs, PROMPT_FORMAT_VERSION),
             "sampling": self.sampling.model_dump() if engine.llm else None,
@@ -185,7 +189,32 @@ class RewriteConfig(BaseModel):
             "max_caption_chars": self.max_caption_chars,
             "filter_version": FILTER_VERSION,
             **engine.identity(self),
+            **({"model_digest": self.model_digest} if read else {}),
         }
+
+    def for_this_model(self) -> tuple["RewriteConfig", str | None]:
+        """With model_digest read: the content of --model (and --back-model) where it is a folder this
+        process can read (a local folder, or gs://, from the bucket's listing), so that other weights in the
+        same folder make another rewrite id; "-" where it is a name only, with a note saying so for a gs://
+        folder that cannot be listed. A config that has it is returned as it is: the id made at submit is
+        the one the pods use."""
+        engine = spec(self.engine)
+        if self.model_digest is not None or not (engine.model_dirs or engine.default_model):
+            return self, None
+        from laclip.errors import LaclipError
+        from laclip.identity import digest
+
+        parts, note = {}, None
+        for name, ref in (("model", self.model), ("back_model", self.back_model)):
+            if ref:
+                try:
+                    parts[name] = model_content(ref)
+                except LaclipError as exc:
+                    parts[name] = UNREAD
+                    note = (f"the rewrite id names --{name.replace('_', '-')} {ref} by its path only: its files "
+                            f"could not be listed here ({' '.join(str(exc).split())[:200]})")
+        found = UNREAD if not parts or UNREAD in parts.values() else digest(parts, 32)
+        return self.model_copy(update={"model_digest": found}), note
 
     def eda_operations(self) -> tuple[str, ...]:
         """The EDA operations this config asks for (`operations` engine option; all four by default,
@@ -240,6 +269,27 @@ class RewriteConfig(BaseModel):
         """The config as the pod receives it: compact, without the cluster options."""
         return self.model_dump_json(exclude={"cluster", "parallelism", "backoff_limit_per_index",
                                              "max_failed_indexes", "run"}, exclude_none=True)
+
+
+UNREAD = "-"  # model_digest of a model that is a name where the id is made
+
+
+def model_content(ref: str) -> str:
+    """The digest of a model folder's content (laclip.identity.model_folder_digest; on gs:// from the listing's
+    hashes), or UNREAD for a reference that is no folder here."""
+    import os
+
+    from laclip.identity import NOT_MODEL, NOT_MODEL_PREFIX, digest, model_folder_digest
+
+    if ref.startswith("gs://"):
+        from laclip.storage import open_store
+
+        sums = open_store(ref).digests("")
+        files = {p: d for p, d in sums.items() if "/" not in p and not p.startswith(".")
+                 and not p.endswith(NOT_MODEL) and not p.upper().startswith(NOT_MODEL_PREFIX)}
+        return digest(files, 32) if files else UNREAD
+    path = os.path.expanduser(ref)
+    return model_folder_digest(path) if os.path.isdir(path) else UNREAD
 
 
 def check_engine_options(engine: str, options: dict) -> None:

@@ -14,9 +14,15 @@ released trainer (which reads `.txt`) and in laclip.
 A source field is empty where the rewrite was rejected, where the sample has no rewrite row, or
 where its rewrites were made from another caption; `laclip_rejected` names those sources with the
 reason. `caption` holds the sample's own caption (img2dataset's field, filled from `.txt` where it
-is missing). `export.json` beside the shards records what was exported; an export into a folder
-holding another export is refused, and one into a folder of the same export skips the shards
-already written.
+is missing). A dataset shard the rewrite set has no parquet for (added to the dataset after the set
+was made) is refused, naming it: its samples would carry no rewrite at all.
+
+`export.json` beside the shards records what was exported (dataset, rewrite id, the set's settings);
+an export into a folder holding another export is refused. Each exported shard is done when its
+`NNNNN.export.json` exists (written last, create-only): it records the content digests of the three
+files the shard was made from (the dataset's tar and parquet, the rewrite parquet). A second export
+into the same folder skips a shard only when those are unchanged, and refuses one made from other
+inputs (say, a rewrite set deleted and made again under the same id), naming what changed.
 """
 
 from __future__ import annotations
@@ -27,10 +33,10 @@ import tarfile
 from collections import Counter
 from typing import Callable
 
-from laclip import __version__
+from laclip import __version__, claim, layout
 from laclip.data.registry import resolve_shards
 from laclip.data.shards import iter_tar
-from laclip.errors import AlreadyExists, NotFound, UsageError
+from laclip.errors import DataError, NotFound, UsageError
 from laclip.rewrite import output as out
 from laclip.rewrite.config import REJECT_SUFFIX
 from laclip.storage import open_store
@@ -38,7 +44,8 @@ from laclip.storage.base import Store
 
 RECORD = "export.json"
 # 2: a rejected rewrite is an empty field (1 held the caption, which open_clip's draw weighs up)
-FORMAT_VERSION = 2
+# 3: each shard records what it was made from (NNNNN.export.json), checked before it is skipped
+FORMAT_VERSION = 3
 
 
 def open_clip_args(dest: str, sources: list[str]) -> str:
@@ -51,35 +58,60 @@ def open_clip_args(dest: str, sources: list[str]) -> str:
 def export_wds_json(store: Store, dataset: str, rewrite_id: str, dest: str,
                     progress: Callable[[int, int], None] | None = None) -> dict:
     """Export; returns counts (shards, samples, with_rewrites, fell_back...)."""
-    out.read_record(store, dataset, rewrite_id)  # a clear error for an unknown set
+    made = out.read_record(store, dataset, rewrite_id)  # a clear error for an unknown set
     target = open_store(dest)
     if target.url.rstrip("/") == store.url.rstrip("/"):
         raise UsageError("--out must be another folder than the store root (the shards would be overwritten)")
-    record = {"format": "wds-json", "format_version": FORMAT_VERSION, "dataset": dataset,
-              "rewrite_id": rewrite_id, "source_store": store.url, "laclip_version": __version__}
-    try:
-        target.write_text(RECORD, json.dumps(record, indent=2) + "\n", create_only=True)
-    except AlreadyExists:
-        theirs = json.loads(target.read_text(RECORD))
-        if (theirs.get("dataset"), theirs.get("rewrite_id")) != (dataset, rewrite_id):
-            raise UsageError(f"{target.url_of(RECORD)} records an export of {theirs.get('dataset')!r} rewrites "
-                             f"{theirs.get('rewrite_id')!r}: export into another folder") from None
-        if theirs.get("format_version") != FORMAT_VERSION:
-            raise UsageError(f"{target.url_of(RECORD)} records an export by an older laclip, whose rejected "
-                             "rewrites hold the caption: export into another folder") from None
     shards = resolve_shards(store, dataset)
+    have = set(layout.rewritten_shards(store, dataset, rewrite_id))
+    missing = [s.id for s in shards if s.id not in have]
+    if missing:
+        listed = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise DataError(f"rewrites {rewrite_id!r} have no parquet for shard {listed} of {len(shards)} of dataset "
+                        f"{dataset!r} (added to the dataset since the set was made, or not rewritten yet): its "
+                        "samples would carry no rewrite. Run the rewrite that made the set again (it does only the "
+                        "missing shards), then export")
+    _claim_folder(target, {"format": "wds-json", "format_version": FORMAT_VERSION, "dataset": dataset,
+                           "rewrite_id": rewrite_id, "rewrite_set": made.get("fingerprint"),
+                           "source_store": store.url, "laclip_version": __version__})
+    inputs = {**store.digests(layout.dataset_folder(dataset) + "/"),
+              **store.digests(layout.rewrite_folder(dataset, rewrite_id) + "/")}
     counts: Counter = Counter()
     for i, shard in enumerate(shards):
-        tar_name, parquet_name = f"{shard.id}.tar", f"{shard.id}.parquet"
-        if target.exists(parquet_name):
+        made_from = {"tar": inputs.get(shard.tar), "parquet": inputs.get(shard.parquet),
+                     "rewrites": inputs.get(layout.rewrite_shard(dataset, rewrite_id, shard.id))}
+        marker = f"{shard.id}.{RECORD}"
+        before = claim.read_record(target, marker, f"delete {target.url}/ and export again")
+        if before is not None:
+            diff = claim.changes(before.get("made_from"), made_from)
+            if diff:
+                raise UsageError(f"{target.url_of(marker)} records shard {shard.id} exported from other inputs "
+                                 f"({claim.summary(diff)}): export into another folder, or delete "
+                                 f"{target.url}/ to export again")
             counts["shards_skipped"] += 1
         else:
-            counts.update(_export_shard(store, target, dataset, rewrite_id, shard, tar_name))
-            target.write_bytes(parquet_name, store.read_bytes(shard.parquet), create_only=True)  # last: shard done
+            counts.update(_export_shard(store, target, dataset, rewrite_id, shard, f"{shard.id}.tar"))
+            target.write_bytes(f"{shard.id}.parquet", store.read_bytes(shard.parquet))
+            claim.write_once(target, marker, claim.dump({"shard": shard.id, "made_from": made_from}))  # last: done
         counts["shards"] += 1
         if progress:
             progress(i + 1, len(shards))
     return dict(counts)
+
+
+def _claim_folder(target: Store, record: dict) -> None:
+    """export.json: written once; another export (another set, another laclip's format) is refused."""
+    if claim.write_once(target, RECORD, claim.dump(record)):
+        return
+    theirs = claim.read_record(target, RECORD, "export into another folder") or {}
+    if theirs.get("format_version") != FORMAT_VERSION:
+        raise UsageError(f"{target.url_of(RECORD)} records an export by an older laclip (rejected rewrites hold the "
+                         "caption, or its shards record not what they were made from): export into another folder")
+    keys = ("dataset", "rewrite_id", "rewrite_set")
+    diff = claim.changes({k: theirs.get(k) for k in keys}, {k: record[k] for k in keys})
+    if diff:
+        raise UsageError(f"{target.url_of(RECORD)} records an export of {theirs.get('dataset')!r} rewrites "
+                         f"{theirs.get('rewrite_id')!r} ({claim.summary(diff)}): export into another folder")
 
 
 def _export_shard(store: Store, target: Store, dataset: str, rewrite_id: str, shard, tar_name: str) -> Counter:

@@ -34,9 +34,9 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from laclip import layout
+from laclip import claim, layout
 from laclip.data.shards import arrow_owned
-from laclip.errors import DataError, NotFound
+from laclip.errors import DataError
 from laclip.rewrite.config import REJECT_SUFFIX
 from laclip.storage.base import Store
 
@@ -138,14 +138,9 @@ def read_record(store: Store, dataset: str, rewrite_id: str) -> dict:
         what = "have no finished shard yet in" if rewrite_id in found else "do not exist:"
         raise DataError(f"rewrites {rewrite_id!r} of dataset {dataset!r} {what} {store.url_of(folder)}/ "
                         f"(rewrite sets of {dataset}: {', '.join(found) or 'none'})")
-    try:
-        record = json.loads(store.read_text(layout.rewrite_record(dataset, rewrite_id)))
-    except NotFound:
-        return {}
-    except ValueError as exc:
-        raise DataError(f"{store.url_of(layout.rewrite_record(dataset, rewrite_id))} is not a readable run "
-                        f"record: {exc}") from None
-    return record if isinstance(record, dict) else {}
+    record = claim.read_record(store, layout.rewrite_record(dataset, rewrite_id),
+                               "delete it, or make the rewrite set again under another id")
+    return record if record is not None else {}
 
 
 def stats_of(table_or_schema) -> dict:
@@ -153,20 +148,84 @@ def stats_of(table_or_schema) -> dict:
     return json.loads((schema.metadata or {}).get(META_STATS, b"{}"))
 
 
+# -- is a shard done, and from what ----------------------------------------------------------
+def shard_done(listing: set[str], dataset: str, rewrite_id: str, shard_id: str) -> bool:
+    """Done: its parquet and its .stats.json are published (`listing`: the set folder's paths)."""
+    return {layout.rewrite_shard(dataset, rewrite_id, shard_id), layout.rewrite_stats(dataset, rewrite_id, shard_id)} \
+        <= listing
+
+
+def recorded_stats(store: Store, dataset: str, rewrite_id: str, shard_id: str, restore: bool = True) -> dict:
+    """The stats of a published shard. A pod killed between the parquet and its .stats.json, or a
+    damaged .stats.json, leaves them in the parquet's own copy: read from there (and, with `restore`,
+    written back create-only: what a pod finishing the shard does)."""
+    path = layout.rewrite_stats(dataset, rewrite_id, shard_id)
+    try:
+        found = claim.read_record(store, path)
+    except DataError:
+        found = None
+    if found is not None:
+        return found
+    stats = stats_of(read_schema(store, dataset, rewrite_id, shard_id))
+    if restore:
+        claim.write_once(store, path, claim.dump(stats))
+    return stats
+
+
+def check_made_from(store: Store, dataset: str, rewrite_id: str, shard, rows: list[tuple[str, str]], stats: dict,
+                    redo: str) -> None:
+    """A finished shard is reused only when it was made from the (key, caption) rows the dataset shard
+    holds now: the recorded input digest, or the same rows in another order (img2dataset writes a
+    shard in download order, so a download of the same URL list again reorders it). Else a DataError
+    that says what changed and `redo`."""
+    from laclip.identity import rows_digest
+
+    recorded = stats.get("input_digest")
+    if recorded == rows_digest(rows):
+        return
+    made_from = read_originals(store, dataset, rewrite_id, shard.id)
+    changed, added, removed = claim.row_changes(made_from, rows)
+    if recorded and not (changed or added or removed) and len(made_from) == len(rows):
+        return  # the same rows, in another order: the same input
+    what = (f"{changed} of {len(rows)} captions differ, {added} keys added, {removed} removed"
+            if recorded else "its rewrites record no input digest")
+    raise DataError(
+        f"shard {store.url_of(shard.parquet)} changed since rewrite {rewrite_id!r} was made from it ({what}; a "
+        f"re-download from a changed URL list gives the same keys to other images): its rewrites would describe "
+        f"other images. {redo}, or delete {store.url_of(layout.rewrite_folder(dataset, rewrite_id))}/ to redo this one"
+    )
+
+
+def shard_claims(store: Store, dataset: str, rewrite_id: str, shards: list, redo: str,
+                 restore: bool = True) -> list:
+    """The shards of `shards` still to do. A shard with a published parquet is done once it is checked
+    to be made from the captions there now (check_made_from raises otherwise); with `restore`, its
+    missing .stats.json is written back (a pod's job), else (a reader such as `--local`'s planner) a
+    shard without one counts as pending, so that the pod which restores it runs."""
+    from laclip.data.shards import read_captions
+
+    listing = set(store.list(layout.rewrite_folder(dataset, rewrite_id) + "/"))
+    todo = []
+    for shard in shards:
+        if layout.rewrite_shard(dataset, rewrite_id, shard.id) not in listing:
+            todo.append(shard)
+            continue
+        stats = recorded_stats(store, dataset, rewrite_id, shard.id, restore=restore)
+        check_made_from(store, dataset, rewrite_id, shard, read_captions(store, shard), stats, redo)
+        if not restore and not shard_done(listing, dataset, rewrite_id, shard.id):
+            todo.append(shard)
+    return todo
+
+
 def summarize(store: Store, dataset: str, rewrite_id: str) -> dict:
     """Totals over the finished shards of a run, from their stats files (else the parquet's copy)."""
     from collections import Counter
-
-    from laclip.errors import LaclipError
 
     done = layout.rewritten_shards(store, dataset, rewrite_id)
     total = {"shards": len(done), "captions": 0, "prompts": 0, "kept": 0, "fallbacks": Counter(), "engine": {},
              "skipped_rows": Counter()}
     for sid in done:
-        try:
-            stats = json.loads(store.read_text(layout.rewrite_stats(dataset, rewrite_id, sid)))
-        except (LaclipError, ValueError):  # a pod killed between parquet and stats: the parquet has them too
-            stats = stats_of(read_schema(store, dataset, rewrite_id, sid))
+        stats = recorded_stats(store, dataset, rewrite_id, sid, restore=False)
         total["captions"] += stats.get("captions", 0)
         total["prompts"] += stats.get("prompts", 0)
         for per_source in stats.get("sources", {}).values():

@@ -18,15 +18,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import socket
 import time
 from operator import itemgetter
 
-from laclip import __version__, layout
+from laclip import __version__, claim, layout
 from laclip.data.registry import resolve_shards
-from laclip.data.shards import Shard, read_captions, read_rows
-from laclip.errors import AlreadyExists, DataError, NotFound, UsageError
+from laclip.data.shards import Shard, read_rows
+from laclip.errors import DataError
 from laclip.identity import rows_digest
 from laclip.logs import event
 from laclip.rewrite import output as out
@@ -44,28 +43,20 @@ def log(name: str, **fields) -> None:
 
 
 def ensure_run_record(store: Store, cfg: RewriteConfig, rewrite_id: str, pairs: dict) -> None:
-    """config.json of the output folder: written once; a later run must have the same settings."""
-    path = layout.rewrite_record(cfg.dataset, rewrite_id)
-    digest = cfg.fingerprint_hash()
+    """config.json of the output folder: written once; a later run must bring the same settings."""
     record = {
         "rewrite_id": rewrite_id, "dataset": cfg.dataset, "sources": cfg.sources,
-        "fingerprint": cfg.output_fingerprint(), "fingerprint_hash": digest,
+        "fingerprint": cfg.output_fingerprint(), "fingerprint_hash": cfg.fingerprint_hash(),
         "instruction": INSTRUCTION, "meta_pairs": pairs,
         "config": json.loads(cfg.worker_json()), "laclip_version": __version__,
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "columns": ["key", "caption", *cfg.sources, *(s + REJECT_SUFFIX for s in cfg.sources)],
     }
-    try:
-        store.write_text(path, json.dumps(record, indent=2, ensure_ascii=False) + "\n", create_only=True)
-        return
-    except AlreadyExists:
-        pass
-    theirs = json.loads(store.read_text(path))
-    if theirs.get("fingerprint_hash") != digest:
-        raise UsageError(
-            f"{store.url_of(path)} records a run with different settings ({theirs.get('fingerprint')}); "
-            "its outputs would mix with these: choose another --rewrite-id (or drop it for the derived one)"
-        )
+    folder = store.url_of(layout.rewrite_folder(cfg.dataset, rewrite_id))
+    fresh = (f"choose another --rewrite-id, or delete {folder}/ to make it again" if cfg.rewrite_id else
+             f"give this run its own --rewrite-id, or delete {folder}/ to make it again")
+    claim.claim(store, layout.rewrite_record(cfg.dataset, rewrite_id), record, key="fingerprint",
+                what="a run with different settings", fresh=f"its outputs would mix with these; {fresh}")
 
 
 class ShardRewriter:
@@ -152,9 +143,7 @@ class ShardRewriter:
         stats["seconds"] = {k: round(v, 4) for k, v in secs.items()}
         stats["captions_per_s"] = round(n / secs["total"], 1) if secs["total"] else None
         data = out.table_bytes(out.build_table(keys, originals, sources, rewrites, rejected, stats))
-        try:
-            self.store.write_bytes(layout.rewrite_shard(cfg.dataset, self.rewrite_id, shard.id), data, create_only=True)
-        except AlreadyExists:
+        if not claim.write_once(self.store, layout.rewrite_shard(cfg.dataset, self.rewrite_id, shard.id), data):
             log("shard-raced", shard=shard.id, note="another attempt published it first")
             return None
         # The copy in the parquet metadata has no write time; the .stats.json adds it.
@@ -164,48 +153,11 @@ class ShardRewriter:
         stats["seconds"] = {k: round(v, 4) for k, v in secs.items()}
         stats["captions_per_s"] = round(n / secs["total"], 1)
         stats["pipeline_captions_per_s"] = round(n / cpu, 1) if cpu > 0 else None
-        write_stats(self.store, layout.rewrite_stats(cfg.dataset, self.rewrite_id, shard.id), stats)
+        claim.write_once(self.store, layout.rewrite_stats(cfg.dataset, self.rewrite_id, shard.id), claim.dump(stats))
         return stats
 
 
-def write_stats(store: Store, path: str, stats: dict) -> None:
-    try:
-        store.write_text(path, json.dumps(stats, indent=2, ensure_ascii=False) + "\n", create_only=True)
-    except AlreadyExists:
-        pass
-
-
-def recorded_stats(store: Store, dataset: str, rewrite_id: str, shard: Shard) -> dict:
-    """The stats of a published shard; a pod killed between the parquet and its .stats.json gets
-    them restored from the parquet's own copy."""
-    path = layout.rewrite_stats(dataset, rewrite_id, shard.id)
-    try:
-        return json.loads(store.read_text(path))
-    except (NotFound, ValueError):  # missing or unreadable: the parquet has a copy
-        pass
-    stats = out.stats_of(out.read_schema(store, dataset, rewrite_id, shard.id))
-    write_stats(store, path, stats)
-    return stats
-
-
-def check_unchanged(store: Store, cfg: RewriteConfig, rewrite_id: str, shard: Shard, stats: dict) -> None:
-    """A finished shard is reused only when it was made from the captions the shard holds now."""
-    rows = read_captions(store, shard)
-    recorded = stats.get("input_digest")
-    if recorded == rows_digest(rows):
-        return
-    old = dict(out.read_originals(store, cfg.dataset, rewrite_id, shard.id))
-    now = dict(rows)
-    changed = sum(1 for k, c in now.items() if k in old and old[k] != c)
-    added, removed = len(now.keys() - old.keys()), len(old.keys() - now.keys())
-    what = (f"{changed} of {len(now)} captions differ, {added} keys added, {removed} removed"
-            if recorded else "its rewrites record no input digest")
-    raise DataError(
-        f"shard {store.url_of(shard.parquet)} changed since rewrite {rewrite_id!r} was made from it ({what}; a "
-        "re-download from a changed URL list gives the same keys to other images): its rewrites would describe "
-        f"other images. Rewrite it afresh under a new id (--rewrite-id NEW), or delete "
-        f"{store.url_of(layout.rewrite_folder(cfg.dataset, rewrite_id))}/ to redo this one"
-    )
+REDO = "Rewrite it afresh under a new id (--rewrite-id NEW)"
 
 
 def run_index(cfg: RewriteConfig, store: Store, index: int, engine=None) -> list[dict]:
@@ -234,44 +186,33 @@ def run_index(cfg: RewriteConfig, store: Store, index: int, engine=None) -> list
                            ", ".join(missing))
     pairs = load_meta_pairs(cfg.sources, cfg.meta_pairs)
     ensure_run_record(store, cfg, rewrite_id, pairs)
-    todo = [s for s in mine if not store.exists(layout.rewrite_shard(cfg.dataset, rewrite_id, s.id))]
-    own_engine = engine is None and bool(todo)
+    todo = out.shard_claims(store, cfg.dataset, rewrite_id, mine, REDO)
+    for shard in mine:
+        if shard not in todo:
+            log("shard-skipped", shard=shard.id, reason="output exists, made from these captions")
+    if not todo:
+        return []
+    own_engine = engine is None
     if own_engine:
         from laclip.rewrite.engines import make_engine
 
         engine = make_engine(cfg)
-    rewriter = ShardRewriter(cfg, store, engine, rewrite_id) if todo else None
+    rewriter = ShardRewriter(cfg, store, engine, rewrite_id)
     results = []
-    for shard in mine:
-        if shard not in todo:
-            check_unchanged(store, cfg, rewrite_id, shard, recorded_stats(store, cfg.dataset, rewrite_id, shard))
-            log("shard-skipped", shard=shard.id, reason="output exists, made from these captions")
-            continue
-        log("shard-start", shard=shard.id, rewrite_id=rewrite_id, engine=cfg.engine)
-        stats = rewriter.rewrite(shard)
-        if stats:
-            log("shard-done", shard=shard.id, captions=stats["captions"], fallbacks=stats["fallbacks_total"],
-                captions_per_s=stats["captions_per_s"])
-            results.append(stats)
-    if own_engine:
-        engine.close()
-    return results
-
-
-def completion_index() -> int:
-    """The completion index Kubernetes gives an Indexed Job's pod ($JOB_COMPLETION_INDEX)."""
-    raw = os.environ.get("JOB_COMPLETION_INDEX")
-    if raw is None:
-        raise UsageError("no completion index: set JOB_COMPLETION_INDEX (Kubernetes sets it in an Indexed Job)")
     try:
-        index = int(raw.strip())
-    except ValueError:
-        index = -1
-    if index < 0:
-        raise UsageError(f"JOB_COMPLETION_INDEX must be a whole number >= 0, not {raw!r}")
-    return index
+        for shard in todo:
+            log("shard-start", shard=shard.id, rewrite_id=rewrite_id, engine=cfg.engine)
+            stats = rewriter.rewrite(shard)
+            if stats:
+                log("shard-done", shard=shard.id, captions=stats["captions"], fallbacks=stats["fallbacks_total"],
+                    captions_per_s=stats["captions_per_s"])
+                results.append(stats)
+    finally:
+        if own_engine:
+            engine.close()
+    return results
 
 
 def run(cfg: RewriteConfig) -> list[dict]:
     """The pod's work: the shards of this pod's completion index."""
-    return run_index(cfg, open_store(cfg.root), completion_index())
+    return run_index(cfg, open_store(cfg.root), claim.completion_index(required=True))

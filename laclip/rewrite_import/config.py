@@ -47,8 +47,8 @@ class ImportConfig(BaseModel):
     root: str | None = Field(None, description="store root [default: --root / $LACLIP_ROOT]")
     rewrite_id: str | None = Field(None, description="output folder name [default: import-<hash of the inputs' "
                                                      "names and settings>]")
-    original_format: Literal["auto", "csv", "lines"] = Field(
-        "auto", description="auto (by the name: .csv is CSV) | csv | lines  [default: auto]")
+    original_format: Literal["auto", "csv", "tsv", "lines"] = Field(
+        "auto", description="auto (by the name: .csv is CSV, .tsv tab-separated) | csv | tsv | lines  [default: auto]")
     csv_rows: Literal["images", "all"] = Field(
         "images", description="images: a CSV row counts when its first field ends in .png/.jpg/.jpeg, as the "
                               "release's loader reads it (a header row does not) | all: every row")
@@ -102,13 +102,18 @@ class ImportConfig(BaseModel):
         if self.original_format != "auto":
             return self.original_format
         name = self.original.lower().removesuffix(".gz")
-        return "csv" if name.endswith((".csv", ".tsv")) else "lines"
+        return "csv" if name.endswith(".csv") else "tsv" if name.endswith(".tsv") else "lines"
+
+    @property
+    def tabular(self) -> bool:
+        """Rows of fields (CSV or TSV), the caption in one of them; else one caption per line."""
+        return self.format in ("csv", "tsv")
 
     def output_fingerprint(self) -> dict:
         """What decides the outputs besides the files' contents (recorded as digests in the run record)."""
         return {"kind": "import", "version": IMPORT_VERSION, "original": self.original, "sources": self.sources,
-                "format": self.format, "csv_rows": self.csv_rows if self.format == "csv" else None,
-                "caption_column": self.caption_column if self.format == "csv" else None,
+                "format": self.format, "csv_rows": self.csv_rows if self.tabular else None,
+                "caption_column": self.caption_column if self.tabular else None,
                 "choose": self.choose, "filter": self.filter}
 
     def resolved_rewrite_id(self) -> str:

@@ -33,10 +33,10 @@ from typing import Callable
 import numpy as np
 import pyarrow as pa
 
-from laclip import __version__, layout
+from laclip import __version__, claim, layout
 from laclip.data.registry import resolve_shards
 from laclip.data.shards import Shard, read_captions
-from laclip.errors import AlreadyExists, DataError, NotFound, UsageError
+from laclip.errors import DataError
 from laclip.identity import rows_digest
 from laclip.logs import event
 from laclip.rewrite import output as out
@@ -104,7 +104,8 @@ def _read_shards(store: Store, cfg: ImportConfig, rid: str, shards: list[Shard],
         rows = read_captions(store, shard)
         digests.append(rows_digest(rows))
         if shard.id in done:
-            _check_unchanged(store, cfg, rid, shard, digests[-1])
+            stats = out.recorded_stats(store, cfg.dataset, rid, shard.id)
+            out.check_made_from(store, cfg.dataset, rid, shard, rows, stats, REDO)
         hashes.append(text_hash(normalize([c for _, c in rows])))
         shard_of.append(np.full(len(rows), i, np.int32))
         row_of.append(np.arange(len(rows), dtype=np.int32))
@@ -115,26 +116,7 @@ def _read_shards(store: Store, cfg: ImportConfig, rid: str, shards: list[Shard],
             "digest": digests, "done": done}
 
 
-def _recorded(store: Store, dataset: str, rid: str, sid: str) -> dict:
-    """A finished shard's stats; a pod killed between its parquet and .stats.json left them in the parquet."""
-    path = layout.rewrite_stats(dataset, rid, sid)
-    try:
-        return json.loads(store.read_text(path))
-    except (NotFound, ValueError):
-        stats = out.stats_of(out.read_schema(store, dataset, rid, sid))
-    try:
-        store.write_text(path, json.dumps(stats, indent=2) + "\n", create_only=True)
-    except AlreadyExists:
-        pass
-    return stats
-
-
-def _check_unchanged(store: Store, cfg: ImportConfig, rid: str, shard: Shard, digest: str) -> None:
-    stats = _recorded(store, cfg.dataset, rid, shard.id)
-    if stats.get("input_digest") != digest:
-        raise DataError(f"shard {store.url_of(shard.parquet)} changed since rewrites {rid!r} were imported onto it: "
-                        f"import afresh under a new id (--rewrite-id NEW), or delete "
-                        f"{store.url_of(layout.rewrite_folder(cfg.dataset, rid))}/ to redo this one")
+REDO = "Import afresh under a new id (--rewrite-id NEW)"
 
 
 # -- pass 2: the release -----------------------------------------------------------------------
@@ -171,7 +153,7 @@ def _read_release(cfg: ImportConfig, samples: dict, work: str, progress: Progres
     if len(every) == 0:
         raise DataError(f"{cfg.original} holds no caption rows" + (
             " (CSV rows count when their first field ends in .png/.jpg/.jpeg: --set csv_rows=all counts every row)"
-            if cfg.format == "csv" and cfg.csv_rows == "images" else ""))
+            if cfg.tabular and cfg.csv_rows == "images" else ""))
     _, counts = np.unique(every, return_counts=True)
     cands = {"hash": np.concatenate(c_hash) if c_hash else np.zeros(0, np.uint64),
              "rewrites": np.concatenate(c_rw) if c_rw else np.zeros(0, np.uint64),
@@ -191,27 +173,26 @@ def _ensure_record(store: Store, cfg: ImportConfig, rid: str, inputs: dict) -> N
         "columns": ["key", "caption", *sources, *(s + REJECT_SUFFIX for s in sources), PROVENANCE_COLUMN],
         "laclip_version": __version__, "created_at": _now(),
     }
-    try:
-        store.write_text(path, json.dumps(record, indent=2, ensure_ascii=False) + "\n", create_only=True)
-        return
-    except AlreadyExists:
-        pass
-    theirs = json.loads(store.read_text(path))
-    if _digests(theirs.get("inputs", {})) != _digests(inputs) or theirs.get("fingerprint") != record["fingerprint"]:
-        raise UsageError(f"{store.url_of(path)} records an import of other files or settings: its shards would mix "
-                         "with these; choose another --rewrite-id (or drop it for the derived one)")
+    folder = store.url_of(layout.rewrite_folder(cfg.dataset, rid))
+    fresh = (f"choose another --rewrite-id, or delete {folder}/ to import again" if cfg.rewrite_id else
+             f"the derived id names the files by their paths, and they changed since: give this import its own "
+             f"--rewrite-id, or delete {folder}/ to import again")
+    claim.claim(store, path, record, key=_identity, what="an import of other files or settings",
+          fresh=f"its shards would mix with these; {fresh}")
+    return
 
 
-def _digests(inputs: dict) -> dict:
+def _identity(record: dict) -> dict:
+    """What decides an import: its settings and the content of every file read."""
+    inputs = record.get("inputs") or {}
     files = {"original": inputs.get("original", {}), **inputs.get("sources", {})}
-    return {k: v.get("sha256") for k, v in files.items()}
+    return {"settings": record.get("fingerprint"), "files": {k: v.get("sha256") for k, v in files.items()}}
 
 
 def _reusable(store: Store, cfg: ImportConfig, rid: str, shards: list[Shard]) -> dict | None:
     """The totals of a finished import of the same files (their versions unchanged), else None."""
-    try:
-        record = json.loads(store.read_text(layout.rewrite_record(cfg.dataset, rid)))
-    except (NotFound, ValueError):
+    record = claim.read_record(store, layout.rewrite_record(cfg.dataset, rid))
+    if record is None:
         return None
     inputs = record.get("inputs", {})
     files = {cfg.original: inputs.get("original", {}), **{cfg.sources[n]: inputs.get("sources", {}).get(n, {})
@@ -219,18 +200,14 @@ def _reusable(store: Store, cfg: ImportConfig, rid: str, shards: list[Shard]) ->
     if record.get("fingerprint") != cfg.output_fingerprint() or any(
             not v.get("version") or version(url) != v.get("version") for url, v in files.items()):
         return None
-    listed = set(store.list(layout.rewrite_folder(cfg.dataset, rid) + "/"))
-    if not all({layout.rewrite_shard(cfg.dataset, rid, s.id), layout.rewrite_stats(cfg.dataset, rid, s.id)} <= listed
-               for s in shards):
+    if out.shard_claims(store, cfg.dataset, rid, shards, REDO, restore=False):
         return None
-    for shard in shards:
-        _check_unchanged(store, cfg, rid, shard, rows_digest(read_captions(store, shard)))
     totals = import_totals(store, cfg.dataset, rid)
     try:
-        before = json.loads(store.read_text(layout.rewrite_summary(cfg.dataset, rid)))
-        totals.update({k: v for k, v in before.items() if k.startswith(("release_", "candidate_"))})
-    except (NotFound, ValueError):
-        pass
+        before = claim.read_record(store, layout.rewrite_summary(cfg.dataset, rid)) or {}
+    except DataError:
+        before = {}
+    totals.update({k: v for k, v in before.items() if k.startswith(("release_", "candidate_"))})
     totals.update(rewrite_id=rid, reused=True)
     return totals
 
@@ -240,7 +217,7 @@ def import_totals(store: Store, dataset: str, rid: str) -> dict:
     totals: Counter = Counter()
     shards = layout.rewritten_shards(store, dataset, rid)
     for sid in shards:
-        stats = json.loads(store.read_text(layout.rewrite_stats(dataset, rid, sid)))
+        stats = out.recorded_stats(store, dataset, rid, sid, restore=False)
         totals.update({k: int(stats.get(k, 0)) for k in COUNTS})
     return {"shards": len(shards), **{k: totals[k] for k in COUNTS}}
 
@@ -297,7 +274,7 @@ def _write(store, cfg, rid, shards, samples, plan, cands, work, progress) -> dic
                 stats = _write_shard(store, cfg, rid, shards[i], table.slice(lo, hi - lo), plan.ambiguous[span],
                                      samples["digest"][i])
             else:
-                stats = _recorded(store, cfg.dataset, rid, shards[i].id)
+                stats = out.recorded_stats(store, cfg.dataset, rid, shards[i].id)
             totals.update({c: int(stats.get(c, 0)) for c in COUNTS})
             written += 1
             progress("write", written, len(shards))
@@ -366,15 +343,9 @@ def _write_shard(store: Store, cfg: ImportConfig, rid: str, shard: Shard, matche
     table = pa.table(cols).replace_schema_metadata({out.META_SOURCES: json.dumps(names).encode(),
                                                     out.META_STATS: json.dumps(stats).encode()})
     stats["seconds"] = round(time.perf_counter() - t0, 4)
-    try:
-        store.write_bytes(layout.rewrite_shard(cfg.dataset, rid, shard.id), out.table_bytes(table), create_only=True)
-    except AlreadyExists:
+    if not claim.write_once(store, layout.rewrite_shard(cfg.dataset, rid, shard.id), out.table_bytes(table)):
         _log("shard-raced", shard=shard.id, note="another attempt published it first")
-    try:
-        store.write_text(layout.rewrite_stats(cfg.dataset, rid, shard.id),
-                         json.dumps(stats, indent=2, ensure_ascii=False) + "\n", create_only=True)
-    except AlreadyExists:
-        pass
+    claim.write_once(store, layout.rewrite_stats(cfg.dataset, rid, shard.id), claim.dump(stats))
     _log("shard-done", shard=shard.id, captions=n, matched=stats["matched"], missing=stats["missing"],
          ambiguous=amb)
     return stats

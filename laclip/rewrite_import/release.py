@@ -118,9 +118,10 @@ class CsvCaptions:
     """Captions of a CSV in the release's layout (image path, caption), `n` counted rows at a time."""
 
     def __init__(self, src: InputFile, cfg: ImportConfig):
-        self.src, self.reader = src, csv.reader(src.text)
+        self.src, self.reader = src, csv.reader(src.text, delimiter="\t" if cfg.format == "tsv" else ",")
         self.images_only, self.column = cfg.csv_rows == "images", cfg.caption_column
         self.row = 0  # rows read, counted or not (for messages)
+        self.uncounted, self.tabbed = 0, False  # rows whose first field names no image; one of them held a tab
 
     def take(self, n: int) -> list[str]:
         out: list[str] = []
@@ -131,6 +132,8 @@ class CsvCaptions:
                     break
                 self.row += 1
                 if not row or (self.images_only and not row[0].endswith(IMAGE_SUFFIXES)):
+                    self.uncounted += bool(row)
+                    self.tabbed = self.tabbed or bool(row and "\t" in row[0])
                     continue
                 if len(row) <= self.column:
                     raise DataError(f"{self.src.url}: row {self.row} has {len(row)} fields, no caption in field "
@@ -174,7 +177,7 @@ class Release:
             self.close()
             raise
         self.sources = {f.role: f for f in self.files[1:]}
-        self.captions = CsvCaptions(self.original, cfg) if cfg.format == "csv" else None
+        self.captions = CsvCaptions(self.original, cfg) if cfg.tabular else None
 
     def chunks(self, n: int) -> Iterator[Chunk]:
         start = 0
@@ -204,8 +207,14 @@ class Release:
         wrong = [f for f in self.sources.values() if f.count != rows]
         what = "caption rows" if self.captions else "lines"
         listed = "; ".join(f"{f.url} has {f.count:,} lines" for f in wrong)
-        raise DataError(f"{listed}, but {self.original.url} has {rows:,} {what}: the files are not line-aligned "
-                        "(one rewrite per line, line i for row i of the original)")
+        why = "the files are not line-aligned (one rewrite per line, line i for row i of the original)"
+        skipped = self.captions.uncounted if self.captions else 0
+        if skipped and (self.captions.tabbed or all(f.count == rows + skipped for f in wrong)):
+            # the original, not the rewrites: rows it holds were not read as rows of images
+            why = (f"{skipped:,} rows of the original were not counted, their first field naming no .png/.jpg/.jpeg "
+                   "image" + ("; they hold tabs: read it as TSV (--original-format tsv)" if self.captions.tabbed
+                              else "; --set csv_rows=all counts every row"))
+        raise DataError(f"{listed}, but {self.original.url} has {rows:,} {what}: {why}")
 
     def records(self) -> dict:
         return {"original": self.original.record(), "sources": {n: f.record() for n, f in self.sources.items()}}

@@ -54,6 +54,14 @@ class Store(ABC):
         """{path: version} of the objects under `prefix`: a version changes whenever an object is
         written again (size and modification time in a folder, size and generation on gs://)."""
 
+    def digests(self, prefix: str = "") -> dict[str, str]:
+        """{path: digest of its content} of the objects under `prefix`: the same bytes give the same
+        digest wherever and whenever they were written (unlike versions()). This fallback reads every
+        object; the backends take it from where it is cheap (GCS's listing, a cache of file hashes)."""
+        import hashlib
+
+        return {p: "sha256:" + hashlib.sha256(self.read_bytes(p)).hexdigest() for p in self.list(prefix)}
+
     def local_path(self, path: str) -> Path | None:
         """The file behind `path` when the store is a folder, else None."""
         return None

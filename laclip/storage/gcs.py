@@ -233,6 +233,20 @@ class GCSStore(Store):
 
         return self._call("list", prefix, run)
 
+    def digests(self, prefix: str = "") -> dict[str, str]:
+        """From the listing, nothing downloaded: GCS keeps an MD5 of every object written whole and a
+        CRC32C of every object (composed ones have no MD5); with the size either tells content apart."""
+        base = f"{self.prefix}/" if self.prefix else ""
+        search = base + prefix.lstrip("/")
+
+        def run():
+            blobs = self.bucket.client.list_blobs(self.bucket_name, prefix=search or None,
+                                                  retry=self._retry, timeout=self.request_timeout)
+            return {b.name[len(base):]: f"md5:{b.md5_hash}" if b.md5_hash else f"crc32c:{b.crc32c}-{b.size}"
+                    for b in blobs if not b.name.endswith("/")}
+
+        return self._call("list", prefix, run)
+
     def delete(self, path: str) -> None:
         blob = self.bucket.blob(self._key(path))
         self._call("delete", path, lambda: blob.delete(retry=self._retry, timeout=self.request_timeout))

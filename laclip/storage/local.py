@@ -157,6 +157,18 @@ class LocalStore(Store):
             found[rel] = f"{st.st_size}-{st.st_mtime_ns}"
         return found
 
+    def digests(self, prefix: str = "") -> dict[str, str]:
+        from laclip.identity import file_digests
+
+        paths = {rel: str(self.root / rel) for rel in self.list(prefix)}
+        try:
+            sums = file_digests(paths.values())
+        except FileNotFoundError:  # deleted since the listing: list again
+            return self.digests(prefix)
+        except OSError as exc:
+            raise os_fault(exc, "read", exc.filename or self.url_of(prefix)) from None
+        return {rel: "sha256:" + sums[full] for rel, full in paths.items()}
+
     def list(self, prefix: str = "") -> list[str]:
         base = self._path(prefix) if prefix else self.root
         # A prefix may name a folder ("datasets/demo/") or a name start ("datasets/demo/000").

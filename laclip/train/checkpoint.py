@@ -169,13 +169,13 @@ def check_compatible(ckpt_config: dict, config: dict, keys, where: str) -> None:
 
 
 def write_run_config(store: Store, run: str, config: dict, keys) -> None:
-    """checkpoints/<run>/config.json, written once; a later start must agree with it."""
+    """checkpoints/<run>/config.json, written once; a later start must agree with it on `keys` (the trainer
+    claims its run through laclip.train.inputs.claim_run, which compares the run's whole identity)."""
+    from laclip import claim
+
     path = layout.run_record(run)
-    data = json.dumps(config, indent=2, sort_keys=True)
-    try:
-        store.write_text(path, data + "\n", create_only=True)
-    except AlreadyExists:
-        check_compatible(json.loads(store.read_text(path)), config, keys, store.url_of(path))
+    if not claim.write_once(store, path, json.dumps(config, indent=2, sort_keys=True) + "\n"):
+        check_compatible(claim.read_record(store, path) or {}, config, keys, store.url_of(path))
 
 
 def local_dir_config(name: str, dest: str | Path, extra: dict | None = None) -> Path:

@@ -175,7 +175,9 @@ class TrainConfig(BaseModel):
         lo, hi = self.crop_scale
         if not 0 < lo <= hi <= 1:
             raise ValueError(f"crop scale {self.crop_scale} must satisfy 0 < min <= max <= 1")
-        self.nnodes()  # validates the format
+        if self.step_samples(self.nnodes()[0] * self.nproc()) < 2:  # nnodes() also validates the format
+            raise ValueError(f"--batch-size {self.batch_size} on one process trains nothing: the contrastive loss over "
+                             "a batch of 1 is 0 (no other sample to tell the pair from); use --batch-size 2 or more")
         if self.flex_start and self.cluster.gpus < 1:
             raise ValueError("--flex-start provisions GPU nodes: it needs --gpus-per-node of at least 1")
         if self.flex_start and self.cluster.spot:
@@ -224,6 +226,17 @@ class TrainConfig(BaseModel):
             return self.warmup_steps
         return math.ceil(self.warmup_epochs * samples / self.step_samples(world_size))
 
+    def recipe(self) -> dict:
+        """The settings that decide the weights (not EXECUTION_FIELDS or LENGTH_FIELDS), as the identity of a
+        run holds them: what a setting does not use is left out (rewrites without --augment laclip, the
+        multi-text form of the plain loss), so that only a change that changes the run counts."""
+        values = self.model_dump(mode="json", exclude=EXECUTION_FIELDS | LENGTH_FIELDS)
+        if not (values["rewrites"] and values["augment"] == "laclip"):
+            values.update(rewrites=None, augment="none", min_words=None)
+        if values["loss"] != "multitext":
+            values["multitext_form"] = None
+        return values
+
     def to_arg(self) -> str:
         """Compact JSON for the container command. Every field, so that an image built with
         other defaults than the submitting CLI still runs exactly what was submitted."""
@@ -232,6 +245,16 @@ class TrainConfig(BaseModel):
 
 # Fields that must match to continue a run from its checkpoint (others may change).
 RESUME_KEYS = ("model", "dataset", "loss", "texts_per_image")
+# What does not decide what a run's checkpoints hold: where and how it runs, how often it logs and saves,
+# who owns it. Every other field is its recipe (TrainConfig.recipe), part of the run's identity.
+EXECUTION_FIELDS = frozenset({
+    "run", "root", "preset", "owner", "workers", "checkpoint_every", "keep_last", "resume", "log_every",
+    "data_wait_warn", "tensorboard", "lease_timeout_s", "eval_datasets", "eval_job", "cluster", "nodes",
+    "procs_per_node", "max_restarts", "max_job_retries", "scheduler", "flex_start", "flex_start_max_run_s",
+    "topology", "topology_level", "rdzv_port", "compile", "grad_checkpointing", "max_rewrite_mismatch",
+})
+# The run's length may change between starts (its schedule is re-planned, with a warning: laclip.train.main).
+LENGTH_FIELDS = frozenset({"steps", "epochs", "warmup_epochs", "warmup_steps"})
 
 
 # Paper recipes (the LaCLIP paper's training details). Batch sizes are per process: 8192 = 8 nodes x 8 GPUs x 128.

@@ -80,6 +80,38 @@ def epoch_slices(slices: list[Slice], seed: int, epoch: int, worker: int, total_
     return order[worker::total_workers]
 
 
+@dataclass(frozen=True)
+class StreamSpec:
+    """What a loader reads and how it draws: the data part of a training config (`of(cfg)`), in one typed
+    object instead of a score of keyword arguments. Where a rank stands is the stream's own (rank, start)."""
+
+    dataset: str
+    rewrites: str | None
+    augment: str
+    texts_per_image: int
+    min_words: int
+    batch_size: int
+    model: str
+    image_size: int
+    mean: tuple
+    std: tuple
+    crop_scale: tuple
+    shuffle_buffer: int
+    seed: int
+    workers: int
+    max_pixels: int | None = None
+
+    @classmethod
+    def of(cls, cfg) -> "StreamSpec":
+        """The spec of a TrainConfig (laclip.train.config), with its model's input geometry."""
+        from laclip.train.model import image_geometry
+
+        size, mean, std = image_geometry(cfg.model)
+        return cls(cfg.dataset, cfg.rewrites, cfg.augment, cfg.texts_per_image, cfg.min_words, cfg.batch_size,
+                   cfg.model, size, tuple(mean), tuple(std), tuple(cfg.crop_scale), cfg.shuffle_buffer, cfg.seed,
+                   cfg.workers, cfg.max_image_pixels)
+
+
 class TrainStream(IterableDataset):
     """Yields (images [B,H,W,3] uint8, texts [B*M, ctx], info) batches forever.
 
@@ -92,22 +124,21 @@ class TrainStream(IterableDataset):
     `start` maps global worker id -> (epoch, consumed) to resume from.
     """
 
-    def __init__(self, store: Store, shards: list[Shard], *, dataset: str, rewrites: str | None,
-                 augment: str, texts_per_image: int, min_words: int, batch_size: int, model: str,
-                 image_size: int, mean, std, crop_scale, shuffle_buffer: int, seed: int,
-                 rank: int, world_size: int, workers: int, start: dict[int, tuple[int, int]] | None = None,
-                 max_pixels: int | None = None, skip_keys: dict[str, set[str]] | None = None):
+    def __init__(self, store: Store, shards: list[Shard], spec: StreamSpec, *, rank: int = 0, world_size: int = 1,
+                 start: dict[int, tuple[int, int]] | None = None, skip_keys: dict[str, set[str]] | None = None):
         if not shards:
-            raise DataError(f"dataset {dataset!r} has no shards to train on")
-        self.store, self.shards, self.dataset, self.rewrites = store, shards, dataset, rewrites
-        self.augment, self.m, self.min_words = augment, texts_per_image, min_words
-        self.batch_size, self.model, self.shuffle_buffer, self.seed = batch_size, model, shuffle_buffer, seed
-        self.image_size, self.mean, self.std, self.crop_scale = image_size, mean, std, crop_scale
-        self.rank, self.world_size, self.workers = rank, world_size, max(1, workers)
+            raise DataError(f"dataset {spec.dataset!r} has no shards to train on")
+        self.store, self.shards, self.spec = store, shards, spec
+        self.dataset, self.rewrites, self.augment = spec.dataset, spec.rewrites, spec.augment
+        self.m, self.min_words, self.batch_size, self.model = spec.texts_per_image, spec.min_words, spec.batch_size, \
+            spec.model
+        self.shuffle_buffer, self.seed = spec.shuffle_buffer, spec.seed
+        self.image_size, self.mean, self.std, self.crop_scale = spec.image_size, spec.mean, spec.std, spec.crop_scale
+        self.rank, self.world_size, self.workers = rank, world_size, max(1, spec.workers)
         self.total_workers = world_size * self.workers
         self.slices = plan_slices(shards, self.total_workers)
         self.start = start or {}
-        self.max_pixels = pixel_limit(image_size, max_pixels)
+        self.max_pixels = pixel_limit(spec.image_size, spec.max_pixels)
         self.skip_keys = skip_keys or {}  # shard id -> keys an earlier shard holds (laclip.data.shards)
 
     # -- raw samples --------------------------------------------------------------------------

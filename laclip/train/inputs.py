@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from laclip.data.registry import resolve_shards
 from laclip.data.shards import Shard, read_captions, read_rows, repeated_keys
-from laclip.errors import DataError, NotFound
+from laclip.errors import DataError, NotFound, UsageError
 from laclip.storage import open_store
 from laclip.storage.base import Store
 from laclip.train.config import TrainConfig
@@ -30,8 +30,9 @@ def uses_rewrites(cfg: TrainConfig) -> bool:
     return bool(cfg.rewrites) and cfg.augment == "laclip"
 
 
-def check_inputs(cfg: TrainConfig, store: Store | None = None) -> list[Shard]:
-    """The dataset's shards, once the dataset, the rewrite set and the model name check out."""
+def check_inputs(cfg: TrainConfig, store: Store | None = None, holding: bool = False) -> list[Shard]:
+    """The dataset's shards, once the dataset, the rewrite set, the model name and the run's identity check
+    out (`holding`: this process is one of the run's own trainers, so its lease is not another's)."""
     from laclip.train.model_names import check_model_name
 
     check_model_name(cfg.model)
@@ -47,7 +48,101 @@ def check_inputs(cfg: TrainConfig, store: Store | None = None) -> list[Shard]:
 
         read_record(store, cfg.dataset, cfg.rewrites)
         check_captions(store, cfg, shards)
+    check_run(cfg, store, shards, holding)
     return shards
+
+
+# -- what a run is: its identity -----------------------------------------------------------------
+FRESH = "train it under a new --run, or delete {folder}/ to train this one again"
+
+
+def content_digest(store: Store, paths: list[str], prefix: str) -> str:
+    """The digest of the content of `paths` (all under `prefix`), named relative to it."""
+    from laclip.identity import digest
+
+    sums = store.digests(prefix)
+    return digest({p[len(prefix):]: sums.get(p) for p in paths}, 32)
+
+
+def run_identity(cfg: TrainConfig, store: Store, shards: list[Shard]) -> dict:
+    """Everything that decides a run's checkpoints: the recipe, and the content (not the names) of the
+    dataset's shards and of the rewrite set it draws from."""
+    from laclip import layout
+
+    folder = layout.dataset_folder(cfg.dataset) + "/"
+    ident = {"recipe": cfg.recipe(),
+             "dataset": content_digest(store, [p for s in shards for p in (s.tar, s.parquet) if p], folder)}
+    if uses_rewrites(cfg):
+        sets = layout.rewrite_folder(cfg.dataset, cfg.rewrites) + "/"
+        ident["rewrites"] = content_digest(store, [layout.rewrite_shard(cfg.dataset, cfg.rewrites, sid) for sid in
+                                                   sorted(layout.rewritten_shards(store, cfg.dataset, cfg.rewrites))],
+                                           sets)
+    return ident
+
+
+def recorded_identity(record: dict) -> tuple[dict, bool]:
+    """(identity, complete) of a run record; a record written before runs had one holds the config alone:
+    its recipe is compared, the data it was trained on cannot be."""
+    if isinstance(record.get("identity"), dict):
+        return record["identity"], True
+    known = {k: v for k, v in record.items() if k in TrainConfig.model_fields}
+    try:
+        return {"recipe": TrainConfig.model_validate({**known, "eval_job": None}).recipe()}, False
+    except ValueError:
+        return {"recipe": None}, False
+
+
+def check_run(cfg: TrainConfig, store: Store, shards: list[Shard], holding: bool = False) -> dict:
+    """The run's identity, once it is known that the run's record (if any) holds the same one: a start
+    of a run with other settings or on other data would hand back (or extend) checkpoints that are not
+    what it asks for. A UsageError names what changed and how to start afresh. Unless this process holds
+    the run's lease (`holding`), a live trainer of the run is named first (LeaseHeld)."""
+    from laclip import claim, layout
+    from laclip.lease import Lease, owner_token
+
+    if not holding:  # a run trained right now: that is the first thing to say
+        Lease(store, cfg.run, cfg.owner or owner_token(), cfg.lease_timeout_s).check_free()
+    ident = run_identity(cfg, store, shards)
+    path = layout.run_record(cfg.run)
+    fix = FRESH.format(folder=store.url_of(layout.run_folder(cfg.run)))
+    record = claim.read_record(store, path, fix)
+    if record is None:
+        return ident
+    before, complete = recorded_identity(record)
+    diff = _changes(before, ident if complete else {"recipe": ident["recipe"]})
+    if diff:
+        raise UsageError(f"{store.url_of(path)} records run {cfg.run!r} trained with other settings or data "
+                         f"({claim.summary(diff)}): {fix}")
+    return ident
+
+
+def _changes(before: dict, now: dict) -> list[str]:
+    """What differs between two run identities, in the words of a resume check."""
+    from laclip import claim
+
+    old, new = before.get("recipe") or {}, now.get("recipe") or {}
+    found = [f"{k}: checkpoint has {old.get(k)!r}, this run asks for {new.get(k)!r}"
+             for k in sorted(set(old) | set(new)) if not claim.same(old.get(k), new.get(k))]
+    for part, what in (("dataset", "the dataset's shards"), ("rewrites", "the rewrite set")):
+        if part in before or part in now:
+            if not claim.same(before.get(part), now.get(part)):
+                found.append(f"{part}: {what} hold other content than the run was trained on" if part in before
+                             and part in now else f"{part}: {'not used' if part not in now else 'now used'}")
+    return found
+
+
+def claim_run(cfg: TrainConfig, store: Store, shards: list[Shard], config: dict) -> None:
+    """checkpoints/<run>/config.json: the config and identity of a run's first start, written once; every
+    later start must bring the same identity (check_run). Called by the holder of the run's lease."""
+    from laclip import claim, layout
+
+    if claim.read_record(store, layout.run_record(cfg.run)) is not None:
+        check_run(cfg, store, shards, holding=True)
+        return
+    ident = run_identity(cfg, store, shards)
+    fresh = FRESH.format(folder=store.url_of(layout.run_folder(cfg.run)))
+    claim.claim(store, layout.run_record(cfg.run), {**config, "identity": ident}, key="identity",
+                what=f"run {cfg.run!r} trained with other settings or data", fresh=fresh)
 
 
 def _probe(shards: list[Shard], n: int) -> list[Shard]:

@@ -45,10 +45,17 @@ def train_epoch(root: Path, dataset: str, **overrides) -> tuple[Counter, Counter
 
         count_samples(store, shards)
     params = inspect.signature(TrainStream).parameters
-    stream = TrainStream(store, shards, dataset=dataset, rewrites=None, augment="none", texts_per_image=1,
-                         min_words=2, batch_size=1, model="laclip-tiny", image_size=64, mean=(0.5,) * 3,
-                         std=(0.5,) * 3, crop_scale=(0.7, 1.0), shuffle_buffer=1, seed=0, rank=0, world_size=1,
-                         workers=1, **{k: v for k, v in extra.items() if k in params})
+    spec = dict(dataset=dataset, rewrites=None, augment="none", texts_per_image=1, min_words=2, batch_size=1,
+                model="laclip-tiny", image_size=64, mean=(0.5,) * 3, std=(0.5,) * 3, crop_scale=(0.7, 1.0),
+                shuffle_buffer=1, seed=0, workers=1)
+    if "spec" in params:  # the loader's settings as one typed object
+        from laclip.train.data import StreamSpec
+
+        stream = TrainStream(store, shards, StreamSpec(**spec, max_pixels=extra.get("max_pixels")),
+                             skip_keys=extra.get("skip_keys"))
+    else:  # keyword arguments, as the code before the fix took them
+        stream = TrainStream(store, shards, **spec, rank=0, world_size=1,
+                             **{k: v for k, v in extra.items() if k in params})
     stream._setup()
     keys: Counter = Counter()
     rng = random.Random(0)

@@ -249,11 +249,15 @@ CLASSES = {
     9: "small tracebacks and misleading answers",
     10: "files others must read",
     11: "the CLI's flag surface (seeded random invocations)",
-    # round two (1xx: class xx of round two), the evaluation side
+    # round two (1xx: class xx of round two)
     101: "ties scored as correct",
     102: "results made with other settings paired",
+    103: "a finished training run handed back for other settings or data",
+    104: "the pipeline reusing models trained on data that has since changed",
+    105: "exports and rewrite ids that outlive what made them (and the same input refused)",
     106: "damaged eval records",
-    108: "eval arguments: internal errors and messages that blame the wrong thing",
+    107: "leases with bad fields",
+    108: "permanent errors retried, messages that blame the wrong thing (eval arguments included)",
 }
 
 

@@ -1,10 +1,12 @@
 """Run the hostile-input corpus and count, per class, the cases that end in their documented outcome.
 
-    .venv/bin/python -m tests.hostile.measure [--json OUT] [-k SUBSTRING] [-v]
+    .venv/bin/python -m tests.hostile.measure [--json OUT] [-k SUBSTRING[,SUBSTRING...]] [-v]
 
 Against another checkout of laclip (say, the commit before the fix): put its packages first on the
 path, e.g. a folder P with links laclip -> CHECKOUT/laclip, laclip_cli -> CHECKOUT/cli and
-laclip_jobs -> CHECKOUT/jobs, then `PYTHONPATH=P .venv/bin/python -m tests.hostile.measure`.
+laclip_jobs -> CHECKOUT/jobs, then `PYTHONPATH=P .venv/bin/python -m tests.hostile.measure` from a folder
+whose `tests` links to this checkout's tests (`python -m` puts the current folder first on the path: run
+from this checkout's root, its own `laclip` would win over PYTHONPATH's).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", help="write {case id: outcome} here")
-    ap.add_argument("-k", default="", help="only cases whose id holds this")
+    ap.add_argument("-k", default="", help="only cases whose id holds this (or one of these, comma-separated)")
     ap.add_argument("-v", action="store_true", help="print why each failing case failed")
     args = ap.parse_args(argv)
     os.environ.setdefault("LACLIP_REGISTRY", "us-docker.pkg.dev/test-project/laclip")
@@ -36,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict] = {}
     start = time.perf_counter()
     for case in ALL_CASES:
-        if args.k not in case.id:
+        if not any(k in case.id for k in args.k.split(",")):
             continue
         with tempfile.TemporaryDirectory(prefix="hostile-") as tmp:
             here = os.getcwd()

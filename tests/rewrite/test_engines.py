@@ -277,6 +277,17 @@ def test_eda_operations_are_in_the_rewrite_id_and_never_silently_fewer(monkeypat
         assert make_engine(fewer).info()["missing"] == ["replace", "insert"]
 
 
+def test_the_batch_size_in_the_rewrite_id_is_the_engines_default():
+    """hf and backtranslate name their batch size in the rewrite id, the default one included."""
+    from laclip.rewrite.engines import ENGINES, TRANSFORMERS_BATCH
+    from laclip.rewrite.engines.backtranslate import BackTranslateEngine
+    from laclip.rewrite.engines.hf import HFEngine
+
+    assert TRANSFORMERS_BATCH == HFEngine.default_batch == BackTranslateEngine.default_batch
+    named = {name for name, s in ENGINES.items() if "batch_size" in s.identity(RewriteConfig(dataset="demo"))}
+    assert named == {"hf", "backtranslate"}
+
+
 def test_every_engines_options_are_its_constructors():
     """The registry's --engine-option keys are what each engine's constructor takes, besides what laclip
     fills from the config (`passed`): a key the constructor lacks would fail every pod, a parameter the

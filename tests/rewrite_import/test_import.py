@@ -176,7 +176,7 @@ def test_training_on_an_import_uses_the_release_rewrites_of_each_samples_own_cap
     import random
     from collections import Counter
 
-    from laclip.train.data import TrainStream
+    from laclip.train.data import StreamSpec, TrainStream
     from laclip.train.model import image_geometry
 
     release = write_release(demo_copy, tmp_path / "release")
@@ -193,10 +193,10 @@ def test_training_on_an_import_uses_the_release_rewrites_of_each_samples_own_cap
     assert "rewrite_caption_mismatches" not in printed and "keys_without_rewrites" not in printed
 
     size, mean, std = image_geometry("laclip-tiny")
-    stream = TrainStream(demo_copy, resolve_shards(demo_copy, "demo"), dataset="demo", rewrites="rel",
-                         augment="laclip", texts_per_image=1, min_words=2, batch_size=16, model="laclip-tiny",
-                         image_size=size, mean=mean, std=std, crop_scale=(0.5, 1.0), shuffle_buffer=1, seed=0,
-                         rank=0, world_size=1, workers=1)
+    spec = StreamSpec(dataset="demo", rewrites="rel", augment="laclip", texts_per_image=1, min_words=2, batch_size=16,
+                      model="laclip-tiny", image_size=size, mean=mean, std=std, crop_scale=(0.5, 1.0), shuffle_buffer=1,
+                      seed=0, workers=1)
+    stream = TrainStream(demo_copy, resolve_shards(demo_copy, "demo"), spec)
     stream._setup()
     stats, rng, drawn = Counter(), random.Random(0), defaultdict(set)
     for sample, table in stream._raw(0, 0, stats):

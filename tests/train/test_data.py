@@ -13,7 +13,7 @@ from scipy.stats import chisquare
 from laclip.data.registry import resolve_shards
 from laclip.data.shards import read_captions
 from laclip.errors import DataError
-from laclip.train.data import TrainStream, choose_texts, epoch_slices, plan_slices
+from laclip.train.data import StreamSpec, TrainStream, choose_texts, epoch_slices, plan_slices
 from laclip.train.model import image_geometry
 from .train_helpers import SOURCES, write_rewrites
 
@@ -22,9 +22,10 @@ def stream(store, **kw):
     size, mean, std = image_geometry("laclip-tiny")
     args = dict(dataset="demo", rewrites="rw1", augment="laclip", texts_per_image=1, min_words=2, batch_size=16,
                 model="laclip-tiny", image_size=size, mean=mean, std=std, crop_scale=(0.5, 1.0),
-                shuffle_buffer=64, seed=0, rank=0, world_size=1, workers=1)
+                shuffle_buffer=64, seed=0, workers=1)
+    where = {k: kw.pop(k) for k in ("rank", "world_size", "start", "skip_keys") if k in kw}
     args.update(kw)
-    return TrainStream(store, resolve_shards(store, "demo"), **args)
+    return TrainStream(store, resolve_shards(store, "demo"), StreamSpec(**args), **where)
 
 
 def decode(tokens) -> list[str]:

@@ -20,7 +20,8 @@ import laclip.train.model  # noqa: F401  (registers laclip-tiny with open_clip)
 from laclip.errors import EXIT_PERMANENT, DataError, UsageError
 from laclip.train import checkpoint as ckpt
 from laclip.train.config import TrainConfig, preset
-from laclip.train.main import main, plan_schedule
+from laclip.train.loop import plan_schedule
+from laclip.train.main import main
 from laclip_jobs.train import ELASTIC_ENV
 
 from .train_helpers import write_rewrites
@@ -105,11 +106,14 @@ def test_loader_randomness_is_not_replayed_on_resume(demo_copy, monkeypatch):
 @pytest.mark.slow
 def test_resume_with_another_data_order_starts_the_next_epoch(demo_copy):
     """A position is a count into the order the seed and shuffle buffer decide: under another
-    order it would skip samples never trained on and repeat others."""
+    order it would skip samples never trained on and repeat others. (Another seed is another run: it
+    continues from a checkpoint through --resume, since the run itself refuses a change of its recipe.)"""
     cfg = config(demo_copy, "order", steps=2, checkpoint_every=1, workers=0, rewrites=None, augment="none")
     assert main(["--config", cfg.model_dump_json()]) == 0
-    assert main(["--config", cfg.model_copy(update={"steps": 3, "seed": 1}).model_dump_json()]) == 0
-    assert ckpt.load(demo_copy, "checkpoints/order/step_3.pt")["data"]["positions"] == {"0": [1, 16]}
+    assert main(["--config", cfg.model_copy(update={"steps": 3, "seed": 1}).model_dump_json()]) == EXIT_PERMANENT
+    other = cfg.model_copy(update={"run": "order-seed-1", "steps": 3, "seed": 1, "resume": "order/step_2"})
+    assert main(["--config", other.model_dump_json()]) == 0
+    assert ckpt.load(demo_copy, "checkpoints/order-seed-1/step_3.pt")["data"]["positions"] == {"0": [1, 16]}
 
 
 def test_schedule_caps_warmup_and_keeps_it_when_the_world_size_changes():
@@ -317,8 +321,13 @@ def test_train_here_runs_the_app_defs_command(demo_copy, tmp_path, monkeypatch):
     assert json.loads(demo_copy.read_text("checkpoints/local-1/config.json"))["model"] == "laclip-tiny"
     assert any(line.startswith("step 4/4") for line in lines), lines  # the trainer's own output, not a log file
     assert list(cwd.iterdir()) == []  # no torchx log folder
-    # a run that ends on a permanent error (found by the trainer: resuming with another model) says so
+    # a run that ends on a permanent error found by the trainer (fewer steps than it has taken) says so
     lines.clear()
     with pytest.raises(UsageError, match=r"training run local-1 failed \(exit 3\)"):
+        train_here(cfg.model_copy(update={"steps": 2}), echo=lines.append)
+    assert sum("run 'local-1' is at step 4, past the 2 steps asked for" in line for line in lines) == 1
+    # another recipe (resuming with another model) is refused here, before torchrun starts
+    lines.clear()
+    with pytest.raises(UsageError, match="model: checkpoint has 'laclip-tiny', this run asks for 'ViT-B-32'"):
         train_here(cfg.model_copy(update={"model": "ViT-B-32"}), echo=lines.append)
-    assert sum("model: checkpoint has 'laclip-tiny', this run asks for 'ViT-B-32'" in line for line in lines) == 1
+    assert lines == []

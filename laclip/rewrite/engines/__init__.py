@@ -46,6 +46,18 @@ class EngineSpec:
     identity: Callable[[Any], dict] = lambda cfg: {}  # what else of the config decides its outputs
 
 
+# transformers generates a batch from one seeded random stream and pads it to its longest prompt, so a row's text
+# depends on its batch (a tiny random LLaMA: 32 of 32 sampled rows differ between batches of 1 and 32). Batch-
+# invariant generation would cost the batching: the batch size is in these engines' rewrite ids instead. eda and
+# null treat each caption alone; vLLM batches by its own scheduler whatever laclip passes, and an OpenAI-compatible
+# server decides alone: for them it stays out. (A test keeps the default here the engines' default_batch.)
+TRANSFORMERS_BATCH = 32
+
+
+def _batch(cfg) -> dict:
+    return {"batch_size": cfg.batch_size or TRANSFORMERS_BATCH}
+
+
 def _module(spec_: str):
     import importlib
 
@@ -75,7 +87,7 @@ ENGINES: dict[str, EngineSpec] = {s.name: s for s in (
                         "dtype": (str, lambda v: v in ("float32", "float16", "bfloat16"),
                                   "float32, float16 or bfloat16"),
                         "fixed_length": _BOOL},
-               build=lambda cfg, opts: _module(ENGINES["hf"].cls)(cfg.model, cfg.sampling, **opts)),
+               identity=_batch, build=lambda cfg, opts: _module(ENGINES["hf"].cls)(cfg.model, cfg.sampling, **opts)),
     EngineSpec("eda", "laclip.rewrite.engines.eda:EdaEngine", extra="rewrite", passed=("synonyms",),
                options={"alpha": _FRACTION, "wordnet": _BOOL,
                         "operations": (str, _is_operations, f"a comma-separated subset of {', '.join(OPERATIONS)}")},
@@ -86,7 +98,7 @@ ENGINES: dict[str, EngineSpec] = {s.name: s for s in (
                # device reaches each leg's engine (the constructor's **opts)
                options={"backend": (str, lambda v: v in ("hf", "vllm"), "hf or vllm"), "language": _LANGUAGE,
                         "pivot": _LANGUAGE, "device": _DEVICE},
-               build=lambda cfg, opts: _module(ENGINES["backtranslate"].cls)(
+               identity=_batch, build=lambda cfg, opts: _module(ENGINES["backtranslate"].cls)(
                    cfg.model, cfg.back_model, cfg.sampling, seed=cfg.seed, **opts)),
     EngineSpec("openai", "laclip.rewrite.engines.openai:OpenAIEngine", extra="rewrite", llm=True,
                needs={"endpoint": "--endpoint URL", "model": "--model NAME"}, passed=("endpoint", "model", "sampling"),

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from laclip.errors import UsageError
 from laclip.rewrite.config import Sampling
-from laclip.rewrite.engines.base import Engine, EngineError, Request, check_model_dir
+from laclip.rewrite.engines.base import Engine, EngineError, Request, check_model_dir, load_error
 
 BACKENDS = ("hf", "vllm")
 
@@ -38,8 +38,8 @@ class Seq2SeqLeg:
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
             self.model = AutoModelForSeq2SeqLM.from_pretrained(path).to(self.device).eval()
-        except (OSError, ValueError) as exc:
-            raise EngineError(f"cannot load the translation model in {model}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - safetensors, torch and tokenizers raise their own kinds
+            raise load_error(exc, model, "translation model") from None
         limit = getattr(self.model.config, "max_position_embeddings", 512) or 512
         self.max_source = max(8, min(limit, 512))
 

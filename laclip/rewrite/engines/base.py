@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import NamedTuple
 
-from laclip.errors import LaclipError, UsageError
+from laclip.errors import DataError, LaclipError, UsageError
 
 
 class EngineError(LaclipError):
@@ -81,3 +81,14 @@ def check_model_dir(model: str, engine: str) -> Path:
     if not path.is_dir() or not (path / "config.json").is_file():
         raise UsageError(f"model path {model!r} is not a checkpoint folder (no config.json in it)")
     return path
+
+
+def load_error(exc: BaseException, model: str, what: str = "checkpoint") -> LaclipError:
+    """What loading a model folder raised, as one line. A folder that does not load (truncated or foreign
+    weights, a config transformers cannot read) is permanent: the next attempt reads the same files, so the
+    Job must not retry it. Running out of memory is not (another node may have more)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return EngineError(f"out of memory loading the {what} in {model}: {text[:300]}")
+    return DataError(f"cannot load the {what} in {model} ({type(exc).__name__}: {text[:300]}): check the folder's "
+                     "weights and config (a copy cut short, files of another model)")

@@ -8,7 +8,7 @@ newline token. On a GPU the model runs in bf16, on CPU in float32.
 from __future__ import annotations
 
 from laclip.rewrite.config import Sampling
-from laclip.rewrite.engines.base import Engine, EngineError, Request, check_model_dir
+from laclip.rewrite.engines.base import Engine, Request, check_model_dir, load_error
 
 
 class HFEngine(Engine):
@@ -34,8 +34,8 @@ class HFEngine(Engine):
             try:
                 self.tokenizer = AutoTokenizer.from_pretrained(path)
                 self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dt))
-            except (OSError, ValueError) as exc:
-                raise EngineError(f"cannot load the checkpoint in {model}: {exc}") from None
+            except Exception as exc:  # noqa: BLE001 - safetensors, torch and tokenizers raise their own kinds
+                raise load_error(exc, model) from None
         self.model.to(self.device).eval()
         tok = self.tokenizer
         tok.padding_side = "left"
