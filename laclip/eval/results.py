@@ -24,10 +24,10 @@ import re
 from dataclasses import dataclass
 
 from laclip import layout
-from laclip.errors import AlreadyExists, DataError, LaclipError, NotFound
+from laclip.errors import DataError, LaclipError, NotFound
 from laclip.eval import tasks
 from laclip.eval.records import read_result
-from laclip.identity import digest, listing_digest
+from laclip.identity import digest
 from laclip.storage.base import Store
 
 # Bumped when the evaluation code changes what a task computes or writes. 2: CLIP_benchmark's names

@@ -19,7 +19,7 @@ from .cases_reuse import _copy, _demo
 from .harness import Case, assert_clean_error, assert_ok, laclip
 
 
-# -- class 27: leases with bad fields --------------------------------------------------------------
+# -- class 107: leases with bad fields --------------------------------------------------------------
 def _write_lease(root: Path, run: str, record_time, refreshed, raw_alive: bytes | None = None) -> None:
     folder = root / "leases" / run
     folder.mkdir(parents=True, exist_ok=True)
@@ -110,7 +110,7 @@ def _lease_cli(tmp: Path) -> None:
     assert (root / "checkpoints" / "leased" / "step_1.pt").exists()
 
 
-# -- class 28: permanent errors, and messages that blame the wrong thing -------------------------------
+# -- class 108: permanent errors, and messages that blame the wrong thing -------------------------------
 def _tiny_model(folder: Path) -> None:
     from laclip.rewrite.tiny_model import corpus, make_tiny_llama
 

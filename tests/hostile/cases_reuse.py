@@ -85,7 +85,7 @@ def _new_images(root: Path, shard: str = "00000") -> None:
     (root / "datasets" / "demo" / f"{shard}.tar").write_bytes(tar_bytes(members))
 
 
-# -- class 23: a finished training run asked for with other settings or data ----------------------
+# -- class 103: a finished training run asked for with other settings or data ----------------------
 BASE = ["submit", "train", "--dataset", "demo", "--local", "--run", "done", "--steps", "2", "--augment", "none",
         "--workers", "0", "--batch-size", "8"]
 
@@ -137,7 +137,7 @@ def _run_same(name, extra) -> Case:
     return Case(103, f"finished-run-reused-{name}", run, slow=True)
 
 
-# -- class 24: the pipeline after its data changed --------------------------------------------------
+# -- class 104: the pipeline after its data changed --------------------------------------------------
 PIPE = ["pipeline", "--local", "--steps", "2"]
 
 
@@ -180,7 +180,7 @@ PIPELINE = [
     _pipeline("shard-added", lambda root: _demo(root, shards=2, overwrite=True), False),
 ]
 
-# -- class 25: exports and rewrite ids that outlive what made them -----------------------------------
+# -- class 105: exports and rewrite ids that outlive what made them -----------------------------------
 def _exported(root: Path) -> None:
     _demo(root, shards=2)
     _rewrite_set(root)
