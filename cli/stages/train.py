@@ -9,6 +9,7 @@ import secrets
 from typing import Callable, Optional
 
 from laclip.errors import EXIT_PERMANENT, LaclipError, UsageError
+from laclip.rewrite.draw import parse_text_probs
 from laclip.train.config import TrainConfig
 from laclip_cli.console import out
 from laclip_cli.stage import Context, Flag, Option, Stage, cluster_flags
@@ -26,6 +27,7 @@ FLAGS = [
     Flag("preset", ("--preset",)),
     Flag("model", ("--model",)),
     Flag("augment", ("--augment",)),
+    Flag("text_probs", ("--text-probs",), parse=parse_text_probs, kind=str),
     Flag("loss", ("--loss",)),
     Flag("texts_per_image", ("--texts-per-image",)),
     Flag("batch_size", ("--batch-size",)),

@@ -50,6 +50,7 @@ class Lexicon:
     synonyms: dict[str, set[str]] = field(default_factory=dict)  # concept -> its words
     hypernyms: dict[str, set[str]] = field(default_factory=dict)  # concept -> concepts or words it is a kind of
     implied: dict[str, set[str]] = field(default_factory=dict)  # concept -> words a caption naming it allows
+    contrast: dict[str, tuple[str, int]] = field(default_factory=dict)  # word -> (group, side)
     implies: dict[str, set[str]] = field(default_factory=dict)  # caption word -> words it allows (sunny: sun)
     chatter: dict[str, set[str]] = field(default_factory=dict)  # start, meta, pronoun, imperative
     _expanded: dict = field(default_factory=dict, repr=False)
@@ -100,6 +101,11 @@ def parse(text: str) -> Lexicon:
             continue
         if section in ("tone", "generic"):
             (lex.tones if section == "tone" else lex.generic).update(_words(line))
+            continue
+        if section == "contrast":
+            name, _, rest = line.partition(":")
+            for side, words in enumerate(rest.split("|")):
+                lex.contrast.update({w: (name.strip(), side) for w in _words(words)})
             continue
         if section == "implies":
             name, _, rest = line.partition(":")

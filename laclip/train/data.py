@@ -46,14 +46,25 @@ def load_rewrites(store: Store, dataset: str, rewrite_id: str, shard: Shard) -> 
         return None
 
 
-def choose_texts(original: str, rewrites: list[str], rng: random.Random, n: int,
-                 min_words: int) -> tuple[list[str], int]:
-    """n texts drawn uniformly from {original, rewrite_1..K}; a draw with fewer than
-    `min_words` words falls back to the original (the reference code's rule). Returns the
-    texts and how many draws fell back. With n > 1 (multi-text) draws are distinct while
-    there are enough candidates."""
+def choose_texts(original: str, rewrites: list[str], rng: random.Random, n: int, min_words: int,
+                 sources: tuple[str, ...] = (), probs: dict[str, float] | None = None) -> tuple[list[str], int]:
+    """n texts drawn uniformly from {original, rewrite_1..K}, or, with `probs` (weights by source, the
+    original as `caption`; `sources` names each rewrite's), by open_clip's weighted rule
+    (laclip.rewrite.draw); a draw with fewer than `min_words` words falls back to the original (the
+    reference code's rule). Returns the texts and how many draws fell back. With n > 1 (multi-text)
+    draws are distinct while there are enough candidates."""
     pool = [original, *rewrites]
-    picks = rng.sample(pool, n) if 1 < n <= len(pool) else [rng.choice(pool) for _ in range(n)]
+    if probs is not None:
+        from laclip.rewrite.draw import ORIGINAL, weighted_order
+
+        weights = [probs.get(ORIGINAL, 0.0), *(probs.get(s, 0.0) for s in sources)]
+        order = weighted_order(pool, weights, rng)
+        picks = order[:n]
+        more = [(t, w) for t, w in zip(pool, weights) if w > 0]
+        while len(picks) < n:  # more texts asked than the sample has: repeats, drawn by weight
+            picks.append(rng.choices([t for t, _ in more], [w for _, w in more])[0] if more else original)
+    else:
+        picks = rng.sample(pool, n) if 1 < n <= len(pool) else [rng.choice(pool) for _ in range(n)]
     out, fell_back = [], 0
     for text in picks:
         if text is not original and len(text.split()) < min_words:
@@ -94,13 +105,14 @@ class TrainStream(IterableDataset):
 
     def __init__(self, store: Store, shards: list[Shard], *, dataset: str, rewrites: str | None,
                  augment: str, texts_per_image: int, min_words: int, batch_size: int, model: str,
+                 text_probs: dict[str, float] | None = None,
                  image_size: int, mean, std, crop_scale, shuffle_buffer: int, seed: int,
                  rank: int, world_size: int, workers: int, start: dict[int, tuple[int, int]] | None = None,
                  max_pixels: int | None = None, skip_keys: dict[str, set[str]] | None = None):
         if not shards:
             raise DataError(f"dataset {dataset!r} has no shards to train on")
         self.store, self.shards, self.dataset, self.rewrites = store, shards, dataset, rewrites
-        self.augment, self.m, self.min_words = augment, texts_per_image, min_words
+        self.augment, self.m, self.min_words, self.text_probs = augment, texts_per_image, min_words, text_probs
         self.batch_size, self.model, self.shuffle_buffer, self.seed = batch_size, model, shuffle_buffer, seed
         self.image_size, self.mean, self.std, self.crop_scale = image_size, mean, std, crop_scale
         self.rank, self.world_size, self.workers = rank, world_size, max(1, workers)
@@ -183,6 +195,7 @@ class TrainStream(IterableDataset):
             stats["missing_captions"] += 1
             return None
         rewrites: list[str] = []
+        sources: tuple[str, ...] = ()
         if table is not None:
             row = table.get(key)
             if row is None:
@@ -190,13 +203,13 @@ class TrainStream(IterableDataset):
             elif row[0].strip() != original:  # made from another caption: they describe another image
                 stats["rewrite_caption_mismatches"] += 1
             else:
-                rewrites = row[1]
+                rewrites, sources = row[1], table.origins.get(key, ())
         elif self.rewrites and self.augment == "laclip":
             stats["samples_without_rewrites"] += 1
         if self.augment == "none":
             texts, fell = [original] * self.m, 0
         else:
-            texts, fell = choose_texts(original, rewrites, rng, self.m, self.min_words)
+            texts, fell = choose_texts(original, rewrites, rng, self.m, self.min_words, sources, self.text_probs)
             stats["picked_rewrite"] += sum(t is not original for t in texts)
         stats["short_rewrite_fallbacks"] += fell
         return image, texts

@@ -252,6 +252,7 @@ def _loop(cfg: TrainConfig, rank: int, world: int, device, store, shards, config
     size, mean, std = models.image_geometry(cfg.model)
     stream = TrainStream(store, shards, dataset=cfg.dataset, rewrites=cfg.rewrites, augment=cfg.augment,
                          texts_per_image=cfg.texts_per_image, min_words=cfg.min_words, batch_size=cfg.batch_size,
+                         text_probs=cfg.text_probs,
                          model=cfg.model, image_size=size, mean=mean, std=std, crop_scale=cfg.crop_scale,
                          shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed, rank=rank, world_size=world,
                          workers=cfg.workers, start=start, max_pixels=cfg.max_image_pixels, skip_keys=found.repeated)
