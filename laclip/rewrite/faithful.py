@@ -122,9 +122,13 @@ class Faithfulness:
         for w in toks:
             lem = lex.lemma(w)
             (plural if lem != w else singular_only).add(lem)
-        things = frozenset(w for w in lemmas if (w in lex.concepts or w in lex.shapes) and w not in lex.generic)
+        things = frozenset(w for w in lemmas if (w in lex.concepts or w in lex.shapes) and w not in lex.generic
+                           and (w not in lex.colours or w in lex.weak_colours))  # "orange": a colour here
         plural_things = bool(plural & things)
-        related = self.wordnet.caption(lemmas, allowed) if self.wordnet is not None else None
+        related = None
+        if self.wordnet is not None:  # the nouns only: "red" and "white" are also persons to WordNet
+            attributes = lex.colours.keys() | lex.tones | lex.numbers.keys() | lex.sizes.keys() | lex.positions.keys()
+            related = self.wordnet.caption((lemmas | implied) - attributes)
         return Caption(
             text, frozenset(words), frozenset(allowed), things, frozenset(colours), self.bindings(text),
             frozenset(numbers), vague, plural_things, frozenset(singular_only - plural),
@@ -227,11 +231,14 @@ class Faithfulness:
         lex, wn = self.lex, self.wordnet
         seen, named = set(), False
         for w in toks:
-            for p in (w.split("-") if "-" in w and w not in lex.concepts else (w,)):
+            for p in (w.split("-") if "-" in w and w not in lex.concepts and w not in lex.shapes else (w,)):
                 if p in seen:
                     continue
                 seen.add(p)
                 lem = lex.lemma(p)
+                if lex.shapes.get(lem) in cap.shapes:  # a shape the caption says or generalises to
+                    named = True
+                    continue
                 if p in cap.allowed or lem in cap.allowed or self._compound(cap, p):
                     named = named or lem in lex.concepts or lem in lex.shapes or p in lex.shapes
                     continue
@@ -245,7 +252,7 @@ class Faithfulness:
                 if wn is not None and wn.is_new_thing(cap.related, p, lex):
                     return f"'{p}' (not in the caption, nor implied by it; WordNet: a physical thing)"
         if cap.things and not named:
-            return f"names none of the caption's things: '{_say(cap.things)}'"
+            return f"names none of the caption's things: {', '.join(repr(t) for t in sorted(cap.things))}"
         return None
 
     def _compound(self, cap: Caption, word: str) -> bool:

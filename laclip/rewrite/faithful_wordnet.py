@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-SENSES = 4  # noun senses of a caption word taken into account (WordNet orders them by frequency)
+SENSES = 3  # at most this many noun senses of a caption word: the first, and those tagged in SemCor
 
 
 class WordNetSide:
@@ -30,17 +30,18 @@ class WordNetSide:
         except Exception:  # nltk raises on odd input (digits with apostrophes...): no noun then
             return None
 
-    def caption(self, lemmas, allowed) -> frozenset[str]:
-        """Lemma names related to the caption's words (`lemmas`) and to what the tables allow (`allowed`)."""
+    def caption(self, words) -> frozenset[str]:
+        """Lemma names related to the caption's words and to what they imply by the tables (not to the tables'
+        synonyms of them: their rarer senses would relate too much, `hound` a person)."""
         out = set()
-        for w in set(lemmas) | set(allowed):
+        for w in words:
             out |= self._related(w)
         return frozenset(out)
 
     def _related_uncached(self, word: str) -> frozenset[str]:
         wn, out = self.wn, set()
         base = self.base(word) or word
-        for syn in wn.synsets(base, self.NOUN)[:SENSES]:
+        for syn in self._senses(base):
             for s in (syn, *syn.closure(lambda x: x.hypernyms() + x.instance_hypernyms())):
                 out.update(_names(s))
             for s in syn.part_meronyms() + syn.substance_meronyms() + syn.member_meronyms():
@@ -52,6 +53,12 @@ class WordNetSide:
                         if rel.synset().pos() == self.NOUN:
                             out.add(rel.name().lower())
         return frozenset(out)
+
+    def _senses(self, base: str) -> list:
+        """The word's common noun senses: the first, and the next ones WordNet's sense counts have seen;
+        never a named entity (`Park` the explorer is no reason to allow `person` beside a park)."""
+        found = [s for s in self.wn.synsets(base, self.NOUN) if not s.instance_hypernyms()]
+        return found[:1] + [s for s in found[1:SENSES] if _count([s], base) > 0]
 
     def related(self, caption_related, word: str) -> bool:
         if caption_related is None:

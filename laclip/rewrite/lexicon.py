@@ -56,9 +56,8 @@ class Lexicon:
     _expanded: dict = field(default_factory=dict, repr=False)
 
     def lemma(self, word: str) -> str:
-        """`word`, or its singular where that is a word of the tables."""
-        if word in self.concepts or word in self.shapes or word in self.generic:
-            return word
+        """The singular of `word` where that is a word of the tables (the tables list some plurals too),
+        else `word`."""
         one = singular(word)
         if one and (one in self.concepts or one in self.shapes or one in self.generic):
             return one
