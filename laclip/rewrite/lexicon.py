@@ -54,33 +54,35 @@ class Lexicon:
     implies: dict[str, set[str]] = field(default_factory=dict)  # caption word -> words it allows (sunny: sun)
     chatter: dict[str, set[str]] = field(default_factory=dict)  # start, meta, pronoun, imperative
     _expanded: dict = field(default_factory=dict, repr=False)
+    _lemmas: dict = field(default_factory=dict, repr=False)
 
     def lemma(self, word: str) -> str:
         """The singular of `word` where that is a word of the tables (the tables list some plurals too),
-        else `word`."""
-        one = singular(word)
-        if one and (one in self.concepts or one in self.shapes or one in self.generic):
-            return one
-        return word
+        else `word`. Cached: the filters call it for every word of every rewrite."""
+        hit = self._lemmas.get(word)
+        if hit is None:
+            one = singular(word)
+            hit = one if one and (one in self.concepts or one in self.shapes or one in self.generic) else word
+            if len(self._lemmas) < 200_000:
+                self._lemmas[word] = hit
+        return hit
 
     def is_plural(self, word: str) -> bool:
         return self.lemma(word) != word
 
     def expand(self, concept: str) -> tuple[frozenset[str], frozenset[str]]:
-        """(the words of `concept` and of its hypernyms, transitively; the words it and they imply)."""
+        """(`concept` and the concepts it is a kind of, transitively; the words they imply)."""
         hit = self._expanded.get(concept)
         if hit is None:
-            seen, todo, words, implied = set(), [concept], set(), set()
+            seen, todo, implied = set(), [concept], set()
             while todo:
                 c = todo.pop()
                 if c in seen:
                     continue
                 seen.add(c)
-                words |= self.synonyms.get(c, {c})
-                words.add(c)
                 implied |= self.implied.get(c, set())
                 todo.extend(self.hypernyms.get(c, ()))
-            hit = self._expanded[concept] = (frozenset(words), frozenset(implied))
+            hit = self._expanded[concept] = (frozenset(seen), frozenset(implied))
         return hit
 
 

@@ -16,11 +16,14 @@ ARTICLES = frozenset("a an the".split())
 _DEFINING = frozenset("a an the one any used defined known called typically usually often generally commonly "
                       "considered referred simply basically essentially formed made composed shaped".split())
 _NOT_SUBJECT = frozenset("this that it there here these those what which who they he she".split())
-_DEFINITION_VERB = re.compile(r"\b(?:refers? to|is defined as|is known as|is called|stands for|means that|"
+_DEFINITION_VERB = re.compile(r"\b(?:refers? to|referred to as|is defined as|known as|is called|stands for|means that|"
                               r"is a type of|is a kind of|is a word|symboli[sz]es|represents)\b")
 # commentary about the picture rather than a description of it
 _COMMENT = re.compile(r"\b(?:is|are) (?:a|an) (?:\w+ )?(?:example|reminder|testament|symbol|metaphor|"
                       r"representation|sign|celebration|tribute)\b")
+_TRIGGERS = frozenset("refer refers referred defined known called stands means type kind word symbolises symbolizes "
+                      "represents "
+                      "is are".split())  # a word either pattern needs: without one, no regex runs
 _FORMAT = re.compile(r"(?:^|\s)(?:=|->|<-|→|::)(?:\s|$)")
 
 
@@ -42,12 +45,14 @@ def off_topic(lex, caption_words: frozenset[str], caption_text: str, text: str, 
         return "a question"
     if stripped.endswith(":"):
         return "a label with nothing after it"
-    m = _FORMAT.search(text)
+    m = _FORMAT.search(text) if ("=" in text or "->" in text or "<-" in text or "→" in text or "::" in text) else None
     if m and not _FORMAT.search(caption_text):
         return f"continues the prompt's format: '{m.group(0).strip()}'"
     found = _definition(lex, toks)
     if found:
         return f"a definition: '{found}'"
+    if not _TRIGGERS.intersection(toks):
+        return None
     low = " ".join(toks)
     m = _DEFINITION_VERB.search(low) or _COMMENT.search(low)
     if m and m.group(0).split()[-1] not in caption_words:

@@ -1,7 +1,8 @@
 """How smollm2_rewrites.jsonl was made: real SmolLM2-135M-Instruct rewrites with laclip's own prompts.
 
-`python tests/rewrite/data/make_corpus.py MODEL_DIR OUT.jsonl` (MODEL_DIR from `laclip rewrites
-get-smollm2`). Captions: 40 drawn by the demo's own generator (laclip.data.synth, seed 22) and 36 web
+`python tests/rewrite/data/make_corpus.py MODEL_DIR OUT.jsonl [SEED [FORMATS]]` (MODEL_DIR from
+`laclip rewrites get-smollm2`; the corpus holds seed 0 in both formats and seed 1 in the completion
+format, ids ending `-s1`). Captions: 40 drawn by the demo's own generator (laclip.data.synth, seed 22) and 36 web
 alt-texts written for this corpus; each rewritten once per built-in source (chatgpt, bard, coco,
 human) in two prompt formats: laclip's completion prompt as the hf engine sends it, and the same
 prompt as the user turn of the model's chat template. Sampling is laclip's default (temperature 0.9,
@@ -71,7 +72,7 @@ def captions() -> list[tuple[str, str]]:
     return [("demo", c) for c in demo] + [("web", c) for c in WEB]
 
 
-def main(model_dir: str, out_path: str) -> None:
+def main(model_dir: str, out_path: str, seed: int = 0, formats: str = "completion,chat") -> None:
     from laclip.rewrite.config import Sampling
     from laclip.rewrite.engines.base import Request
     from laclip.rewrite.engines.hf import HFEngine
@@ -79,7 +80,8 @@ def main(model_dir: str, out_path: str) -> None:
     from laclip.rewrite.prompts import PromptBuilder, load_meta_pairs
 
     engine = HFEngine(model_dir, Sampling())
-    builder = PromptBuilder(load_meta_pairs(list(SOURCES)), "corpus", 0)
+    builder = PromptBuilder(load_meta_pairs(list(SOURCES)), "corpus", seed)
+    tag = f"-s{seed}" if seed else ""
     done = set()
     if os.path.exists(out_path):  # resume: rows already written are kept
         with open(out_path, encoding="utf-8") as f:
@@ -95,9 +97,9 @@ def main(model_dir: str, out_path: str) -> None:
             chat = engine.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
                                                         add_generation_prompt=True)
             for fmt, text in (("completion", prompt), ("chat", chat)):
-                if f"{n:04d}-{source}-{fmt}" in done:
+                if fmt not in formats.split(",") or f"{n:04d}-{source}-{fmt}{tag}" in done:
                     continue
-                rows.append({"id": f"{n:04d}-{source}-{fmt}", "style": style, "split": split, "source": source,
+                rows.append({"id": f"{n:04d}-{source}-{fmt}{tag}", "style": style, "split": split, "source": source,
                              "format": fmt, "caption": caption})
                 requests.append(Request(text, caption, h))
     with open(out_path, "a", encoding="utf-8") as f:
@@ -112,4 +114,4 @@ def main(model_dir: str, out_path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], *(int(a) if a.isdigit() else a for a in sys.argv[3:]))
