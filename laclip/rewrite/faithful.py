@@ -216,11 +216,14 @@ class Faithfulness:
                     fam = {"size:" + lex.sizes[w]}
                 elif not fam or "colourful" in fam or (w in lex.weak_colours and not _colour_cue(toks, i, w, w)):
                     continue
-                for nxt in toks[i + 1:i + 4]:
-                    if nxt in _BIND_STOP:
+                for j in range(i + 1, min(i + 4, len(toks))):
+                    if toks[j] in _BIND_STOP:
                         break
-                    key = self.thing_key(nxt)
-                    if key:
+                    key = self.thing_key(toks[j])
+                    if key:  # the head of a compound is its last noun: "stone tower", "coffee mug"
+                        while j + 1 < len(toks) and self.thing_key(toks[j + 1]):
+                            j += 1
+                            key = self.thing_key(toks[j])
                         found.setdefault(key, set()).update(fam)
                         break
         return found
@@ -273,7 +276,8 @@ class Faithfulness:
                         (p not in lex.weak_colours or _colour_cue(toks, i, p, w)):
                     return f"colour '{p}' (caption: {_say(cap.colours - {'colourful'})})"
                 fam = lex.shapes.get(p)
-                if fam and fam not in cap.shapes and not self.allows(cap, p, p) and not self._compound(cap, p):
+                if fam and fam not in cap.shapes and not self.allows(cap, p, p) and not self._compound(cap, p) \
+                        and not (_shape_of(toks, i) and _generalise(lex, {fam}) & cap.shapes):
                     return f"shape '{p}' (caption: {_say(lex.shapes[x] for x in cap.words if x in lex.shapes)})"
             v = _number(lex, w)
             if v is not None and not _number_ok(cap, v):
@@ -339,8 +343,8 @@ class Faithfulness:
         lex, wn = self.lex, self.wordnet
         seen, named = set(), False
         for i, w in enumerate(toks):
-            if lex.lemma(w) != w and w not in cap.words and _verb_after_subject(lex, toks, i):
-                continue  # "a spaceship flies": a verb, not the insect
+            if w not in cap.words and _verb_after_subject(lex, toks, i):
+                continue  # "a spaceship flies", "a woman steps": verbs, not the insect or the stairs
             for p in (w.split("-") if "-" in w and w not in lex.concepts and w not in lex.shapes else (w,)):
                 if p in seen:
                     continue
@@ -378,10 +382,16 @@ class Faithfulness:
 def _verb_after_subject(lex: Lexicon, toks: list[str], i: int) -> bool:
     """`flies` in "a spaceship flies", `plays` in "the dog plays": a word that looks like a plural noun right
     after a singular noun or a pronoun is a verb here."""
-    if i == 0 or not toks[i].endswith("s"):
+    if i == 0 or not toks[i].endswith("s") or toks[i].endswith("ss"):
         return False
     before = toks[i - 1]
     return before in _SUBJECTS or (lex.lemma(before) == before and (before in lex.concepts or before in lex.shapes))
+
+
+def _shape_of(toks: list[str], i: int) -> bool:
+    """"in the shape of a circle", "shaped like a star": the outline of a thing named, not another thing."""
+    before = " ".join(toks[max(0, i - 3):i])
+    return before.endswith(("shape of a", "shape of an", "shape of", "shaped like a", "shaped like an", "form of a"))
 
 
 def _colour_cue(toks: list[str], i: int, part: str, word: str) -> bool:

@@ -16,13 +16,14 @@ ARTICLES = frozenset("a an the".split())
 _DEFINING = frozenset("a an the one any used defined known called typically usually often generally commonly "
                       "considered referred simply basically essentially formed made composed shaped".split())
 _NOT_SUBJECT = frozenset("this that it there here these those what which who they he she".split())
-_DEFINITION_VERB = re.compile(r"\b(?:refers? to|referred to as|is defined as|known as|is called|stands for|means that|"
-                              r"is a type of|is a kind of|is a word|symboli[sz]es|represents)\b")
+_DEFINITION_VERB = re.compile(r"\b(?:refers? to|referred to as|is defined as|known as|is called|stands for|"
+                              r"means that|is a type of|is a kind of|is a word|symboli[sz]es|represents|made up of|"
+                              r"used (?:in|for|to))\b")
 # commentary about the picture rather than a description of it
 _COMMENT = re.compile(r"\b(?:is|are) (?:a|an) (?:\w+ )?(?:example|reminder|testament|symbol|metaphor|"
                       r"representation|sign|celebration|tribute)\b")
 _TRIGGERS = frozenset("refer refers referred defined known called stands means type kind word symbolises symbolizes "
-                      "represents "
+                      "represents made used "
                       "is are".split())  # a word either pattern needs: without one, no regex runs
 _FORMAT = re.compile(r"(?:^|\s)(?:=|->|<-|→|::)(?:\s|$)")
 
