@@ -176,8 +176,7 @@ class Faithfulness:
         for w in implied:
             colours |= lex.colours.get(w, frozenset())
         said = [w for w in words if self.marked(w)] + list(implied)
-        things = {w for w in lemmas if (w in lex.concepts or w in lex.shapes) and w not in lex.generic
-                  and (w not in lex.colours or w in lex.weak_colours)}  # "orange": a colour here
+        things = {w for w in lemmas if self.thingish(w)}
         plural_things = bool(plural & things)
         related = None
         if self.wordnet is not None:  # the nouns only: "red" and "white" are also persons to WordNet
@@ -191,6 +190,13 @@ class Faithfulness:
             {lex.positions[w] for w in said if w in lex.positions and w not in implied},
             _generalise(lex, {lex.shapes[w] for w in said if w in lex.shapes}),
             {lex.contrast[w][0]: lex.contrast[w][1] for w in said if w in lex.contrast}, related)
+
+    def thingish(self, lemma: str) -> bool:
+        """A word of the tables that names a thing: not a framing word, nor a colour ("orange" is the
+        colour, unless only a cue makes it one)."""
+        lex = self.lex
+        return (lemma in lex.concepts or lemma in lex.shapes) and lemma not in lex.generic \
+            and (lemma not in lex.colours or lemma in lex.weak_colours)
 
     def thing_key(self, word: str) -> str | None:
         """What a noun names, for colour bindings: its shape family, concept, or `background`."""
@@ -350,7 +356,7 @@ class Faithfulness:
                     continue
                 seen.add(p)
                 if p in cap.words and not self._marked.get(p, True):  # the common case: a plain word of the caption
-                    named = named or p in lex.concepts
+                    named = named or self.thingish(p)
                     continue
                 lem = lex.lemma(p)
                 if lex.shapes.get(lem) in cap.shapes:  # a shape the caption says or generalises to
@@ -359,7 +365,7 @@ class Faithfulness:
                 if lem in lex.generic or p in lex.generic:
                     continue
                 if self.allows(cap, p, lem) or self._compound(cap, p):
-                    named = named or lem in lex.concepts or lem in lex.shapes or p in lex.shapes
+                    named = named or self.thingish(lem) or p in lex.shapes
                     continue
                 if wn is not None and wn.related(cap.related, lem):
                     named = True

@@ -137,3 +137,29 @@ def test_the_check_is_part_of_the_rewrite_id():
     assert here.faithfulness == faithfulness_here() and here.resolved_rewrite_id() == cfg.model_copy(
         update={"engine": "null", "model": None, "faithfulness": faithfulness_here()}).resolved_rewrite_id()
     assert (warning is not None and "built-in word tables" in warning) == (not HAS_WORDNET)
+
+
+def test_the_short_path_gives_the_full_checks_verdicts():
+    """A rewrite made of its caption's words (and plain ones) takes a shorter path: the same verdicts."""
+    import json
+    import random
+    from pathlib import Path
+
+    from laclip.rewrite.faithful import Faithfulness
+
+    judge = Faithfulness()
+    captions = sorted({json.loads(line)["caption"] for line in
+                       (Path(__file__).parent / "data" / "smollm2_rewrites.jsonl").read_text().splitlines()})
+    captions += ["fresh strawberries in a white bowl on a wooden table", "a red circle, a blue square on the left"]
+    rng, compared, rejected = random.Random(0), 0, 0
+    for caption in captions:
+        cap = judge.caption(caption)
+        words = caption.split()
+        for _ in range(20):
+            picked = rng.sample(words, rng.randint(1, len(words))) + rng.sample(["a", "the", "photo", "of", "on"], 2)
+            rng.shuffle(picked)
+            text = " ".join(picked)
+            fast, full = judge.judge(cap, text), judge.judge(cap, text, fast=False)
+            assert fast == full, (caption, text, fast, full)
+            compared, rejected = compared + 1, rejected + (full is not None)
+    assert compared > 1000 and 0 < rejected < compared  # both verdicts were compared
