@@ -39,10 +39,33 @@ class Flag:
     kind: type | None = None  # the flag's type when it differs from the field's (say, a comma list)
 
 
+def comma_list(text: str) -> list[str]:
+    """`a, b,c` -> ["a", "b", "c"]: a flag that takes a list as one comma-separated value."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def lazy(target: str) -> Callable:
+    """`module:function`, imported when called: a stage's renderer stays out of `laclip --help`."""
+    def call(*args, **kwargs):
+        import importlib
+
+        module, _, name = target.partition(":")
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    return call
+
+
+def fields(*paths: str, **help_text: str) -> list[Flag]:
+    """Flags that are only their field: `--max-restarts` for max_restarts, `--queue` for cluster.queue
+    (the last part of the path), help, default and type from the field; in the order given. A stage's
+    own help for one goes by that last part."""
+    return [Flag(p, (f"--{p.rsplit('.', 1)[-1].replace('_', '-')}",), help_text.get(p.rsplit(".", 1)[-1]))
+            for p in paths]
+
+
 def cluster_flags(*names: str, **help_text: str) -> list[Flag]:
-    """Flags of ClusterOptions fields (`--queue` for cluster.queue...), in the order given; a stage's
-    own help for one goes by field name."""
-    return [Flag(f"cluster.{n}", (f"--{n.replace('_', '-')}",), help_text.get(n)) for n in names]
+    """Flags of ClusterOptions fields (`--queue` for cluster.queue...)."""
+    return fields(*(f"cluster.{n}" for n in names), **help_text)
 
 
 @dataclass(frozen=True)
@@ -80,6 +103,12 @@ class Stage:
     options: list[Option] = field(default_factory=list)
     bucket_paths: Callable[[Any], list[str]] = lambda cfg: [cfg.root]
     local_default: bool = False  # runs here unless --cluster (a CPU stage such as rewrite import)
+    component: str = ""  # the app.kubernetes.io/component label of its objects [default: the name]
+    submit: bool = True  # a command of `laclip submit` (rewrite import is `laclip rewrites import`)
+
+    @property
+    def label(self) -> str:
+        return self.component or self.name
 
     def flag_names(self) -> dict[str, str]:
         """field path -> the flag a user types, for error messages."""
@@ -197,10 +226,11 @@ def drive(stage: Stage, flag_values: dict, fields: dict[str, Flag], *, config_fi
         sys.stdout.write(dump_yaml(objects))
         return
     from laclip import cluster
+    from laclip_jobs.backends import RESOURCES
     from laclip_jobs.common import check_images_configured
 
     check_images_configured(objects)
-    outcomes = cluster.create(objects, context=kube_context)
+    outcomes = cluster.create(objects, RESOURCES, context=kube_context)
     for kind, name, outcome in outcomes:
         ns = next(o["metadata"]["namespace"] for o in objects if o["metadata"]["name"] == name)
         if outcome == "created":

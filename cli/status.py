@@ -15,6 +15,7 @@ from rich.table import Table
 from laclip import layout
 from laclip.errors import LaclipError, UsageError
 from laclip_cli.console import err, out, styled
+from laclip_cli.stages import COMPONENTS
 from laclip_cli.state import state
 
 NamespaceOpt = typer.Option(None, "--namespace", "-n", envvar="LACLIP_NAMESPACE", show_default=False,
@@ -40,9 +41,16 @@ def _twin(command: str) -> None:
 
 
 def _job_kinds(cluster) -> str:
-    """The job kinds a kubectl twin names: kubectl rejects a kind whose CRD the cluster lacks."""
-    return ",".join(["jobs"] + ["jobsets.jobset.x-k8s.io"] * cluster.has_jobset
-                    + ["jobs.batch.volcano.sh"] * cluster.has_volcano)
+    """The kinds a kubectl twin names: every backend's that the cluster serves (kubectl rejects a kind
+    whose CRD the cluster lacks)."""
+    from laclip_jobs.backends import RESOURCES
+
+    return ",".join(r.kubectl for r in RESOURCES if cluster.serves(r))
+
+
+def _check_stage(stage: str) -> None:
+    if stage not in COMPONENTS:
+        raise UsageError(f"unknown stage {stage!r}: use one of {', '.join(COMPONENTS)}")
 
 
 def _selector(run: str) -> str:
@@ -108,34 +116,32 @@ class NoObjects(LaclipError):
 
 
 class Found:
-    """A run's objects as the cluster returned them (each list already filtered to the run)."""
+    """A run's objects as the cluster returned them: every backend's kind, and its pods, filtered to the run."""
 
     def __init__(self, cluster, run: str):
-        from laclip_jobs.status import of_run
+        from laclip_jobs.backends import BACKENDS, for_object
+        from laclip_jobs.status import PROVISIONING, WORKLOADS, of_run, split_made
 
         selector = _selector(run)
-        self.jobs, self.vjobs, self.jsets, self.pods = (
-            of_run(fetch(selector), run) for fetch in (cluster.jobs, cluster.volcano_jobs, cluster.jobsets,
-                                                       cluster.pods))
-        if not (self.jobs or self.vjobs or self.jsets or self.pods):
+        self.objects = [o for b in BACKENDS for o in of_run(cluster.objects(b.resource, selector), run)]
+        self.pods = of_run(cluster.pods(selector), run)
+        if not (self.objects or self.pods):
             raise NoObjects(f"run {run!r} has no jobs or pods in namespace {cluster.namespace!r} "
                             f"(finished jobs are removed after their TTL); `laclip status` lists the runs there")
-        queued = self.jobs or self.jsets  # what Kueue admits (it cannot admit a Volcano Job)
-        self.workloads = cluster.workloads() if queued else []
+        self.owners = split_made(self.objects)[0]  # what laclip created (a JobSet's own Jobs are its progress)
+        self.kinds = [b for b in BACKENDS if any(b.makes(o) for o in self.owners)]
+        queued = any(for_object(o).kueue for o in self.objects)  # what Kueue admits (not a Volcano Job)
+        self.workloads = cluster.objects(WORKLOADS) if queued else []
         # GKE's flex-start: Kueue asks the cluster autoscaler for the nodes of a Workload it holds back
         checks = any((w.get("status") or {}).get("admissionChecks") for w in self.workloads)
-        self.provisioning = cluster.provisioning_requests() if checks else []
+        self.provisioning = cluster.objects(PROVISIONING) if checks else []
         self.events = cluster.events()
-
-    @property
-    def owners(self) -> list[dict]:
-        return self.jobs + self.vjobs + self.jsets
 
     def summary(self, run: str):
         from laclip_jobs.status import summarise
 
-        return summarise(run, self.jobs, self.vjobs, self.pods, self.events, self.workloads, self.jsets,
-                         self.provisioning)
+        return summarise(run, self.objects, self.pods, self.events, self.workloads, self.provisioning,
+                         order=COMPONENTS)
 
 
 def _print_json(cluster, run: str, store) -> None:
@@ -181,10 +187,9 @@ def _show_run(cluster, run: str, namespace: str, store):
         _print_stage(run, st, dataset, None if elsewhere else store, now, rewrite_id, _shards(owners))
         if elsewhere:
             out.print(styled("  ", ("store:", "yellow"), " ", _elsewhere_note(elsewhere)), soft_wrap=True)
-    if found.vjobs:
-        _twin(f"kubectl get jobs.batch.volcano.sh,podgroups -n {namespace} -l {selector}")
-    if found.jsets:
-        _twin(f"kubectl get jobsets.jobset.x-k8s.io -n {namespace} -l {selector}")
+    for backend in found.kinds:
+        if backend.resource.kubectl != "jobs":  # the first twin shows Jobs
+            _twin(f"kubectl get {backend.twin or backend.resource.kubectl} -n {namespace} -l {selector}")
     if any(o.kind == "Workload" and o.state != "Admitted" for st in summary.stages.values() for o in st.objects):
         _twin(f"kubectl get workloads.kueue.x-k8s.io -n {namespace}")  # Kueue names them after their job
         if found.provisioning:
@@ -280,23 +285,21 @@ def _print_stage(run: str, st, dataset: str | None, store, now: dt.datetime, rew
 
 
 def _list_runs(namespace: str, context: str | None) -> None:
+    from laclip_jobs.backends import BACKENDS, for_object
     from laclip_jobs.common import COMPONENT_LABEL, RUN_LABEL
-    from laclip_jobs.status import job_state, jobset_of, jobset_state, parse_time, volcano_state
+    from laclip_jobs.status import parse_time, split_made
 
     selector = "app.kubernetes.io/managed-by=laclip"
     cluster = _cluster(namespace, context)
-    jsets = cluster.jobsets(selector)
-    mine = {(j.get("metadata") or {}).get("name") for j in jsets}
-    found = [(j, job_state) for j in cluster.jobs(selector) if jobset_of(j) not in mine] + \
-            [(v, volcano_state) for v in cluster.volcano_jobs(selector)] + [(j, jobset_state) for j in jsets]
+    found = split_made([o for b in BACKENDS for o in cluster.objects(b.resource, selector)])[0]
     _twin(f"kubectl get {_job_kinds(cluster)} -n {namespace} -l {selector} -L {RUN_LABEL}")
     rows = []
-    for obj, fn in found:
+    for obj in found:
         meta = obj.get("metadata") or {}
         labels = meta.get("labels") or {}
         if RUN_LABEL in labels:
             rows.append((parse_time(meta.get("creationTimestamp")), labels[RUN_LABEL],
-                         labels.get(COMPONENT_LABEL, "?"), fn(obj)))
+                         labels.get(COMPONENT_LABEL, "?"), for_object(obj).state(obj)))
     if not rows:
         out.print(f"no laclip runs in namespace {namespace}")
         return
@@ -310,7 +313,7 @@ def _list_runs(namespace: str, context: str | None) -> None:
 
 def logs(
     run: str = typer.Argument(..., help="Run id."),
-    stage: str = typer.Option(..., "--stage", "-s", help="rewrite, train or eval."),
+    stage: str = typer.Option(..., "--stage", "-s", help=f"One of {', '.join(COMPONENTS)}."),
     index: Optional[int] = typer.Option(None, "--index", "-i", help="Completion index (rewrite shard, train node)."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Stream until the container ends."),
     tail: Optional[int] = typer.Option(None, "--tail", help="Only the last N lines."),
@@ -319,10 +322,9 @@ def logs(
 ) -> None:
     """Print (or follow) the log of one pod of a run's stage."""
     namespace = _ns(namespace)
-    from laclip_jobs.status import STAGES, of_run, pod_index
+    from laclip_jobs.status import of_run, pod_index
 
-    if stage not in STAGES:
-        raise UsageError(f"unknown stage {stage!r}: use one of {', '.join(STAGES)}")
+    _check_stage(stage)
     if tail is not None and tail < 0:
         raise UsageError(f"--tail must be 0 or more lines, got {tail}")
     selector = f"{_selector(run)},app.kubernetes.io/component={stage}"
@@ -371,44 +373,36 @@ def _created(pod: dict) -> float:
 def cancel(
     run: str = typer.Argument(..., help="Run id."),
     stage: Optional[str] = typer.Option(None, "--stage", "-s",
-                                        help="Only this stage's objects (rewrite, train, eval)."),
+                                        help=f"Only this stage's objects: {', '.join(COMPONENTS)}."),
     namespace: Optional[str] = NamespaceOpt,
     context: Optional[str] = ContextOpt,
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> None:
-    """Delete a run's Jobs (and JobSets, Volcano Jobs, ConfigMaps); their pods go with them. Store outputs stay."""
+    """Delete a run's jobs, of every kind, and ConfigMaps; their pods go with them. Store outputs stay."""
     namespace = _ns(namespace)
-    from laclip_jobs.status import STAGES, jobset_of, of_run
+    from laclip_jobs.backends import BACKENDS, for_object
+    from laclip_jobs.status import of_run, split_made
 
     selector = _selector(run)
     if stage is not None:
-        if stage not in STAGES:
-            raise UsageError(f"unknown stage {stage!r}: use one of {', '.join(STAGES)}")
+        _check_stage(stage)
         selector += f",app.kubernetes.io/component={stage}"
     cluster = _cluster(namespace, context)
-
-    def mine(objs: list[dict]) -> list[dict]:
-        return [o for o in of_run(objs, run) if stage is None or _label(o, "app.kubernetes.io/component") == stage]
-
-    jsets, vjobs = mine(cluster.jobsets(selector)), mine(cluster.volcano_jobs(selector))
-    # A JobSet's own Jobs go with it (deleted alone, they would be made again)
-    owned = {j["metadata"]["name"] for j in jsets}
-    jobs = [j for j in mine(cluster.jobs(selector)) if jobset_of(j) not in owned]
-    cms = mine(cluster.configmaps(selector))
+    # What laclip created, of every kind; what those made (a JobSet's Jobs, a TrainJob's JobSet) goes with them
+    # (deleted alone, it would be made again)
+    found = split_made([o for b in BACKENDS for o in cluster.objects(b.resource, selector)])[0]
+    found = [o for o in of_run(found, run) if stage is None or _label(o, "app.kubernetes.io/component") == stage]
+    cms = [c for c in of_run(cluster.configmaps(selector), run)
+           if stage is None or _label(c, "app.kubernetes.io/component") == stage]
     _twin(f"kubectl delete {_job_kinds(cluster)},configmaps -n {namespace} -l {selector} --cascade=foreground")
-    if not (jobs or vjobs or jsets):
+    if not found:
         what = f"run {run!r}" + (f" has no {stage} jobs" if stage else " has no jobs")
         raise LaclipError(f"{what} in namespace {namespace!r}: nothing to cancel")
-    names = [f"JobSet/{j['metadata']['name']}" for j in jsets] + [f"Job/{j['metadata']['name']}" for j in jobs] \
-        + [f"VolcanoJob/{v['metadata']['name']}" for v in vjobs]
+    names = [f"{for_object(o).kind}/{o['metadata']['name']}" for o in found]
     if not yes and not typer.confirm(f"delete {', '.join(names)} and their pods?"):
         raise typer.Exit(1)
-    for j in jsets:
-        cluster.delete_jobset(j["metadata"]["name"])
-    for j in jobs:
-        cluster.delete_job(j["metadata"]["name"])
-    for v in vjobs:
-        cluster.delete_volcano_job(v["metadata"]["name"])
+    for obj in found:
+        cluster.delete(for_object(obj).resource, obj["metadata"]["name"])
     for c in cms:
         cluster.delete_configmap(c["metadata"]["name"])
     out.print(f"cancelled run {run}: deleted {', '.join(names)}"

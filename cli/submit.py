@@ -5,11 +5,10 @@ Every stage is declared once (laclip_cli.stages) and driven the same way (laclip
 
 import typer
 
+from laclip_cli import stages
 from laclip_cli.stage import command
-from laclip_cli.stages import eval as eval_stage
-from laclip_cli.stages import fetch, rewrite, train
 
 app = typer.Typer(help="Submit a stage as a Kubernetes job, print it, or run it here.", no_args_is_help=True)
-STAGES = {s.name: s for s in (rewrite.STAGE, train.STAGE, eval_stage.STAGE, fetch.STAGE)}
+STAGES = {s.name: s for s in stages.STAGES if s.submit}
 for _stage in STAGES.values():
     app.command(_stage.name, help=_stage.help)(command(_stage))

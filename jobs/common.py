@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from laclip.cluster import kubelet_literal, stamp  # noqa: F401  (renderers import them from here)
+from laclip.kube import QUEUE_LABEL, kubelet_literal, stamp  # noqa: F401  (renderers import them from here)
 from laclip.config import ClusterOptions, default_image
 from laclip.errors import EXIT_PERMANENT, UsageError  # noqa: F401
 
@@ -17,7 +17,6 @@ APP = "laclip"
 RUN_LABEL = "laclip.dev/run"
 DATASET_LABEL = "laclip.dev/dataset"
 COMPONENT_LABEL = "app.kubernetes.io/component"
-QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 GPU_RESOURCE = "nvidia.com/gpu"
 ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
 SPOT_LABEL = "cloud.google.com/gke-spot"

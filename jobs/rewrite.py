@@ -22,14 +22,12 @@ import re
 from laclip import layout
 from laclip.errors import UsageError
 from laclip.rewrite.config import RewriteConfig
+from laclip.rewrite.engines import spec
 from laclip.storage.gcs import BUCKET_RULE, valid_bucket
-from laclip_jobs.common import (
-    EXIT_PERMANENT, apply_gke_pod_spec, base_env, batch_job, check_name, image_for, kubelet_literal, labels,
-    resources, stamp,
-)
+from laclip_jobs.backends import job
+from laclip_jobs.common import check_name
 
 COMPONENT = "rewrite"
-CONTAINER = "rewrite"
 ENTRY_MODULE = "laclip.rewrite.main"
 MODELS_MOUNT = "/models"
 # What an object path may hold to become a gcsfuse `only-dir=` mount option: no ',' (it would add
@@ -87,49 +85,16 @@ def render(cfg: RewriteConfig) -> list[dict[str, Any]]:
     worker_cfg = cfg.model_copy(update={"model": model_in_pod, "num_shards": num_shards, "rewrite_id": rewrite_id,
                                         "model_origin": cfg.model if volume else None,
                                         "tensor_parallel": cfg.gpus_per_pod})
-    env = base_env(root, run) + [
-        {"name": "HF_HOME", "value": "/tmp/.cache/huggingface"},
-        {"name": "VLLM_CACHE_ROOT", "value": "/tmp/.cache/vllm"},
-    ]
-    container: dict[str, Any] = {
-        "name": CONTAINER,
-        "image": image_for(COMPONENT, cluster),
-        "command": ["python", "-m", ENTRY_MODULE],
-        # kubelet_literal: a `$` in user text (a model path, an endpoint) reaches the worker as typed
-        "args": ["--config", kubelet_literal(worker_cfg.worker_json())],
-        "env": env,
-        "resources": resources(cluster),
-    }
-    if cfg.engine == "openai":
-        container["env"].append({"name": "OPENAI_API_KEY", "valueFrom": {"secretKeyRef": {
-            "name": "laclip-openai", "key": "api-key", "optional": True}}})
-    pod_meta: dict[str, Any] = {"labels": labels(COMPONENT, run, cfg.dataset)}
-    spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
-    if volume:
-        pod_meta["annotations"] = {"gke-gcsfuse/volumes": "true"}
-        spec["volumes"] = [volume]
-        container["volumeMounts"] = [mount]
-    apply_gke_pod_spec(spec, cluster)
-
-    job_spec: dict[str, Any] = {
-        "completionMode": "Indexed",
-        "completions": n,
-        "parallelism": parallelism,
-        "backoffLimitPerIndex": cfg.backoff_limit_per_index,
-        "maxFailedIndexes": max_failed,
-        "podFailurePolicy": {"rules": [
-            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
-            {"action": "FailIndex", "onExitCodes": {"containerName": CONTAINER, "operator": "In",
-                                                    "values": [EXIT_PERMANENT]}},
-        ]},
-        "ttlSecondsAfterFinished": cluster.ttl_seconds_after_finished,
-        "template": {"metadata": pod_meta, "spec": spec},
-    }
-    if cluster.queue:
-        job_spec["suspend"] = True  # Kueue admits (unsuspends) it when the queue has quota
-    job = batch_job(COMPONENT, run, run, cfg.dataset, cluster, {
-        "laclip.dev/rewrite-id": rewrite_id,
-        "laclip.dev/output": f"{root.rstrip('/')}/{layout.rewrite_folder(cfg.dataset, rewrite_id)}/",
-        "laclip.dev/shards": str(num_shards),
-    }, job_spec)
-    return [stamp(job)]
+    env = [{"name": "HF_HOME", "value": "/tmp/.cache/huggingface"},
+           {"name": "VLLM_CACHE_ROOT", "value": "/tmp/.cache/vllm"}]
+    env += [{"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": True}}}
+            for name, (secret, key) in spec(cfg.engine).secret_env.items()]
+    return [job.render(
+        component=COMPONENT, name=run, run=run, root=root, dataset=cfg.dataset, cluster=cluster, entry=ENTRY_MODULE,
+        config=worker_cfg.worker_json(), items=n, indexed=True, parallelism=parallelism,
+        retries=cfg.backoff_limit_per_index, max_failed_indexes=max_failed, env=env,
+        volumes=[volume] if volume else None, mounts=[mount] if mount else None,
+        pod_annotations={"gke-gcsfuse/volumes": "true"} if volume else None,
+        annotations={"laclip.dev/rewrite-id": rewrite_id,
+                     "laclip.dev/output": f"{root.rstrip('/')}/{layout.rewrite_folder(cfg.dataset, rewrite_id)}/",
+                     "laclip.dev/shards": str(num_shards)})]

@@ -17,10 +17,8 @@ from typing import Any
 from laclip import layout
 from laclip.errors import UsageError
 from laclip.rewrite_import.config import ImportConfig
-from laclip_jobs.common import (
-    EXIT_PERMANENT, apply_gke_pod_spec, base_env, batch_job, check_name, image_for, kubelet_literal, labels,
-    resources, stamp,
-)
+from laclip_jobs.backends import job
+from laclip_jobs.common import check_name, resources
 
 COMPONENT = "rewrite-import"
 CONTAINER = "import"
@@ -39,32 +37,8 @@ def render(cfg: ImportConfig) -> list[dict[str, Any]]:
     worker = cfg.model_copy(update={"rewrite_id": rewrite_id, "work_dir": "/tmp"})
     res = resources(cluster)
     res["requests"]["ephemeral-storage"] = SCRATCH
-    container: dict[str, Any] = {
-        "name": CONTAINER,
-        "image": image_for(IMAGE, cluster),
-        "command": ["python", "-m", ENTRY_MODULE],
-        "args": ["--config", kubelet_literal(worker.worker_json())],
-        "env": base_env(root, run),
-        "resources": res,
-    }
-    spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
-    apply_gke_pod_spec(spec, cluster)
-    job_spec: dict[str, Any] = {
-        "completions": 1,
-        "parallelism": 1,
-        "backoffLimit": cfg.backoff_limit,
-        "podFailurePolicy": {"rules": [
-            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
-            {"action": "FailJob", "onExitCodes": {"containerName": CONTAINER, "operator": "In",
-                                                  "values": [EXIT_PERMANENT]}},
-        ]},
-        "ttlSecondsAfterFinished": cluster.ttl_seconds_after_finished,
-        "template": {"metadata": {"labels": labels(COMPONENT, run, cfg.dataset)}, "spec": spec},
-    }
-    if cluster.queue:
-        job_spec["suspend"] = True
-    job = batch_job(COMPONENT, run, run, cfg.dataset, cluster, {
-        "laclip.dev/rewrite-id": rewrite_id,
-        "laclip.dev/output": f"{root.rstrip('/')}/{layout.rewrite_folder(cfg.dataset, rewrite_id)}/",
-    }, job_spec)
-    return [stamp(job)]
+    return [job.render(
+        component=COMPONENT, name=run, run=run, root=root, dataset=cfg.dataset, cluster=cluster, entry=ENTRY_MODULE,
+        config=worker.worker_json(), container=CONTAINER, image=IMAGE, items=1, retries=cfg.backoff_limit, res=res,
+        annotations={"laclip.dev/rewrite-id": rewrite_id,
+                     "laclip.dev/output": f"{root.rstrip('/')}/{layout.rewrite_folder(cfg.dataset, rewrite_id)}/"})]

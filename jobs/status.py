@@ -12,13 +12,18 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from laclip_jobs.common import COMPONENT_LABEL, QUEUE_LABEL, RUN_LABEL
+from laclip.kube import Resource
+from laclip_jobs.backends import BACKENDS, for_object
+from laclip_jobs.backends.base import ObjectState, condition, labels_of, meta
+from laclip_jobs.backends.job import parse_indexes  # noqa: F401  (status readers import it from here)
+from laclip_jobs.common import COMPONENT_LABEL, RUN_LABEL
 
-STAGES = ("rewrite-import", "rewrite", "train", "eval")
-INDEX_LABEL = "batch.kubernetes.io/job-completion-index"  # label (1.28+) and annotation on Indexed Job pods
-VOLCANO_INDEX = "volcano.sh/task-index"
-TORCHX_REPLICA = "torchx.pytorch.org/replica-id"  # train pods rendered by TorchX: the node index
-JOBSET_NAME_LABEL = "jobset.sigs.k8s.io/jobset-name"  # on the Jobs (and pods) a JobSet creates
+# Kueue's Workloads, and the cluster autoscaler's ProvisioningRequests that Kueue makes for GKE's
+# flex-start: read for why a run waits; an account without the right to list them skips them.
+KUEUE = "install Kueue"
+WORKLOADS = Resource("kueue.x-k8s.io/v1beta1", "Workload", "workloads", install=KUEUE, optional=True)
+PROVISIONING = Resource("autoscaling.x-k8s.io/v1", "ProvisioningRequest", "provisioningrequests", install=KUEUE,
+                        optional=True)
 # Container waiting reasons that mean "this will not start by itself".
 STUCK_REASONS = {
     "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashLoopBackOff",
@@ -31,18 +36,6 @@ EVENT_REASONS = {
     "DeadlineExceeded", "FailedIndexes", "Pending", "QuotaReserved", "Admitted", "PodGroupPending", "Unschedulable",
     "FailedJobs", "FailJobSet", "RestartJobSet",
 }
-
-
-def parse_indexes(text: str | None) -> list[int]:
-    """`completedIndexes` / `failedIndexes` ("0-2,5") as a sorted list of ints."""
-    found: set[int] = set()
-    for part in (text or "").split(","):
-        part = part.strip()
-        if not part:
-            continue
-        lo, _, hi = part.partition("-")
-        found.update(range(int(lo), int(hi or lo) + 1))
-    return sorted(found)
 
 
 def format_indexes(indexes: Iterable[int]) -> str:
@@ -67,34 +60,19 @@ def parse_time(value: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def _meta(obj: dict) -> dict:
-    return obj.get("metadata") or {}
-
-
-def _labels(obj: dict) -> dict:
-    return _meta(obj).get("labels") or {}
-
-
 def of_run(objs: Iterable[dict], run: str) -> list[dict]:
     """Keep the objects labelled with this run (the server filters too; this is the guarantee)."""
-    return [o for o in objs if _labels(o).get(RUN_LABEL) == run]
+    return [o for o in objs if labels_of(o).get(RUN_LABEL) == run]
 
 
 def pod_index(pod: dict) -> int | None:
-    meta = _meta(pod)
-    for source in (meta.get("labels") or {}, meta.get("annotations") or {}):
-        for key in (INDEX_LABEL, TORCHX_REPLICA, VOLCANO_INDEX):
+    """The index of a pod (a completion index, a node), by the labels any backend numbers its pods with."""
+    found = meta(pod)
+    for source in (found.get("labels") or {}, found.get("annotations") or {}):
+        for key in dict.fromkeys(k for b in BACKENDS for k in b.index_keys):
             if str(source.get(key, "")).isdigit():
                 return int(source[key])
     return None
-
-
-@dataclass
-class ObjectState:
-    kind: str  # Job, VolcanoJob, Workload
-    name: str
-    state: str  # Running, Pending, Suspended, Succeeded, Failed, ...
-    detail: str = ""
 
 
 @dataclass
@@ -145,84 +123,9 @@ class RunStatus:
     stages: dict[str, StageStatus]
 
 
-def _condition(obj: dict, kind: str) -> dict | None:
-    for cond in (obj.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == kind and cond.get("status") == "True":
-            return cond
-    return None
-
-
-def job_state(job: dict) -> ObjectState:
-    """A batch/v1 Job: suspended (Kueue), running, or finished from its conditions."""
-    spec, status = job.get("spec") or {}, job.get("status") or {}
-    name = _meta(job).get("name", "?")
-    for kind in ("Failed", "Complete"):
-        cond = _condition(job, kind)
-        if cond:
-            state = "Succeeded" if kind == "Complete" else "Failed"
-            return ObjectState("Job", name, state, cond.get("message") or cond.get("reason") or "")
-    if _meta(job).get("deletionTimestamp"):
-        return ObjectState("Job", name, "Terminating", "deletion in progress")
-    if spec.get("suspend"):
-        queue = _labels(job).get(QUEUE_LABEL)
-        why = f"waiting for Kueue admission in LocalQueue {queue}" if queue else "suspended (spec.suspend=true)"
-        return ObjectState("Job", name, "Suspended", why)
-    active, ready = status.get("active", 0), status.get("ready", 0)
-    if active and ready:
-        return ObjectState("Job", name, "Running", f"{ready} of {active} pods ready")
-    return ObjectState("Job", name, "Pending" if active or not status.get("startTime") else "Running",
-                       f"{active} pods active" if active else "no pod running yet")
-
-
-def volcano_state(vjob: dict) -> ObjectState:
-    """A batch.volcano.sh Job (what TorchX renders for train): phase from status.state."""
-    state = ((vjob.get("status") or {}).get("state") or {})
-    phase = state.get("phase") or "Pending"
-    mapped = {"Completed": "Succeeded", "Failed": "Failed", "Aborted": "Failed", "Terminated": "Failed",
-              "Running": "Running", "Restarting": "Running", "Completing": "Running",
-              "Aborting": "Terminating", "Terminating": "Terminating"}.get(phase, "Pending")
-    detail = state.get("message") or state.get("reason") or f"Volcano phase {phase}"
-    return ObjectState("VolcanoJob", _meta(vjob).get("name", "?"), mapped, detail)
-
-
-def jobset_of(job: dict) -> str | None:
-    """The JobSet that created this Job, if one did (its label, else its owner reference)."""
-    name = _labels(job).get(JOBSET_NAME_LABEL)
-    owner = next((r.get("name") for r in _meta(job).get("ownerReferences") or [] if r.get("kind") == "JobSet"), None)
-    return name or owner
-
-
-def jobset_state(js: dict) -> ObjectState:
-    """A jobset.x-k8s.io JobSet: finished, suspended (Kueue), or how many of its Jobs are ready;
-    with the gang restarts it has made (a Spot reclaim is one that maxRestarts does not count)."""
-    spec, status = js.get("spec") or {}, js.get("status") or {}
-    name = _meta(js).get("name", "?")
-    restarts, counted = int(status.get("restarts") or 0), int(status.get("restartsCountTowardsMax") or 0)
-    limit = (spec.get("failurePolicy") or {}).get("maxRestarts", 0)
-    again = f"; restarts: {restarts} ({counted} of at most {limit} counted)" if restarts else ""
-    for kind in ("Failed", "Completed"):
-        cond = _condition(js, kind)
-        if cond:
-            detail = cond.get("message") or cond.get("reason") or ""
-            return ObjectState("JobSet", name, "Succeeded" if kind == "Completed" else "Failed", detail + again)
-    if _meta(js).get("deletionTimestamp"):
-        return ObjectState("JobSet", name, "Terminating", "deletion in progress")
-    if spec.get("suspend"):
-        queue = _labels(js).get(QUEUE_LABEL)
-        why = f"waiting for Kueue admission in LocalQueue {queue}" if queue else "suspended (spec.suspend=true)"
-        return ObjectState("JobSet", name, "Suspended", why + again)
-    total = sum(int(r.get("replicas") or 1) for r in spec.get("replicatedJobs") or [])
-    jobs = status.get("replicatedJobsStatus") or []
-    ready = sum(int(r.get("ready") or 0) + int(r.get("succeeded") or 0) for r in jobs)
-    active = sum(int(r.get("active") or 0) for r in jobs)
-    state = "Running" if total and ready >= total else "Pending"
-    detail = f"{ready} of {total} job(s) ready" + (f", {active} active" if active and ready < total else "")
-    return ObjectState("JobSet", name, state, detail + again)
-
-
 def admission_check_reasons(workload: dict) -> list[str]:
     """Why Kueue's admission checks (e.g. flex-start's ProvisioningRequest) hold a Workload back."""
-    if _condition(workload, "Admitted") or _condition(workload, "Finished"):
+    if condition(workload, "Admitted") or condition(workload, "Finished"):
         return []
     return [f"Kueue admission check {c.get('name')}: {c.get('state')}: {' '.join(c['message'].split())}"
             for c in (workload.get("status") or {}).get("admissionChecks") or []
@@ -232,7 +135,7 @@ def admission_check_reasons(workload: dict) -> list[str]:
 def provisioning_reason(request: dict) -> str | None:
     """The state of a ProvisioningRequest (autoscaling.x-k8s.io), as GKE's autoscaler reports it:
     failed, capacity revoked or booking expired, else accepted and waiting, else not accepted."""
-    name = _meta(request).get("name", "?")
+    name = meta(request).get("name", "?")
     conditions = {c.get("type"): c for c in (request.get("status") or {}).get("conditions") or []}
     for kind, status in (("Failed", "True"), ("CapacityRevoked", "True"), ("BookingExpired", "True"),
                          ("Provisioned", "False"), ("Accepted", "False")):
@@ -249,7 +152,7 @@ def workload_reason(workload: dict) -> str | None:
     """Why Kueue has not admitted a Workload yet (QuotaReserved False carries the message).
     A finished Workload waits for nothing (newer Kueue clears its admission when it finishes);
     a True QuotaReserved ("Quota reserved in ClusterQueue ...") is progress, not a reason."""
-    if _condition(workload, "Admitted") or _condition(workload, "Finished"):
+    if condition(workload, "Admitted") or condition(workload, "Finished"):
         return None
     conditions = (workload.get("status") or {}).get("conditions") or []
     for cond in sorted(conditions, key=lambda c: c.get("type") != "Evicted"):  # a preemption first
@@ -296,89 +199,97 @@ def event_reasons(events: Iterable[dict], names: set[str]) -> list[tuple[str, st
     return [(subject, text) for _, subject, text in sorted(picked)]
 
 
-def summarise(run: str, jobs: list[dict], vjobs: list[dict], pods: list[dict],
-              events: list[dict], workloads: list[dict] | None = None, jobsets: list[dict] | None = None,
-              provisioning: list[dict] | None = None) -> RunStatus:
-    """One StageStatus per stage that has objects, from whatever the cluster returned."""
-    jobs, vjobs, pods, jsets = of_run(jobs, run), of_run(vjobs, run), of_run(pods, run), of_run(jobsets or [], run)
+def _key(api_version: str | None, kind: str | None, name: str | None) -> tuple:
+    return (api_version or "").rpartition("/")[0], kind, name
+
+
+def makers(obj: dict) -> set[tuple]:
+    """The objects that made `obj`, by owner reference, or by the label a JobSet puts on its Jobs."""
+    found = {_key(r.get("apiVersion"), r.get("kind"), r.get("name")) for r in meta(obj).get("ownerReferences") or []}
+    for backend in BACKENDS:
+        if backend.child_label and labels_of(obj).get(backend.child_label):
+            found.add(_key(backend.resource.api_version, backend.resource.kind, labels_of(obj)[backend.child_label]))
+    return found
+
+
+def split_made(objects: list[dict]) -> tuple[list[dict], dict[str, str]]:
+    """(the objects none of the others made, {name of a made object: name of the top object that made
+    it}): a JobSet's Jobs and a TrainJob's JobSet are their maker's progress, not objects of their own,
+    and deleting the maker deletes them."""
+    keyed = {_key(o.get("apiVersion"), o.get("kind"), meta(o).get("name")): o for o in objects}
+    parent = {k: next(iter(makers(o) & set(keyed)), None) for k, o in keyed.items()}
+    top, made = [], {}
+    for k, o in keyed.items():
+        root, seen = k, set()
+        while parent.get(root) is not None and root not in seen:
+            seen.add(root)
+            root = parent[root]
+        (top.append(o) if root == k else made.setdefault(k[2], root[2]))
+    return top, made
+
+
+def summarise(run: str, objects: list[dict], pods: list[dict] = (), events: list[dict] = (),
+              workloads: list[dict] | None = None, provisioning: list[dict] | None = None,
+              order: Iterable[str] = ()) -> RunStatus:
+    """One StageStatus per stage that has objects, from whatever the cluster returned: `objects` of
+    any backend's kind, in `order` of the stages' components (the others after them)."""
+    top, made = split_made(of_run(objects, run))
+    pods = of_run(pods, run)
     stages: dict[str, StageStatus] = {}
-
-    def stage_of(obj: dict) -> StageStatus:
-        name = _labels(obj).get(COMPONENT_LABEL, "unknown")
-        return stages.setdefault(name, StageStatus(name))
-
     owners: dict[str, StageStatus] = {}  # object name -> stage, for events and workloads
-    for js in jsets:
-        st = stage_of(js)
-        st.objects.append(jobset_state(js))
-        owners[_meta(js).get("name")] = st
-        _times(st, _meta(js).get("creationTimestamp"), None)
-        done = _condition(js, "Completed") or _condition(js, "Failed")
-        if done:
-            _times(st, None, done.get("lastTransitionTime"))
-        if st.objects[-1].state in ("Suspended", "Failed"):
-            st.add_reason(st.objects[-1].detail, f"JobSet {st.objects[-1].name}")
-    children = {_meta(js).get("name") for js in jsets}
-    for job in [j for j in jobs if jobset_of(j) in children]:  # a JobSet's Jobs: its progress, not stages of their own
-        owners[_meta(job).get("name")] = owners[jobset_of(job)]
-    jobs = [j for j in jobs if jobset_of(j) not in children]
-    for job in jobs:
-        st = stage_of(job)
-        st.objects.append(job_state(job))
-        owners[_meta(job).get("name")] = st
-        spec, status = job.get("spec") or {}, job.get("status") or {}
-        # Several Jobs in one stage (an eval Job per checkpoint): each numbers its completions
-        # from 0, so each is shifted past the ones before it, else their indexes would merge.
-        base = st.completions or 0
-        st.completions = base + int(spec.get("completions") or spec.get("parallelism") or 1)
-        if spec.get("completionMode") == "Indexed":
-            st.completed += [base + i for i in parse_indexes(status.get("completedIndexes"))]
-            st.failed += [base + i for i in parse_indexes(status.get("failedIndexes"))]
-        else:
-            st.completed += list(range(base, base + int(status.get("succeeded") or 0)))
-        failed = _condition(job, "Failed")  # a failed Job has no completionTime: it ended then
-        _times(st, status.get("startTime"), status.get("completionTime") or (failed or {}).get("lastTransitionTime"))
-        if st.objects[-1].state in ("Suspended", "Failed"):
-            st.add_reason(st.objects[-1].detail, f"Job {st.objects[-1].name}")
-    for vjob in vjobs:
-        st = stage_of(vjob)
-        st.objects.append(volcano_state(vjob))
-        owners[_meta(vjob).get("name")] = st
-        state = (vjob.get("status") or {}).get("state") or {}
-        _times(st, _meta(vjob).get("creationTimestamp"), None)
-        if st.objects[-1].state in ("Succeeded", "Failed"):
-            _times(st, None, state.get("lastTransitionTime"))
-        if st.objects[-1].state in ("Pending", "Failed"):
-            st.add_reason(st.objects[-1].detail, f"VolcanoJob {st.objects[-1].name}")
+    for obj in top:
+        backend = for_object(obj)
+        if backend is None:
+            continue
+        name = labels_of(obj).get(COMPONENT_LABEL, "unknown")
+        st = stages.setdefault(name, StageStatus(name))
+        state = backend.state(obj)
+        st.objects.append(state)
+        owners[meta(obj).get("name")] = st
+        prog = backend.progress(obj)
+        if prog.completions is not None:
+            # Several Jobs in one stage (an eval Job per checkpoint): each numbers its completions
+            # from 0, so each is shifted past the ones before it, else their indexes would merge.
+            base = st.completions or 0
+            st.completions = base + prog.completions
+            st.completed += [base + i for i in prog.completed]
+            st.failed += [base + i for i in prog.failed]
+        _times(st, prog.started, prog.finished)
+        if state.state in backend.problem_states:
+            st.add_reason(state.detail, f"{state.kind} {state.name}")
+    for child, root in made.items():
+        if root in owners:
+            owners[child] = owners[root]
     waiting: dict[str, StageStatus] = {}  # Workloads not admitted yet -> stage, for their ProvisioningRequests
     for wl in workloads or []:
-        owner = next((r.get("name") for r in _meta(wl).get("ownerReferences") or [] if r.get("name") in owners), None)
+        owner = next((r.get("name") for r in meta(wl).get("ownerReferences") or [] if r.get("name") in owners), None)
         if owner:
             why = workload_reason(wl)
-            owners[owner].objects.append(ObjectState("Workload", _meta(wl).get("name", "?"),
+            owners[owner].objects.append(ObjectState("Workload", meta(wl).get("name", "?"),
                                                      "Pending" if why else "Admitted", why or ""))
             for text in ([why] if why else []) + admission_check_reasons(wl):
                 owners[owner].add_reason(text)
             if why:
-                waiting[_meta(wl).get("name")] = owners[owner]
+                waiting[meta(wl).get("name")] = owners[owner]
     for request in provisioning or []:
-        wl = next((r.get("name") for r in _meta(request).get("ownerReferences") or [] if r.get("name") in waiting),
+        wl = next((r.get("name") for r in meta(request).get("ownerReferences") or [] if r.get("name") in waiting),
                   None)
         why = provisioning_reason(request) if wl else None
         if why:
             waiting[wl].add_reason(why)
     pod_stage: dict[str, StageStatus] = {}
     for pod in pods:
-        st = stage_of(pod)
-        pod_stage[_meta(pod).get("name")] = st
-        phase = ("Terminating" if _meta(pod).get("deletionTimestamp")
+        name = labels_of(pod).get(COMPONENT_LABEL, "unknown")
+        st = stages.setdefault(name, StageStatus(name))
+        pod_stage[meta(pod).get("name")] = st
+        phase = ("Terminating" if meta(pod).get("deletionTimestamp")
                  else (pod.get("status") or {}).get("phase", "Unknown"))
         st.pods[phase] += 1
         if phase in ("Pending", "Failed"):
             for text in pod_reasons(pod):
-                st.add_reason(text, f"pod {_meta(pod).get('name')}")
+                st.add_reason(text, f"pod {meta(pod).get('name')}")
     by_name = {**owners, **pod_stage}
-    settled = {_meta(p).get("name") for p in pods if (p.get("status") or {}).get("phase") in ("Running", "Succeeded")}
+    settled = {meta(p).get("name") for p in pods if (p.get("status") or {}).get("phase") in ("Running", "Succeeded")}
     for ev in events:
         involved = ev.get("involvedObject") or ev.get("regarding") or {}
         st = by_name.get(involved.get("name"))
@@ -388,7 +299,7 @@ def summarise(run: str, jobs: list[dict], vjobs: list[dict], pods: list[dict],
             st.add_reason(text, subject.replace("Pod ", "pod ", 1))
     for st in stages.values():
         st.completed, st.failed = sorted(set(st.completed)), sorted(set(st.failed))
-    ordered = {s: stages.pop(s) for s in STAGES if s in stages}
+    ordered = {s: stages.pop(s) for s in order if s in stages}
     ordered.update(stages)
     return RunStatus(run, ordered)
 

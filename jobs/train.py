@@ -1,6 +1,6 @@
-"""Render a training run: the TorchX dist.ddp AppDef, run by the cluster as a JobSet (laclip's
-renderer, jobs/jobset.py; admitted by Kueue) or a Volcano Job (TorchX's own Kubernetes
-scheduler), with the same GKE patches. Pure functions of TrainConfig; no torch, nothing contacted.
+"""Render a training run: the TorchX dist.ddp AppDef, run by the cluster as the object of the backend
+`--scheduler` names (laclip_jobs.backends.TRAIN: a JobSet admitted by Kueue by default), with the
+same GKE patches whichever it is. Pure functions of TrainConfig; no torch, nothing contacted.
 
 The AppDef is the one definition of the job: TorchX owns the torchrun command line (c10d
 rendezvous on the first node, elastic `--nnodes MIN:MAX` under Volcano). We add what TorchX cannot
@@ -10,37 +10,29 @@ Identity, non-root security contexts, /dev/shm and /tmp, the laclip labels, the 
 object name, and failure policies that end the job on EXIT_PERMANENT instead of restarting it.
 
 Why JobSet by default: on GKE, multi-node GPU training is a JobSet admitted by Kueue (xpk and
-Kubeflow Trainer v2 build on it); Kueue cannot admit a Volcano Job, so only the JobSet goes
+Kubeflow Trainer v2 build on it); Kueue cannot admit a Volcano Job, so only what Kueue admits goes
 through the quota, flex-start provisioning and topology-aware placement that a team's GPUs sit
 behind. Volcano stays for clusters that run it, and for elastic node counts.
 """
 
 from __future__ import annotations
 
-import copy
 import re
 from typing import Any
 
 from laclip import layout
 from laclip.errors import UsageError
 from laclip.train.config import TrainConfig
-from laclip_jobs import jobset
-from laclip_jobs.common import (EXIT_PERMANENT, FLEX_START_QUEUE, MAX_RUN_ANNOTATION, TOPOLOGY_ANNOTATIONS,
-                                apply_gke_pod_spec, as_json, base_env, check_name, check_subdomain, image_for,
-                                kubelet_literal, labels, object_labels, resources, stamp)
+from laclip_jobs import backends
+from laclip_jobs.backends.base import ROLE, TrainRequest
+from laclip_jobs.common import (FLEX_START_QUEUE, MAX_RUN_ANNOTATION, TOPOLOGY_ANNOTATIONS, apply_gke_pod_spec,
+                                base_env, check_name, image_for, kubelet_literal, labels, object_labels, resources)
 
 COMPONENT = "train"
-VOLCANO_API = "batch.volcano.sh/v1alpha1"
 ENTRY_MODULE = "laclip.train.main"
 LAUNCHER = "python -m laclip.train.launch"  # runs torchrun (laclip.train.launch)
-DEFAULT_VOLCANO_QUEUE = "default"
-# TorchX's ddp names its role after the entry module (laclip.train.main): the replicated Job of the
-# JobSet, and the Volcano tasks <role>-<node>; part of every pod name.
-ROLE = "main"
-# TorchX renders one Volcano task per node (~4 KB each); past this the Job nears etcd's 1.5 MiB object limit.
-MAX_NODES = 256
-# A JobSet holds one pod template whatever the size; this bounds a typo, not the object.
-MAX_JOBSET_NODES = 15_000
+# One pod template per backend object whatever the size; this bounds a typo, not the object.
+MAX_NODES = 15_000
 NAME_LIMIT = 63  # a pod's hostname is a DNS label
 
 
@@ -97,11 +89,10 @@ def app_def(cfg: TrainConfig, *, local: bool = False, image: str | None = None):
     if not root:
         raise UsageError("the training job needs the store root (submit sets it)")
     lo, hi = cfg.nnodes()
-    if not local and cfg.scheduler == "volcano" and hi > MAX_NODES:
-        raise UsageError(f"--nodes {cfg.nodes}: at most {MAX_NODES} nodes (one Volcano task each; a larger Job "
-                         "exceeds the API server's object size limit)")
-    if not local and hi > MAX_JOBSET_NODES:
-        raise UsageError(f"--nodes {cfg.nodes}: at most {MAX_JOBSET_NODES} nodes")
+    if not local:
+        backends.scheduler(cfg.scheduler).check_train(cfg, lo, hi)
+        if hi > MAX_NODES:
+            raise UsageError(f"--nodes {cfg.nodes}: at most {MAX_NODES} nodes")
     nproc = cfg.nproc()
     if local:
         j, gpus, env = f"1x{nproc}", 0, {"LACLIP_ROOT": root, "LACLIP_RUN": cfg.run, "PYTHONUNBUFFERED": "1",
@@ -135,22 +126,9 @@ def app_def(cfg: TrainConfig, *, local: bool = False, image: str | None = None):
     return app
 
 
-def _replace(obj: Any, old: str, new: str) -> Any:
-    if isinstance(obj, str):
-        return obj.replace(old, new)
-    if isinstance(obj, list):
-        return [_replace(v, old, new) for v in obj]
-    if isinstance(obj, dict):
-        return {k: _replace(v, old, new) for k, v in obj.items()}
-    return obj
-
-
 def longest_pod_name(cfg: TrainConfig, run: str | None = None) -> str:
     """The longest pod name the scheduler derives from the run id for cfg's node count."""
-    run, nodes = cfg.run if run is None else run, cfg.nnodes()[1]
-    if cfg.scheduler == "jobset":
-        return jobset.longest_pod_name(run, ROLE, nodes)
-    return f"{run}-{ROLE}-{nodes - 1}-0"  # Volcano's <job>-<task>-<index>; TorchX's task is <role>-<node>
+    return backends.scheduler(cfg.scheduler).longest_pod_name(cfg.run if run is None else run, cfg.nnodes()[1])
 
 
 def run_id_limit(cfg: TrainConfig) -> int:
@@ -162,24 +140,16 @@ def check_run_id(cfg: TrainConfig) -> str:
     check_name(cfg.run, "run id")
     longest = longest_pod_name(cfg)
     if len(longest) > NAME_LIMIT:
-        shown = longest[:-len(jobset.POD_NAME_SUFFIX)] + "-xxxxx" if cfg.scheduler == "jobset" else longest
         raise UsageError(
             f"run id {cfg.run!r} is {len(cfg.run)} characters long: with --scheduler {cfg.scheduler} and "
-            f"{cfg.nnodes()[1]} node(s) its longest pod name ({shown}) would be {len(longest)} characters, over "
-            f"Kubernetes' limit of {NAME_LIMIT}; use a --run of at most {run_id_limit(cfg)} characters (or leave "
-            "--run out for one that fits)")
-    if cfg.scheduler == "jobset" and not cfg.run[0].isalpha():
-        raise UsageError(f"run id {cfg.run!r} must start with a letter: JobSet derives DNS-1035 names from it")
+            f"{cfg.nnodes()[1]} node(s) its longest pod name ({backends.scheduler(cfg.scheduler).shown(longest)}) "
+            f"would be {len(longest)} characters, over Kubernetes' limit of {NAME_LIMIT}; use a --run of at most "
+            f"{run_id_limit(cfg)} characters (or leave --run out for one that fits)")
     return cfg.run
 
 
-def render(cfg: TrainConfig) -> list[dict[str, Any]]:
-    """The training run as cfg.scheduler runs it: a JobSet, or a Volcano Job."""
-    return render_jobset(cfg) if cfg.scheduler == "jobset" else render_volcano(cfg)
-
-
 def _patch_pod_spec(spec: dict[str, Any], cfg: TrainConfig) -> None:
-    """The GKE patches of a training pod, whichever scheduler rendered it."""
+    """The GKE patches of a training pod, whichever backend rendered it."""
     if not spec.get("nodeSelector"):
         spec.pop("nodeSelector", None)
     # TorchX mounts an unbounded memory /dev/shm; ours has the size limit of ClusterOptions.shm
@@ -189,74 +159,30 @@ def _patch_pod_spec(spec: dict[str, Any], cfg: TrainConfig) -> None:
     apply_gke_pod_spec(spec, cfg.cluster, flex_start=cfg.flex_start)
 
 
-def render_jobset(cfg: TrainConfig) -> list[dict[str, Any]]:
-    """The AppDef's role as a JobSet of one Indexed Job, a pod per node; under Kueue with a queue."""
+def render(cfg: TrainConfig) -> list[dict[str, Any]]:
+    """The training run as the backend of cfg.scheduler runs it."""
+    backend = backends.scheduler(cfg.scheduler)
     cluster = cfg.cluster
+    check_name(cluster.namespace, "namespace")
+    if (cfg.flex_start or cfg.topology) and not backend.kueue:
+        kueued = " or ".join(b.name for b in backends.TRAIN.values() if b.kueue)
+        raise UsageError(f"{'--flex-start' if cfg.flex_start else '--topology'} needs --scheduler {kueued}: it works "
+                         f"through Kueue, which cannot admit a {backend.resource.name}")
+    app = app_def(cfg)  # checks the node count against the backend
+    check_run_id(cfg)
     lo, hi = cfg.nnodes()
-    if lo != hi:
-        raise UsageError(
-            f"--nodes {cfg.nodes} is elastic, and a JobSet runs a fixed gang: all {hi} pods start together "
-            f"and a failed pod restarts the whole gang from the newest checkpoint. Use --nodes {hi} "
-            f"(or --nodes {lo}), or --scheduler volcano for torchrun's elastic membership")
-    check_run_id(cfg)
-    queue = cluster.queue or (FLEX_START_QUEUE if cfg.flex_start else None)
-    own = labels(COMPONENT, cfg.run, cfg.dataset)
-    top = object_labels(COMPONENT, cfg.run, cfg.dataset, cluster.model_copy(update={"queue": queue}))
-    annotations = {MAX_RUN_ANNOTATION: str(cfg.flex_start_max_run_s)} \
-        if cfg.flex_start and cfg.flex_start_max_run_s else None
-    pod_annotations = {TOPOLOGY_ANNOTATIONS[cfg.topology]: cfg.topology_level} if cfg.topology else None
-    [role] = app_def(cfg).roles
-    js = jobset.from_role(role, name=cfg.run, namespace=check_name(cluster.namespace, "namespace"), nodes=hi,
-                          container=COMPONENT, permanent_exit=EXIT_PERMANENT, max_restarts=cfg.job_retries(),
-                          ttl_seconds=cluster.ttl_seconds_after_finished, labels=top, template_labels=own,
-                          annotations=annotations, pod_annotations=pod_annotations, suspend=bool(queue))
-    for pod in jobset.pod_templates(js):
-        _patch_pod_spec(pod["spec"], cfg)
-    return [stamp(js)]
+    queue = (cluster.queue or (FLEX_START_QUEUE if cfg.flex_start else None)) if backend.kueue else None
+    req = TrainRequest(
+        cfg=cfg, app=app, nodes=hi, template_labels=labels(COMPONENT, cfg.run, cfg.dataset),
+        labels=object_labels(COMPONENT, cfg.run, cfg.dataset, cluster.model_copy(update={"queue": queue})),
+        annotations={MAX_RUN_ANNOTATION: str(cfg.flex_start_max_run_s)}
+        if cfg.flex_start and cfg.flex_start_max_run_s else None,
+        pod_annotations={TOPOLOGY_ANNOTATIONS[cfg.topology]: cfg.topology_level} if cfg.topology else None,
+        suspend=bool(queue), retries=cfg.job_retries(), patch_pod=lambda spec: _patch_pod_spec(spec, cfg))
+    return [backend.render_train(req)]
 
 
-def render_volcano(cfg: TrainConfig) -> list[dict[str, Any]]:
-    """The Volcano Job, as TorchX renders it, patched for GKE."""
-    from torchx.schedulers.kubernetes_scheduler import create_scheduler
-
-    cluster = cfg.cluster
-    check_run_id(cfg)
-    app = app_def(cfg)
-    opts = {"namespace": check_name(cluster.namespace, "namespace"),
-            "queue": check_subdomain(cluster.queue or DEFAULT_VOLCANO_QUEUE, "Volcano queue name"),
-            "service_account": cluster.service_account}
-    if cluster.priority_class:
-        opts["priority_class"] = cluster.priority_class
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # TorchX warns that Volcano retries are imperfect; we restart in torchrun
-        info = create_scheduler("laclip").submit_dryrun(app, opts)
-    job = as_json(copy.deepcopy(info.request.resource))  # V1Pod models -> dicts
-    # TorchX names the job <app>-<random>; use the run id so kubectl and laclip agree
-    job = _replace(job, job["metadata"]["name"], cfg.run)
-    own = labels(COMPONENT, cfg.run, cfg.dataset)
-    job = {"apiVersion": job["apiVersion"], "kind": job["kind"],
-           "metadata": {"name": cfg.run, "namespace": cluster.namespace, "labels": dict(own)},
-           "spec": job["spec"]}
-    job["spec"]["ttlSecondsAfterFinished"] = cluster.ttl_seconds_after_finished
-    retries = cfg.job_retries()  # TorchX sets max_restarts; on Spot preemptions need more (TrainConfig)
-    job["spec"]["maxRetry"] = retries
-    for task in job["spec"]["tasks"]:
-        task["maxRetry"] = retries
-        # Volcano takes the first task policy that matches a pod's end: the permanent exit code
-        # must come before TorchX's "PodFailed -> RestartJob", or a typo would restart the Job.
-        task["policies"] = [{"exitCode": EXIT_PERMANENT, "action": "TerminateJob"}] + task.get("policies", [])
-        template = task["template"]
-        template["metadata"].setdefault("labels", {}).update(own)
-        _patch_pod_spec(template["spec"], cfg)
-    return [stamp(job)]
-
-
-def pod_templates(job: dict[str, Any]) -> list[dict[str, Any]]:
-    """The pod templates of a rendered JobSet or Volcano Job, each as a standalone Pod (what tests
+def pod_templates(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pod templates of a rendered training object, each as a standalone Pod (what tests
     validate against the Kubernetes schema)."""
-    if job["kind"] == jobset.KIND:
-        return jobset.pod_templates(job)
-    return [{"apiVersion": "v1", "kind": "Pod", "metadata": t["template"]["metadata"], "spec": t["template"]["spec"]}
-            for t in job["spec"]["tasks"]]
+    return backends.for_object(obj).pod_templates(obj)

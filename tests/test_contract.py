@@ -88,6 +88,10 @@ def test_renderers_never_talk_to_a_cluster():
                 module = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
                 if (module or "").split(".")[0] == "kubernetes" and "ApiClient" not in {a.name for a in node.names}:
                     offenders.append(f"{path.relative_to(REPO)}:{node.lineno}: imports {module}")
+                names = {f"{module}.{a.name}" for a in node.names} if isinstance(node, ast.ImportFrom) else set()
+                if module in ("laclip.cluster", "laclip_cli") or module.startswith("laclip_cli.") or \
+                        "laclip.cluster" in names:  # the API client, and the layer above
+                    offenders.append(f"{path.relative_to(REPO)}:{node.lineno}: imports {module}")
     assert not offenders, "\n".join(offenders)
 
 
@@ -146,3 +150,16 @@ def test_the_check_finds_spelled_markup():
         assert markup_spellings(ast.parse(code)), code
     for code in ('x = "gs://b/p"', 'x = "a[0]"', 'x = "{00000..NNNNN}.tar"', 'x = "[x]"', 'x = "()[]{}"'):
         assert not markup_spellings(ast.parse(code)), code
+
+
+def test_one_module_talks_to_the_api_server():
+    """laclip.cluster is the one module that imports the kubernetes client (credentials resolved in one
+    place, every API error said one way); the CLI and a training pod go through it."""
+    offenders = []
+    for path, tree in sources("laclip", "jobs", "cli"):
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                if any(n.split(".")[0] == "kubernetes" for n in names) and path != REPO / "laclip" / "cluster.py":
+                    offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert not offenders, "\n".join(offenders)

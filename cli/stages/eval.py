@@ -7,27 +7,18 @@ import time
 from laclip.errors import LaclipError, UsageError
 from laclip.eval.config import EvalConfig
 from laclip_cli.console import err, out
-from laclip_cli.stage import Context, Flag, Option, Stage, cluster_flags
-
-
-def _names(text: str) -> list[str]:
-    return [d.strip() for d in text.split(",") if d.strip()]
+from laclip_cli.stage import Context, Flag, Option, Stage, cluster_flags, comma_list, fields, lazy
 
 
 FLAGS = [
     Flag("checkpoint", ("--checkpoint", "-c")),
-    Flag("run", ("--run",)),
-    Flag("model", ("--model",)),
-    Flag("datasets", ("--datasets",), parse=_names, kind=str),
-    Flag("tasks", ("--tasks",), parse=_names, kind=str),
-    Flag("templates", ("--templates",)),
-    Flag("classnames", ("--classnames",)),
+    *fields("run", "model"),
+    Flag("datasets", ("--datasets",), parse=comma_list, kind=str),
+    Flag("tasks", ("--tasks",), parse=comma_list, kind=str),
+    *fields("templates", "classnames"),
     Flag("fewshot.episodes", ("--episodes",), "few-shot episodes  [default: 600]"),
-    Flag("batch_size", ("--batch-size",)),
-    Flag("workers", ("--workers",)),
-    Flag("precision", ("--precision",)),
-    Flag("seed", ("--seed",), "seeds the few-shot episodes and the probe's split  [default: 0]"),
-    Flag("parallelism", ("--parallelism",)),
+    *fields("batch_size", "workers", "precision", "seed", "parallelism",
+            seed="seeds the few-shot episodes and the probe's split  [default: 0]"),
     *cluster_flags("namespace", "image", "gpus", "accelerator", "spot", "queue", "priority_class",
                    "service_account", gpus="GPUs per pod: 1, or 0 for CPU nodes  [default: 1]"),
 ]
@@ -50,12 +41,6 @@ def build(stage: Stage, values: dict, sets: list[str], ctx: Context) -> EvalConf
     if cfg.cluster.gpus > 1:
         raise UsageError(f"invalid --gpus {cfg.cluster.gpus}: an eval pod uses one GPU (or 0 for CPU nodes)")
     return cfg
-
-
-def render(cfg: EvalConfig) -> list[dict]:
-    from laclip_jobs.eval import render as render_job
-
-    return render_job(cfg)
 
 
 def estimate(cfg: EvalConfig):
@@ -122,38 +107,33 @@ def submitted(cfg: EvalConfig, objects: list[dict], outcomes: list, ctx: Context
 def wait(name: str, namespace: str, timeout: int, poll: float = 15.0, api_client=None,
          context: str | None = None) -> None:
     """Poll the Job until it completes (return) or fails (raise)."""
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-    from urllib3.exceptions import HTTPError
+    from laclip.cluster import Cluster, ClusterError, Forbidden, connect
+    from laclip.errors import NotFound
+    from laclip.kube import BATCH_JOB
 
-    from laclip.cluster import connect
-
-    api = client.BatchV1Api(api_client or connect(context))
+    cluster = Cluster(api_client or connect(context), namespace)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:  # the Job itself, not jobs/status: the laclip-user Role grants `get` on jobs only
-            job = api.read_namespaced_job(name, namespace)
-        except ApiException as exc:
-            if exc.status in (403, 404):
-                raise LaclipError(f"cannot read Job {namespace}/{name}: {exc.status} {exc.reason}; "
-                                  "apply manifests/ (Role laclip-user) or check the namespace") from None
-            err.print(f"Job {name}: the API server answered {exc.status} {exc.reason}; asking again", markup=False)
-            job = None
-        except HTTPError as exc:  # a network blip while waiting hours is not a failed eval
-            err.print(f"Job {name}: cannot reach the API server ({type(exc).__name__}); asking again", markup=False)
-            job = None
-        if job is None:
+            job = cluster.get(BATCH_JOB, name)
+        except (NotFound, Forbidden) as exc:
+            code = "404" if isinstance(exc, NotFound) else "403"
+            raise LaclipError(f"cannot read Job {namespace}/{name}: {code} ({exc}); apply manifests/ (Role "
+                              "laclip-user) or check the namespace") from None
+        except ClusterError as exc:  # an API or network blip while waiting hours is not a failed eval
+            err.print(f"Job {name}: {exc}; asking again", markup=False)
             time.sleep(poll)
             continue
-        for cond in (job.status.conditions or []):
-            if cond.status == "True" and cond.type == "Complete":
+        status = job.get("status") or {}
+        for cond in status.get("conditions") or []:
+            if cond.get("status") == "True" and cond.get("type") == "Complete":
                 out.print(f"Job {name} complete", markup=False)
                 return
-            if cond.status == "True" and cond.type == "Failed":
-                raise LaclipError(f"Job {namespace}/{name} failed: {cond.reason}: {cond.message or ''}; "
+            if cond.get("status") == "True" and cond.get("type") == "Failed":
+                raise LaclipError(f"Job {namespace}/{name} failed: {cond.get('reason')}: {cond.get('message') or ''}; "
                                   f"see `laclip logs` or `kubectl logs -n {namespace} job/{name}`")
-        err.print(f"Job {name}: {job.status.active or 0} active, {job.status.succeeded or 0} succeeded, "
-                  f"{job.status.failed or 0} failed", markup=False)
+        err.print(f"Job {name}: {status.get('active') or 0} active, {status.get('succeeded') or 0} succeeded, "
+                  f"{status.get('failed') or 0} failed", markup=False)
         time.sleep(poll)
     raise LaclipError(f"Job {namespace}/{name} did not finish within {timeout}s (it keeps running)")
 
@@ -175,6 +155,7 @@ def print_records(records: list[dict]) -> None:
 
 STAGE = Stage(
     name="eval", help="Evaluate a checkpoint: zero-shot, few-shot kNN, linear probe, retrieval.",
-    config=EvalConfig, flags=FLAGS, options=OPTIONS, build=build, render=render, run_local=run_local,
+    config=EvalConfig, flags=FLAGS, options=OPTIONS, build=build,
+    render=lazy("laclip_jobs.eval:render"), run_local=run_local,
     estimate=estimate, submitted=submitted, bucket_paths=lambda cfg: [cfg.checkpoint_root, cfg.root],
 )

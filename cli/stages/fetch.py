@@ -8,11 +8,7 @@ import time
 from laclip.errors import UsageError
 from laclip.fetch.config import FetchConfig
 from laclip_cli.console import err, out
-from laclip_cli.stage import Context, Flag, Stage, cluster_flags
-
-
-def _names(text: str) -> list[str]:
-    return [d.strip() for d in text.split(",") if d.strip()]
+from laclip_cli.stage import Context, Flag, Stage, cluster_flags, comma_list, fields, lazy
 
 
 def _repos(values: list[str]) -> dict[str, str]:
@@ -26,17 +22,12 @@ def _repos(values: list[str]) -> dict[str, str]:
 
 
 FLAGS = [
-    Flag("datasets", ("--datasets", "-d"), parse=_names, kind=str),
-    Flag("revision", ("--revision",)),
-    Flag("splits", ("--splits",), parse=_names, kind=str),
+    Flag("datasets", ("--datasets", "-d"), parse=comma_list, kind=str),
+    *fields("revision"),
+    Flag("splits", ("--splits",), parse=comma_list, kind=str),
     Flag("repos", ("--repo",), "NAME=OWNER/REPO: fetch NAME from another hub repository (repeatable).", _repos,
          list[str]),
-    Flag("endpoint", ("--endpoint",)),
-    Flag("workers", ("--workers",)),
-    Flag("scratch", ("--scratch",)),
-    Flag("token_secret", ("--token-secret",)),
-    Flag("parallelism", ("--parallelism",)),
-    Flag("run", ("--run",)),
+    *fields("endpoint", "workers", "scratch", "token_secret", "parallelism", "run"),
     *cluster_flags("namespace", "image", "queue", "priority_class", "service_account", "spot"),
 ]
 
@@ -51,12 +42,6 @@ def build(stage: Stage, values: dict, sets: list[str], ctx: Context) -> FetchCon
     # the hub endpoint as huggingface_hub reads it here: pods get the same one
     base = {"root": ctx.root, **({"endpoint": os.environ["HF_ENDPOINT"]} if os.environ.get("HF_ENDPOINT") else {})}
     return load_config(stage.config, {**base, **values}, sets=sets, flags=stage.flag_names())
-
-
-def render(cfg: FetchConfig) -> list[dict]:
-    from laclip_jobs.fetch import render as render_job
-
-    return render_job(cfg)
 
 
 class _Bars:
@@ -124,5 +109,6 @@ def submitted(cfg: FetchConfig, objects: list[dict], outcomes: list, ctx: Contex
 STAGE = Stage(
     name="get-eval", help="Copy evaluation sets (CLIP_benchmark's webdataset copies) from the Hugging Face hub "
                           "into the store.",
-    config=FetchConfig, flags=FLAGS, build=build, render=render, run_local=run_local, submitted=submitted,
+    config=FetchConfig, flags=FLAGS, build=build,
+    render=lazy("laclip_jobs.fetch:render"), run_local=run_local, submitted=submitted,
 )

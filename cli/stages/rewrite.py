@@ -8,8 +8,9 @@ from typing import Callable, Optional
 
 from laclip.errors import LaclipError, UsageError
 from laclip.rewrite.config import RewriteConfig
+from laclip.rewrite.engines import spec
 from laclip_cli.console import err, out, styled
-from laclip_cli.stage import Context, Flag, Option, Stage, cluster_flags
+from laclip_cli.stage import Context, Flag, Option, Stage, cluster_flags, comma_list, fields, lazy
 
 DEFAULT_MODEL = "llama-7b"  # gs://ROOT/models/llama-7b: upload the weights there once
 
@@ -46,36 +47,21 @@ def _engine_options(values: list[str]) -> dict:
     return found
 
 
-def _sources(text: str) -> list[str]:
-    return [s.strip() for s in text.split(",") if s.strip()]
-
-
 FLAGS = [
     Flag("dataset", ("--dataset", "-d")),
-    Flag("sources", ("--sources",), parse=_sources, kind=str),
-    Flag("engine", ("--engine",)),
-    Flag("model", ("--model",)),
-    Flag("back_model", ("--back-model",)),
+    Flag("sources", ("--sources",), parse=comma_list, kind=str),
+    *fields("engine", "model", "back_model"),
     Flag("meta_pairs", ("--meta-pairs",), "SOURCE=PATH: your own pairs file (repeatable).", _meta_pairs, list[str]),
-    Flag("rewrite_id", ("--rewrite-id",)),
-    Flag("shards_per_pod", ("--shards-per-pod",)),
+    *fields("rewrite_id", "shards_per_pod"),
     Flag("cluster.gpus", ("--gpus-per-pod",), "GPUs per pod (vLLM tensor parallel size)  [default: 1]"),
-    Flag("parallelism", ("--parallelism",)),
+    *fields("parallelism"),
     *cluster_flags("accelerator", "spot", "queue", "namespace", "service_account", "image", "priority_class", "cpu",
                    "memory"),
-    Flag("endpoint", ("--endpoint",)),
+    *fields("endpoint"),
     Flag("engine_options", ("--engine-option",), "KEY=VALUE passed to the engine, e.g. gpu_memory_utilization=0.85 "
          "(vllm), retries=0 (openai). Repeatable.", _engine_options, list[str]),
-    Flag("batch_size", ("--batch-size",)),
-    Flag("seed", ("--seed",)),
-    Flag("sampling.temperature", ("--temperature",), "sampling temperature  [default: 0.9]"),
-    Flag("sampling.top_p", ("--top-p",), "nucleus sampling  [default: 0.95]"),
-    Flag("sampling.max_new_tokens", ("--max-new-tokens",), "tokens generated at most  [default: 77]"),
-    Flag("faithfulness", ("--faithfulness",)),
-    Flag("num_shards", ("--num-shards",)),
-    Flag("max_failed_indexes", ("--max-failed-indexes",)),
-    Flag("backoff_limit_per_index", ("--backoff-limit-per-index",)),
-    Flag("run", ("--run",)),
+    *fields("batch_size", "seed", "sampling.temperature", "sampling.top_p", "sampling.max_new_tokens", "faithfulness",
+            "num_shards", "max_failed_indexes", "backoff_limit_per_index", "run"),
 ]
 OPTIONS = [Option("workers", ("--workers",), Optional[int], None, "--local: processes at once [default: cores].")]
 
@@ -96,12 +82,11 @@ def build(stage: Stage, values: dict, sets: list[str], ctx: Context) -> RewriteC
     if not ctx.local and not ctx.dry_run:
         require_bucket(cfg.root, False)  # before the listing: pods cannot read a local folder
     update: dict = {}
-    if cfg.engine == "vllm" and not cfg.model and not ctx.local:
+    engine = spec(cfg.engine)
+    if engine.default_model and not cfg.model and not ctx.local:
         # gs://your-bucket: a placeholder for --dry-run of a local root, and a valid bucket name
         bucket = cfg.root.rstrip("/") if cfg.root.startswith("gs://") else "gs://your-bucket"
         update["model"] = f"{bucket}/{layout.model_folder(DEFAULT_MODEL)}"
-    if cfg.endpoint and cfg.engine != "openai":
-        raise UsageError(f"--endpoint is for --engine openai; the {cfg.engine} engine would ignore it")
     update["run"] = cfg.run or new_run_id("rewrite", cfg.dataset)
     if not ctx.local:
         cfg = cfg.for_cluster()  # so that what this prints is what the pods run
@@ -125,17 +110,11 @@ def _shard_count(cfg: RewriteConfig, ctx: Context) -> int:
     raise UsageError(f"dataset {cfg.dataset!r} is not a preset: pass --num-shards N for a dry run")
 
 
-def render(cfg: RewriteConfig) -> list[dict]:
-    from laclip_jobs.rewrite import render as render_job
-
-    return render_job(cfg)
-
-
 def estimate(cfg: RewriteConfig):
     from laclip.plan import try_estimate
     from laclip_jobs.rewrite import DEFAULT_PARALLELISM, completions
 
-    if cfg.engine not in ("vllm", "hf"):
+    if not spec(cfg.engine).gpu:
         return None
     n = completions(cfg.num_shards, cfg.shards_per_pod)
     gpus = max(1, cfg.cluster.gpus) * min(cfg.parallelism or DEFAULT_PARALLELISM, n)
@@ -164,7 +143,7 @@ def run_here(cfg: RewriteConfig, *, workers: int | None = None,
     cfg, warning = cfg.check().for_this_machine()
     if warning:
         err.print(styled(("warning:", "yellow"), " ", warning), soft_wrap=True)
-    if cfg.engine in ("hf", "backtranslate"):
+    if spec(cfg.engine).model_dirs:
         from laclip.rewrite.engines.base import check_model_dir
 
         for folder in filter(None, (cfg.model, cfg.back_model)):
@@ -245,6 +224,7 @@ def _show_examples(store, cfg: RewriteConfig, rid: str, n: int = 3) -> None:
 
 STAGE = Stage(
     name="rewrite", help="Rewrite every caption of a dataset with an LLM (one column per meta-pair source).",
-    config=RewriteConfig, flags=FLAGS, options=OPTIONS, build=build, render=render, run_local=run_local,
+    config=RewriteConfig, flags=FLAGS, options=OPTIONS, build=build,
+    render=lazy("laclip_jobs.rewrite:render"), run_local=run_local,
     estimate=estimate, submitted=submitted,
 )

@@ -9,7 +9,7 @@ import time
 from laclip.errors import UsageError
 from laclip.rewrite_import.config import ImportConfig, source_name
 from laclip_cli.console import err, out
-from laclip_cli.stage import Context, Flag, Stage, cluster_flags
+from laclip_cli.stage import Context, Flag, Stage, cluster_flags, fields, lazy
 
 
 def _sources(values: list[str]) -> dict[str, str]:
@@ -29,15 +29,10 @@ def _sources(values: list[str]) -> dict[str, str]:
 
 FLAGS = [
     Flag("dataset", ("--dataset", "-d")),
-    Flag("original", ("--original",)),
+    *fields("original"),
     Flag("sources", ("--source",), "NAME=FILE: a rewrite file, one line per row of --original (repeatable; "
          "FILE alone takes NAME from <dataset>_<name>.txt).", _sources, list[str]),
-    Flag("rewrite_id", ("--rewrite-id",)),
-    Flag("original_format", ("--original-format",)),
-    Flag("choose", ("--choose",)),
-    Flag("filter", ("--filter",)),
-    Flag("work_dir", ("--work-dir",)),
-    Flag("run", ("--run",)),
+    *fields("rewrite_id", "original_format", "choose", "filter", "work_dir", "run"),
     *cluster_flags("namespace", "service_account", "image", "queue", "priority_class", "cpu", "memory", "spot"),
 ]
 
@@ -66,12 +61,6 @@ def check(cfg: ImportConfig, ctx: Context) -> None:
     for role, url in (("--original", cfg.original), *((f"--source {n}", u) for n, u in cfg.sources.items())):
         if version(url) is None:
             raise UsageError(f"{role} {url} does not exist")
-
-
-def render(cfg: ImportConfig) -> list[dict]:
-    from laclip_jobs.rewrite_import import render as render_job
-
-    return render_job(cfg)
 
 
 def run_local(cfg: ImportConfig, ctx: Context) -> None:
@@ -152,7 +141,8 @@ def submitted(cfg: ImportConfig, objects: list[dict], outcomes: list, ctx: Conte
 STAGE = Stage(
     name="import", help="Import released rewrites (the LaCLIP paper's files, or any line-aligned ones) onto a "
                         "dataset: joined by caption, written as a rewrite set. Runs here unless --cluster.",
-    config=ImportConfig, flags=FLAGS, build=build, render=render, run_local=run_local, check=check,
-    submitted=submitted, local_default=True,
+    config=ImportConfig, flags=FLAGS, build=build,
+    render=lazy("laclip_jobs.rewrite_import:render"), run_local=run_local, check=check,
+    submitted=submitted, local_default=True, component="rewrite-import", submit=False,
     bucket_paths=lambda cfg: [cfg.root, cfg.original, *cfg.sources.values()],
 )

@@ -1,6 +1,7 @@
-"""`laclip submit train`: the TorchX dist.ddp AppDef, rendered for GKE as a JobSet (Kueue's unit of
-admission: --queue, --flex-start, --topology) or as TorchX's Volcano Job (--scheduler volcano);
---dry-run prints it, --local runs the AppDef's own torchrun command here whatever the scheduler."""
+"""`laclip submit train`: the TorchX dist.ddp AppDef, rendered for GKE by the backend --scheduler names
+(laclip_jobs.backends; by default a JobSet, Kueue's unit of admission for --queue, --flex-start,
+--topology); --dry-run prints it, --local runs the AppDef's own torchrun command here whatever the
+scheduler."""
 
 from __future__ import annotations
 
@@ -12,55 +13,26 @@ from laclip.errors import EXIT_PERMANENT, LaclipError, UsageError
 from laclip.rewrite.draw import parse_text_probs
 from laclip.train.config import TrainConfig
 from laclip_cli.console import out
-from laclip_cli.stage import Context, Flag, Option, Stage, cluster_flags
+from laclip_cli.stage import Context, Flag, Option, Stage, cluster_flags, comma_list, fields, lazy
+from laclip_jobs import backends
 
 
-def _names(text: str) -> list[str]:
-    return [d.strip() for d in text.split(",") if d.strip()]
-
-
-QUEUE_HELP = ("Kueue LocalQueue of the JobSet (it waits there, suspended, for admission); with --scheduler volcano "
-              "the Volcano queue [default: none; laclip-flex with --flex-start; Volcano: default]")
+QUEUE_HELP = ("Kueue LocalQueue of the run (it waits there, suspended, for admission); with "
+              "--scheduler volcano the Volcano queue [default: none; laclip-flex with --flex-start; Volcano: default]")
+SCHEDULER_HELP = "how the cluster runs it: " + "; ".join(f"{name}: {b.help}" for name, b in backends.TRAIN.items())
 FLAGS = [
-    Flag("dataset", ("--dataset",)),
-    Flag("rewrites", ("--rewrites",)),
-    Flag("preset", ("--preset",)),
-    Flag("model", ("--model",)),
-    Flag("augment", ("--augment",)),
+    *fields("dataset", "rewrites", "preset", "model", "augment"),
     Flag("text_probs", ("--text-probs",), parse=parse_text_probs, kind=str),
-    Flag("loss", ("--loss",)),
-    Flag("texts_per_image", ("--texts-per-image",)),
-    Flag("batch_size", ("--batch-size",)),
-    Flag("accum_freq", ("--accum-freq",)),
-    Flag("steps", ("--steps",)),
-    Flag("epochs", ("--epochs",), "training epochs  [default: the preset's]"),
-    Flag("lr", ("--lr",), "peak learning rate  [default: the preset's]"),
-    Flag("wd", ("--wd",), "weight decay  [default: the preset's]"),
-    Flag("warmup_steps", ("--warmup-steps",), "warm-up steps  [default: the preset's warm-up epochs]"),
-    Flag("precision", ("--precision",)),
-    Flag("grad_checkpointing", ("--grad-checkpointing",), "recompute activations in backward (less memory)"),
-    Flag("compile", ("--compile",), "torch.compile the model (slower first steps while it compiles)"),
-    Flag("local_loss", ("--local-loss",), "open_clip's local loss (needs --gather-with-grad)"),
-    Flag("gather_with_grad", ("--gather-with-grad",), "gather features with their gradients"),
-    Flag("workers", ("--workers",)),
-    Flag("checkpoint_every", ("--checkpoint-every",)),
-    Flag("keep_last", ("--keep-last",)),
-    Flag("log_every", ("--log-every",), "steps between metric lines  [default: 20]"),
-    Flag("resume", ("--resume",)),
-    Flag("seed", ("--seed",), "seeds data order, initialisation and crops  [default: 0]"),
-    Flag("run", ("--run",)),
-    Flag("nodes", ("--nodes",), "nodes: N, or MIN:MAX (elastic, --scheduler volcano only)  [default: 1]"),
-    Flag("scheduler", ("--scheduler",)),
-    Flag("flex_start", ("--flex-start",)),
-    Flag("topology", ("--topology",)),
-    Flag("topology_level", ("--topology-level",)),
+    *fields("loss", "texts_per_image", "batch_size", "accum_freq",
+            "steps", "epochs", "lr", "wd", "warmup_steps", "precision", "grad_checkpointing", "compile", "local_loss",
+            "gather_with_grad", "workers", "checkpoint_every", "keep_last", "log_every", "resume", "seed", "run",
+            "nodes", "scheduler", "flex_start", "topology", "topology_level", scheduler=SCHEDULER_HELP),
     Flag("cluster.gpus", ("--gpus-per-node",), "GPUs (= processes) per node [default: the preset's; demo 0]"),
     *cluster_flags("accelerator", "spot", "queue", "priority_class", "namespace", "service_account", "image", "cpu",
                    "memory", queue=QUEUE_HELP, cpu="CPU request per node [default: the preset's]",
                    memory="memory per node, e.g. 600Gi [default: the preset's]"),
-    Flag("max_restarts", ("--max-restarts",)),
-    Flag("max_job_retries", ("--max-job-retries",)),
-    Flag("eval_datasets", ("--eval-datasets",), parse=_names, kind=str),
+    *fields("max_restarts", "max_job_retries"),
+    Flag("eval_datasets", ("--eval-datasets",), parse=comma_list, kind=str),
 ]
 OPTIONS = [Option("nproc", ("--nproc",), Optional[int], None, "Processes with --local [default: 1].")]
 
@@ -77,6 +49,7 @@ def build(stage: Stage, values: dict, sets: list[str], ctx: Context) -> TrainCon
     # A fresh owner token per submission: its own restarts may take the run's lease, nothing else may.
     defaults = {"preset": "auto", "root": ctx.root, "run": "-", "owner": secrets.token_hex(8)}
     cfg = load_config(stage.config, merge(defaults, values), sets=sets, flags=stage.flag_names())
+    backends.scheduler(cfg.scheduler)  # a typo'd --scheduler is refused by --local and --dry-run too
     if cfg.run == "-":  # as long as the scheduler's pod names allow for this many nodes
         from laclip_jobs.train import run_id_limit
 
@@ -98,12 +71,6 @@ def check(cfg: TrainConfig, ctx: Context) -> None:
     check_inputs(cfg)
 
 
-def render(cfg: TrainConfig) -> list[dict]:
-    from laclip_jobs.train import render as render_job
-
-    return render_job(cfg)
-
-
 def estimate(cfg: TrainConfig):
     """The `laclip plan` figure for this run at its largest size (None on CPU or off-preset)."""
     from laclip.plan import try_estimate
@@ -118,8 +85,10 @@ def estimate(cfg: TrainConfig):
 
 
 def submitted(cfg: TrainConfig, objects: list[dict], outcomes: list, ctx: Context) -> None:
+    from laclip_jobs.backends import for_object
+
     ns = cfg.cluster.namespace
-    kind = "jobsets.jobset.x-k8s.io" if cfg.scheduler == "jobset" else "jobs.batch.volcano.sh"
+    kind = for_object(objects[0]).resource.kubectl
     out.print(f"watch: laclip status {cfg.run}  (kubectl get {kind},pods -n {ns} "
               f"-l laclip.dev/run={cfg.run})", markup=False, soft_wrap=True)
 
@@ -150,7 +119,7 @@ def run_local(cfg: TrainConfig, ctx: Context) -> None:
 
 STAGE = Stage(
     name="train", help="Train CLIP / LaCLIP: DDP (torchrun via TorchX) on GKE GPU node pools, as a JobSet under "
-                       "Kueue or a Volcano Job.",
-    config=TrainConfig, flags=FLAGS, options=OPTIONS, build=build, check=check, render=render,
+                       "Kueue or another --scheduler backend.",
+    config=TrainConfig, flags=FLAGS, options=OPTIONS, build=build, check=check, render=lazy("laclip_jobs.train:render"),
     run_local=run_local, estimate=estimate, submitted=submitted,
 )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import json
 
-from laclip.cluster import kubelet_literal, stamp
+from laclip.kube import kubelet_literal, stamp
 from laclip.eval.config import EvalConfig, slug
 
 CHECKPOINT_LABEL = "laclip.dev/checkpoint"

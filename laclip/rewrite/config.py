@@ -17,9 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from laclip.config import ClusterOptions
 from laclip.errors import UsageError
-from laclip.rewrite.wordnet import OPERATIONS
+from laclip.rewrite.engines import ENGINES, spec
 
-ENGINES = ("vllm", "hf", "eda", "backtranslate", "openai", "null")
 BUILTIN_SOURCES = ("chatgpt", "bard", "coco", "human")
 SOURCE_RE = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 RESERVED_COLUMNS = {"key", "caption"}
@@ -33,31 +32,6 @@ REJECT_SUFFIX = "_rejected"  # per-source column naming why a rewrite fell back 
 FILTER_VERSION = 3
 FAITHFULNESS = ("wordnet", "builtin", "off")  # as laclip.rewrite.filters.FAITHFULNESS; "auto" resolves to one
 EXECUTION_OPTIONS = frozenset({"delay_s", "gpu_memory_utilization", "timeout_s", "retries"})
-# The options each engine's constructor takes (laclip.rewrite.engines; a test keeps the two in step), as
-# (type, check, rule): an unknown or ill-typed --engine-option is refused at submit, before any index starts.
-def _is_operations(value: str) -> bool:
-    names = [n.strip() for n in value.split(",")]
-    return any(names) and all(n in OPERATIONS for n in names if n)
-
-
-_FRACTION = (float, lambda v: 0 < v <= 1, "a fraction in (0, 1]")
-ENGINE_OPTIONS: dict[str, dict[str, tuple]] = {
-    "null": {"delay_s": (float, lambda v: 0 <= v <= 3600, "seconds, 0 to 3600")},
-    "eda": {"alpha": _FRACTION, "wordnet": (bool, None, "true or false"),
-            "operations": (str, _is_operations, f"a comma-separated subset of {', '.join(OPERATIONS)}")},
-    "hf": {"device": (str, lambda v: re.fullmatch(r"cpu|mps|cuda(:\d+)?", v), "cpu, cuda, cuda:N or mps"),
-           "dtype": (str, lambda v: v in ("float32", "float16", "bfloat16"), "float32, float16 or bfloat16"),
-           "fixed_length": (bool, None, "true or false")},
-    "vllm": {"gpu_memory_utilization": _FRACTION,
-             "max_model_len": (int, lambda v: 1 <= v <= 1 << 20, "a token count, 1 to 1048576"),
-             "dtype": (str, lambda v: v in ("auto", "bfloat16", "float16", "float32", "half", "float"),
-                       "auto, bfloat16, float16 or float32"),
-             "seeded": (bool, None, "true or false")},
-    "openai": {"timeout_s": (float, lambda v: 0 < v <= 86400, "seconds, above 0 and at most 86400"),
-               "retries": (int, lambda v: 0 <= v <= 100, "a count, 0 to 100")},
-}
-
-
 SECRET_QUERY = re.compile(r"(api[-_]?key|key|token|secret|password|passwd|pwd|sig|signature|auth|credential)s?",
                           re.IGNORECASE)
 
@@ -94,9 +68,9 @@ class Sampling(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    temperature: float = Field(0.9, ge=0.0, le=5.0)
-    top_p: float = Field(0.95, gt=0.0, le=1.0)
-    max_new_tokens: int = Field(77, ge=1, le=1024)
+    temperature: float = Field(0.9, ge=0.0, le=5.0, description="sampling temperature")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="nucleus sampling")
+    max_new_tokens: int = Field(77, ge=1, le=1024, description="tokens generated at most")
     stop: str = "\n"
 
 
@@ -110,8 +84,8 @@ class RewriteConfig(BaseModel):
     root: str | None = Field(None, description="store root [default: --root / $LACLIP_ROOT]")
     sources: list[str] = Field(default_factory=lambda: list(BUILTIN_SOURCES),
                                description="meta-pair sources, comma-separated: one rewrite column each")
-    engine: Literal["vllm", "hf", "eda", "backtranslate", "openai", "null"] = Field(
-        "vllm", description="vllm | hf | eda | backtranslate | openai | null  [default: vllm; eda with --local]")
+    engine: Literal[tuple(ENGINES)] = Field(  # type: ignore[valid-type]
+        "vllm", description=f"{' | '.join(ENGINES)}  [default: vllm; eda with --local]")
     model: str | None = Field(None, description="checkpoint: gs://BUCKET/PATH (mounted with gcsfuse), a folder, "
                                                 "or a model id  [default for vllm: ROOT/models/llama-7b]")
     model_origin: str | None = None  # where `model` was mounted from (gs://...), for the record
@@ -179,18 +153,19 @@ class RewriteConfig(BaseModel):
 
         for name, pairs in self.meta_pairs.items():  # the same rules as a pairs file
             parse_meta_pairs("\n".join(f"{a} => {b}" for a, b in pairs), f"meta pairs of source {name!r}")
-        if self.engine in ("vllm", "hf", "backtranslate") and not self.model:
-            raise UsageError(f"the {self.engine} engine needs --model (a checkpoint folder or model id)")
-        if self.engine == "backtranslate" and not self.back_model:
-            raise UsageError("the backtranslate engine needs --back-model (pivot -> source) beside --model "
-                             "(source -> pivot)")
-        if self.back_model and self.engine != "backtranslate":
-            raise UsageError(f"--back-model does nothing with the {self.engine} engine: pass --engine backtranslate")
-        if self.engine in ("eda", "null") and self.model:  # a forgotten --engine would give rule-based rewrites
+        engine = spec(self.engine)
+        for f, flag in (("endpoint", "--endpoint"), ("back_model", "--back-model")):
+            if getattr(self, f) and f not in engine.needs:
+                users = " or ".join(n for n, e in ENGINES.items() if f in e.needs)
+                raise UsageError(f"{flag} is for --engine {users}; it does nothing with the {self.engine} engine"
+                                 if f == "back_model" else
+                                 f"{flag} is for --engine {users}; the {self.engine} engine would ignore it")
+        if any(not getattr(self, f) for f in engine.needs):
+            raise UsageError(f"the {self.engine} engine needs {' and '.join(engine.needs.values())}")
+        if self.model and not engine.llm:  # a forgotten --engine would give rule-based rewrites
+            users = ", ".join(n for n, e in ENGINES.items() if e.llm)
             raise UsageError(f"--model {self.model!r} does nothing with the {self.engine} engine: "
-                             "pass --engine vllm, hf or openai to use it")
-        if self.engine == "openai" and not (self.endpoint and self.model):
-            raise UsageError("the openai engine needs --endpoint URL and --model NAME")
+                             f"pass --engine {users} to use it")
         if self.endpoint is not None:
             check_endpoint(self.endpoint)
         check_engine_options(self.engine, self.engine_options)
@@ -204,20 +179,21 @@ class RewriteConfig(BaseModel):
         from laclip.rewrite.prompts import INSTRUCTION, PROMPT_FORMAT_VERSION, load_meta_pairs
 
         pairs = load_meta_pairs(self.sources, self.meta_pairs)
+        engine = spec(self.engine)
         return {
             "engine": self.engine,
-            "model": (self.model_origin or self.model) if self.engine not in ("eda", "null") else None,
-            **({"back_model": self.back_model} if self.engine == "backtranslate" else {}),
+            "model": (self.model_origin or self.model) if engine.llm else None,
+            **({"back_model": self.back_model} if "back_model" in engine.needs else {}),
             "sources": self.sources,
             "prompt_set_hash": prompt_set_hash(INSTRUCTION, pairs, PROMPT_FORMAT_VERSION),
-            "sampling": self.sampling.model_dump() if self.engine not in ("eda", "null") else None,
+            "sampling": self.sampling.model_dump() if engine.llm else None,
             "engine_options": {k: v for k, v in sorted(self.engine_options.items()) if k not in EXECUTION_OPTIONS},
             "seed": self.seed,
             "max_caption_words": self.max_caption_words,
             "max_caption_chars": self.max_caption_chars,
             "filter_version": FILTER_VERSION,
             "faithfulness": self.resolved_faithfulness(),
-            **({"eda_operations": list(self.eda_operations())} if self.engine == "eda" else {}),
+            **engine.identity(self),
         }
 
     def eda_operations(self) -> tuple[str, ...]:
@@ -283,7 +259,7 @@ class RewriteConfig(BaseModel):
         if self.rewrite_id:
             return check_rewrite_id(self.rewrite_id)
         parts = [self.engine]
-        if self.model and self.engine not in ("eda", "null"):
+        if self.model and spec(self.engine).llm:
             base = self.model.rstrip("/").rsplit("/", 1)[-1].lower()
             slug = re.sub(r"[^a-z0-9]+", "-", base).strip("-")[:24].strip("-")
             if slug:
@@ -299,7 +275,7 @@ class RewriteConfig(BaseModel):
 
 def check_engine_options(engine: str, options: dict) -> None:
     """Refuse an option the engine does not take, or a value it cannot use, naming the ones it takes."""
-    known = ENGINE_OPTIONS.get(engine, {})
+    known = spec(engine).options
     for key, value in options.items():
         if key not in known:
             names = ", ".join(sorted(known)) or "none"

@@ -20,7 +20,6 @@ Precision = Literal["auto", "amp_bf16", "amp", "fp32"]
 # Whole-Job restarts on Spot VMs unless --max-job-retries says otherwise: a multi-day run survives
 # that many preemptions, while a run that crashes on every start still ends.
 SPOT_JOB_RETRIES = 20
-Scheduler = Literal["jobset", "volcano"]
 TopologyMode = Literal["preferred", "required"]
 # GKE labels nodes with their place in the data centre (block > sub-block > host); a block is the
 # largest domain of low-latency links (manifests/components/kueue-topology names these levels).
@@ -60,27 +59,30 @@ class TrainConfig(BaseModel):
                             "batch_size x accum_freq samples per process with the loss of one batch that size "
                             "(e.g. the paper's 8192 on one 8-GPU node: --batch-size 128 --accum-freq 8)")
     steps: Optional[int] = Field(None, ge=1, le=10**9, description="total steps [default: from the epochs]")
-    epochs: float = Field(35, gt=0, le=10**6, allow_inf_nan=False)
-    lr: float = Field(1e-3, gt=0, le=1e3, allow_inf_nan=False)
-    wd: float = Field(0.5, ge=0, le=1e3, allow_inf_nan=False)
+    epochs: float = Field(35, gt=0, le=10**6, allow_inf_nan=False,
+                          description="training epochs  [default: the preset's]")
+    lr: float = Field(1e-3, gt=0, le=1e3, allow_inf_nan=False,
+                      description="peak learning rate  [default: the preset's]")
+    wd: float = Field(0.5, ge=0, le=1e3, allow_inf_nan=False, description="weight decay  [default: the preset's]")
     beta1: float = Field(0.9, ge=0, lt=1)  # AdamW refuses others (in the pod, after the start)
     beta2: float = Field(0.98, ge=0, lt=1)
     eps: float = Field(1e-8, gt=0, le=1)
     warmup_epochs: float = Field(1.0, ge=0, le=10**6, allow_inf_nan=False)
-    warmup_steps: Optional[int] = Field(None, ge=0, le=10**9)  # overrides warmup_epochs
+    warmup_steps: Optional[int] = Field(None, ge=0, le=10**9,  # overrides warmup_epochs
+                                        description="warm-up steps  [default: the preset's warm-up epochs]")
     loss: LossKind = Field("clip", description="clip or multitext")
     texts_per_image: int = Field(1, ge=1, le=8, description="texts per image with --loss multitext")
     multitext_form: Literal["paper", "pooled"] = Field(
         "paper", description="multitext loss: paper (LaCLIP-MT: one CLIP loss per text slot, averaged) or pooled "
                              "(one softmax over all texts, every text of the image a positive); laclip.train.loss")
-    local_loss: bool = False
-    gather_with_grad: bool = False
+    local_loss: bool = Field(False, description="open_clip's local loss (needs --gather-with-grad)")
+    gather_with_grad: bool = Field(False, description="gather features with their gradients")
     precision: Precision = Field("auto", description="auto (bf16 autocast on GPU, fp32 on CPU), amp_bf16, amp, fp32")
-    grad_checkpointing: bool = False
+    grad_checkpointing: bool = Field(False, description="recompute activations in backward (less memory)")
     compile: bool = Field(False, description="torch.compile the model (the first steps are slow while it compiles)")
     crop_scale: tuple[float, float] = (0.5, 1.0)
     grad_clip: Optional[float] = Field(None, gt=0, allow_inf_nan=False)
-    seed: int = Field(0, ge=0, le=2**63 - 1)
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="seeds data order, initialisation and crops")
 
     # data loading
     workers: int = Field(4, ge=0, le=256, description="data loader workers per process")
@@ -96,7 +98,7 @@ class TrainConfig(BaseModel):
     # "latest", "none", or a checkpoint path in the store; none/a path only while the run has no checkpoint
     resume: str = Field("latest", description="latest, none, or a checkpoint path in the store (none and a path "
                                               "apply only while the run has no checkpoint of its own)")
-    log_every: int = Field(20, ge=1, le=10**9)
+    log_every: int = Field(20, ge=1, le=10**9, description="steps between metric lines")
     # the fraction of a log window spent waiting for the loader above which the run warns (once)
     data_wait_warn: float = Field(0.1, ge=0, le=1, description="warn when the loader keeps training waiting more "
                                   "than this fraction of the time (the loader is the bottleneck)")
@@ -111,7 +113,7 @@ class TrainConfig(BaseModel):
 
     # where it runs (jobs/ only)
     cluster: ClusterOptions = Field(default_factory=ClusterOptions)
-    nodes: str = Field("1", description="nodes: N, or MIN:MAX (elastic; --scheduler volcano)")
+    nodes: str = Field("1", description="nodes: N, or MIN:MAX (elastic, --scheduler volcano only)")
     procs_per_node: Optional[int] = Field(None, ge=1, le=64)  # None: cluster.gpus (1 without GPUs)
     max_restarts: int = Field(3, ge=0, le=1000, description="torchrun restarts of the worker group")
     # Volcano restarts of the whole Job (a pod failed or evicted); each resumes from the newest
@@ -119,10 +121,11 @@ class TrainConfig(BaseModel):
     max_job_retries: Optional[int] = Field(None, ge=0, le=10_000, description=
                                            "restarts of the whole job after a pod fails or is evicted, each from "
                                            "the newest checkpoint [default: --max-restarts; 20 with --spot]")
-    # How the cluster runs the AppDef (laclip_jobs.train): a JobSet that Kueue admits as one workload
-    # (GKE's mainstream for multi-node GPU jobs), or the Volcano Job of TorchX's own scheduler.
-    scheduler: Scheduler = Field("jobset", description="jobset (JobSet, admitted by Kueue with --queue) or volcano "
-                                                       "(TorchX's Volcano Job; elastic --nodes MIN:MAX)")
+    # How the cluster runs the AppDef: the name of a training backend (laclip_jobs.backends.TRAIN, which
+    # checks it), such as a JobSet that Kueue admits as one workload (GKE's mainstream for multi-node
+    # GPU jobs) or the Volcano Job of TorchX's own scheduler.
+    scheduler: str = Field("jobset", pattern=r"^[a-z][a-z0-9-]{0,30}$",
+                           description="the backend that runs it on the cluster (laclip_jobs.backends)")
     flex_start: bool = Field(False, description="GKE flex-start (Dynamic Workload Scheduler): Kueue's "
                                                 "ProvisioningRequest check gets all nodes at once from a node "
                                                 "pool created with queued provisioning [queue: laclip-flex]")
@@ -192,10 +195,6 @@ class TrainConfig(BaseModel):
         if not 0 < lo <= hi <= 1:
             raise ValueError(f"crop scale {self.crop_scale} must satisfy 0 < min <= max <= 1")
         self.nnodes()  # validates the format
-        if self.scheduler == "volcano" and (self.flex_start or self.topology):
-            flag = "--flex-start" if self.flex_start else "--topology"
-            raise ValueError(f"{flag} needs --scheduler jobset: it works through Kueue, which cannot admit a "
-                             "Volcano Job")
         if self.flex_start and self.cluster.gpus < 1:
             raise ValueError("--flex-start provisions GPU nodes: it needs --gpus-per-node of at least 1")
         if self.flex_start and self.cluster.spot:

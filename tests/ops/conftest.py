@@ -19,15 +19,17 @@ VOLCANO = kmock.resource("batch.volcano.sh", "v1alpha1", "jobs")
 WORKLOADS = kmock.resource("kueue.x-k8s.io", "v1beta1", "workloads")
 JOBSETS = kmock.resource("jobset.x-k8s.io", "v1alpha2", "jobsets")
 PROVISIONING = kmock.resource("autoscaling.x-k8s.io", "v1", "provisioningrequests")
+TRAINJOBS = kmock.resource("trainer.kubeflow.org", "v1alpha1", "trainjobs")
 
 
 class Emulator:
     """The emulator served from a background event loop; tests add objects by (resource, name)."""
 
-    def __init__(self, volcano: bool = True, kueue: bool = True, jobset: bool = True):
+    def __init__(self, volcano: bool = True, kueue: bool = True, jobset: bool = True, trainer: bool = False):
+        """Kubeflow Trainer is off by default: most clusters do not run it (its tests turn it on)."""
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
-        self.volcano, self.kueue, self.jobset = volcano, kueue, jobset
+        self.volcano, self.kueue, self.jobset, self.trainer = volcano, kueue, jobset, trainer
         self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
         self._thread.start()
         if not self._ready.wait(20):
@@ -40,10 +42,11 @@ class Emulator:
             self.emu, self.url = emu, str(server.url).rstrip("/")
             # Resources a cluster serves even when it holds none of them.
             for res in [JOBS, PODS, EVENTS, CONFIGMAPS] + [VOLCANO] * self.volcano + [JOBSETS] * self.jobset \
-                    + [WORKLOADS, PROVISIONING] * self.kueue:
+                    + [WORKLOADS, PROVISIONING] * self.kueue + [TRAINJOBS] * self.trainer:
                 emu.resources[res] = {}
             # without the CRD every request for it is a 404 (kmock would serve creates)
-            for res in [VOLCANO] * (not self.volcano) + [JOBSETS] * (not self.jobset):
+            for res in [VOLCANO] * (not self.volcano) + [JOBSETS] * (not self.jobset) \
+                    + [TRAINJOBS] * (not self.trainer):
                 emu[res] << 404
             # The log subresource: each pod's log names the pod, so a test sees which one was read.
             emu["get", PODS, kmock.subresource("log")] << (
@@ -92,3 +95,23 @@ def cluster(tmp_path, monkeypatch):
     point_kubeconfig(emu, tmp_path, monkeypatch)
     yield emu
     emu.close()
+
+
+@pytest.fixture
+def trainer_cluster(tmp_path, monkeypatch):
+    """An emulated API server that also serves Kubeflow Trainer's TrainJobs."""
+    emu = Emulator(trainer=True)
+    point_kubeconfig(emu, tmp_path, monkeypatch)
+    yield emu
+    emu.close()
+
+
+@pytest.fixture
+def bucket(demo_store, gcs_bucket):
+    """A bucket (fake-gcs-server) holding the demo dataset: what a cluster submit checks first."""
+    from laclip.storage import open_store
+
+    store = open_store(gcs_bucket)
+    for path in demo_store.list("datasets/demo/"):
+        store.write_bytes(path, demo_store.read_bytes(path))
+    return store

@@ -49,7 +49,7 @@ def volcano_tasks_as_jobs(vjob: dict) -> list[dict]:
 def as_batch_jobs(obj: dict) -> list[dict]:
     """A JobSet or a Volcano Job as the batch/v1 Jobs that run its pods (what checkov and the
     Kubernetes schema can read); any other object as it is."""
-    from laclip_jobs import jobset
+    from laclip_jobs.backends import jobset
 
     if obj["apiVersion"].startswith("batch.volcano.sh"):
         return volcano_tasks_as_jobs(obj)

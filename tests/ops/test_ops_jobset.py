@@ -8,13 +8,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 
-import pytest
 from typer.testing import CliRunner
 
 from laclip.cluster import ClusterError
-from laclip.storage import open_store
 from laclip_cli.main import app
-from laclip_jobs.status import jobset_state, summarise
+from laclip_jobs.backends.jobset import BACKEND as JOBSET
+from laclip_jobs.status import summarise
 
 from .conftest import JOBS, JOBSETS, PODS, PROVISIONING, WORKLOADS, Emulator, point_kubeconfig
 from .test_ops_status import labels, pod, ts
@@ -22,15 +21,6 @@ from .test_ops_status import labels, pod, ts
 NS = "laclip"
 RUN = "train-demo-1201-0900-js01"
 QUOTA = "couldn't assign flavors to pod set main: insufficient quota for nvidia.com/gpu in flavor a100-flex"
-
-
-@pytest.fixture
-def bucket(demo_store, gcs_bucket):
-    """A bucket (fake-gcs-server) holding the demo dataset: what a cluster submit checks first."""
-    store = open_store(gcs_bucket)
-    for path in demo_store.list("datasets/demo/"):
-        store.write_bytes(path, demo_store.read_bytes(path))
-    return store
 
 
 def cli(*args, root, input=None):
@@ -192,18 +182,18 @@ def js(status=None, suspend=False, labels_=None, **spec) -> dict:
 
 
 def test_jobset_states():
-    failed = jobset_state(js({"restarts": 4, "restartsCountTowardsMax": 3, "conditions": [
+    failed = JOBSET.state(js({"restarts": 4, "restartsCountTowardsMax": 3, "conditions": [
         {"type": "Failed", "status": "True", "reason": "ReachedMaxRestarts",
          "message": "jobset failed due to reaching max number of restarts"}]}))
     assert failed.state == "Failed" and "reaching max number of restarts; restarts: 4 (3 of at most 3" in failed.detail
-    permanent = jobset_state(js({"conditions": [{"type": "Failed", "status": "True", "reason": "FailedJobs",
+    permanent = JOBSET.state(js({"conditions": [{"type": "Failed", "status": "True", "reason": "FailedJobs",
                                                   "message": "failed due to FailJobSet rule PermanentError"}]}))
     assert (permanent.state, permanent.detail) == ("Failed", "failed due to FailJobSet rule PermanentError")
-    assert jobset_state(js(suspend=True)).detail == "suspended (spec.suspend=true)"
-    pending = jobset_state(js({"replicatedJobsStatus": [{"name": "main", "ready": 0, "active": 1}]}))
+    assert JOBSET.state(js(suspend=True)).detail == "suspended (spec.suspend=true)"
+    pending = JOBSET.state(js({"replicatedJobsStatus": [{"name": "main", "ready": 0, "active": 1}]}))
     assert (pending.state, pending.detail) == ("Pending", "0 of 1 job(s) ready, 1 active")
     # a failed run is a failed stage, with the reason; its pods' exit shows why
-    st = summarise(RUN, [], [], [], [], jobsets=[js({"conditions": [
+    st = summarise(RUN, [js({"conditions": [
         {"type": "Failed", "status": "True", "message": "failed due to FailJobSet rule PermanentError"}]})])
     assert st.stages["train"].state == "Failed"
     assert st.stages["train"].reasons == [f"JobSet {RUN}: failed due to FailJobSet rule PermanentError"]

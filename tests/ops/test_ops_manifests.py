@@ -240,9 +240,10 @@ def test_runner_may_only_create_jobs(example, base):
     assert role["rules"] == [{"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create"]}]
 
 
-def test_role_grants_every_request_the_cli_makes(base, cluster, demo_store, gcs_bucket):
+def test_role_grants_every_request_the_cli_makes(base, trainer_cluster, demo_store, gcs_bucket):
     """Drive submit (every stage, and again: an object that exists is read to compare), status,
-    logs and cancel against the emulator, then check each request the CLI made against the Role."""
+    logs and cancel against the emulator (a cluster that runs every backend's controller, Kubeflow
+    Trainer's too), then check each request the CLI made against the Role."""
     from typer.testing import CliRunner
 
     from laclip.storage import open_store
@@ -251,6 +252,7 @@ def test_role_grants_every_request_the_cli_makes(base, cluster, demo_store, gcs_
     from .conftest import JOBS, PODS, WORKLOADS
     from .test_ops_status import job, pod
 
+    cluster = trainer_cluster
     run = "rewrite-demo-1122-0412-a3f9"
     cluster.add(JOBS, job(run, "rewrite", run, {"completions": 2, "completionMode": "Indexed"}, {"active": 1}))
     cluster.add(PODS, pod(run, "rewrite", f"{run}-0-aaaaa", "Running", 0))
@@ -266,9 +268,11 @@ def test_role_grants_every_request_the_cli_makes(base, cluster, demo_store, gcs_
     runner = CliRunner()
     submits = [["--root", roots.get(stage, ROOT), "submit", stage, *stage_args[stage]]
                for stage in STAGE_ARGS if stage in registered_stages()]
-    if "train" in registered_stages():  # both schedulers: a JobSet (the default) and a Volcano Job
+    if "train" in registered_stages():  # every scheduler: a JobSet (the default), a Volcano Job, a TrainJob
         submits.append(["--root", gcs_bucket, "submit", "train", "--dataset", "demo", "--nodes", "2:8",
                         "--scheduler", "volcano", "--run", "train-demo-rbac-volcano"])
+        submits.append(["--root", gcs_bucket, "submit", "train", "--dataset", "demo", "--nodes", "2",
+                        "--scheduler", "trainjob", "--run", "train-demo-rbac-trainjob"])
     cluster.add(WORKLOADS, {"apiVersion": "kueue.x-k8s.io/v1beta1", "kind": "Workload", "metadata": {
         "name": "jobset-train-demo-rbac-1a2b3", "namespace": "laclip", "ownerReferences": [
             {"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet", "name": "train-demo-rbac", "uid": "u"}]},
@@ -303,11 +307,12 @@ def test_role_grants_every_request_the_cli_makes(base, cluster, demo_store, gcs_
     if "train" in registered_stages():
         assert {("batch.volcano.sh", "jobs", "create"), ("batch.volcano.sh", "jobs", "get")} <= seen
         assert {("jobset.x-k8s.io", "jobsets", v) for v in ("create", "get", "list", "delete")} <= seen
+        assert {("trainer.kubeflow.org", "trainjobs", v) for v in ("create", "get", "list")} <= seen
         assert ("autoscaling.x-k8s.io", "provisioningrequests", "list") in seen  # a workload awaits its check
     # and no right to create anything the CLI never creates
     created = {(g, res) for r in role["rules"] if "create" in r["verbs"]
                for g in r["apiGroups"] for res in r["resources"]}
     made = {(g, res) for g, res, verb in seen if verb == "create"}
     if "train" not in registered_stages():
-        made |= {("batch.volcano.sh", "jobs"), ("jobset.x-k8s.io", "jobsets")}
+        made |= {("batch.volcano.sh", "jobs"), ("jobset.x-k8s.io", "jobsets"), ("trainer.kubeflow.org", "trainjobs")}
     assert created <= made, f"the Role grants create on {sorted(created - made)}, which the CLI never creates"

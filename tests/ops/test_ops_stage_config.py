@@ -165,3 +165,24 @@ def test_a_new_config_field_needs_no_change_to_the_cli(stage, monkeypatch, tmp_p
     # and it appears in the --set error's list of fields
     unknown = runner.invoke(app, [stage, *STAGE_ARGS[stage], "--set", "newfeild=7", "--dry-run"])
     assert "newfield" in str(unknown.exception) and "no field 'newfeild'" in str(unknown.exception)
+
+
+def test_every_flag_is_a_field_and_says_what_the_field_says():
+    """Every curated flag names a config field; one that is only its field (`fields()`: `--max-restarts` for
+    max_restarts, `--queue` for cluster.queue) takes its help and default from the field's description
+    and default, so the help never drifts from the config."""
+    from laclip_cli.stage import _field, _help
+    from laclip_cli.stages import STAGES as ALL
+
+    derived = 0
+    for stage in ALL:
+        for flag in stage.flags:
+            info = _field(stage.config, flag.field)  # a KeyError names a flag without its field
+            if flag.help is None:
+                derived += 1
+                assert info.description, f"{stage.name} {flag.names[0]}: its field has no description"
+                assert _help(stage, flag).startswith(info.description.split("[")[0].strip())
+                if flag.names[0].startswith("--") and flag.parse is None:
+                    assert flag.names[0] == "--" + flag.field.rsplit(".", 1)[-1].replace("_", "-") or \
+                        flag.field == "dataset"
+    assert derived >= 100

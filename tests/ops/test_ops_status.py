@@ -199,6 +199,27 @@ def test_logs_pick_the_index_and_follow(populated, store):
     assert "unknown stage" in str(result.exception)
 
 
+def test_every_stage_of_the_registry_has_logs_status_and_cancel(populated, store):
+    """--stage takes every stage's component, get-eval's and rewrite-import's too (one registry)."""
+    from laclip_cli.stages import COMPONENTS
+
+    assert COMPONENTS == ("rewrite-import", "rewrite", "train", "eval", "get-eval")
+    fetch = "get-eval-laclip-paper-1122-0900-ee06"
+    populated.add(JOBS, job(fetch, "get-eval", fetch, {"completions": 2, "completionMode": "Indexed"},
+                            {"startTime": ts(5), "active": 2, "ready": 2}))
+    for i in range(2):
+        populated.add(PODS, pod(fetch, "get-eval", f"{fetch}-{i}-xy{i}z9", "Running", i))
+    result = run_cli(store, "logs", fetch, "--stage", "get-eval", "--index", "1")
+    assert result.exit_code == 0, repr(result.exception)
+    assert f"kubectl logs -n laclip {fetch}-1-xy1z9 -c get-eval" in result.output
+    assert f"step 2 of pod {fetch}-1-xy1z9" in result.output
+    assert "get-eval: Running" in run_cli(store, "status", fetch, "--no-store").output
+    result = run_cli(store, "cancel", fetch, "--stage", "get-eval", "--yes")
+    assert result.exit_code == 0 and fetch not in populated.names(JOBS), repr(result.exception)
+    result = run_cli(store, "logs", REWRITE, "--stage", "rewrite-import")
+    assert "has no rewrite-import pods" in str(result.exception)  # a known stage, with nothing to show
+
+
 def test_cancel_deletes_jobs_with_propagation(populated, store):
     result = run_cli(store, "cancel", REWRITE, "--yes")
     assert result.exit_code == 0, repr(result.exception)

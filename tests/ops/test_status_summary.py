@@ -28,7 +28,7 @@ def test_summarise_ignores_other_runs_and_succeeded_noise():
     done = job(EVAL, "eval", EVAL, {"completions": 1}, {"succeeded": 1, "startTime": ts(9), "completionTime": ts(1),
                                                        "conditions": [{"type": "Complete", "status": "True"}]})
     old = event(EVAL, "Job", "BackoffLimitExceeded", "old warning")
-    st = summarise(EVAL, [other, done], [], [], [old]).stages
+    st = summarise(EVAL, [other, done], [], [old]).stages
     assert list(st) == ["eval"] and st["eval"].state == "Succeeded" and st["eval"].reasons == []
 
 
@@ -41,7 +41,7 @@ def test_many_pods_with_one_problem_make_one_line():
     pods = [pod(REWRITE, "rewrite", f"{REWRITE}-{i}-x", "Pending", i, stuck) for i in range(3)]
     pods.append(pod(REWRITE, "rewrite", f"{REWRITE}-3-x", "Running", 3))
     events = [event(p["metadata"]["name"], "Pod", "FailedScheduling", UNSCHEDULABLE) for p in pods]
-    st = summarise(REWRITE, [j], [], pods, events).stages["rewrite"]
+    st = summarise(REWRITE, [j], pods, events).stages["rewrite"]
     assert st.reasons == [f"3 pods ({REWRITE}-0-x, {REWRITE}-1-x, ...): unschedulable: {UNSCHEDULABLE}",
                           f"3 pods ({REWRITE}-0-x, {REWRITE}-1-x, ...): FailedScheduling: {UNSCHEDULABLE}"]
 
@@ -54,7 +54,7 @@ def test_eval_jobs_per_checkpoint_add_up():
     jobs.append(job(TRAIN, "eval", f"eval-{TRAIN}-step-3", {"completions": 2, "completionMode": "Indexed"},
                     {"completedIndexes": "0", "failedIndexes": "1",
                      "conditions": [{"type": "Failed", "status": "True"}]}))
-    st = summarise(TRAIN, jobs, [], [], []).stages["eval"]
+    st = summarise(TRAIN, jobs, [], []).stages["eval"]
     assert (st.completions, st.completed, st.failed) == (4, [0, 1, 2], [3])
 
 

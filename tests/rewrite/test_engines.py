@@ -275,3 +275,48 @@ def test_eda_operations_are_in_the_rewrite_id_and_never_silently_fewer(monkeypat
         make_engine(full)
     with pytest.warns(RuntimeWarning, match="without replace, insert"):
         assert make_engine(fewer).info()["missing"] == ["replace", "insert"]
+
+
+def test_every_engines_options_are_its_constructors():
+    """The registry's --engine-option keys are what each engine's constructor takes, besides what laclip
+    fills from the config (`passed`): a key the constructor lacks would fail every pod, a parameter the
+    registry lacks could never be set. An option past the named parameters must reach a **opts."""
+    import inspect
+
+    from laclip.rewrite.engines import ENGINES, _module
+
+    for name, spec in ENGINES.items():
+        params = inspect.signature(_module(spec.cls).__init__).parameters
+        named = {p for p, v in params.items() if p != "self" and v.kind not in (v.VAR_KEYWORD, v.VAR_POSITIONAL)}
+        assert set(spec.passed) <= named, (name, set(spec.passed) - named)
+        assert named - set(spec.passed) <= set(spec.options), (name, named - set(spec.passed) - set(spec.options))
+        extra = set(spec.options) - named
+        assert not extra or any(v.kind == v.VAR_KEYWORD for v in params.values()), (name, extra)
+        for key, (kind, _, rule) in spec.options.items():
+            default = params[key].default if key in params else None
+            assert default in (inspect.Parameter.empty, None) or isinstance(default, kind) or \
+                (kind is float and isinstance(default, int)), (name, key, default)
+
+
+def test_backtranslate_takes_its_options_through_the_cli_check():
+    """The engine's own messages name --engine-option backend=hf: the check lets it through."""
+    cfg = RewriteConfig(dataset="demo", engine="backtranslate", model="m", back_model="b",
+                        engine_options={"backend": "hf", "pivot": "French", "language": "English"}).check()
+    assert cfg.engine_options["pivot"] == "French"
+    with pytest.raises(UsageError, match="the backtranslate engine wants hf or vllm"):
+        RewriteConfig(dataset="demo", engine="backtranslate", model="m", back_model="b",
+                      engine_options={"backend": "tgi"}).check()
+
+
+def test_an_engine_whose_extra_is_missing_names_it(monkeypatch):
+    import sys
+
+    from laclip.rewrite.engines import ENGINES
+
+    monkeypatch.setitem(sys.modules, "openai", None)  # as in the CLI's own install, without [rewrite]
+    with pytest.raises(UsageError, match=r"the openai engine needs openai, .*pip install 'laclip\[rewrite\]'"):
+        make_engine(RewriteConfig(dataset="demo", engine="openai", endpoint="http://h/v1", model="m"))
+    from tests.test_dependencies import REPO, tomllib
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert {s.extra for s in ENGINES.values() if s.extra} <= set(extras)

@@ -1,4 +1,4 @@
-"""The training run as a JobSet under Kueue (jobs/jobset.py), beside TorchX's Volcano Job: CRD
+"""The training run as a JobSet under Kueue (jobs/backends/jobset.py), beside TorchX's Volcano Job: CRD
 schemas (strict), the Kubernetes 1.33 schema for its pod and Job templates, the failure policies
 read against the messages Kubernetes writes, Kueue's flex-start and topology wiring, names that fit,
 golden files for both schedulers, and the CLI."""
@@ -21,7 +21,7 @@ from laclip.config import ClusterOptions
 from laclip.errors import EXIT_PERMANENT, UsageError
 from laclip.train.config import SPOT_JOB_RETRIES, TrainConfig, preset
 from laclip_cli.main import app
-from laclip_jobs import jobset
+from laclip_jobs.backends import jobset
 from laclip_jobs.train import pod_templates, render
 from tests import crd_schema
 

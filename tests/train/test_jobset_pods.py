@@ -19,7 +19,7 @@ import torch
 
 from laclip.train import checkpoint as ckpt
 from laclip.train.config import TrainConfig
-from laclip_jobs import jobset
+from laclip_jobs.backends import jobset
 from laclip_jobs.train import render
 
 from .train_helpers import write_rewrites
