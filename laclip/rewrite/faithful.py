@@ -28,39 +28,19 @@ from dataclasses import dataclass
 
 from laclip.rewrite.lexicon import Lexicon, builtin
 from laclip.rewrite.offtopic import off_topic
+from laclip.rewrite.phrases import (colour_cue, generalise, number, positional, say, shape_of, tokens,
+                                    verb_after_subject)
 
-_TOKEN = re.compile(r"[a-z0-9]+(?:['\-][a-z0-9]+)*")
 _CLAUSE = re.compile(r"[,;:.!?()\[\]\"]")
-_QUOTE = str.maketrans({"\u2019": "'", "\u2018": "'", "\u2010": "-", "\u2011": "-"})
-COLOUR_CUES = frozenset("colored coloured color colour hued hue tinted toned tone shade".split())
-# a position word counts in a positional phrase only: after one of these (and `the`, `its`...), or
-# before side/corner/edge... ("on the left", "top left", "left side"); never "city center", "a red top"
-_POS_BEFORE = frozenset("on at in to toward towards near from along of by around".split())
-_POS_DETERMINER = frozenset("the its their this that".split())
-_POS_AFTER = frozenset("side sides corner corners edge edges half part portion area section hand".split())
-_ALWAYS_POSITION = frozenset("centered centred centrally leftmost rightmost topmost bottommost uppermost "
-                             "lowermost".split())
 _BIND_STOP = frozenset("on in over with against of at by under above below near beside from to for and "
                        "is are was were".split())
 _BACKGROUND = frozenset("background backdrop backgrounds backdrops bg".split())
 _ONE = frozenset("a an one single lone".split())
-_SUBJECTS = frozenset("it he she this that who which".split())
 # words a rewrite may add to its caption's without the full check looking at it: none of them is judged
 _PLAIN = frozenset("a an the of on in at with and to by from for its photo picture image view shot drawing "
                    "illustration".split())
 _PUNCT_CUES = frozenset("?:=->→")  # a question, a label, the prompt's format: the off-topic rules decide
 _MIN_COMPOUND = 4  # a rewrite's "window" names the caption's "windowsill": a word of at least 4 letters
-
-
-_CONTRACTED = frozenset("here's let's it's that's there's what's he's she's who's".split())
-
-
-def tokens(text: str) -> list[str]:
-    """Lower-case words; a possessive is its noun ("ocean's" -> "ocean"), a contraction stays whole."""
-    toks = _TOKEN.findall(text.lower().translate(_QUOTE))
-    if "'s" not in text and "\u2019s" not in text:
-        return toks
-    return [t[:-2] if t.endswith("'s") and t not in _CONTRACTED else t for t in toks]
 
 
 @dataclass(slots=True)
@@ -166,9 +146,9 @@ class Faithfulness:
                 continue
             marked.append(w)
             for p in (w.split("-") if "-" in w and w not in lex.colours else (w,)):
-                if p in lex.colours and (p not in lex.weak_colours or _colour_cue(toks, i, p, w)):
+                if p in lex.colours and (p not in lex.weak_colours or colour_cue(toks, i, p, w)):
                     colours |= lex.colours[p]
-            v = _number(lex, w)
+            v = number(lex, w)
             if v == 0:
                 vague = True
             elif v is not None:
@@ -188,7 +168,7 @@ class Faithfulness:
             numbers, vague, plural_things, singular_only - plural, (plural - singular_only) & things,
             {lex.sizes[w] for w in said if w in lex.sizes},
             {lex.positions[w] for w in said if w in lex.positions and w not in implied},
-            _generalise(lex, {lex.shapes[w] for w in said if w in lex.shapes}),
+            generalise(lex, {lex.shapes[w] for w in said if w in lex.shapes}),
             {lex.contrast[w][0]: lex.contrast[w][1] for w in said if w in lex.contrast}, related)
 
     def thingish(self, lemma: str) -> bool:
@@ -220,7 +200,7 @@ class Faithfulness:
                 fam = lex.colours.get(w)
                 if w in lex.sizes:
                     fam = {"size:" + lex.sizes[w]}
-                elif not fam or "colourful" in fam or (w in lex.weak_colours and not _colour_cue(toks, i, w, w)):
+                elif not fam or "colourful" in fam or (w in lex.weak_colours and not colour_cue(toks, i, w, w)):
                     continue
                 for j in range(i + 1, min(i + 4, len(toks))):
                     if toks[j] in _BIND_STOP:
@@ -279,23 +259,23 @@ class Faithfulness:
             for p in parts:
                 fam = lex.colours.get(p)
                 if fam and "colourful" not in fam and not fam & cap.colours and \
-                        (p not in lex.weak_colours or _colour_cue(toks, i, p, w)):
-                    return f"colour '{p}' (caption: {_say(cap.colours - {'colourful'})})"
+                        (p not in lex.weak_colours or colour_cue(toks, i, p, w)):
+                    return f"colour '{p}' (caption: {say(cap.colours - {'colourful'})})"
                 fam = lex.shapes.get(p)
                 if fam and fam not in cap.shapes and not self.allows(cap, p, p) and not self._compound(cap, p) \
-                        and not (_shape_of(toks, i) and _generalise(lex, {fam}) & cap.shapes):
-                    return f"shape '{p}' (caption: {_say(lex.shapes[x] for x in cap.words if x in lex.shapes)})"
-            v = _number(lex, w)
+                        and not (shape_of(toks, i) and generalise(lex, {fam}) & cap.shapes):
+                    return f"shape '{p}' (caption: {say(lex.shapes[x] for x in cap.words if x in lex.shapes)})"
+            v = number(lex, w)
             if v is not None and not _number_ok(cap, v):
                 return f"number '{w}' (caption: {_say_numbers(cap)})"
             lem = lex.lemma(w)
             if v is None and lem != w and lem in cap.singular_only and not cap.numbers - {1} \
-                    and not cap.vague_plural and lem in cap.things and not _verb_after_subject(lex, toks, i):
+                    and not cap.vague_plural and lem in cap.things and not verb_after_subject(lex, toks, i):
                 return f"number '{w}' (caption: one {lem})"
             if w in _ONE and cap.numbers - {1}:
                 one = None
                 for x in toks[i + 1:i + 4]:
-                    if _number(lex, x) is not None:  # "a three diamond necklace": counted after all
+                    if number(lex, x) is not None:  # "a three diamond necklace": counted after all
                         break
                     if lex.lemma(x) in cap.plural_only:
                         one = x
@@ -304,11 +284,11 @@ class Faithfulness:
                     return f"number '{w} {one}' (caption: {_say_numbers(cap)})"
             size = lex.sizes.get(w)
             if size and size not in cap.sizes and self._about_the_caption(cap, toks, i):
-                return f"size '{w}' (caption: {_say(cap.sizes)})"
+                return f"size '{w}' (caption: {say(cap.sizes)})"
             pos = lex.positions.get(w)
-            if pos and pos not in cap.positions and _positional(toks, i, lex):
+            if pos and pos not in cap.positions and positional(toks, i, lex):
                 if not (pos == "corner" and cap.positions & {"left", "right"} and cap.positions & {"top", "bottom"}):
-                    return f"position '{w}' (caption: {_say(cap.positions)})"
+                    return f"position '{w}' (caption: {say(cap.positions)})"
             side = lex.contrast.get(w)
             if side and cap.contrasts.get(side[0], side[1]) != side[1]:
                 return f"'{w}' contradicts the caption ({side[0]})"
@@ -337,9 +317,9 @@ class Faithfulness:
                 if not fams:
                     continue
                 theirs = {f for f in cap.bound.get(key, ()) if f.startswith("size:") == (kind == "size")}
-                said = _say(f.split(":")[-1] for f in fams)
+                said = say(f.split(":")[-1] for f in fams)
                 if theirs and not fams & theirs:
-                    return f"{kind} '{said}' on '{thing}' (caption: {_say(f.split(':')[-1] for f in theirs)})"
+                    return f"{kind} '{said}' on '{thing}' (caption: {say(f.split(':')[-1] for f in theirs)})"
                 if not theirs and any(fams & f for k, f in cap.bound.items() if k != key) \
                         and any(self.thing_key(w) == key for w in cap.words):
                     return f"{kind} '{said}' moved to '{thing}'"
@@ -349,7 +329,7 @@ class Faithfulness:
         lex, wn = self.lex, self.wordnet
         seen, named = set(), False
         for i, w in enumerate(toks):
-            if w not in cap.words and _verb_after_subject(lex, toks, i):
+            if w not in cap.words and verb_after_subject(lex, toks, i):
                 continue  # "a spaceship flies", "a woman steps": verbs, not the insect or the stairs
             for p in (w.split("-") if "-" in w and w not in lex.concepts and w not in lex.shapes else (w,)):
                 if p in seen:
@@ -385,68 +365,12 @@ class Faithfulness:
         return any(len(w) >= len(word) + 3 and (w.startswith(word) or w.endswith(word)) for w in cap.words)
 
 
-def _verb_after_subject(lex: Lexicon, toks: list[str], i: int) -> bool:
-    """`flies` in "a spaceship flies", `plays` in "the dog plays": a word that looks like a plural noun right
-    after a singular noun or a pronoun is a verb here."""
-    if i == 0 or not toks[i].endswith("s") or toks[i].endswith("ss"):
-        return False
-    before = toks[i - 1]
-    return before in _SUBJECTS or (lex.lemma(before) == before and (before in lex.concepts or before in lex.shapes))
-
-
-def _shape_of(toks: list[str], i: int) -> bool:
-    """"in the shape of a circle", "shaped like a star": the outline of a thing named, not another thing."""
-    before = " ".join(toks[max(0, i - 3):i])
-    return before.endswith(("shape of a", "shape of an", "shape of", "shaped like a", "shaped like an", "form of a"))
-
-
-def _colour_cue(toks: list[str], i: int, part: str, word: str) -> bool:
-    """A word that is mostly a noun (rose, sand) is a colour here: "rose-coloured", "rose colour", "in rose"."""
-    if part != word:
-        return any(q in COLOUR_CUES for q in word.split("-"))
-    return (i + 1 < len(toks) and toks[i + 1] in COLOUR_CUES) or \
-        (i > 0 and toks[i - 1] == "in" and (i + 1 == len(toks) or toks[i + 1] in ("and", "over", "on", "against")))
-
-
-def _generalise(lex: Lexicon, families: set[str]) -> frozenset[str]:
-    out, todo = set(), list(families)
-    while todo:
-        f = todo.pop()
-        if f not in out:
-            out.add(f)
-            todo.extend(lex.shape_general.get(f, ()))
-    return frozenset(out)
-
-
-def _number(lex: Lexicon, word: str) -> int | None:
-    if word.isdigit():
-        return int(word) if len(word) < 7 else None
-    return lex.numbers.get(word)
-
-
 def _number_ok(cap: Caption, v: int) -> bool:
     if v == 0:  # several, many, another...: not for a caption that counts one
         return not (cap.numbers == {1} or not (cap.numbers or cap.vague_plural or cap.plural_things))
     if v in cap.numbers:
         return True
     return v == 1 and not cap.numbers and not cap.vague_plural
-
-
-def _positional(toks: list[str], i: int, lex: Lexicon) -> bool:
-    if toks[i] in _ALWAYS_POSITION:
-        return True
-    if i + 1 < len(toks) and (toks[i + 1] in _POS_AFTER or toks[i + 1] in lex.positions):
-        return True
-    j = i - 1
-    while j >= 0 and toks[j] in lex.positions:  # "the top left": the word before the run
-        j -= 1
-    if j >= 0 and toks[j] in _POS_DETERMINER:
-        j -= 1
-    return j >= 0 and toks[j] in _POS_BEFORE
-
-
-def _say(values) -> str:
-    return ", ".join(sorted(set(values))) or "none"
 
 
 def _say_numbers(cap: Caption) -> str:

@@ -119,6 +119,8 @@ def convert(dest: str | Path | None = None, *, force: bool = False) -> Path:
     out = Path(dest).expanduser() if dest else default_folder()
     record = out / RECORD
     digest = check_file(source)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder for the checkpoint")
     if out.exists() and not force:
         if record.is_file() and _same_source(record, digest):
             return out
