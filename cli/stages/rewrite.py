@@ -60,8 +60,8 @@ FLAGS = [
     *fields("endpoint"),
     Flag("engine_options", ("--engine-option",), "KEY=VALUE passed to the engine, e.g. gpu_memory_utilization=0.85 "
          "(vllm), retries=0 (openai). Repeatable.", _engine_options, list[str]),
-    *fields("batch_size", "seed", "sampling.temperature", "sampling.top_p", "sampling.max_new_tokens", "num_shards",
-            "max_failed_indexes", "backoff_limit_per_index", "run"),
+    *fields("batch_size", "seed", "sampling.temperature", "sampling.top_p", "sampling.max_new_tokens", "faithfulness",
+            "num_shards", "max_failed_indexes", "backoff_limit_per_index", "run"),
 ]
 OPTIONS = [Option("workers", ("--workers",), Optional[int], None, "--local: processes at once [default: cores].")]
 
@@ -89,6 +89,7 @@ def build(stage: Stage, values: dict, sets: list[str], ctx: Context) -> RewriteC
         update["model"] = f"{bucket}/{layout.model_folder(DEFAULT_MODEL)}"
     update["run"] = cfg.run or new_run_id("rewrite", cfg.dataset)
     if not ctx.local:
+        cfg = cfg.for_cluster()  # so that what this prints is what the pods run
         update["num_shards"] = cfg.num_shards or _shard_count(cfg, ctx)
     cfg = cfg.model_copy(update=update).check()
     if ctx.local or (ctx.dry_run and (cfg.model or "").startswith("gs://")):

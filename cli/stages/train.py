@@ -10,6 +10,7 @@ import secrets
 from typing import Callable, Optional
 
 from laclip.errors import EXIT_PERMANENT, LaclipError, UsageError
+from laclip.rewrite.draw import parse_text_probs
 from laclip.train.config import TrainConfig
 from laclip_cli.console import out
 from laclip_cli.stage import Context, Flag, Option, Stage, cluster_flags, comma_list, fields, lazy
@@ -20,7 +21,9 @@ QUEUE_HELP = ("Kueue LocalQueue of the run (it waits there, suspended, for admis
               "--scheduler volcano the Volcano queue [default: none; laclip-flex with --flex-start; Volcano: default]")
 SCHEDULER_HELP = "how the cluster runs it: " + "; ".join(f"{name}: {b.help}" for name, b in backends.TRAIN.items())
 FLAGS = [
-    *fields("dataset", "rewrites", "preset", "model", "augment", "loss", "texts_per_image", "batch_size", "accum_freq",
+    *fields("dataset", "rewrites", "preset", "model", "augment"),
+    Flag("text_probs", ("--text-probs",), parse=parse_text_probs, kind=str),
+    *fields("loss", "texts_per_image", "batch_size", "accum_freq",
             "steps", "epochs", "lr", "wd", "warmup_steps", "precision", "grad_checkpointing", "compile", "local_loss",
             "gather_with_grad", "workers", "checkpoint_every", "keep_last", "log_every", "resume", "seed", "run",
             "nodes", "scheduler", "flex_start", "topology", "topology_level", scheduler=SCHEDULER_HELP),

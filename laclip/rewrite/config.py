@@ -28,7 +28,9 @@ REJECT_SUFFIX = "_rejected"  # per-source column naming why a rewrite fell back 
 # max_model_len, alpha, wordnet, device, fixed_length, or one unknown here) is part of the id.
 # Bumped when laclip.rewrite.filters changes what it keeps: a changed filter is a new rewrite id, so
 # a resumed run never mixes shards filtered both ways. 2: quotes stripped only when they wrap the line.
-FILTER_VERSION = 2
+# 3: the faithfulness check (off_topic, attribute, object); echoes up to articles, copulas and `there`.
+FILTER_VERSION = 3
+FAITHFULNESS = ("wordnet", "builtin", "off")  # as laclip.rewrite.filters.FAITHFULNESS; "auto" resolves to one
 EXECUTION_OPTIONS = frozenset({"delay_s", "gpu_memory_utilization", "timeout_s", "retries"})
 SECRET_QUERY = re.compile(r"(api[-_]?key|key|token|secret|password|passwd|pwd|sig|signature|auth|credential)s?",
                           re.IGNORECASE)
@@ -98,6 +100,12 @@ class RewriteConfig(BaseModel):
     seed: int = Field(0, ge=0, le=2**63 - 1, description="seeds the example draw and the sampling")
     max_caption_words: int = Field(64, ge=4, le=1024)  # captions are cut cleanly to this budget
     max_caption_chars: int = Field(400, ge=16, le=20_000)
+    # the filters' faithfulness check (laclip.rewrite.faithful): part of the rewrite id, since WordNet's
+    # relations decide rewrites that the built-in tables alone do not. auto: wordnet where the machine that
+    # runs the filters has WordNet, else builtin; the CLI resolves it (wordnet for the cluster: the image has it)
+    faithfulness: Literal["auto", "wordnet", "builtin", "off"] = Field(
+        "auto", description="faithfulness check: wordnet (built-in tables + WordNet), builtin (tables only), off  "
+                            "[default: wordnet on the cluster; with --local, wordnet where WordNet is installed]")
     # Execution knobs: they do not change the outputs, so they are not part of the rewrite id.
     rewrite_id: str | None = Field(None, description="output folder name [default: derived from the settings, "
                                                      "so the same command resumes]")
@@ -188,6 +196,7 @@ class RewriteConfig(BaseModel):
             "max_caption_words": self.max_caption_words,
             "max_caption_chars": self.max_caption_chars,
             "filter_version": FILTER_VERSION,
+            "faithfulness": self.resolved_faithfulness(),
             **engine.identity(self),
             **({"model_digest": self.model_digest} if read else {}),
         }
@@ -228,24 +237,46 @@ class RewriteConfig(BaseModel):
             return tuple(op for op in OPERATIONS if op not in NEEDS_WORDNET)
         return OPERATIONS
 
+    def resolved_faithfulness(self) -> str:
+        """The faithfulness check the filters apply: `auto` is wordnet where this machine has WordNet."""
+        if self.faithfulness != "auto":
+            return self.faithfulness
+        from laclip.rewrite.filters import faithfulness_here
+
+        return faithfulness_here()
+
+    def for_cluster(self) -> "RewriteConfig":
+        """The config as the pods run it: an `auto` faithfulness check is wordnet (the rewrite image has it)."""
+        return self.model_copy(update={"faithfulness": "wordnet"}) if self.faithfulness == "auto" else self
+
     def for_this_machine(self) -> tuple["RewriteConfig", str | None]:
-        """For a run here: an eda config that asks for every operation when this machine has no
-        WordNet becomes one that names the operations it can run (so the rewrite id says so), with
-        the warning to show; any other config unchanged."""
-        if self.engine != "eda" or "operations" in self.engine_options:
-            return self, None
+        """For a run here: the faithfulness check named (wordnet where this machine has WordNet, else the
+        built-in tables, with a warning), and, where it has no WordNet, an eda config that asks for every
+        operation made one that names the operations it can run (so the rewrite id says so); the config
+        and the warning to show. A check set to wordnet on a machine without it is a UsageError."""
         from laclip.rewrite import wordnet
 
-        here = wordnet.operations_here()
-        asked = self.eda_operations()
-        ops = tuple(op for op in asked if op in here)
-        if ops == asked:
-            return self, None
-        missing = [op for op in asked if op not in ops]
-        options = {**self.engine_options, "operations": ",".join(ops)}
-        return self.model_copy(update={"engine_options": options}), (
-            f"eda: {', '.join(missing)} cannot run here ({wordnet.source()}): rewriting with {', '.join(ops)} only, "
-            f"a rewrite id of its own. To run all four, {wordnet.HOW}")
+        cfg, notes = self, []
+        here = self.resolved_faithfulness()
+        if self.faithfulness == "wordnet" and wordnet.reader()[0] is None:
+            raise UsageError(f"--faithfulness wordnet: this machine has no WordNet ({wordnet.source()}): "
+                             f"{wordnet.HOW}; or pass --faithfulness builtin")
+        if self.faithfulness == "auto":
+            cfg = cfg.model_copy(update={"faithfulness": here})
+            if here == "builtin":
+                notes.append("the faithfulness check uses its built-in word tables only (a rewrite id of its own)")
+        if self.engine == "eda" and "operations" not in self.engine_options:
+            can = wordnet.operations_here()
+            asked = self.eda_operations()
+            ops = tuple(op for op in asked if op in can)
+            if ops != asked:
+                missing = [op for op in asked if op not in ops]
+                cfg = cfg.model_copy(update={"engine_options": {**self.engine_options, "operations": ",".join(ops)}})
+                notes.insert(0, f"eda: {', '.join(missing)} cannot run here ({wordnet.source()}): rewriting with "
+                                f"{', '.join(ops)} only, a rewrite id of its own")
+        if not notes:
+            return cfg, None
+        return cfg, f"{'; '.join(notes)}. To use WordNet, {wordnet.HOW}"
 
     def fingerprint_hash(self) -> str:
         blob = json.dumps(self.output_fingerprint(), sort_keys=True, ensure_ascii=True)

@@ -48,11 +48,14 @@ RECORD = "export.json"
 FORMAT_VERSION = 3
 
 
-def open_clip_args(dest: str, sources: list[str]) -> str:
-    """open_clip's flags for an export: LaCLIP's uniform draw over the caption and the accepted rewrites."""
+def open_clip_args(dest: str, sources: list[str], text_probs: dict[str, float] | None = None) -> str:
+    """open_clip's flags for an export: LaCLIP's uniform draw over the caption and the accepted rewrites,
+    or the draw weighted by `text_probs` (laclip.rewrite.draw: the same as `laclip submit train
+    --text-probs`)."""
     keys = ["caption", *sources]
+    weights = ["1"] * len(keys) if text_probs is None else [format(text_probs[k], "g") for k in keys]
     return (f"--train-data '{dest.rstrip('/')}/{{00000..NNNNN}}.tar' --dataset-type webdataset "
-            f"--json-text-key \"{';'.join(keys)}\" --json-text-key-probs {' '.join('1' for _ in keys)}")
+            f"--json-text-key \"{';'.join(keys)}\" --json-text-key-probs {' '.join(weights)}")
 
 
 def export_wds_json(store: Store, dataset: str, rewrite_id: str, dest: str,

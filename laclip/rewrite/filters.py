@@ -7,21 +7,34 @@ Rejection reasons, counted per source in the shard's stats:
 - `empty`:       nothing but whitespace or quotes before the newline
 - `too_short`:   fewer than 2 words (the paper's trainer drops those too); in scripts written
                  without spaces (Chinese, Japanese, Thai...) fewer than 3 such characters
-- `echo`:        the input again, up to case, spacing and punctuation
+- `echo`:        the input again, up to case, spacing, punctuation, articles (a, an, the), copulas
+                 (is, are, was...) and `there` ("There is a red star" echoes "a red star")
 - `repetition`:  runaway repetition (a word or a phrase of up to 4 words looping)
 - `scaffolding`: still contains the prompt's `=>` or instruction
 - `invalid`:     control characters, line separators (U+0085, U+2028, U+2029) or U+FFFD (broken
                  decoding); the input captions are cleaned of the same characters
+- `off_topic`, `attribute`, `object`: the faithfulness check (laclip.rewrite.faithful): not a
+                 description at all; a colour, number, size, position or shape the caption does not say
+                 or imply; a thing the caption does not say or imply. On by default (`faithfulness`:
+                 wordnet, builtin or off; see RewriteFilter)
+
+A rejection may carry a detail naming what was objected to; the `<source>_rejected` column then holds
+`reason: detail` (`attribute: colour 'blue' (caption: red)`), and `reason_of` gives the reason back.
+RewriteFilter is the one code path: the worker and `laclip rewrites check` both use it.
 """
 
 from __future__ import annotations
 
 import re
 import string
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from laclip.rewrite.prompts import INSTRUCTION
 
-REASONS = ("empty_input", "empty", "too_short", "echo", "repetition", "scaffolding", "invalid")
+REASONS = ("empty_input", "empty", "too_short", "echo", "repetition", "scaffolding", "invalid", "off_topic",
+           "attribute", "object")
+FAITHFULNESS = ("wordnet", "builtin", "off")
 # Bounds the work on a runaway output: only its first 2000 characters are looked at (77 tokens of
 # ordinary text decode to a few hundred; a long max_new_tokens could exceed this and be cut here).
 MAX_OUTPUT_CHARS = 2000
@@ -35,6 +48,9 @@ _ASCII_DROP = (string.punctuation + string.whitespace).encode()
 _PUNCT_TO_SPACE = str.maketrans({c: " " for c in string.punctuation + "\u2018\u2019\u201c\u201d\u2013\u2014\u2026"})
 _INSTRUCTION_HEAD = INSTRUCTION[:30].lower()
 _QUOTES = "\"'`"
+# what the echo check ignores besides case, spacing and punctuation
+_NO_CHANGE = frozenset("a an the is are was were be been being am there".split())
+_WORD = re.compile(r"\w+")
 
 
 def continuation(text: str) -> str:
@@ -58,6 +74,16 @@ def _squash(low: str) -> str:
     return "".join(low.translate(_PUNCT_TO_SPACE).split())
 
 
+def near_normal(text: str) -> str:
+    """normal() without articles, copulas and `there`: the echo check's second look."""
+    return "".join(w for w in _WORD.findall(text.lower()) if w not in _NO_CHANGE)
+
+
+def reason_of(column_value: str | None) -> str | None:
+    """The reason of a `<source>_rejected` value (`attribute: colour 'blue' ...` -> `attribute`)."""
+    return column_value.split(":", 1)[0] if column_value else column_value
+
+
 def _repetitive(words: list[str]) -> bool:
     """Runaway repetition: a word or a phrase of up to 4 words 4+ times in a row ("a dog a dog a dog
     a dog"), or a long output of few distinct words."""
@@ -79,23 +105,109 @@ def _repetitive(words: list[str]) -> bool:
 
 
 def check(output: str, original_clean: str, original_normal: str | None = None) -> tuple[str, str | None]:
-    """(rewrite, None) when the output is usable, else ("", reason). `original_normal` is
-    normal(original_clean), when the caller has it already."""
+    """(rewrite, None) when the output is usable, else ("", reason): the filters without the faithfulness
+    check. `original_normal` is normal(original_clean), when the caller has it already."""
+    text, reason, _ = _check(output, original_clean, original_normal, None)
+    return text, reason
+
+
+def _check(output: str, original_clean: str, original_normal: str | None,
+           original_near: str | None) -> tuple[str, str | None, str | None]:
     if len(output) > MAX_OUTPUT_CHARS:
         output = output[:MAX_OUTPUT_CHARS]
     text = continuation(output)
     if not text:
-        return "", "empty"
+        return "", "empty", None
     if (not text.isprintable() and _INVALID.search(text)) or "\ufffd" in text:
-        return "", "invalid"
+        return "", "invalid", None
     low = text.lower()
     if "=>" in text or _INSTRUCTION_HEAD in low:
-        return "", "scaffolding"
+        return "", "scaffolding", None
     words = low.split()
     if len(words) < 2 and len(_UNSPACED.findall(text)) < MIN_UNSPACED_CHARS:
-        return "", "too_short"
+        return "", "too_short", None
     if _squash(low) == (original_normal if original_normal is not None else normal(original_clean)):
-        return "", "echo"
+        return "", "echo", None
+    if near_normal(low) == (original_near if original_near is not None else near_normal(original_clean)):
+        return "", "echo", "the caption up to articles, copulas and spacing"
     if _repetitive(words):
-        return "", "repetition"
-    return text, None
+        return "", "repetition", None
+    return text, None, None
+
+
+class Prepared(NamedTuple):
+    """What the filters need of one caption, computed once for all its sources' rewrites."""
+
+    clean: str
+    normal: str
+    near: str
+    facts: object  # laclip.rewrite.faithful.Caption, or None with the faithfulness check off
+
+
+@dataclass(frozen=True)
+class Verdict:
+    text: str  # the rewrite, or "" when rejected
+    reason: str | None = None
+    detail: str | None = None
+
+    @property
+    def column(self) -> str | None:
+        """The `<source>_rejected` value: None when kept, else `reason` or `reason: detail`."""
+        return self.reason if not self.detail else f"{self.reason}: {self.detail}"
+
+
+class RewriteFilter:
+    """The rewrite filters as the worker applies them: `prepare(caption)` once per cleaned caption, then
+    `filter(output, prepared)` per engine output, a Verdict.
+
+    `faithfulness`: `wordnet` (the built-in tables and WordNet: a DataError where WordNet cannot be
+    read, since the same rewrite id must mean the same decisions everywhere), `builtin` (the tables
+    alone), `off` (no faithfulness or off-topic check), or `auto`: faithfulness_here(), what this machine
+    can run (RewriteConfig.resolved_faithfulness puts the same in the rewrite id)."""
+
+    def __init__(self, faithfulness: str = "auto"):
+        if faithfulness == "auto":
+            faithfulness = faithfulness_here()
+        if faithfulness not in FAITHFULNESS:
+            from laclip.errors import UsageError
+
+            raise UsageError(f"invalid faithfulness {faithfulness!r}: choose {', '.join(FAITHFULNESS)}")
+        self.faithfulness = faithfulness
+        self.judge = None
+        if faithfulness != "off":
+            from laclip.rewrite.faithful import Faithfulness
+
+            side = None
+            if faithfulness == "wordnet":
+                from laclip.rewrite import wordnet
+                from laclip.rewrite.faithful_wordnet import WordNetSide
+
+                wn, where = wordnet.reader()
+                if wn is None:
+                    from laclip.errors import DataError
+
+                    raise DataError(f"the faithfulness check was set to use WordNet, and there is none here ({where}):"
+                                    f" {wordnet.HOW}; or rewrite with faithfulness=builtin (another rewrite id)")
+                side = WordNetSide(wn)
+            self.judge = Faithfulness(wordnet=side)
+
+    def prepare(self, caption_clean: str) -> Prepared:
+        facts = self.judge.caption(caption_clean) if self.judge is not None else None
+        return Prepared(caption_clean, normal(caption_clean), near_normal(caption_clean), facts)
+
+    def __call__(self, output: str, prep: Prepared) -> Verdict:
+        text, reason, detail = _check(output, prep.clean, prep.normal, prep.near)
+        if reason is not None:
+            return Verdict("", reason, detail)
+        if self.judge is not None:
+            found = self.judge.judge(prep.facts, text)
+            if found is not None:
+                return Verdict("", *found)
+        return Verdict(text)
+
+
+def faithfulness_here() -> str:
+    """`wordnet` where laclip.rewrite.wordnet finds a WordNet, else `builtin`."""
+    from laclip.rewrite import wordnet
+
+    return "wordnet" if wordnet.reader()[0] is not None else "builtin"

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -92,10 +92,12 @@ def source_columns(table: pa.Table) -> list[str]:
 
 @dataclass
 class ShardRewrites:
-    """One shard's rewrites as a trainer uses them: key -> (original caption, kept rewrites)."""
+    """One shard's rewrites as a trainer uses them: key -> (original caption, kept rewrites), and key ->
+    the source of each kept rewrite (`origins`, for a draw weighted by source)."""
 
     sources: list[str]
     rows: dict[str, tuple[str, list[str]]]
+    origins: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def get(self, key: str) -> tuple[str, list[str]] | None:
         return self.rows.get(key)
@@ -121,12 +123,14 @@ def read_rewrites(store: Store, dataset: str, rewrite_id: str, shard_id: str) ->
     none = [None] * len(keys)
     rejected = [table.column(s + REJECT_SUFFIX).to_pylist() if s + REJECT_SUFFIX in schema.names else none
                 for s in sources]
-    rows = {}
+    rows, origins = {}, {}
     for i, key in enumerate(keys):
         if key is None or captions[i] is None:
             continue  # no sample can match it
-        rows[key] = (captions[i], [t[i] for t, r in zip(texts, rejected) if t[i] and r[i] is None])
-    return ShardRewrites(sources, rows)
+        kept = [(t[i], s) for t, r, s in zip(texts, rejected, sources) if t[i] and r[i] is None]
+        rows[key] = (captions[i], [t for t, _ in kept])
+        origins[key] = tuple(s for _, s in kept)
+    return ShardRewrites(sources, rows, origins)
 
 
 def read_record(store: Store, dataset: str, rewrite_id: str) -> dict:

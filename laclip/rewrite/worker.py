@@ -30,7 +30,7 @@ from laclip.identity import rows_digest
 from laclip.logs import event
 from laclip.rewrite import output as out
 from laclip.rewrite.config import REJECT_SUFFIX, RewriteConfig
-from laclip.rewrite.filters import REASONS, check, normal
+from laclip.rewrite.filters import REASONS, RewriteFilter, reason_of
 from laclip.rewrite.prompts import INSTRUCTION, PromptBuilder, clean_caption, load_meta_pairs
 from laclip.storage import open_store
 from laclip.storage.base import Store
@@ -69,6 +69,7 @@ class ShardRewriter:
         self.batch = cfg.batch_size or engine.default_batch
         self.engine_info = engine.info()
         self.prompt_set_hash = cfg.output_fingerprint()["prompt_set_hash"]
+        self.filter = RewriteFilter(cfg.faithfulness)
 
     def rewrite(self, shard: Shard) -> dict | None:
         """Rewrite one shard; None when another attempt already published it."""
@@ -103,18 +104,18 @@ class ShardRewriter:
         t_prompt = time.perf_counter()
 
         engine_s = filter_s = 0.0
-        normals = [normal(c) for c in cleaned]  # for the echo check
+        prepared = [self.filter.prepare(c) for c in cleaned]  # once per caption, for all its sources
         for b in range(0, len(todo), self.batch):
             chunk = todo[b:b + self.batch]
             e0 = time.perf_counter()
             outs = self.engine([t[3] for t in chunk])
             e1 = time.perf_counter()
             for (_, j, i, _r), text in zip(chunk, outs):
-                good, reason = check(text, cleaned[i], normals[i])
-                if reason is None:
-                    rewrites[j][i] = good
+                verdict = self.filter(text, prepared[i])
+                if verdict.reason is None:
+                    rewrites[j][i] = verdict.text
                 else:
-                    rejected[j][i] = reason
+                    rejected[j][i] = verdict.column
             engine_s += e1 - e0
             filter_s += time.perf_counter() - e1
 
@@ -124,7 +125,7 @@ class ShardRewriter:
             reasons = {r: 0 for r in REASONS}
             for r in rejected[j]:
                 if r is not None:
-                    reasons[r] += 1
+                    reasons[reason_of(r)] += 1
             per_source[s] = {"rewritten": n - sum(reasons.values()),
                              "fallbacks": {r: c for r, c in reasons.items() if c}}
         t_write = time.perf_counter()

@@ -114,7 +114,9 @@ class ImportConfig(BaseModel):
         return {"kind": "import", "version": IMPORT_VERSION, "original": self.original, "sources": self.sources,
                 "format": self.format, "csv_rows": self.csv_rows if self.tabular else None,
                 "caption_column": self.caption_column if self.tabular else None,
-                "choose": self.choose, "filter": self.filter}
+                "choose": self.choose, "filter": self.filter,
+                # what laclip's filters keep changes with their version (laclip.rewrite.config.FILTER_VERSION)
+                **({"filter_version": _filter_version()} if self.filter == "laclip" else {})}
 
     def resolved_rewrite_id(self) -> str:
         from laclip.identity import digest
@@ -125,6 +127,12 @@ class ImportConfig(BaseModel):
 
     def worker_json(self) -> str:
         return self.model_dump_json(exclude={"cluster", "backoff_limit", "run"}, exclude_none=True)
+
+
+def _filter_version() -> int:
+    from laclip.rewrite.config import FILTER_VERSION
+
+    return FILTER_VERSION
 
 
 def source_name(path: str, dataset: str | None = None) -> str:

@@ -41,6 +41,10 @@ class TrainConfig(BaseModel):
     dataset: str = Field("demo", description="dataset under datasets/ (cc3m, cc12m, laion400m, demo...)")
     rewrites: Optional[str] = Field(None, description="rewrite id under rewrites/<dataset>/ (none: plain CLIP)")
     augment: Augment = Field("laclip", description="laclip: draw each text from original+rewrites; none: CLIP")
+    # weights of the draw by source, `caption` the original (laclip.rewrite.draw); None: uniform (LaCLIP's)
+    text_probs: Optional[dict[str, float]] = Field(
+        None, description="SOURCE=WEIGHT,...: how often each text is drawn, caption (the original) and every "
+                          "rewrite source, e.g. caption=2,chatgpt=1,bard=1,coco=1,human=1 [default: uniform]")
     min_words: int = Field(2, ge=0, le=1000)  # reference fallback: texts under 2 words use the original
     # more rows than this whose rewrite was made from another caption: the set is refused (laclip.train.inputs)
     max_rewrite_mismatch: float = Field(0.01, ge=0, le=1)
@@ -162,8 +166,23 @@ class TrainConfig(BaseModel):
             raise ValueError("is empty (an unset variable?): give a rewrite id, or leave it out for plain CLIP")
         return value
 
+    @field_validator("text_probs")
+    @classmethod
+    def _text_probs(cls, value):
+        if value is None:
+            return value
+        from laclip.rewrite.draw import normalise
+
+        try:
+            return normalise(value)
+        except UsageError as exc:
+            raise ValueError(str(exc)) from None
+
     @model_validator(mode="after")
     def _check(self) -> "TrainConfig":
+        if self.text_probs is not None and (not self.rewrites or self.augment != "laclip"):
+            raise ValueError("--text-probs weighs the draw from a rewrite set: it needs --rewrites (and --augment "
+                             "laclip)")
         if self.loss == "clip" and self.texts_per_image != 1:
             raise ValueError("--texts-per-image needs --loss multitext")
         if self.loss == "multitext" and self.texts_per_image < 2:
@@ -244,7 +263,7 @@ class TrainConfig(BaseModel):
 
 
 # Fields that must match to continue a run from its checkpoint (others may change).
-RESUME_KEYS = ("model", "dataset", "loss", "texts_per_image")
+RESUME_KEYS = ("model", "dataset", "loss", "texts_per_image", "text_probs")
 # What does not decide what a run's checkpoints hold: where and how it runs, how often it logs and saves,
 # who owns it. Every other field is its recipe (TrainConfig.recipe), part of the run's identity.
 EXECUTION_FIELDS = frozenset({

@@ -46,14 +46,25 @@ def load_rewrites(store: Store, dataset: str, rewrite_id: str, shard: Shard) -> 
         return None
 
 
-def choose_texts(original: str, rewrites: list[str], rng: random.Random, n: int,
-                 min_words: int) -> tuple[list[str], int]:
-    """n texts drawn uniformly from {original, rewrite_1..K}; a draw with fewer than
-    `min_words` words falls back to the original (the reference code's rule). Returns the
-    texts and how many draws fell back. With n > 1 (multi-text) draws are distinct while
-    there are enough candidates."""
+def choose_texts(original: str, rewrites: list[str], rng: random.Random, n: int, min_words: int,
+                 sources: tuple[str, ...] = (), probs: dict[str, float] | None = None) -> tuple[list[str], int]:
+    """n texts drawn uniformly from {original, rewrite_1..K}, or, with `probs` (weights by source, the
+    original as `caption`; `sources` names each rewrite's), by open_clip's weighted rule
+    (laclip.rewrite.draw); a draw with fewer than `min_words` words falls back to the original (the
+    reference code's rule). Returns the texts and how many draws fell back. With n > 1 (multi-text)
+    draws are distinct while there are enough candidates."""
     pool = [original, *rewrites]
-    picks = rng.sample(pool, n) if 1 < n <= len(pool) else [rng.choice(pool) for _ in range(n)]
+    if probs is not None:
+        from laclip.rewrite.draw import ORIGINAL, weighted_order
+
+        weights = [probs.get(ORIGINAL, 0.0), *(probs.get(s, 0.0) for s in sources)]
+        order = weighted_order(pool, weights, rng)
+        picks = order[:n]
+        more = [(t, w) for t, w in zip(pool, weights) if w > 0]
+        while len(picks) < n:  # more texts asked than the sample has: repeats, drawn by weight
+            picks.append(rng.choices([t for t, _ in more], [w for _, w in more])[0] if more else original)
+    else:
+        picks = rng.sample(pool, n) if 1 < n <= len(pool) else [rng.choice(pool) for _ in range(n)]
     out, fell_back = [], 0
     for text in picks:
         if text is not original and len(text.split()) < min_words:
@@ -100,6 +111,7 @@ class StreamSpec:
     seed: int
     workers: int
     max_pixels: int | None = None
+    text_probs: dict[str, float] | None = None  # the draw's weight per source (None: uniform)
 
     @classmethod
     def of(cls, cfg) -> "StreamSpec":
@@ -109,7 +121,7 @@ class StreamSpec:
         size, mean, std = image_geometry(cfg.model)
         return cls(cfg.dataset, cfg.rewrites, cfg.augment, cfg.texts_per_image, cfg.min_words, cfg.batch_size,
                    cfg.model, size, tuple(mean), tuple(std), tuple(cfg.crop_scale), cfg.shuffle_buffer, cfg.seed,
-                   cfg.workers, cfg.max_image_pixels)
+                   cfg.workers, cfg.max_image_pixels, cfg.text_probs)
 
 
 class TrainStream(IterableDataset):
@@ -132,6 +144,7 @@ class TrainStream(IterableDataset):
         self.dataset, self.rewrites, self.augment = spec.dataset, spec.rewrites, spec.augment
         self.m, self.min_words, self.batch_size, self.model = spec.texts_per_image, spec.min_words, spec.batch_size, \
             spec.model
+        self.text_probs = spec.text_probs
         self.shuffle_buffer, self.seed = spec.shuffle_buffer, spec.seed
         self.image_size, self.mean, self.std, self.crop_scale = spec.image_size, spec.mean, spec.std, spec.crop_scale
         self.rank, self.world_size, self.workers = rank, world_size, max(1, spec.workers)
@@ -216,6 +229,7 @@ class TrainStream(IterableDataset):
             stats["missing_captions"] += 1
             return None
         rewrites: list[str] = []
+        sources: tuple[str, ...] = ()
         if table is not None:
             row = table.get(key)
             if row is None:
@@ -223,13 +237,13 @@ class TrainStream(IterableDataset):
             elif row[0].strip() != original:  # made from another caption: they describe another image
                 stats["rewrite_caption_mismatches"] += 1
             else:
-                rewrites = row[1]
+                rewrites, sources = row[1], table.origins.get(key, ())
         elif self.rewrites and self.augment == "laclip":
             stats["samples_without_rewrites"] += 1
         if self.augment == "none":
             texts, fell = [original] * self.m, 0
         else:
-            texts, fell = choose_texts(original, rewrites, rng, self.m, self.min_words)
+            texts, fell = choose_texts(original, rewrites, rng, self.m, self.min_words, sources, self.text_probs)
             stats["picked_rewrite"] += sum(t is not original for t in texts)
         stats["short_rewrite_fallbacks"] += fell
         return image, texts

@@ -46,10 +46,25 @@ def check_inputs(cfg: TrainConfig, store: Store | None = None, holding: bool = F
     if uses_rewrites(cfg):
         from laclip.rewrite.output import read_record
 
-        read_record(store, cfg.dataset, cfg.rewrites)
+        record = read_record(store, cfg.dataset, cfg.rewrites)
+        if cfg.text_probs is not None:
+            from laclip.rewrite.draw import check_sources
+
+            check_sources(cfg.text_probs, _set_sources(store, cfg, record), f"rewrite set {cfg.rewrites}")
         check_captions(store, cfg, shards)
     check_run(cfg, store, shards, holding)
     return shards
+
+
+def _set_sources(store: Store, cfg: TrainConfig, record: dict) -> list[str]:
+    """The rewrite set's sources: its record's, else its first shard's columns (a set made elsewhere)."""
+    if record.get("sources"):
+        return list(record["sources"])
+    from laclip import layout
+    from laclip.rewrite.output import read_shard, source_columns
+
+    first = layout.rewritten_shards(store, cfg.dataset, cfg.rewrites)[0]
+    return source_columns(read_shard(store, cfg.dataset, cfg.rewrites, first))
 
 
 # -- what a run is: its identity -----------------------------------------------------------------

@@ -10,6 +10,7 @@ import re
 import shlex
 from collections import Counter
 
+import pytest
 from scipy.stats import chisquare
 from typer.testing import CliRunner
 
@@ -98,3 +99,43 @@ def test_an_export_by_an_older_laclip_is_not_extended(demo_copy, tmp_path):
     res = CliRunner().invoke(app, ["--root", demo_copy.url, "rewrites", "export", "--dataset", "demo", "--rewrites",
                                    "rw1", "--out", str(dest)], env={"COLUMNS": "300"})
     assert isinstance(res.exception, UsageError) and "by an older laclip" in str(res.exception)
+
+
+def test_weighted_export_draws_as_laclips_trainer_does(demo_copy, tmp_path):
+    """`rewrites export --text-probs` prints the weights in open_clip's key order; drawing by open_clip's rule
+    from the exported fields and drawing with laclip's own loader (choose_texts) give each text with the
+    probability its weight has among the sample's texts that exist (bard, rejected, is absent)."""
+    from laclip.rewrite.draw import parse_text_probs
+    from laclip.train.data import choose_texts
+
+    write_rewrites(demo_copy, rejected={"bard"})
+    flag = "caption=3,chatgpt=1,bard=2,coco=0,human=2"
+    dest = tmp_path / "wds"
+    res = CliRunner().invoke(app, ["--root", demo_copy.url, "rewrites", "export", "--dataset", "demo", "--rewrites",
+                                   "rw1", "--out", str(dest), "--text-probs", flag], env={"COLUMNS": "300"})
+    assert res.exit_code == 0, res.output
+    line = next(line for line in res.output.splitlines() if "--json-text-key" in line)
+    args = shlex.split(line.split(":", 1)[1])
+    keys = args[args.index("--json-text-key") + 1].split(";")
+    probs = [float(p) for p in args[args.index("--json-text-key-probs") + 1:] if re.fullmatch(r"[0-9.e-]+", p)]
+    weights = parse_text_probs(flag)
+    assert keys == ["caption", *SOURCES] and probs == pytest.approx([weights[k] for k in keys], abs=1e-6)
+    pools = read_rewrites(demo_copy, "demo", "rw1", "00000")
+    sample = next(s for s in iter_tar(open_store(str(dest)), "00000.tar") if s["__key__"] in pools.rows)
+    meta, caption = json.loads(sample["json"]), sample["txt"].decode()
+    rng, n = random.Random(3), 6000
+    theirs = Counter(open_clip_draw(meta, keys, probs, rng) for _ in range(n))
+    texts, origins = pools.rows[sample["__key__"]][1], pools.origins[sample["__key__"]]
+    ours = Counter(choose_texts(caption, texts, rng, 1, 1, origins, weights)[0][0] for _ in range(n))
+    expected = {caption: 3 / 6, f"chatgpt: {caption}": 1 / 6, f"human: {caption}": 2 / 6}  # coco: a fallback
+    for drawn in (theirs, ours):
+        assert set(drawn) == set(expected), drawn
+        assert chisquare([drawn[t] for t in expected], [n * p for p in expected.values()]).pvalue > 1e-4
+
+
+def test_export_weights_must_name_every_source(demo_copy, tmp_path):
+    write_rewrites(demo_copy)
+    res = CliRunner().invoke(app, ["--root", demo_copy.url, "rewrites", "export", "--dataset", "demo", "--rewrites",
+                                   "rw1", "--out", str(tmp_path / "w"), "--text-probs", "caption=1,chatgpt=1"])
+    assert isinstance(res.exception, UsageError) and "missing: bard, coco, human" in str(res.exception)
+    assert not (tmp_path / "w").exists()  # refused before anything is written

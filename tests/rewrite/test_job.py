@@ -28,7 +28,7 @@ def golden_config(**submit) -> RewriteConfig:
                              accelerator="nvidia-a100-80gb", gpus=2)
     fields = {"run": RUN, "root": "gs://bkt/laclip", "num_shards": 1201, **submit}
     return RewriteConfig(dataset="cc12m", model="gs://bkt/models/llama-7b", tensor_parallel=2, shards_per_pod=2,
-                         cluster=cluster, **fields).check()
+                         cluster=cluster, **fields).check().for_cluster()
 
 
 def test_render_matches_golden_and_schema():

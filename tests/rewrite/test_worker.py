@@ -55,7 +55,7 @@ def test_eda_rewrites_a_dataset_and_resumes(demo_copy):
     kept = sum(v is None for v in table.column("chatgpt_rejected").to_pylist())
     assert kept > 0.8 * table.num_rows  # eda rewrites almost every caption
     changed = [a != b for a, b in zip(table.column("caption").to_pylist(), table.column("bard").to_pylist())]
-    assert sum(changed) == kept or sum(changed) > 0.8 * table.num_rows
+    assert sum(changed) == sum(v is None for v in table.column("bard_rejected").to_pylist())  # a kept one differs
     total = rout.summarize(store, "demo", rid)
     assert total["shards"] == 4 and total["captions"] == 512 and total["prompts"] == 2048
     assert sum(total["fallbacks"].values()) == sum(s["fallbacks_total"] for s in stats)
@@ -108,7 +108,7 @@ class Recorder(Engine):
 
     name = "recorder"
 
-    def __init__(self, answer=" a different sentence here\nrest"):
+    def __init__(self, answer=" told again, differently\nrest"):  # no word the faithfulness check judges
         self.answer, self.seen = answer, []
 
     def generate(self, requests):
@@ -140,7 +140,7 @@ def test_bad_captions_are_kept_and_prompts_stay_clean(demo_copy):
     assert by_key["empty"]["chatgpt_rejected"] == "empty_input" and by_key["empty"]["chatgpt"] == ""
     assert by_key["blank"]["human_rejected"] == "empty_input" and by_key["blank"]["human"] == BAD_CAPTIONS["blank"]
     assert by_key["huge"]["caption"] == BAD_CAPTIONS["huge"]  # the original is kept whole
-    assert by_key["ordinary"]["coco"] == "a different sentence here"
+    assert by_key["ordinary"]["coco"] == "told again, differently"
     assert stats["sources"]["bard"]["fallbacks"] == {"empty_input": 2}
 
 

@@ -197,3 +197,23 @@ def test_rewrites_made_from_another_caption_train_on_the_original_and_are_counte
         others.update(text.split(":")[0].strip() for text in decode(tokens))
     assert set(seen) == mismatched and stats["rewrite_caption_mismatches"] == sum(seen.values()) == 3 * 8
     assert stats["samples"] == 3 * 512 and set(SOURCES) <= set(others)  # the other rows still draw rewrites
+
+
+def test_the_run_configs_source_weights_reach_the_loader(demo_copy):
+    """--text-probs travels TrainConfig -> StreamSpec.of -> TrainStream: weights 2:1:1:0:0 draw the
+    original half the time, chatgpt and bard a quarter each, coco and human never."""
+    from laclip.rewrite.draw import parse_text_probs
+    from laclip.train.config import TrainConfig
+
+    write_rewrites(demo_copy)
+    cfg = TrainConfig(run="r", root=demo_copy.url, preset="demo", rewrites="rw1", batch_size=64, workers=1,
+                      text_probs=parse_text_probs("caption=2,chatgpt=1,bard=1,coco=0,human=0"))
+    spec = StreamSpec.of(cfg)
+    seen = Counter()
+    for _, tokens, _ in islice(iter(TrainStream(demo_copy, resolve_shards(demo_copy, "demo"), spec)), 24):
+        for text in decode(tokens):
+            head = text.split(":")[0].strip()
+            seen[head if head in SOURCES else "original"] += 1
+    assert set(seen) == {"original", "chatgpt", "bard"}, seen
+    n = sum(seen.values())
+    assert chisquare([seen["original"], seen["chatgpt"], seen["bard"]], [n / 2, n / 4, n / 4]).pvalue > 1e-4, seen
