@@ -58,6 +58,7 @@ RUN_CHANGES = {  # recipe field -> other values (with what a valid config needs 
     "crop_scale": [{"crop_scale": (0.5, 1.0)}, {"crop_scale": (0.9, 1.0)}], "grad_clip": [{"grad_clip": 1.0}],
     "seed": [{"seed": 1}, {"seed": 12345}], "shuffle_buffer": [{"shuffle_buffer": 1}, {"shuffle_buffer": 999}],
     "max_image_pixels": [{"max_image_pixels": 4096}], "scan_shards": [{"scan_shards": 0}],
+    "text_probs": [{"text_probs": {"caption": 0.5, "chatgpt": 0.5}}],
 }
 DATA_CHANGES = ["tar", "parquet captions", "rewrite rows", "shard added", "shard removed"]
 RUN_SAME = [{"workers": 2}, {"log_every": 1}, {"checkpoint_every": 1}, {"keep_last": 9}, {"tensorboard": False},
@@ -168,6 +169,7 @@ REWRITE_CHANGES = {  # fingerprint key -> changes (a value, or "weights": the mo
     "engine_options": [{"engine_options": {"dtype": "float16"}}, {"engine_options": {"device": "cuda"}}],
     "seed": [{"seed": 1}], "max_caption_words": [{"max_caption_words": 8}],
     "max_caption_chars": [{"max_caption_chars": 40}], "batch_size": [{"batch_size": 1}, {"batch_size": 64}],
+    "faithfulness": [{"faithfulness": "off"}, {"faithfulness": "builtin"}],
     "filter_version": [],  # fixed by the code: not a user's setting
     "back_model": [],  # backtranslate's second folder: its content enters model_digest
     "eda_operations": [],  # eda's (its ids are checked by the rewrite tests)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pyarrow.parquet as pq
 import pytest
@@ -52,8 +53,12 @@ def test_eda_rewrites_a_dataset_and_resumes(demo_copy):
     assert [s["shard"] for s in stats] == ["00000", "00001", "00002", "00003"]
     check_complete(store, "demo", rid)
     table = rout.read_shard(store, "demo", rid, "00000")
-    kept = sum(v is None for v in table.column("chatgpt_rejected").to_pylist())
-    assert kept > 0.8 * table.num_rows  # eda rewrites almost every caption
+    reasons = Counter((v or "keep").split(":")[0] for s in SOURCES for v in table.column(f"{s}_rejected").to_pylist())
+    # eda changes almost every caption, but its synonyms come from any WordNet sense ("ring" -> "telephone",
+    # "circle" -> "circuit") and a deleted article leaves a near-echo: the faithfulness and echo checks take
+    # those (about a third on the demo's short captions); nothing else is rejected
+    assert reasons["keep"] > 0.6 * 4 * table.num_rows, reasons
+    assert set(reasons) <= {"keep", "echo", "object", "attribute", "off_topic", "too_short"}, reasons
     changed = [a != b for a, b in zip(table.column("caption").to_pylist(), table.column("bard").to_pylist())]
     assert sum(changed) == sum(v is None for v in table.column("bard_rejected").to_pylist())  # a kept one differs
     total = rout.summarize(store, "demo", rid)
@@ -108,12 +113,13 @@ class Recorder(Engine):
 
     name = "recorder"
 
-    def __init__(self, answer=" told again, differently\nrest"):  # no word the faithfulness check judges
+    def __init__(self, answer=None):
         self.answer, self.seen = answer, []
 
     def generate(self, requests):
+        """Default: the caption's own words, told again (no filter rejects that, the faithfulness check included)."""
         self.seen += requests
-        return [self.answer for _ in requests]
+        return [self.answer if self.answer is not None else f" seen once more: {r.caption}\nrest" for r in requests]
 
 
 def bad_store(demo_copy):
@@ -140,8 +146,9 @@ def test_bad_captions_are_kept_and_prompts_stay_clean(demo_copy):
     assert by_key["empty"]["chatgpt_rejected"] == "empty_input" and by_key["empty"]["chatgpt"] == ""
     assert by_key["blank"]["human_rejected"] == "empty_input" and by_key["blank"]["human"] == BAD_CAPTIONS["blank"]
     assert by_key["huge"]["caption"] == BAD_CAPTIONS["huge"]  # the original is kept whole
-    assert by_key["ordinary"]["coco"] == "told again, differently"
-    assert stats["sources"]["bard"]["fallbacks"] == {"empty_input": 2}
+    assert by_key["ordinary"]["coco"] == "seen once more: a dog running on the beach"
+    # the empty and blank captions, and the huge one's rewrite, which repeats it (the caption repeats itself)
+    assert stats["sources"]["bard"]["fallbacks"] == {"empty_input": 2, "repetition": 1}
 
 
 @pytest.mark.parametrize("answer, reason", [
