@@ -142,7 +142,7 @@ def evaluate_dataset(cfg: EvalConfig, ds, lm, store, todo: list[Planned]) -> lis
 
 
 def _check_same_checkpoint(cfg: EvalConfig, store) -> None:
-    """evals/<run>/<name>/ belongs to one checkpoint: two files with the same run folder and
+    """An evaluation folder (evals/<run>/<name>/) belongs to one checkpoint: two files with the same run folder and
     name (say /a/run7/final.pt and /b/run7/final.pt) must not share one folder of results."""
     from laclip.eval.records import read_eval_record
 

@@ -171,7 +171,7 @@ class LocalStore(Store):
 
     def list(self, prefix: str = "") -> list[str]:
         base = self._path(prefix) if prefix else self.root
-        # A prefix may name a folder ("datasets/demo/") or a name start ("datasets/demo/000").
+        # A prefix may name a folder (datasets/demo/) or a name start (datasets/demo/000).
         try:
             folder = base if base.is_dir() else base.parent
             if not folder.is_dir():

@@ -169,8 +169,9 @@ def check_compatible(ckpt_config: dict, config: dict, keys, where: str) -> None:
 
 
 def write_run_config(store: Store, run: str, config: dict, keys) -> None:
-    """checkpoints/<run>/config.json, written once; a later start must agree with it on `keys` (the trainer
-    claims its run through laclip.train.inputs.claim_run, which compares the run's whole identity)."""
+    """The run record (checkpoints/<run>/config.json), written once; a later start must agree with it on
+    `keys` (the trainer claims its run through laclip.train.inputs.claim_run, which compares the run's whole
+    identity)."""
     from laclip import claim
 
     path = layout.run_record(run)

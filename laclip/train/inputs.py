@@ -147,8 +147,9 @@ def _changes(before: dict, now: dict) -> list[str]:
 
 
 def claim_run(cfg: TrainConfig, store: Store, shards: list[Shard], config: dict) -> None:
-    """checkpoints/<run>/config.json: the config and identity of a run's first start, written once; every
-    later start must bring the same identity (check_run). Called by the holder of the run's lease."""
+    """The run record (checkpoints/<run>/config.json): the config and identity of a run's first start,
+    written once; every later start must bring the same identity (check_run). Called by the holder of the
+    run's lease."""
     from laclip import claim, layout
 
     if claim.read_record(store, layout.run_record(cfg.run)) is not None:
