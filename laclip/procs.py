@@ -14,10 +14,16 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 
 PR_SET_PDEATHSIG = 1
 PYTHON_ENV = {"PYTHONSAFEPATH": "1"}  # `python -m` must not import a ./laclip/ from the current folder
+# A DataLoader worker hands its tensors over by file descriptor, through a Unix socket that multiprocessing
+# binds at <temp dir>/pymp-XXXXXXXX/listener-XXXXXXXX. A path over 107 bytes fails to bind in the worker's
+# queue thread: the batch is dropped with a traceback and the trainer waits for it forever.
+SOCKET_PATH_MAX = 107
+SOCKET_NAME = len("/pymp-xxxxxxxx/listener-xxxxxxxx")
 
 
 def die_with_parent(parent: int | None = None) -> None:
@@ -30,6 +36,24 @@ def die_with_parent(parent: int | None = None) -> None:
         return
     if parent is not None and os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
+
+
+def check_worker_tmpdir(workers: int) -> None:
+    """Refuse, in one line, to start DataLoader workers whose batches could not reach this process."""
+    if not workers:
+        return
+    import torch.multiprocessing
+
+    if torch.multiprocessing.get_sharing_strategy() != "file_descriptor":
+        return
+    from laclip.errors import UsageError
+
+    tmp = tempfile.gettempdir()
+    room = SOCKET_PATH_MAX - SOCKET_NAME
+    if len(os.fsencode(tmp)) > room:
+        raise UsageError(f"the temporary folder {tmp} is {len(os.fsencode(tmp))} bytes long: data loader workers "
+                         f"pass batches through a socket under it, which needs it at most {room} bytes long; "
+                         "set TMPDIR to a shorter folder (or train with --workers 0)")
 
 
 def start(cmd: list[str], **popen) -> subprocess.Popen:

@@ -152,9 +152,13 @@ def input_size(lm: LoadedModel) -> int:
 
 def compute_image_features(lm: LoadedModel, ds, split: str, batch_size: int = 256,
                            workers: int = 0, max_pixels: int | None = None) -> Features:
+    from laclip.procs import check_worker_tmpdir
+
     images = _SplitImages(ds, split, lm.preprocess, pixel_limit(input_size(lm), max_pixels))
+    workers = min(workers, os.cpu_count() or 1)
+    check_worker_tmpdir(workers)
     loader = torch.utils.data.DataLoader(
-        images, batch_size=batch_size, num_workers=min(workers, os.cpu_count() or 1),
+        images, batch_size=batch_size, num_workers=workers,
         collate_fn=_collate, pin_memory=lm.device.type == "cuda",
     )
     chunks, indices, labels, keys, captions = [], [], [], [], []

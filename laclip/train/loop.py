@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 
 from laclip.errors import DataError, LaclipError, UsageError
+from laclip.procs import check_worker_tmpdir
 from laclip.train import checkpoint as ckpt
 from laclip.train import model as models
 from laclip.train.config import RESUME_KEYS, TrainConfig
@@ -263,6 +264,7 @@ def train_loop(cfg: TrainConfig, rank: int, world: int, device, store, shards, c
 
     spec = StreamSpec.of(cfg)
     stream = TrainStream(store, shards, spec, rank=rank, world_size=world, start=start, skip_keys=found.repeated)
+    check_worker_tmpdir(cfg.workers)
     loader = DataLoader(stream, batch_size=None, num_workers=cfg.workers, pin_memory=device.type == "cuda",
                         prefetch_factor=max(4, 2 * accum) if cfg.workers else None)
     net = model
