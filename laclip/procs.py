@@ -53,7 +53,7 @@ def check_worker_tmpdir(workers: int) -> None:
     if len(os.fsencode(tmp)) > room:
         raise UsageError(f"the temporary folder {tmp} is {len(os.fsencode(tmp))} bytes long: data loader workers "
                          f"pass batches through a socket under it, which needs it at most {room} bytes long; "
-                         "set TMPDIR to a shorter folder (or train with --workers 0)")
+                         "set TMPDIR to a shorter folder (or --workers 0)")
 
 
 def start(cmd: list[str], **popen) -> subprocess.Popen:
