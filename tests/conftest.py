@@ -43,12 +43,13 @@ def pytest_configure(config):
             os.environ.pop(name, None)
 
 
-# The longest tests, longest first (the serial run's --durations on 2 cores): they start first, one per
+# The longest tests, longest first (`make test PYTEST_ARGS=--durations=40` on 2 cores): they start first, one per
 # worker, so that none of them starts last and keeps one worker busy after the others are done.
-LONGEST = ("tests/test_pipeline.py::test_pipeline_runs", "tests/train/test_train_steps.py::test_compiled_step",
-           "tests/test_bench.py::test_benchmark_runs[accum_curve", "tests/test_bench.py::test_benchmark_runs[gpu",
-           "tests/train/test_train_steps.py", "tests/test_bench.py", "tests/train/test_peers.py", "tests/test_lease.py",
-           "tests/train/test_gcs.py", "tests/train/test_train.py")
+LONGEST = ("tests/test_pipeline.py::test_pipeline_runs", "tests/test_fresh_machine.py::test_quick_start",
+           "tests/hostile/test_corpus.py::test_case[c104-", "tests/rewrite/test_smollm2.py", "tests/test_bench.py",
+           "tests/train/test_train.py", "tests/train/test_peers.py", "tests/eval/test_local_settings.py",
+           "tests/train/test_jobset_pods.py", "tests/rewrite/test_audit.py", "tests/eval/test_run.py",
+           "tests/test_lease.py", "tests/train/test_train_steps.py", "tests/train/test_gcs.py")
 
 
 def pytest_collection_modifyitems(config, items):

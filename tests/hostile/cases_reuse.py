@@ -124,7 +124,7 @@ def _run_changed(name, extra, change, word) -> Case:
         res = laclip("--root", str(root), *args, *extra)
         assert_clean_error(res, word)
         assert (root / "checkpoints" / "done" / "step_2.pt").read_bytes() == before
-    return Case(103, f"finished-run-{name}", run, slow=True)
+    return Case(103, f"finished-run-{name}", run, slow=True, group="hostile-trained")
 
 
 def _run_same(name, extra) -> Case:
@@ -134,7 +134,7 @@ def _run_same(name, extra) -> Case:
         res = laclip("--root", str(root), *BASE, *extra)
         assert_ok(res)
         assert (root / "checkpoints" / "done" / "step_2.pt").read_bytes() == before  # reused, not trained again
-    return Case(103, f"finished-run-reused-{name}", run, slow=True)
+    return Case(103, f"finished-run-reused-{name}", run, slow=True, group="hostile-trained")
 
 
 # -- class 104: the pipeline after its data changed --------------------------------------------------
@@ -169,7 +169,7 @@ def _pipeline(name: str, change, reuse: bool) -> Case:
         assert_ok(res)
         reused = res.out.count("reusing checkpoints/")
         assert reused == (2 if reuse else 0), f"{reused} models reused: {res.out[-600:]}"
-    return Case(104, f"pipeline-{name}", run, slow=True)
+    return Case(104, f"pipeline-{name}", run, slow=True, group="hostile-piped")
 
 
 PIPELINE = [

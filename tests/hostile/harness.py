@@ -231,6 +231,7 @@ class Case:
     name: str
     check: Callable[[Path], None]
     slow: bool = False
+    group: str | None = None  # cases sharing a store built once per process run on one xdist worker
 
     @property
     def id(self) -> str:

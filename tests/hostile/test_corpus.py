@@ -8,8 +8,11 @@ import pytest
 from .corpus import ALL_CASES
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=[pytest.mark.slow] if c.slow else [])
-                                  for c in ALL_CASES])
+def marks(case) -> list:
+    return ([pytest.mark.slow] if case.slow else []) + ([pytest.mark.xdist_group(case.group)] if case.group else [])
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=marks(c)) for c in ALL_CASES])
 def test_case(case, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     case.check(tmp_path)
