@@ -35,6 +35,17 @@ def decode(tokens) -> list[str]:
     return [tok.decode(t.tolist()).replace("<start_of_text>", "").split("<end_of_text>")[0].strip() for t in tokens]
 
 
+def drawn_sources(loader, batches: int = 24) -> Counter:
+    """Which text each drawn sample got: its rewrite source (a rewrite reads `<source>: <caption>`, as
+    train_helpers writes them) or the original. 24 batches of 64 are 1,536 draws, 3 epochs of the demo."""
+    seen = Counter()
+    for _, tokens, _ in islice(iter(loader), batches):
+        for text in decode(tokens):
+            head = text.split(":")[0].strip()
+            seen[head if head in SOURCES else "original"] += 1
+    return seen
+
+
 def test_choose_texts_is_uniform_over_original_and_rewrites():
     rng = random.Random(1)
     pool = [f"rewrite number {i}" for i in range(4)]
@@ -56,11 +67,7 @@ def test_multitext_draws_distinct_texts_when_it_can():
 def test_loader_draws_uniformly_through_real_shards(demo_copy):
     """Every sample, every time it is seen: 1/5 original, 1/5 per rewrite source (chi-square)."""
     write_rewrites(demo_copy)
-    seen = Counter()
-    for _, tokens, _ in islice(iter(stream(demo_copy, batch_size=64)), 24):  # 1536 draws, 3 epochs
-        for text in decode(tokens):
-            head = text.split(":")[0].strip()
-            seen[head if head in SOURCES else "original"] += 1
+    seen = drawn_sources(stream(demo_copy, batch_size=64))
     assert set(seen) == {"original", *SOURCES}
     assert chisquare(list(seen.values())).pvalue > 1e-3, seen
 
@@ -69,11 +76,7 @@ def test_rejected_rewrites_are_not_drawn(demo_copy):
     """A rejected rewrite holds the caption itself: drawing it would make the original twice as
     likely as each rewrite. The draw is uniform over the original and the kept rewrites."""
     write_rewrites(demo_copy, rejected={"bard"})
-    seen = Counter()
-    for _, tokens, _ in islice(iter(stream(demo_copy, batch_size=64)), 24):  # 1536 draws, 3 epochs
-        for text in decode(tokens):
-            head = text.split(":")[0].strip()
-            seen[head if head in SOURCES else "original"] += 1
+    seen = drawn_sources(stream(demo_copy, batch_size=64))
     assert set(seen) == {"original", "chatgpt", "coco", "human"}
     assert chisquare(list(seen.values())).pvalue > 1e-3, seen
     for _, tokens, _ in islice(iter(stream(demo_copy, texts_per_image=4)), 4):
@@ -209,11 +212,7 @@ def test_the_run_configs_source_weights_reach_the_loader(demo_copy):
     cfg = TrainConfig(run="r", root=demo_copy.url, preset="demo", rewrites="rw1", batch_size=64, workers=1,
                       text_probs=parse_text_probs("caption=2,chatgpt=1,bard=1,coco=0,human=0"))
     spec = StreamSpec.of(cfg)
-    seen = Counter()
-    for _, tokens, _ in islice(iter(TrainStream(demo_copy, resolve_shards(demo_copy, "demo"), spec)), 24):
-        for text in decode(tokens):
-            head = text.split(":")[0].strip()
-            seen[head if head in SOURCES else "original"] += 1
+    seen = drawn_sources(TrainStream(demo_copy, resolve_shards(demo_copy, "demo"), spec))
     assert set(seen) == {"original", "chatgpt", "bard"}, seen
     n = sum(seen.values())
     assert chisquare([seen["original"], seen["chatgpt"], seen["bard"]], [n / 2, n / 4, n / 4]).pvalue > 1e-4, seen
